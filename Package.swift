@@ -1,0 +1,68 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Dependency direction (DESIGN.md §3): Protocol and RISCV depend on nothing of ours;
+// Transport on Protocol; Platform on RISCV; Node and Coordinator on those; the CLI on everything.
+let package = Package(
+    name: "Disco",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "disco", targets: ["disco"]),
+        .library(name: "RISCV", targets: ["RISCV"]),
+        .library(name: "Platform", targets: ["Platform"]),
+        .library(name: "Protocol", targets: ["Protocol"]),
+        .library(name: "Transport", targets: ["Transport"]),
+        .library(name: "Node", targets: ["Node"]),
+        .library(name: "Coordinator", targets: ["Coordinator"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
+    ],
+    targets: [
+        // MARK: - Libraries
+        .systemLibrary(
+            name: "CLibUV",
+            pkgConfig: "libuv",
+            providers: [.apt(["libuv1-dev"])]
+        ),
+        .target(name: "Protocol"),
+        .target(
+            name: "Transport",
+            dependencies: ["Protocol", "CLibUV", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(name: "RISCV"),
+        .target(
+            name: "Platform",
+            dependencies: ["RISCV", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "Node",
+            dependencies: ["RISCV", "Platform", "Protocol", "Transport", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "Coordinator",
+            dependencies: ["Protocol", "Transport", .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
+            name: "disco",
+            dependencies: [
+                "RISCV", "Platform", "Node", "Coordinator", "Protocol", "Transport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // MARK: - Tests
+        .testTarget(
+            name: "ProtocolTests",
+            dependencies: ["Protocol", .product(name: "PropertyBased", package: "swift-property-based")]
+        ),
+        .testTarget(name: "TransportTests", dependencies: ["Transport", "Protocol"]),
+        .testTarget(name: "RISCVTests", dependencies: ["RISCV"]),
+        .testTarget(name: "PlatformTests", dependencies: ["Platform", "RISCV"]),
+        .testTarget(name: "SystemTests", dependencies: ["Platform", "RISCV"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

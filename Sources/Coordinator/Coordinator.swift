@@ -1,0 +1,1 @@
+// Module Coordinator: see DESIGN.md §3.

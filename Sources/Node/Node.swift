@@ -1,0 +1,1 @@
+// Module Node: see DESIGN.md §3.

@@ -1,0 +1,1 @@
+// Module Platform: see DESIGN.md §3.

@@ -1,0 +1,1 @@
+// Module Protocol: see DESIGN.md §3.

@@ -1,0 +1,61 @@
+/// The one narrow interface through which a hart reaches everything outside itself.
+///
+/// A hart knows nothing of sockets, nodes or devices. Every access it makes after
+/// address translation is to a *guest-physical* address and goes through this
+/// protocol: the single-process platform backs it with local RAM and MMIO devices,
+/// a cluster node later backs it with local or remote machine memory (the pmap and
+/// the coherence agent sit behind it).
+///
+/// The hot path never calls through the protocol: a hart asks `directPage` once per
+/// page and caches the host pointer in its TLB. The owner of the memory revokes
+/// those cached pointers with `Hart.dropDirectMappings(...)` whenever the page stops
+/// being locally accessible at that permission (coherence action, migration, MMIO
+/// remap).
+public protocol PhysicalMemory: AnyObject {
+    /// A host pointer to the start of the 4 KiB guest-physical page `pageAddress`
+    /// (page aligned) if the hart may access all of it directly for `access`:
+    /// reads and fetches for `.read`/`.execute`, reads and writes for `.write`.
+    /// `nil` means "use `load`/`store`/`atomic`" (MMIO, remote, not present).
+    func directPage(_ pageAddress: UInt64, for access: AccessType) -> UnsafeMutableRawPointer?
+
+    /// A load of `size` bytes (1, 2, 4 or 8; naturally aligned) at `address`, little endian, zero extended.
+    func load(_ address: UInt64, size: Int, hart: Int, value: inout UInt64) -> BusStatus
+
+    /// A store of the low `size` bytes of `value` (1, 2, 4 or 8; naturally aligned) at `address`.
+    func store(_ address: UInt64, size: Int, value: UInt64, hart: Int) -> BusStatus
+
+    /// An atomic read-modify-write of `size` (4 or 8) bytes at `address`; `old` receives the
+    /// previous memory value (zero extended). For `.compareAndSwap`, `operand` is the new value
+    /// and `expected` the value that must be present for the write to happen.
+    func atomic(_ op: AtomicOp, _ address: UInt64, size: Int, operand: UInt64, expected: UInt64,
+                hart: Int, old: inout UInt64) -> BusStatus
+
+    /// The platform's time base (mtime, ticks at 10 MHz), used for the `time` CSR and Sstc.
+    func currentTime() -> UInt64
+}
+
+/// What an access wants to do with a page.
+public enum AccessType: UInt8, Sendable {
+    case read = 0
+    case write = 1
+    case execute = 2
+}
+
+/// The outcome of an access through `PhysicalMemory`.
+public enum BusStatus: UInt8, Sendable {
+    /// Done.
+    case ok = 0
+    /// No memory or device answers at that address: the hart raises an access fault.
+    case accessFault = 1
+    /// The data is not here yet (a remote line is being fetched). The hart must not
+    /// retire the instruction: it stops with `HartExit.parked` and re-executes the
+    /// instruction from scratch when resumed. Instructions therefore make no
+    /// architectural change before their last memory access succeeds.
+    case retry = 2
+}
+
+/// The read-modify-write operations of the A extension, performed at the memory.
+public enum AtomicOp: UInt8, Sendable {
+    case swap, add, xor, and, or, min, max, minu, maxu
+    case compareAndSwap
+}

@@ -1,0 +1,1 @@
+// Module Transport: see DESIGN.md §3.

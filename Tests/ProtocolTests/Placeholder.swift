@@ -1,0 +1,2 @@
+import Testing
+@Test func ProtocolTestsBuilds() { #expect(Bool(true)) }

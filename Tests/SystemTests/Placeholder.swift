@@ -1,0 +1,2 @@
+import Testing
+@Test func SystemTestsBuilds() { #expect(Bool(true)) }
