@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
     ],
     targets: [
         // MARK: - Libraries
@@ -39,7 +40,11 @@ let package = Package(
         ),
         .target(
             name: "Node",
-            dependencies: ["RISCV", "Platform", "Protocol", "Transport", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "RISCV", "Platform", "Protocol", "Transport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ]
         ),
         .target(
             name: "Coordinator",
@@ -62,7 +67,8 @@ let package = Package(
         .testTarget(name: "TransportTests", dependencies: ["Transport", "Protocol"]),
         .testTarget(name: "RISCVTests", dependencies: ["RISCV"]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "RISCV"]),
-        .testTarget(name: "SystemTests", dependencies: ["Platform", "RISCV"]),
+        .testTarget(name: "NodeTests", dependencies: ["Node"]),
+        .testTarget(name: "SystemTests", dependencies: ["Node"]),
     ],
     swiftLanguageModes: [.v5]
 )

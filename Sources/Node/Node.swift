@@ -1,1 +1,0 @@
-// Module Node: see DESIGN.md §3.

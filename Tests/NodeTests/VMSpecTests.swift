@@ -1,0 +1,79 @@
+import Testing
+@testable import Node
+
+@Suite struct MemorySizeTests {
+    static let cases: [(String, UInt64)] = [
+        ("256M", 256 * 1_048_576), ("1G", 1_073_741_824), ("512", 512 * 1_048_576), ("64K", 65_536),
+        ("2GiB", 2_147_483_648), ("128MB", 128 * 1_048_576), (" 16m ", 16 * 1_048_576),
+    ]
+    @Test(arguments: cases)
+    func parses(text: String, bytes: UInt64) throws {
+        #expect(try MemorySize.parse(text) == bytes)
+    }
+
+    @Test(arguments: ["", "M", "12X", "-5M", "0", "abc", "99999999999T"])
+    func rejects(text: String) {
+        #expect(throws: SpecError.self) { try MemorySize.parse(text) }
+    }
+
+    @Test func formats() {
+        #expect(MemorySize.format(256 << 20) == "256M")
+        #expect(MemorySize.format(1 << 30) == "1G")
+        #expect(MemorySize.format(1000) == "1000B")
+    }
+}
+
+@Suite struct VMSpecParsingTests {
+    @Test func fullSpec() throws {
+        let spec = try VMSpec.parse(yaml: """
+            name: demo
+            vcpus: 2
+            memory: 256M
+            bios: none
+            kernel: guest.elf
+            disks:
+              - a.img
+              - { path: /abs/b.img, readonly: true }
+            bootargs: console=ttyS0
+            console-log: out.log
+            """, baseDirectory: "/specs")
+        #expect(spec == VMSpec(name: "demo", vcpus: 2, memoryBytes: 256 << 20, firmware: VMSpec.Firmware.none,
+                               kernel: "/specs/guest.elf",
+                               disks: [.init(path: "/specs/a.img"), .init(path: "/abs/b.img", readOnly: true)],
+                               bootargs: "console=ttyS0", consoleLog: "/specs/out.log"))
+    }
+
+    @Test(arguments: [
+        ("vcpu: 2", "unknown spec key 'vcpu'"),
+        ("vcpus: two", "whole number"),
+        ("memory: 12Q", "unknown suffix"),
+        ("- a\n- b", "mapping"),
+        ("disks: a.img", "must be a list"),
+        ("disks:\n  - {path: a, ro: true}", "unknown disk key 'ro'"),
+        ("name: [unclosed", "not valid YAML"),
+    ])
+    func badSpecsSayWhy(yaml: String, message: String) {
+        do {
+            _ = try VMSpec.parse(yaml: yaml)
+            Issue.record("accepted a bad spec: \(yaml)")
+        } catch let error as SpecError {
+            #expect(error.description.contains(message), "\(error.description)")
+        } catch {
+            Issue.record("unexpected error \(error)")
+        }
+    }
+
+    @Test func validation() {
+        let exists: (String) -> Bool = { $0 != "/missing" }
+        #expect(throws: Never.self) { try VMSpec(kernel: "/k").validate(fileExists: exists) }
+        #expect(throws: SpecError.self) { try VMSpec(vcpus: 0, kernel: "/k").validate(fileExists: exists) }
+        #expect(throws: SpecError.self) { try VMSpec(vcpus: 65, kernel: "/k").validate(fileExists: exists) }
+        #expect(throws: SpecError.self) { try VMSpec(memoryBytes: 1000, kernel: "/k").validate(fileExists: exists) }
+        #expect(throws: SpecError.self) { try VMSpec().validate(fileExists: exists) }
+        #expect(throws: SpecError.self) { try VMSpec(firmware: VMSpec.Firmware.none).validate(fileExists: exists) }
+        #expect(throws: SpecError.self) { try VMSpec(kernel: "/missing").validate(fileExists: exists) }
+        #expect(throws: SpecError.self) {
+            try VMSpec(kernel: "/k", disks: Array(repeating: .init(path: "/d"), count: 9)).validate(fileExists: exists)
+        }
+    }
+}
