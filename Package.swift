@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "Protocol", targets: ["Protocol"]),
         .library(name: "Transport", targets: ["Transport"]),
         .library(name: "Node", targets: ["Node"]),
+        .library(name: "Coherence", targets: ["Coherence"]),
         .library(name: "Coordinator", targets: ["Coordinator"]),
     ],
     dependencies: [
@@ -34,6 +35,7 @@ let package = Package(
             dependencies: ["Protocol", "CLibUV", .product(name: "Logging", package: "swift-log")]
         ),
         .target(name: "RISCV"),
+        .target(name: "Coherence"),
         .target(
             name: "Platform",
             dependencies: ["RISCV", .product(name: "Logging", package: "swift-log")]
@@ -41,7 +43,7 @@ let package = Package(
         .target(
             name: "Node",
             dependencies: [
-                "RISCV", "Platform", "Protocol", "Transport",
+                "RISCV", "Platform", "Protocol", "Transport", "Coherence",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ]
@@ -68,6 +70,7 @@ let package = Package(
         .testTarget(name: "RISCVTests", dependencies: ["RISCV"]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "RISCV"]),
         .testTarget(name: "NodeTests", dependencies: ["Node"]),
+        .testTarget(name: "CoherenceTests", dependencies: ["Coherence"]),
         .testTarget(name: "SystemTests", dependencies: ["Node"]),
     ],
     swiftLanguageModes: [.v5]
