@@ -71,6 +71,7 @@ let package = Package(
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "RISCV"]),
         .testTarget(name: "NodeTests", dependencies: ["Node"]),
         .testTarget(name: "CoherenceTests", dependencies: ["Coherence"]),
+        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator"]),
         .testTarget(name: "SystemTests", dependencies: ["Node"]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,1 +1,0 @@
-// Module Coordinator: see DESIGN.md §3.

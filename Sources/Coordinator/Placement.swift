@@ -1,0 +1,98 @@
+/// Where a VM's VCPUs run and where its memory lives, and which VMs a node
+/// failure takes down (Cellular Disco's fault containment: only the VMs that used
+/// the failed node). Pure logic over membership, testable without sockets.
+public struct PlacementPolicy: Sendable {
+    public typealias NodeID = Int
+
+    public enum Strategy: String, Sendable, CaseIterable {
+        /// VCPU i on the i-th node in turn; memory interleaved in chunks over those nodes.
+        case roundRobin = "round-robin"
+        /// Everything on the node with the most free CPUs (no remote memory at all).
+        case packed
+    }
+
+    public struct NodeCapacity: Sendable, Equatable {
+        public var id: NodeID
+        public var cpus: Int
+        public var freeMemoryBytes: UInt64
+        public init(id: NodeID, cpus: Int, freeMemoryBytes: UInt64) {
+            self.id = id
+            self.cpus = cpus
+            self.freeMemoryBytes = freeMemoryBytes
+        }
+    }
+
+    public struct Placement: Sendable, Equatable {
+        /// Node of each VCPU, by VCPU index.
+        public var vcpuNodes: [NodeID]
+        /// Bytes of guest memory homed on each node.
+        public var memoryBytes: [NodeID: UInt64]
+        /// Every node the VM depends on.
+        public var nodes: Set<NodeID> { Set(vcpuNodes).union(memoryBytes.keys) }
+    }
+
+    public struct PlacementError: Error, Equatable, CustomStringConvertible {
+        public var description: String
+    }
+
+    public var strategy: Strategy
+    /// Memory is spread in chunks of this size (a multiple of the page size).
+    public var chunkBytes: UInt64
+
+    public init(strategy: Strategy = .roundRobin, chunkBytes: UInt64 = 2 << 20) {
+        self.strategy = strategy
+        self.chunkBytes = chunkBytes
+    }
+
+    /// Places a VM of `vcpus` VCPUs and `memoryBytes` of memory on `nodes` (alive ones),
+    /// given how many VCPUs each node already runs.
+    public func place(vcpus: Int, memoryBytes: UInt64, on nodes: [NodeCapacity],
+                      load: [NodeID: Int] = [:]) throws -> Placement {
+        guard !nodes.isEmpty else { throw PlacementError(description: "no nodes are alive") }
+        guard vcpus >= 1 else { throw PlacementError(description: "a VM needs at least one VCPU") }
+        let ordered = nodes.sorted { ($0.id) < ($1.id) }
+        switch strategy {
+        case .packed:
+            let best = ordered.max { a, b in
+                (a.cpus - load[a.id, default: 0], b.id) < (b.cpus - load[b.id, default: 0], a.id)
+            }!
+            guard best.freeMemoryBytes >= memoryBytes else {
+                throw PlacementError(description: "no node has \(memoryBytes >> 20) MiB free")
+            }
+            return Placement(vcpuNodes: Array(repeating: best.id, count: vcpus), memoryBytes: [best.id: memoryBytes])
+        case .roundRobin:
+            // Start from the least loaded node so VMs spread over the cluster.
+            let start = ordered.indices.min { load[ordered[$0].id, default: 0] < load[ordered[$1].id, default: 0] }!
+            let vcpuNodes = (0..<vcpus).map { ordered[(start + $0) % ordered.count].id }
+            let hosts = Array(Set(vcpuNodes)).sorted()
+            // Interleave chunks over the VCPU hosts, skipping full ones.
+            var free = Dictionary(uniqueKeysWithValues: ordered.map { ($0.id, $0.freeMemoryBytes) })
+            var homed: [NodeID: UInt64] = [:]
+            var left = memoryBytes
+            var i = 0
+            var stalled = 0
+            while left > 0 {
+                let node = hosts[i % hosts.count]
+                let chunk = min(chunkBytes, left)
+                if free[node, default: 0] >= chunk {
+                    free[node]! -= chunk
+                    homed[node, default: 0] += chunk
+                    left -= chunk
+                    stalled = 0
+                } else {
+                    stalled += 1
+                    if stalled >= hosts.count {
+                        throw PlacementError(description: "not enough free memory on the VCPUs' nodes for \(memoryBytes >> 20) MiB")
+                    }
+                }
+                i += 1
+            }
+            return Placement(vcpuNodes: vcpuNodes, memoryBytes: homed)
+        }
+    }
+
+    /// The VMs that depended on `node` (VCPUs or memory there).
+    public static func affected<VM: Hashable>(by node: NodeID, placements: [VM: Placement]) -> Set<VM> {
+        Set(placements.compactMap { $0.value.nodes.contains(node) ? $0.key : nil })
+    }
+}
