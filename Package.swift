@@ -19,7 +19,6 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
-        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
     ],
     targets: [
@@ -62,17 +61,10 @@ let package = Package(
         ),
 
         // MARK: - Tests
-        .testTarget(
-            name: "ProtocolTests",
-            dependencies: ["Protocol", .product(name: "PropertyBased", package: "swift-property-based")]
-        ),
-        .testTarget(name: "TransportTests", dependencies: ["Transport", "Protocol"]),
-        .testTarget(name: "RISCVTests", dependencies: ["RISCV"]),
-        .testTarget(name: "PlatformTests", dependencies: ["Platform", "RISCV"]),
+        // Protocol, Transport, RISCV and Platform get their test targets with their code.
         .testTarget(name: "NodeTests", dependencies: ["Node"]),
         .testTarget(name: "CoherenceTests", dependencies: ["Coherence"]),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator"]),
-        .testTarget(name: "SystemTests", dependencies: ["Node"]),
     ],
     swiftLanguageModes: [.v5]
 )

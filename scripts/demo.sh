@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The embedded demo: builds Disco and boots Debian's OpenSBI + U-Boot in a VM.
+# The embedded demo. Booting guests arrives with the hart and platform (issue 2);
+# until then this builds disco and checks the demo VM spec against this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-make -s -C guests
 swift build -c release --product disco
-exec "$(swift build -c release --show-bin-path)/disco" demo "$@"
+bin="$(swift build -c release --show-bin-path)/disco"
+"$bin" check-spec deploy/local/demo.yaml
+echo "demo: the VM spec is valid; booting it needs the hart and platform (issue 2), not yet landed."

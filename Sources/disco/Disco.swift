@@ -11,7 +11,7 @@ struct Disco: ParsableCommand {
             Debian's OpenSBI and U-Boot, kernels, the project's own guests — in virtual
             machines on an emulated ccNUMA machine.
             """,
-        subcommands: [Run.self, Demo.self, Bench.self]
+        subcommands: [SpecCheck.self]
     )
 
     /// Like ArgumentParser's main, except that a bad command line is one line on
@@ -23,8 +23,7 @@ struct Disco: ParsableCommand {
         } catch let code as ExitCode {
             Foundation.exit(code.rawValue)
         } catch {
-            let code = exitCode(for: error)
-            if code == .success {
+            if exitCode(for: error) == .success {
                 exit(withError: error)  // --help, --version
             }
             let message = self.message(for: error)
@@ -34,7 +33,8 @@ struct Disco: ParsableCommand {
     }
 }
 
-/// Exit statuses shared by the subcommands.
-enum ExitStatus {
-    static let usage: Int32 = 2
+/// Prints one line on stderr and exits with status 2.
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("disco: error: \(message)\n".utf8))
+    Foundation.exit(2)
 }
