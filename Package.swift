@@ -61,7 +61,8 @@ let package = Package(
         ),
 
         // MARK: - Tests
-        // Protocol, Transport, RISCV and Platform get their test targets with their code.
+        // Protocol, Transport and RISCV get their test targets with their code.
+        .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
         .testTarget(name: "NodeTests", dependencies: ["Node"]),
         .testTarget(name: "CoherenceTests", dependencies: ["Coherence"]),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator"]),

@@ -1,1 +1,0 @@
-// Module Platform: see DESIGN.md §3.
