@@ -62,7 +62,7 @@ let package = Package(
 
         // MARK: - Tests
         // Protocol, Transport and RISCV get their test targets with their code.
-        .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
+        .testTarget(name: "PlatformTests", dependencies: ["Platform", "RISCV"]),
         .testTarget(name: "NodeTests", dependencies: ["Node"]),
         .testTarget(name: "CoherenceTests", dependencies: ["Coherence"]),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator"]),
