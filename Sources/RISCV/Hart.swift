@@ -1,6 +1,3 @@
-// PLACEHOLDER API — the hart implementation replaces this file. It pins the public
-// surface that Platform/Node code is written against; keep these names.
-
 /// Privilege modes.
 public enum PrivilegeMode: UInt8, Sendable {
     case user = 0
@@ -29,20 +26,82 @@ public enum HartExit: Equatable, Sendable {
     case parked
 }
 
-/// One RV64IMAC hart (M/S/U, Sv39).
+/// A synchronous exception on its way to a trap handler (or a park).
+struct Trap: Error {
+    var cause: UInt64
+    var value: UInt64
+
+    static let instructionMisaligned: UInt64 = 0, instructionAccess: UInt64 = 1, illegal: UInt64 = 2
+    static let breakpoint: UInt64 = 3, loadMisaligned: UInt64 = 4, loadAccess: UInt64 = 5
+    static let storeMisaligned: UInt64 = 6, storeAccess: UInt64 = 7, ecallU: UInt64 = 8
+    static let ecallS: UInt64 = 9, ecallM: UInt64 = 11, instructionPage: UInt64 = 12
+    static let loadPage: UInt64 = 13, storePage: UInt64 = 15
+    /// Not an exception: the memory said `.retry`; the instruction restarts later.
+    static let park: UInt64 = .max
+}
+
+/// One RV64IMAC hart with M/S/U modes and Sv39 (privileged spec 1.12), as QEMU's
+/// virt board CPU behaves. It reaches memory only through `PhysicalMemory`.
+///
+/// Integer registers live in an unsafe buffer; translations are cached in a
+/// software TLB per access kind holding host page pointers (see Hart+MMU.swift).
 public final class Hart {
     /// mhartid.
     public let id: Int
     public unowned let memory: PhysicalMemory
 
     public var pc: UInt64 = 0
-    public var privilege: PrivilegeMode = .machine
-    private var x = [UInt64](repeating: 0, count: 32)
-    public private(set) var instructionsRetired: UInt64 = 0
+    public var privilege: PrivilegeMode = .machine {
+        didSet { if privilege != oldValue { flushTLB() } }
+    }
+    /// x0...x31; x[0] is kept 0.
+    let x: UnsafeMutablePointer<UInt64>
+    public internal(set) var instructionsRetired: UInt64 = 0
+    /// The bits of the instruction being executed (mtval for illegal instructions).
+    var currentInstruction: UInt64 = 0
+
+    // MARK: CSR state
+    var mstatus: UInt64 = Hart.mstatusXLBits
+    var medeleg: UInt64 = 0
+    var mideleg: UInt64 = 0
+    var mie: UInt64 = 0
+    /// Software-writable and externally driven pending bits (STIP from Sstc is added on read).
+    var mip: UInt64 = 0
+    var mtvec: UInt64 = 0, stvec: UInt64 = 0
+    var mscratch: UInt64 = 0, sscratch: UInt64 = 0
+    var mepc: UInt64 = 0, sepc: UInt64 = 0
+    var mcause: UInt64 = 0, scause: UInt64 = 0
+    var mtval: UInt64 = 0, stval: UInt64 = 0
+    var mcounteren: UInt64 = 0, scounteren: UInt64 = 0
+    var mcountinhibit: UInt64 = 0
+    var menvcfg: UInt64 = 0, senvcfg: UInt64 = 0
+    var satp: UInt64 = 0
+    var stimecmp: UInt64 = .max
+    var pmpcfg = [UInt64](repeating: 0, count: 8)
+    var pmpaddr = [UInt64](repeating: 0, count: 64)
+    /// mcycle counts retired instructions plus this offset (writes move it).
+    var cycleOffset: UInt64 = 0
+
+    // MARK: LR/SC
+    var reservationValid = false
+    var reservationAddress: UInt64 = 0
+    var reservationValue: UInt64 = 0
+
+    // MARK: TLB
+    let tlb: UnsafeMutablePointer<TLBEntry>
 
     public init(id: Int, memory: PhysicalMemory) {
         self.id = id
         self.memory = memory
+        x = .allocate(capacity: 32)
+        x.initialize(repeating: 0, count: 32)
+        tlb = .allocate(capacity: 3 * Hart.tlbSize)
+        tlb.initialize(repeating: TLBEntry(), count: 3 * Hart.tlbSize)
+    }
+
+    deinit {
+        x.deallocate()
+        tlb.deallocate()
     }
 
     /// Integer register `i` (x0 reads 0, writes to it are ignored).
@@ -51,24 +110,63 @@ public final class Hart {
         set { if i != 0 { x[i] = newValue } }
     }
 
-    /// Runs up to `budget` instructions (fewer if it traps into WFI or parks).
-    public func run(budget: Int) -> HartExit {
-        fatalError("hart not implemented")
+    /// Raises or lowers an externally driven bit of mip.
+    public func setInterrupt(_ line: InterruptLine, _ asserted: Bool) {
+        let bit: UInt64 = 1 << UInt64(line.rawValue)
+        if asserted { mip |= bit } else { mip &= ~bit }
     }
 
-    /// Raises or lowers an externally driven bit of mip.
-    public func setInterrupt(_ line: InterruptLine, _ asserted: Bool) {}
+    /// mip as the guest sees it: with Sstc enabled, STIP follows time ≥ stimecmp.
+    var effectiveMIP: UInt64 {
+        guard menvcfg & Hart.menvcfgSTCE != 0 else { return mip }
+        let stip: UInt64 = memory.currentTime() >= stimecmp ? 1 << 5 : 0
+        return (mip & ~(1 << 5)) | stip
+    }
 
     /// True when an interrupt is pending and enabled in mie (WFI wakes on this
     /// regardless of the global enable bits).
-    public var hasWakeUpInterrupt: Bool { false }
+    public var hasWakeUpInterrupt: Bool { effectiveMIP & mie != 0 }
 
     /// The mtime value at which the Sstc supervisor timer (stimecmp) fires, if armed.
-    public var supervisorTimerDeadline: UInt64? { nil }
+    public var supervisorTimerDeadline: UInt64? {
+        menvcfg & Hart.menvcfgSTCE != 0 && mie & (1 << 5) != 0 && stimecmp != .max ? stimecmp : nil
+    }
 
     /// Forget cached host pointers for the guest-physical page (its access rights changed).
-    public func dropDirectMappings(page: UInt64) {}
+    public func dropDirectMappings(page: UInt64) {
+        for i in 0..<(3 * Hart.tlbSize) where tlb[i].physicalPage == page & ~0xfff {
+            tlb[i] = TLBEntry()
+        }
+    }
 
-    /// Forget all cached host pointers and decoded code.
-    public func dropAllDirectMappings() {}
+    /// Forget all cached host pointers.
+    public func dropAllDirectMappings() { flushTLB() }
+
+    // MARK: - Running
+
+    /// Runs up to `budget` instructions (fewer if it waits for an interrupt or parks).
+    public func run(budget: Int) -> HartExit {
+        var remaining = budget
+        while remaining > 0 {
+            if mie != 0, effectiveMIP & mie != 0, takeInterruptIfEnabled() {
+                // The handler's first instruction runs in this same slice.
+            }
+            do {
+                try step()
+                instructionsRetired &+= 1
+            } catch {
+                if error.cause == Trap.park { return .parked }
+                if error.cause == Hart.waitCause {
+                    instructionsRetired &+= 1
+                    return .waitingForInterrupt
+                }
+                takeTrap(cause: error.cause, value: error.value, interrupt: false)
+            }
+            remaining &-= 1
+        }
+        return .budgetExhausted
+    }
+
+    /// Thrown by WFI after it retired, when nothing can wake the hart yet.
+    static let waitCause: UInt64 = .max - 1
 }

@@ -11,7 +11,7 @@ struct Disco: ParsableCommand {
             Debian's OpenSBI and U-Boot, kernels, the project's own guests — in virtual
             machines on an emulated ccNUMA machine.
             """,
-        subcommands: [SpecCheck.self]
+        subcommands: [Run.self, Demo.self, Bench.self, SpecCheck.self]
     )
 
     /// Like ArgumentParser's main, except that a bad command line is one line on

@@ -1,0 +1,220 @@
+import Foundation
+import RISCV
+
+/// Firmware entered in M-mode at the start of RAM.
+public enum BootFirmware: Equatable, Sendable {
+    /// `-bios none`: the kernel itself is entered in M-mode.
+    case none
+    case file(String)
+}
+
+public struct DiskConfig: Equatable, Sendable {
+    public var path: String
+    public var readOnly: Bool
+    public init(path: String, readOnly: Bool) {
+        self.path = path
+        self.readOnly = readOnly
+    }
+}
+
+public struct MachineConfig: Equatable, Sendable {
+    public var harts: Int
+    public var memoryBytes: UInt64
+    public var bios: BootFirmware
+    public var kernel: String?
+    public var disks: [DiskConfig]
+    public var bootargs: String?
+
+    public init(harts: Int, memoryBytes: UInt64, bios: BootFirmware, kernel: String?, disks: [DiskConfig], bootargs: String?) {
+        self.harts = harts
+        self.memoryBytes = memoryBytes
+        self.bios = bios
+        self.kernel = kernel
+        self.disks = disks
+        self.bootargs = bootargs
+    }
+}
+
+public enum MachineExit: Equatable, Sendable {
+    case pass
+    case fail(UInt32)
+    case reset
+    case stopped
+}
+
+/// Why a machine cannot be built, in one line naming the culprit.
+public struct MachineError: Error, Equatable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// One VM in this process: QEMU virt's board around `harts` harts, run round-robin
+/// on the calling thread. A cluster node replaces the loop and the bus, not the
+/// devices.
+public final class Machine: InterruptSink {
+    public let config: MachineConfig
+    public let bus: SystemBus
+    public private(set) var harts: [Hart] = []
+    let clint: CLINT
+    let plic: PLIC
+    let uart: UART16550
+    let finisher = TestFinisher()
+    private let clock = MonotonicClock()
+    private let stopLock = NSLock()
+    private var stopRequested = false
+    private let wakeUp = NSCondition()
+
+    public init(config: MachineConfig, console: ConsoleSink) throws {
+        guard config.harts >= 1, config.harts <= 64 else { throw MachineError("harts must be 1...64, not \(config.harts)") }
+        guard config.disks.isEmpty else {
+            throw MachineError("virtio-blk disks are not implemented yet (\(config.disks[0].path))")
+        }
+        self.config = config
+        let clock = self.clock
+        do {
+            bus = try SystemBus(ramSize: config.memoryBytes, clock: { clock.ticks() })
+        } catch {
+            throw MachineError("\(error)")
+        }
+        // Devices raise lines through `sink`, which reaches this machine once it exists.
+        let sink = Sink()
+        clint = CLINT(harts: config.harts, sink: sink, clock: { clock.ticks() })
+        let plic = PLIC(harts: config.harts, sink: sink)
+        self.plic = plic
+        uart = UART16550(console: console, irq: { [unowned plic] in plic.setSourceLevel(Int(VirtBoard.uartIRQ), $0) })
+        bus.attach(finisher, at: VirtBoard.testDevice, size: 0x1000)
+        bus.attach(clint, at: VirtBoard.clint, size: VirtBoard.clintSize)
+        bus.attach(plic, at: VirtBoard.plic, size: VirtBoard.plicSize)
+        bus.attach(uart, at: VirtBoard.uart, size: 0x100)
+        for i in 0..<VirtBoard.virtioSlots {
+            bus.attach(EmptyVirtioSlot(), at: VirtBoard.virtioBase + UInt64(i) * VirtBoard.virtioStride, size: VirtBoard.virtioStride)
+        }
+        harts = (0..<config.harts).map { Hart(id: $0, memory: bus) }
+        sink.machine = self
+        try boot()
+    }
+
+    /// Forwards device interrupt lines to the harts once the machine exists.
+    private final class Sink: InterruptSink {
+        weak var machine: Machine?
+        func setInterrupt(hart: Int, line: InterruptLine, asserted: Bool) {
+            machine?.setInterrupt(hart: hart, line: line, asserted: asserted)
+        }
+    }
+
+    public func setInterrupt(hart: Int, line: InterruptLine, asserted: Bool) {
+        guard hart < harts.count else { return }
+        harts[hart].setInterrupt(line, asserted)
+    }
+
+    public var instructionsRetired: UInt64 { harts.reduce(0) { $0 &+ $1.instructionsRetired } }
+
+    // MARK: - Boot
+
+    private func boot() throws {
+        let entry: UInt64
+        switch config.bios {
+        case .file(let firmware):
+            entry = try load(firmware, rawAt: VirtBoard.ramBase, what: "firmware")
+            if let kernel = config.kernel { _ = try load(kernel, rawAt: VirtBoard.kernelBase, what: "kernel") }
+        case .none:
+            guard let kernel = config.kernel else { throw MachineError("nothing to boot: no firmware and no kernel") }
+            entry = try load(kernel, rawAt: VirtBoard.ramBase, what: "kernel")
+        }
+        let fdt = VirtBoard.deviceTree(harts: config.harts, memoryBytes: config.memoryBytes, bootargs: config.bootargs)
+        let fdtAddress = VirtBoard.deviceTreeAddress(memoryBytes: config.memoryBytes, blobSize: fdt.count)
+        guard fdt.withUnsafeBytes({ bus.copyIn($0, at: fdtAddress) }) else {
+            throw MachineError("RAM of \(config.memoryBytes) bytes is too small for the device tree")
+        }
+        for hart in harts {
+            hart.pc = entry
+            hart[register: 10] = UInt64(hart.id)
+            hart[register: 11] = fdtAddress
+        }
+    }
+
+    /// Loads an ELF at its addresses or a raw image at `rawAt`; returns the entry point.
+    private func load(_ path: String, rawAt address: UInt64, what: String) throws -> UInt64 {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw MachineError("\(what) '\(path)': cannot read file")
+        }
+        let bytes = [UInt8](data)
+        let ram = bus.ramBase..<(bus.ramBase + bus.ramSize)
+        if ELFImage.looksLikeELF(bytes) {
+            do {
+                let image = try ELFImage(parsing: bytes)
+                try image.check(fitsIn: ram)
+                for s in image.segments {
+                    bytes.withUnsafeBytes { raw in
+                        _ = bus.copyIn(UnsafeRawBufferPointer(rebasing: raw[s.fileOffset..<(s.fileOffset + s.fileSize)]), at: s.address)
+                    }
+                    // The rest of the segment (.bss) is already zero in fresh RAM.
+                }
+                return image.entry
+            } catch {
+                throw MachineError("\(what) '\(path)': \(error)")
+            }
+        }
+        guard UInt64(bytes.count) <= ram.upperBound - address else {
+            throw MachineError("\(what) '\(path)' (\(bytes.count) bytes) does not fit in RAM at 0x\(String(address, radix: 16)) (RAM ends at 0x\(String(ram.upperBound, radix: 16)))")
+        }
+        _ = bytes.withUnsafeBytes { bus.copyIn($0, at: address) }
+        return address
+    }
+
+    // MARK: - Running
+
+    /// Stops `run()` from another thread.
+    public func requestStop() {
+        stopLock.lock(); stopRequested = true; stopLock.unlock()
+        wakeUp.lock(); wakeUp.signal(); wakeUp.unlock()
+    }
+
+    private var shouldStop: Bool { stopLock.lock(); defer { stopLock.unlock() }; return stopRequested }
+
+    /// Feeds console input to the UART (any thread).
+    public func consoleInput(_ bytes: [UInt8]) {
+        uart.enqueueInput(bytes)
+        wakeUp.lock(); wakeUp.signal(); wakeUp.unlock()
+    }
+
+    /// Runs the harts round-robin until the guest finishes or `requestStop()`.
+    public func run() -> MachineExit {
+        var waiting = [Bool](repeating: false, count: harts.count)
+        let budget = harts.count == 1 ? 100_000 : 10_000
+        while true {
+            if shouldStop { return .stopped }
+            clint.updateTimers()
+            uart.poll()
+            var ran = false
+            for (h, hart) in harts.enumerated() {
+                if waiting[h] {
+                    guard hart.hasWakeUpInterrupt else { continue }
+                    waiting[h] = false
+                }
+                ran = true
+                if hart.run(budget: budget) == .waitingForInterrupt { waiting[h] = true }
+                if let request = finisher.take() {
+                    switch request {
+                    case .pass: return .pass
+                    case .fail(let code): return .fail(code)
+                    case .reset: return .reset
+                    }
+                }
+            }
+            if !ran { idle() }
+        }
+    }
+
+    /// Every hart waits for an interrupt: sleep until the next timer or console input.
+    private func idle() {
+        let now = clock.ticks()
+        var deadline = clint.nextDeadline ?? .max
+        for hart in harts { if let d = hart.supervisorTimerDeadline { deadline = min(deadline, d) } }
+        let ticks = deadline > now ? min(deadline - now, 100_000) : 0  // at most 10 ms
+        guard ticks > 0 else { return }
+        wakeUp.lock()
+        _ = wakeUp.wait(until: Date(timeIntervalSinceNow: Double(ticks) / 10_000_000))
+        wakeUp.unlock()
+    }
+}

@@ -1,0 +1,197 @@
+// Address translation (Sv39), the software TLB, and loads/stores/fetches.
+
+/// One cached translation: virtual page → guest-physical page, with a host pointer
+/// when the memory handed the page out for direct access.
+struct TLBEntry {
+    var tag: UInt64 = .max
+    var physicalPage: UInt64 = .max
+    var host: UnsafeMutableRawPointer? = nil
+}
+
+extension Hart {
+    static let tlbSize = 256
+
+    /// Drops every cached translation (on satp, sfence.vma, privilege or mstatus changes).
+    func flushTLB() {
+        for i in 0..<(3 * Self.tlbSize) { tlb[i].tag = .max }
+    }
+
+    /// Privilege used for loads and stores (MPRV lets M-mode use MPP's).
+    @inline(__always) var dataPrivilege: PrivilegeMode {
+        privilege == .machine && mstatus & Self.mstatusMPRV != 0
+            ? PrivilegeMode(rawValue: UInt8((mstatus & Self.mstatusMPP) >> Self.mstatusMPPShift)) ?? .user
+            : privilege
+    }
+
+    @inline(__always) func entry(_ vaddr: UInt64, _ kind: AccessType) throws(Trap) -> TLBEntry {
+        let vpn = vaddr >> 12
+        let slot = Int(kind.rawValue) &* Self.tlbSize &+ Int(truncatingIfNeeded: vpn & UInt64(Self.tlbSize - 1))
+        let e = tlb[slot]
+        if e.tag == vpn { return e }
+        let page = try translate(vaddr, kind)
+        let fresh = TLBEntry(tag: vpn, physicalPage: page, host: memory.directPage(page, for: kind))
+        tlb[slot] = fresh
+        return fresh
+    }
+
+    /// The guest-physical page holding `vaddr` for an access of `kind`, walking Sv39
+    /// page tables when translation applies.
+    func translate(_ vaddr: UInt64, _ kind: AccessType) throws(Trap) -> UInt64 {
+        let priv = kind == .execute ? privilege : dataPrivilege
+        guard priv != .machine, satp >> 60 == 8 else { return vaddr & ~0xfff }
+        let pageFault = Trap(cause: kind == .execute ? Trap.instructionPage : kind == .read ? Trap.loadPage : Trap.storePage,
+                             value: vaddr)
+        let accessFault = Trap(cause: kind == .execute ? Trap.instructionAccess : kind == .read ? Trap.loadAccess : Trap.storeAccess,
+                               value: vaddr)
+        guard UInt64(bitPattern: Int64(bitPattern: vaddr << 25) >> 25) == vaddr else { throw pageFault }
+        let ppnMask: UInt64 = (1 << 44) - 1
+        var table = (satp & ppnMask) << 12
+        var level = 2
+        while true {
+            let vpn = (vaddr >> UInt64(12 + 9 * level)) & 0x1ff
+            let pteAddress = table &+ vpn &* 8
+            var pte: UInt64 = 0
+            switch memory.load(pteAddress, size: 8, hart: id, value: &pte) {
+            case .ok: break
+            case .accessFault: throw accessFault
+            case .retry: throw Trap(cause: Trap.park, value: 0)
+            }
+            let v = pte & 1 != 0, r = pte & 2 != 0, w = pte & 4 != 0, x = pte & 8 != 0, u = pte & 16 != 0
+            guard v, !(w && !r), pte >> 54 == 0 else { throw pageFault }
+            if r || x {
+                // Leaf: permissions.
+                if priv == .user && !u { throw pageFault }
+                if priv == .supervisor && u && (kind == .execute || mstatus & Self.mstatusSUM == 0) { throw pageFault }
+                switch kind {
+                case .read: if !(r || (x && mstatus & Self.mstatusMXR != 0)) { throw pageFault }
+                case .write: if !w { throw pageFault }
+                case .execute: if !x { throw pageFault }
+                }
+                let ppn = (pte >> 10) & ppnMask
+                let lowMask: UInt64 = (1 << UInt64(9 * level)) - 1
+                if ppn & lowMask != 0 { throw pageFault }  // misaligned superpage
+                // Hardware A/D updates.
+                let need: UInt64 = kind == .write ? 0xc0 : 0x40
+                if pte & need != need {
+                    var old: UInt64 = 0
+                    switch memory.atomic(.or, pteAddress, size: 8, operand: need, expected: 0, hart: id, old: &old) {
+                    case .ok: break
+                    case .accessFault: throw accessFault
+                    case .retry: throw Trap(cause: Trap.park, value: 0)
+                    }
+                }
+                return ((ppn | ((vaddr >> 12) & lowMask)) << 12)
+            }
+            guard level > 0 else { throw pageFault }
+            level -= 1
+            table = ((pte >> 10) & ppnMask) << 12
+        }
+    }
+
+    // MARK: - Data access
+
+    @inline(__always) func load(_ vaddr: UInt64, _ size: Int) throws(Trap) -> UInt64 {
+        let offset = Int(vaddr & 0xfff)
+        if offset &+ size > 4096 {
+            var v: UInt64 = 0
+            for i in 0..<size { v |= try load(vaddr &+ UInt64(i), 1) << UInt64(8 * i) }
+            return v
+        }
+        let e = try entry(vaddr, .read)
+        if let host = e.host {
+            let p = host + offset
+            switch size {
+            case 1: return UInt64(p.load(as: UInt8.self))
+            case 2: return UInt64(p.loadUnaligned(as: UInt16.self))
+            case 4: return UInt64(p.loadUnaligned(as: UInt32.self))
+            default: return p.loadUnaligned(as: UInt64.self)
+            }
+        }
+        let paddr = e.physicalPage | UInt64(offset)
+        if vaddr & UInt64(size - 1) != 0 {  // misaligned device access: bytewise
+            var v: UInt64 = 0
+            for i in 0..<size { v |= try busLoad(paddr &+ UInt64(i), 1, vaddr) << UInt64(8 * i) }
+            return v
+        }
+        return try busLoad(paddr, size, vaddr)
+    }
+
+    @inline(__always) func busLoad(_ paddr: UInt64, _ size: Int, _ vaddr: UInt64) throws(Trap) -> UInt64 {
+        var v: UInt64 = 0
+        switch memory.load(paddr, size: size, hart: id, value: &v) {
+        case .ok: return v
+        case .accessFault: throw Trap(cause: Trap.loadAccess, value: vaddr)
+        case .retry: throw Trap(cause: Trap.park, value: 0)
+        }
+    }
+
+    @inline(__always) func store(_ vaddr: UInt64, _ size: Int, _ value: UInt64) throws(Trap) {
+        let offset = Int(vaddr & 0xfff)
+        if offset &+ size > 4096 {
+            // Translate both pages first so a fault leaves memory untouched.
+            _ = try entry(vaddr, .write)
+            _ = try entry(vaddr &+ UInt64(size - 1), .write)
+            for i in 0..<size { try store(vaddr &+ UInt64(i), 1, value >> UInt64(8 * i)) }
+            return
+        }
+        let e = try entry(vaddr, .write)
+        if let host = e.host {
+            let p = host + offset
+            switch size {
+            case 1: p.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
+            case 2: p.storeBytes(of: UInt16(truncatingIfNeeded: value), toByteOffset: 0, as: UInt16.self)
+            case 4: p.storeBytes(of: UInt32(truncatingIfNeeded: value), toByteOffset: 0, as: UInt32.self)
+            default: p.storeBytes(of: value, toByteOffset: 0, as: UInt64.self)
+            }
+            return
+        }
+        let paddr = e.physicalPage | UInt64(offset)
+        if vaddr & UInt64(size - 1) != 0 {
+            for i in 0..<size { try busStore(paddr &+ UInt64(i), 1, value >> UInt64(8 * i), vaddr) }
+            return
+        }
+        try busStore(paddr, size, value, vaddr)
+    }
+
+    @inline(__always) func busStore(_ paddr: UInt64, _ size: Int, _ value: UInt64, _ vaddr: UInt64) throws(Trap) {
+        switch memory.store(paddr, size: size, value: value, hart: id) {
+        case .ok: return
+        case .accessFault: throw Trap(cause: Trap.storeAccess, value: vaddr)
+        case .retry: throw Trap(cause: Trap.park, value: 0)
+        }
+    }
+
+    /// An atomic read-modify-write at a naturally aligned address; returns the old value.
+    func amo(_ op: AtomicOp, _ vaddr: UInt64, _ size: Int, _ operand: UInt64, expected: UInt64 = 0) throws(Trap) -> UInt64 {
+        guard vaddr & UInt64(size - 1) == 0 else { throw Trap(cause: Trap.storeMisaligned, value: vaddr) }
+        let e = try entry(vaddr, .write)
+        var old: UInt64 = 0
+        switch memory.atomic(op, e.physicalPage | (vaddr & 0xfff), size: size, operand: operand, expected: expected,
+                             hart: id, old: &old) {
+        case .ok: return old
+        case .accessFault: throw Trap(cause: Trap.storeAccess, value: vaddr)
+        case .retry: throw Trap(cause: Trap.park, value: 0)
+        }
+    }
+
+    // MARK: - Fetch
+
+    /// The instruction at pc: 32 bits, or a compressed one in the low 16 bits.
+    @inline(__always) func fetch() throws(Trap) -> UInt32 {
+        let low = try fetch16(pc)
+        if low & 3 != 3 { return UInt32(low) }
+        let high = try fetch16(pc &+ 2)
+        return UInt32(low) | UInt32(high) << 16
+    }
+
+    @inline(__always) func fetch16(_ vaddr: UInt64) throws(Trap) -> UInt16 {
+        let e = try entry(vaddr, .execute)
+        if let host = e.host { return host.loadUnaligned(fromByteOffset: Int(vaddr & 0xfff), as: UInt16.self) }
+        var v: UInt64 = 0
+        switch memory.load(e.physicalPage | (vaddr & 0xfff), size: 2, hart: id, value: &v) {
+        case .ok: return UInt16(truncatingIfNeeded: v)
+        case .accessFault: throw Trap(cause: Trap.instructionAccess, value: vaddr)
+        case .retry: throw Trap(cause: Trap.park, value: 0)
+        }
+    }
+}

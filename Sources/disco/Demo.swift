@@ -1,0 +1,36 @@
+import ArgumentParser
+import Foundation
+import Node
+
+struct Demo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Boot the embedded default VM: Debian's OpenSBI and U-Boot on 2 VCPUs.",
+        discussion: """
+            Needs Debian's `opensbi` and `u-boot-qemu` packages. Any `run` flag overrides
+            the default, e.g. `disco demo --disk disk.img`. Ctrl-A x quits.
+            """
+    )
+
+    static let openSBI = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin"
+    static let uBoot = "/usr/lib/u-boot/qemu-riscv64_smode/u-boot.bin"
+
+    @OptionGroup var vm: VMOptions
+
+    mutating func run() throws {
+        var spec: VMSpec
+        do {
+            spec = try vm.resolvedSpec()
+            if vm.spec == nil {
+                spec.name = "demo"
+                if vm.bios == nil { spec.firmware = .file(Self.openSBI) }
+                if vm.kernel == nil { spec.kernel = Self.uBoot }
+                if vm.smp == nil { spec.vcpus = 2 }
+                if vm.memory == nil { spec.memoryBytes = 256 << 20 }
+            }
+            try spec.validate()
+        } catch let error as SpecError {
+            fail("\(error.description)\(vm.spec == nil ? " (install Debian's opensbi and u-boot-qemu: ./scripts/setup.sh)" : "")")
+        }
+        throw ExitCode(runVM(spec: spec))
+    }
+}

@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import Node
+import Platform
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Boot one virtual machine from flags or a spec file.",
+        discussion: """
+            Flags are named after QEMU's. The console is this terminal (raw mode; press
+            Ctrl-A then x to quit, Ctrl-A h for help) or, with --console-log, a file.
+            The exit status follows the guest's test finisher: 0 when it powers off or
+            passes, its code (or 1) when it fails; 2 for a bad command line or spec.
+
+            Examples:
+              disco run --bios none --kernel guests/build/isa.elf
+              disco run --smp 2 --memory 256M \\
+                --bios /usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin \\
+                --kernel /usr/lib/u-boot/qemu-riscv64_smode/u-boot.bin --disk disk.img
+              disco run --spec vm.yaml
+            """
+    )
+
+    @OptionGroup var vm: VMOptions
+
+    mutating func run() throws {
+        let spec: VMSpec
+        do {
+            spec = try vm.resolvedSpec()
+            try spec.validate()
+        } catch let error as SpecError {
+            fail(error.description)
+        }
+        let outcome = runVM(spec: spec)
+        throw ExitCode(outcome)
+    }
+}
+
+/// The VM flags shared by `run` and the commands that boot something.
+struct VMOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("A YAML spec file (name, vcpus, memory, bios, kernel, disks, bootargs, console-log); flags override it.", valueName: "file"))
+    var spec: String?
+
+    @Option(help: ArgumentHelp("Firmware entered in M-mode at 0x80000000, or 'none' to enter the kernel in M-mode.", valueName: "path|none"))
+    var bios: String?
+
+    @Option(help: ArgumentHelp("Kernel: an ELF loaded at its addresses, or a raw image at 0x80200000 (0x80000000 with --bios none).", valueName: "path"))
+    var kernel: String?
+
+    @Option(help: ArgumentHelp("Number of virtual CPUs (harts).", valueName: "n"))
+    var smp: Int?
+
+    @Option(help: ArgumentHelp("Guest RAM size, e.g. 256M or 1G (a bare number means MiB).", valueName: "size"))
+    var memory: String?
+
+    @Option(help: ArgumentHelp("A raw disk image on a virtio-blk device (repeatable, up to 8).", valueName: "path"))
+    var disk: [String] = []
+
+    @Option(help: ArgumentHelp("Kernel command line placed in /chosen/bootargs.", valueName: "args"))
+    var append: String?
+
+    @Option(help: ArgumentHelp("Write the console output to this file instead of the terminal.", valueName: "path"))
+    var consoleLog: String?
+
+    func resolvedSpec() throws -> VMSpec {
+        var spec = try spec.map { try VMSpec.load(file: $0) } ?? VMSpec()
+        if let bios { spec.firmware = bios == "none" ? VMSpec.Firmware.none : .file(bios) }
+        if let kernel { spec.kernel = kernel }
+        if let smp { spec.vcpus = smp }
+        if let memory { spec.memoryBytes = try MemorySize.parse(memory) }
+        if !disk.isEmpty { spec.disks = disk.map { VMSpec.Disk(path: $0) } }
+        if let append { spec.bootargs = append }
+        if let consoleLog { spec.consoleLog = consoleLog }
+        return spec
+    }
+}
+

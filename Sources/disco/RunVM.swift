@@ -1,0 +1,96 @@
+import Foundation
+import Node
+import Platform
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension VMSpec {
+    /// The single-process machine configuration for this spec.
+    var machineConfig: MachineConfig {
+        let bios: BootFirmware
+        switch firmware {
+        case .file(let path)?: bios = .file(path)
+        case .none?, nil: bios = .none
+        }
+        return MachineConfig(
+            harts: vcpus, memoryBytes: memoryBytes, bios: bios, kernel: kernel,
+            disks: disks.map { DiskConfig(path: $0.path, readOnly: $0.readOnly) },
+            bootargs: bootargs
+        )
+    }
+}
+
+/// Boots `spec` in this process and returns the exit status for the finisher's verdict.
+/// A guest reset (0x7777) reboots the VM from scratch, as QEMU does.
+func runVM(spec: VMSpec) -> Int32 {
+    let console: HostConsole
+    do {
+        console = try HostConsole(logPath: spec.consoleLog)
+    } catch {
+        fail("\(error)")
+    }
+    var machine: Machine
+    do {
+        machine = try Machine(config: spec.machineConfig, console: console)
+    } catch {
+        fail("\(error)")
+    }
+    console.enterRawModeIfTerminal()
+    defer { console.restoreTerminal() }
+
+    // The input thread and signal handlers outlive one boot; route them to whichever
+    // machine runs now.
+    let current = MachineBox(machine)
+    console.startInputThread(
+        deliver: { current.machine.consoleInput($0) },
+        quit: { console.quitRequested.set(); current.machine.requestStop() }
+    )
+    SignalStopper.install { current.machine.requestStop() }
+
+    while true {
+        let exit = machine.run()
+        switch exit {
+        case .pass:
+            return 0
+        case .fail(let code):
+            return code == 0 ? 1 : Int32(truncatingIfNeeded: code)
+        case .stopped:
+            return console.quitRequested.isSet ? 0 : 130
+        case .reset:
+            do {
+                machine = try Machine(config: spec.machineConfig, console: console)
+                current.machine = machine
+            } catch {
+                console.restoreTerminal()
+                fail("reset: \(error)")
+            }
+        }
+    }
+}
+
+/// Holds the machine that console input and signals go to.
+final class MachineBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _machine: Machine
+    init(_ machine: Machine) { _machine = machine }
+    var machine: Machine {
+        get { lock.lock(); defer { lock.unlock() }; return _machine }
+        set { lock.lock(); _machine = newValue; lock.unlock() }
+    }
+}
+
+/// SIGINT/SIGTERM stop the VM cleanly (in raw mode Ctrl-C goes to the guest instead).
+enum SignalStopper {
+    nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
+
+    static func install(_ stop: @escaping () -> Void) {
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler(handler: stop)
+            source.resume()
+            sources.append(source)
+        }
+    }
+}
