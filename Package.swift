@@ -66,6 +66,8 @@ let package = Package(
         .testTarget(name: "NodeTests", dependencies: ["Node"]),
         .testTarget(name: "CoherenceTests", dependencies: ["Coherence"]),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator"]),
+        // Starts the real `disco` binary (and QEMU) as child processes.
+        .testTarget(name: "SystemTests"),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Runs every test: installs what is missing, builds the guests, then `swift test`.
+# Runs every test: installs what is missing, builds the guests and a release
+# `disco` (system tests boot real firmware on it), then `swift test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 make -s -C guests
+swift build -c release --product disco
+export DISCO_BIN="$PWD/$(swift build -c release --show-bin-path)/disco"
 swift test "$@"
