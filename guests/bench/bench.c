@@ -4,7 +4,7 @@
 #include "runtime.h"
 
 #ifndef ITERATIONS
-#define ITERATIONS 60
+#define ITERATIONS 400
 #endif
 
 static u32 data[4096];
