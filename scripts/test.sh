@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 make -s -C guests
 swift build -c release --product disco
-export DISCO_BIN="$PWD/$(swift build -c release --show-bin-path)/disco"
+export DISCO_BIN="$(swift build -c release --show-bin-path)/disco"
 swift test "$@"
