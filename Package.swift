@@ -61,7 +61,8 @@ let package = Package(
         ),
 
         // MARK: - Tests
-        // Protocol, Transport and RISCV get their test targets with their code.
+        // Protocol and Transport get their test targets with their code.
+        .testTarget(name: "RISCVTests", dependencies: ["RISCV"]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "RISCV"]),
         .testTarget(name: "NodeTests", dependencies: ["Node"]),
         .testTarget(name: "CoherenceTests", dependencies: ["Coherence"]),
