@@ -66,8 +66,8 @@ public final class Machine: InterruptSink {
 
     public init(config: MachineConfig, console: ConsoleSink) throws {
         guard config.harts >= 1, config.harts <= 64 else { throw MachineError("harts must be 1...64, not \(config.harts)") }
-        guard config.disks.isEmpty else {
-            throw MachineError("virtio-blk disks are not implemented yet (\(config.disks[0].path))")
+        guard config.disks.count <= VirtBoard.virtioSlots else {
+            throw MachineError("at most \(VirtBoard.virtioSlots) disks, not \(config.disks.count)")
         }
         self.config = config
         let clock = self.clock
@@ -86,8 +86,22 @@ public final class Machine: InterruptSink {
         bus.attach(clint, at: VirtBoard.clint, size: VirtBoard.clintSize)
         bus.attach(plic, at: VirtBoard.plic, size: VirtBoard.plicSize)
         bus.attach(uart, at: VirtBoard.uart, size: 0x100)
+        // Like QEMU, the first disk takes the highest slot (it is the first in the device tree).
         for i in 0..<VirtBoard.virtioSlots {
-            bus.attach(EmptyVirtioSlot(), at: VirtBoard.virtioBase + UInt64(i) * VirtBoard.virtioStride, size: VirtBoard.virtioStride)
+            let base = VirtBoard.virtioBase + UInt64(i) * VirtBoard.virtioStride
+            let diskIndex = VirtBoard.virtioSlots - 1 - i
+            if diskIndex < config.disks.count {
+                let disk = config.disks[diskIndex]
+                do {
+                    let device = try VirtioBlock(path: disk.path, readOnly: disk.readOnly, bus: bus,
+                                                 irq: { [unowned plic] in plic.setSourceLevel(1 + i, $0) })
+                    bus.attach(device, at: base, size: VirtBoard.virtioStride)
+                } catch {
+                    throw MachineError("\(error)")
+                }
+            } else {
+                bus.attach(EmptyVirtioSlot(), at: base, size: VirtBoard.virtioStride)
+            }
         }
         harts = (0..<config.harts).map { Hart(id: $0, memory: bus) }
         sink.machine = self

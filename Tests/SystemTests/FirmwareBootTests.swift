@@ -33,3 +33,41 @@ import Testing
         #expect(result.output.contains("disco-says-2a"), "\(result.output.suffix(1500))")
     }
 }
+
+/// U-Boot reads and writes a FAT file system on a virtio-blk disk that the test
+/// builds with Debian's dosfstools and mtools.
+@Suite(.serialized) struct VirtioDiskTests {
+    func makeDisk(in dir: URL) throws -> URL {
+        let disk = dir.appendingPathComponent("disk.img")
+        let file = dir.appendingPathComponent("hello.txt")
+        try "greeting=hello-from-a-virtio-disk\n".write(to: file, atomically: true, encoding: .utf8)
+        _ = try checked("/sbin/mkfs.vfat", ["-C", disk.path, "4096"])
+        _ = try checked("/usr/bin/mcopy", ["-i", disk.path, file.path, "::hello.txt"])
+        return disk
+    }
+
+    func checked(_ tool: String, _ args: [String]) throws -> String {
+        let r = try runProcess(tool, args, timeout: 30)
+        guard r.status == 0 else { throw ToolFailed(what: "\(tool) \(args): \(r.errorOutput)") }
+        return r.output
+    }
+
+    struct ToolFailed: Error { var what: String }
+
+    @Test func ubootReadsAndWritesAFileOnTheDisk() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("disco-disk-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let disk = try makeDisk(in: dir)
+        let script = "virtio scan; fatload virtio 0 ${loadaddr} hello.txt; env import -t ${loadaddr} ${filesize}; "
+            + "echo disk-says ${greeting}; fatwrite virtio 0 ${loadaddr} copy.txt ${filesize}; setenv m done; echo script-${m}\n"
+        let result = try runProcess(
+            Paths.disco, ["run", "--bios", Paths.openSBI, "--kernel", Paths.uBoot, "--memory", "256M", "--disk", disk.path],
+            respond: [("Hit any key to stop autoboot", "x"), ("=> ", script)], timeout: 120,
+            until: { $0.contains("script-done") })  // not in the echoed command line, which has ${m}
+        #expect(result.output.contains("disk-says hello-from-a-virtio-disk"), "\(result.output.suffix(1500))")
+        #expect(result.output.contains("34 bytes written"), "\(result.output.suffix(800))")
+        // The write went through to the image file.
+        #expect(try checked("/usr/bin/mtype", ["-i", disk.path, "::copy.txt"]) == "greeting=hello-from-a-virtio-disk\n")
+    }
+}
