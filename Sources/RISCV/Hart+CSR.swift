@@ -100,6 +100,7 @@ extension Hart {
         case 0x14d:
             try checkStimecmpAccess()
             stimecmp = value
+            updateSupervisorTimer()
         case 0x180:
             if privilege == .supervisor && mstatus & Self.mstatusTVM != 0 { throw illegal }
             let mode = value >> 60
@@ -115,7 +116,9 @@ extension Hart {
         case 0x304: mie = value & Self.allInterrupts
         case 0x305: mtvec = value & 3 >= 2 ? (value & ~3) | (mtvec & 3) : value
         case 0x306: mcounteren = value & 0xffff_ffff
-        case 0x30a: menvcfg = value & (Self.menvcfgSTCE | 1)
+        case 0x30a:
+            menvcfg = value & (Self.menvcfgSTCE | 1)
+            updateSupervisorTimer()
         case 0x320: mcountinhibit = value & 0xffff_fffd
         case 0x323...0x33f: break
         case 0x340: mscratch = value

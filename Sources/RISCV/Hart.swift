@@ -116,16 +116,27 @@ public final class Hart {
         if asserted { mip |= bit } else { mip &= ~bit }
     }
 
+    /// With Sstc enabled, STIP as of the last `updateSupervisorTimer()` (run entry,
+    /// stimecmp/menvcfg writes): reading the clock per instruction would cost more
+    /// than the interpreter, and a slice is well under a timer tick's resolution.
+    var sstcPending = false
+
+    func updateSupervisorTimer() {
+        sstcPending = menvcfg & Hart.menvcfgSTCE != 0 && memory.currentTime() >= stimecmp
+    }
+
     /// mip as the guest sees it: with Sstc enabled, STIP follows time ≥ stimecmp.
-    var effectiveMIP: UInt64 {
+    @inline(__always) var effectiveMIP: UInt64 {
         guard menvcfg & Hart.menvcfgSTCE != 0 else { return mip }
-        let stip: UInt64 = memory.currentTime() >= stimecmp ? 1 << 5 : 0
-        return (mip & ~(1 << 5)) | stip
+        return (mip & ~(1 << 5)) | (sstcPending ? 1 << 5 : 0)
     }
 
     /// True when an interrupt is pending and enabled in mie (WFI wakes on this
     /// regardless of the global enable bits).
-    public var hasWakeUpInterrupt: Bool { effectiveMIP & mie != 0 }
+    public var hasWakeUpInterrupt: Bool {
+        updateSupervisorTimer()
+        return effectiveMIP & mie != 0
+    }
 
     /// The mtime value at which the Sstc supervisor timer (stimecmp) fires, if armed.
     public var supervisorTimerDeadline: UInt64? {
@@ -147,6 +158,7 @@ public final class Hart {
     /// Runs up to `budget` instructions (fewer if it waits for an interrupt or parks).
     public func run(budget: Int) -> HartExit {
         var remaining = budget
+        updateSupervisorTimer()
         while remaining > 0 {
             if mie != 0, effectiveMIP & mie != 0, takeInterruptIfEnabled() {
                 // The handler's first instruction runs in this same slice.

@@ -83,7 +83,13 @@ int main(u64 hartid, const void *fdt) {
         while (acks != (u64)(harts - 1)) __asm__ volatile("pause");
         report("IPIs acknowledged by the other harts", acks, (u64)(harts - 1));
     } else {
-        while (software_interrupts[hartid] == 0) __asm__ volatile("wfi");
+        /* Sleep without losing the wake-up: check and WFI with MIE clear (a pending,
+         * enabled interrupt still ends WFI), then open MIE to take it. */
+        while (software_interrupts[hartid] == 0) {
+            __asm__ volatile("csrc mstatus, %0" :: "r"(1UL << 3));
+            if (software_interrupts[hartid] == 0) __asm__ volatile("wfi");
+            __asm__ volatile("csrs mstatus, %0" :: "r"(1UL << 3));
+        }
         __asm__ volatile("amoadd.d zero, %1, (%0)" :: "r"(&acks), "r"(1UL) : "memory");
     }
     barrier(&sense);
