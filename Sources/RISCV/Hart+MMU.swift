@@ -178,6 +178,15 @@ extension Hart {
 
     /// The instruction at pc: 32 bits, or a compressed one in the low 16 bits.
     @inline(__always) func fetch() throws(Trap) -> UInt32 {
+        // Fast path: both parcels in one directly accessible page, one TLB lookup.
+        let offset = Int(pc & 0xfff)
+        if offset <= 4092 {
+            let e = try entry(pc, .execute)
+            if let host = e.host {
+                let word = host.loadUnaligned(fromByteOffset: offset, as: UInt32.self)
+                return word & 3 == 3 ? word : word & 0xffff
+            }
+        }
         let low = try fetch16(pc)
         if low & 3 != 3 { return UInt32(low) }
         let high = try fetch16(pc &+ 2)

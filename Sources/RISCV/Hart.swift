@@ -48,7 +48,9 @@ struct Trap: Error {
 public final class Hart {
     /// mhartid.
     public let id: Int
-    public unowned let memory: PhysicalMemory
+    /// The memory must outlive the hart (its owner, e.g. a `Machine`, holds both);
+    /// `unowned(unsafe)` keeps reference counting out of every access.
+    public unowned(unsafe) let memory: PhysicalMemory
 
     public var pc: UInt64 = 0
     public var privilege: PrivilegeMode = .machine {
