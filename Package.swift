@@ -64,7 +64,7 @@ let package = Package(
         // Protocol and Transport get their test targets with their code.
         .testTarget(name: "RISCVTests", dependencies: ["RISCV"]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "RISCV"]),
-        .testTarget(name: "NodeTests", dependencies: ["Node"]),
+        .testTarget(name: "NodeTests", dependencies: ["Node", "Platform"]),
         .testTarget(name: "CoherenceTests", dependencies: ["Coherence"]),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator"]),
         // Starts the real `disco` binary (and QEMU) as child processes.

@@ -11,7 +11,7 @@ public enum BootFirmware: Equatable, Sendable {
 public struct DiskConfig: Equatable, Sendable {
     public var path: String
     public var readOnly: Bool
-    public init(path: String, readOnly: Bool) {
+    public init(path: String, readOnly: Bool = false) {
         self.path = path
         self.readOnly = readOnly
     }

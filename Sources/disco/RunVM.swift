@@ -5,22 +5,6 @@ import Platform
 import Glibc
 #endif
 
-extension VMSpec {
-    /// The single-process machine configuration for this spec.
-    var machineConfig: MachineConfig {
-        let bios: BootFirmware
-        switch firmware {
-        case .file(let path)?: bios = .file(path)
-        case .none?, nil: bios = .none
-        }
-        return MachineConfig(
-            harts: vcpus, memoryBytes: memoryBytes, bios: bios, kernel: kernel,
-            disks: disks.map { DiskConfig(path: $0.path, readOnly: $0.readOnly) },
-            bootargs: bootargs
-        )
-    }
-}
-
 /// Boots `spec` in this process and returns the exit status for the finisher's verdict.
 /// A guest reset (0x7777) reboots the VM from scratch, as QEMU does.
 func runVM(spec: VMSpec) -> Int32 {
