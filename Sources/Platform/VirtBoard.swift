@@ -123,18 +123,14 @@ public enum VirtBoard {
         }
         t.end()  // soc
 
-        t.begin("poweroff")
-        t.property("value", cells: [0x5555])
-        t.property("offset", cells: [0])
-        t.property("regmap", cells: [testPhandle])
-        t.property("compatible", string: "syscon-poweroff")
-        t.end()
-        t.begin("reboot")
-        t.property("value", cells: [0x7777])
-        t.property("offset", cells: [0])
-        t.property("regmap", cells: [testPhandle])
-        t.property("compatible", string: "syscon-reboot")
-        t.end()
+        for (node, value) in [("poweroff", UInt32(0x5555)), ("reboot", 0x7777)] {
+            t.begin(node)
+            t.property("value", cells: [value])
+            t.property("offset", cells: [0])
+            t.property("regmap", cells: [testPhandle])
+            t.property("compatible", string: "syscon-\(node)")
+            t.end()
+        }
 
         t.end()  // root
         return t.finish()

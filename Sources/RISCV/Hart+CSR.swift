@@ -12,14 +12,6 @@ extension Hart {
     /// Exceptions that may be delegated (all but ecall from M).
     static let delegableExceptions: UInt64 = 0xb3ff
 
-    /// Public CSR read for tests and tools (privilege checks bypassed).
-    public func csr(_ number: Int) -> UInt64? {
-        let saved = privilege
-        privilege = .machine
-        defer { privilege = saved }
-        return try? readCSR(number, forWrite: false)
-    }
-
     var cycle: UInt64 { instructionsRetired &+ cycleOffset }
 
     /// Reads a CSR, checking privilege and (if it will be written) that it is writable.
@@ -135,7 +127,6 @@ extension Hart {
         case 0xb00: cycleOffset = value &- instructionsRetired
         case 0xb02: instructionsRetired = value &- 1  // the CSR instruction itself retires after the write
         case 0xb03...0xb1f: break
-        case 0x105, 0xf11...0xf15: throw illegal
         default: throw illegal
         }
     }

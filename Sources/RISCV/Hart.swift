@@ -162,8 +162,8 @@ public final class Hart {
         var remaining = budget
         updateSupervisorTimer()
         while remaining > 0 {
-            if mie != 0, effectiveMIP & mie != 0, takeInterruptIfEnabled() {
-                // The handler's first instruction runs in this same slice.
+            if mie != 0, effectiveMIP & mie != 0 {
+                _ = takeInterruptIfEnabled()  // the handler's first instruction runs in this slice
             }
             do {
                 try step()

@@ -15,7 +15,7 @@ final class HostConsole: ConsoleSink {
     private var savedTermios = termios()
     private(set) var isRaw = false
     /// Set when the user pressed the quit escape.
-    let quitRequested = ManagedAtomicFlag()
+    let quitRequested = LockedFlag()
 
     init(logPath: String?) throws {
         if let logPath {
@@ -70,7 +70,7 @@ final class HostConsole: ConsoleSink {
     /// the escape key when in raw mode. Calls `quit` on Ctrl-A x.
     func startInputThread(deliver: @escaping ([UInt8]) -> Void, quit: @escaping () -> Void) {
         let raw = isRaw
-        let thread = Thread { [outputFD] in
+        let thread = Thread {
             var escape = false
             var buffer = [UInt8](repeating: 0, count: 256)
             while true {
@@ -88,7 +88,7 @@ final class HostConsole: ConsoleSink {
                         switch byte {
                         case UInt8(ascii: "x"), UInt8(ascii: "X"):
                             let msg = "\r\ndisco: quit\r\n"
-                            _ = msg.withCString { Glibc.write(outputFD == STDOUT_FILENO ? STDERR_FILENO : STDERR_FILENO, $0, strlen($0)) }
+                            _ = msg.withCString { Glibc.write(STDERR_FILENO, $0, strlen($0)) }
                             quit()
                             return
                         case UInt8(ascii: "h"), UInt8(ascii: "?"):
@@ -114,7 +114,7 @@ final class HostConsole: ConsoleSink {
 }
 
 /// A flag set from one thread and read from another.
-final class ManagedAtomicFlag: @unchecked Sendable {
+final class LockedFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
     func set() { lock.lock(); value = true; lock.unlock() }
