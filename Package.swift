@@ -61,7 +61,7 @@ let package = Package(
         ),
 
         // MARK: - Tests
-        // Protocol and Transport get their test targets with their code.
+        .testTarget(name: "ProtocolTests", dependencies: ["Protocol"]),
         .testTarget(name: "RISCVTests", dependencies: ["RISCV"]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "RISCV"]),
         .testTarget(name: "NodeTests", dependencies: ["Node", "Platform"]),

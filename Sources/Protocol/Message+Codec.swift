@@ -1,0 +1,351 @@
+// The payload layout of every message: fields in declaration order, integers
+// little-endian, byte strings and strings as u32 length + bytes, arrays as u32 count +
+// elements. docs/protocol.md is the same table in prose.
+
+extension Message {
+    public var type: MessageType {
+        switch self {
+        case .hello: return .hello
+        case .authenticate: return .authenticate
+        case .joinAccepted: return .joinAccepted
+        case .joinRejected: return .joinRejected
+        case .heartbeat: return .heartbeat
+        case .leave: return .leave
+        case .ping: return .ping
+        case .pong: return .pong
+        case .error: return .error
+        case .coherenceRequest: return .coherenceRequest
+        case .lineData: return .lineData
+        case .upgradeGrant: return .upgradeGrant
+        case .invalidate: return .invalidate
+        case .invalidateAck: return .invalidateAck
+        case .recall: return .recall
+        case .recallReply: return .recallReply
+        case .writeback: return .writeback
+        case .evictShared: return .evictShared
+        case .putAck: return .putAck
+        case .mmioRequest: return .mmioRequest
+        case .mmioResponse: return .mmioResponse
+        case .interrupt: return .interrupt
+        case .ipi: return .ipi
+        case .tlbShootdown: return .tlbShootdown
+        case .tlbShootdownAck: return .tlbShootdownAck
+        case .timeSync: return .timeSync
+        case .pageCommand: return .pageCommand
+        case .pageCommandDone: return .pageCommandDone
+        case .vcpuState: return .vcpuState
+        case .ethernetFrame: return .ethernetFrame
+        case .console: return .console
+        case .stats: return .stats
+        case .vmRequest: return .vmRequest
+        case .vmResponse: return .vmResponse
+        case .vmStatus: return .vmStatus
+        }
+    }
+
+    // MARK: - Encoding
+
+    /// Appends this message as one frame (header and payload) to `out`.
+    public func encodeFrame(into out: inout WireWriter) {
+        let start = out.bytes.count
+        out.put(FrameHeader.magic)
+        out.put(FrameHeader.version)
+        out.put(type.rawValue)
+        out.put(UInt32(0))
+        encodePayload(into: &out)
+        out.patch(UInt32(out.bytes.count - start - FrameHeader.size), at: start + 4)
+    }
+
+    /// This message as one frame.
+    public func frame() -> [UInt8] {
+        var w = WireWriter()
+        encodeFrame(into: &w)
+        return w.bytes
+    }
+
+    func encodePayload(into w: inout WireWriter) {
+        switch self {
+        case .hello(let h):
+            w.put(h.role.rawValue)
+            w.put(h.nodeID)
+            w.put(raw: h.nonce)
+            w.put(h.cpus)
+            w.put(h.memoryBytes)
+            w.put(h.name)
+            w.put(h.listenAddress)
+        case .authenticate(let mac):
+            w.put(bytes: mac)
+        case .joinAccepted(let j):
+            w.put(j.nodeID)
+            w.put(j.memoryBase)
+            w.put(j.memoryBytes)
+            w.put(j.heartbeatMillis)
+        case .joinRejected(let reason), .leave(let reason):
+            w.put(reason)
+        case .heartbeat(let seq, let at):
+            w.put(seq)
+            w.put(at)
+        case .ping(let seq, let payload), .pong(let seq, let payload):
+            w.put(seq)
+            w.put(bytes: payload)
+        case .error(let code, let message):
+            w.put(code.rawValue)
+            w.put(message)
+        case .coherenceRequest(let kind, let line):
+            w.put(kind.rawValue)
+            w.put(line)
+        case .lineData(let line, let exclusive, let data):
+            w.put(line)
+            w.put(exclusive)
+            w.put(bytes: data)
+        case .upgradeGrant(let line), .invalidate(let line), .invalidateAck(let line),
+             .evictShared(let line), .putAck(let line):
+            w.put(line)
+        case .recall(let line, let keepShared):
+            w.put(line)
+            w.put(keepShared)
+        case .recallReply(let line, let data), .writeback(let line, let data):
+            w.put(line)
+            w.put(bytes: data)
+        case .mmioRequest(let r):
+            w.put(r.id)
+            w.put(r.vm)
+            w.put(r.vcpu)
+            w.put(r.address)
+            w.put(r.size)
+            w.put(r.isWrite)
+            w.put(r.value)
+        case .mmioResponse(let r):
+            w.put(r.id)
+            w.put(r.status.rawValue)
+            w.put(r.value)
+        case .interrupt(let vm, let vcpu, let cause, let level):
+            w.put(vm)
+            w.put(vcpu)
+            w.put(cause)
+            w.put(level)
+        case .ipi(let vm, let vcpu):
+            w.put(vm)
+            w.put(vcpu)
+        case .tlbShootdown(let id, let vm, let pages):
+            w.put(id)
+            w.put(vm)
+            w.put(UInt32(pages.count))
+            for p in pages { w.put(p) }
+        case .tlbShootdownAck(let id):
+            w.put(id)
+        case .timeSync(let mtime, let at):
+            w.put(mtime)
+            w.put(at)
+        case .pageCommand(let c):
+            w.put(c.id)
+            w.put(c.kind.rawValue)
+            w.put(c.vm)
+            w.put(c.guestPage)
+            w.put(c.targetNode)
+            w.put(c.frame)
+        case .pageCommandDone(let id, let ok, let detail):
+            w.put(id)
+            w.put(ok)
+            w.put(detail)
+        case .vcpuState(let s):
+            w.put(s.vm)
+            w.put(s.vcpu)
+            w.put(s.pc)
+            w.put(s.privilege)
+            w.put(UInt32(s.registers.count))
+            for r in s.registers { w.put(r) }
+            w.put(UInt32(s.csrs.count))
+            for c in s.csrs {
+                w.put(c.number)
+                w.put(c.value)
+            }
+        case .ethernetFrame(let vm, let nic, let frame):
+            w.put(vm)
+            w.put(nic)
+            w.put(bytes: frame)
+        case .console(let vm, let bytes):
+            w.put(vm)
+            w.put(bytes: bytes)
+        case .stats(let s):
+            w.put(s.nodeID)
+            w.put(s.uptimeNanos)
+            w.put(UInt32(s.counters.count))
+            for c in s.counters {
+                w.put(c.name)
+                w.put(c.value)
+            }
+        case .vmRequest(let id, let request):
+            w.put(id)
+            switch request {
+            case .create(let spec):
+                w.put(UInt8(1))
+                w.put(spec)
+            case .stop(let vm):
+                w.put(UInt8(2))
+                w.put(vm)
+            case .list: w.put(UInt8(3))
+            case .nodes: w.put(UInt8(4))
+            case .stats: w.put(UInt8(5))
+            }
+        case .vmResponse(let id, let ok, let body):
+            w.put(id)
+            w.put(ok)
+            w.put(body)
+        case .vmStatus(let vm, let state, let detail):
+            w.put(vm)
+            w.put(state.rawValue)
+            w.put(detail)
+        }
+    }
+
+    // MARK: - Decoding
+
+    /// Decodes one complete frame (header and payload) from `bytes`.
+    public static func decodeFrame(_ bytes: [UInt8], payloadLimit: Int = FrameHeader.defaultPayloadLimit)
+        throws(WireError) -> Message
+    {
+        let result = bytes.withUnsafeBytes { (buf) -> Result<Message, WireError> in
+            do throws(WireError) {
+                let header = try FrameHeader.parse(buf, payloadLimit: payloadLimit)
+                guard buf.count - FrameHeader.size >= header.length else { throw .truncated(field: "payload") }
+                guard buf.count - FrameHeader.size == header.length else {
+                    throw .trailingBytes(buf.count - FrameHeader.size - header.length)
+                }
+                return .success(try decode(header.type, payload: UnsafeRawBufferPointer(rebasing: buf[FrameHeader.size...])))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    /// Decodes the payload of a message of type `type`; the payload must be consumed exactly.
+    public static func decode(_ type: MessageType, payload: UnsafeRawBufferPointer) throws(WireError) -> Message {
+        var r = WireReader(payload)
+        let m = try decodeFields(type, &r)
+        try r.finish()
+        return m
+    }
+
+    private static func enumValue<E: RawRepresentable>(_ e: E.Type, _ raw: E.RawValue, _ field: String)
+        throws(WireError) -> E
+    {
+        guard let v = E(rawValue: raw) else { throw .invalidValue(field: field) }
+        return v
+    }
+
+    private static func decodeFields(_ type: MessageType, _ r: inout WireReader) throws(WireError) -> Message {
+        switch type {
+        case .hello:
+            let role = try enumValue(PeerRole.self, try r.u8("role"), "role")
+            let id = try r.int(Int32.self, "nodeID")
+            let nonce = try r.raw(Hello.nonceSize, "nonce")
+            return .hello(Hello(role: role, nodeID: id, nonce: nonce, cpus: try r.u16("cpus"),
+                                memoryBytes: try r.u64("memoryBytes"), name: try r.string("name"),
+                                listenAddress: try r.string("listenAddress")))
+        case .authenticate:
+            return .authenticate(mac: try r.bytes("mac"))
+        case .joinAccepted:
+            return .joinAccepted(JoinAccepted(nodeID: try r.int(Int32.self, "nodeID"), memoryBase: try r.u64("memoryBase"),
+                                              memoryBytes: try r.u64("memoryBytes"),
+                                              heartbeatMillis: try r.u32("heartbeatMillis")))
+        case .joinRejected: return .joinRejected(reason: try r.string("reason"))
+        case .leave: return .leave(reason: try r.string("reason"))
+        case .heartbeat: return .heartbeat(sequence: try r.u64("sequence"), sentAtNanos: try r.u64("sentAtNanos"))
+        case .ping: return .ping(sequence: try r.u64("sequence"), payload: try r.bytes("payload"))
+        case .pong: return .pong(sequence: try r.u64("sequence"), payload: try r.bytes("payload"))
+        case .error:
+            let code = try enumValue(ErrorCode.self, try r.u16("code"), "code")
+            return .error(code: code, message: try r.string("message"))
+        case .coherenceRequest:
+            let kind = try enumValue(CoherenceKind.self, try r.u8("kind"), "kind")
+            return .coherenceRequest(kind: kind, line: try r.u64("line"))
+        case .lineData:
+            return .lineData(line: try r.u64("line"), exclusive: try r.bool("exclusive"), data: try r.bytes("data"))
+        case .upgradeGrant: return .upgradeGrant(line: try r.u64("line"))
+        case .invalidate: return .invalidate(line: try r.u64("line"))
+        case .invalidateAck: return .invalidateAck(line: try r.u64("line"))
+        case .recall: return .recall(line: try r.u64("line"), keepShared: try r.bool("keepShared"))
+        case .recallReply: return .recallReply(line: try r.u64("line"), data: try r.bytes("data"))
+        case .writeback: return .writeback(line: try r.u64("line"), data: try r.bytes("data"))
+        case .evictShared: return .evictShared(line: try r.u64("line"))
+        case .putAck: return .putAck(line: try r.u64("line"))
+        case .mmioRequest:
+            let id = try r.u64("id"), vm = try r.u32("vm"), vcpu = try r.u32("vcpu"), address = try r.u64("address")
+            let size = try r.u8("size")
+            guard size == 1 || size == 2 || size == 4 || size == 8 else { throw .invalidValue(field: "size") }
+            return .mmioRequest(MMIORequest(id: id, vm: vm, vcpu: vcpu, address: address, size: size,
+                                            isWrite: try r.bool("isWrite"), value: try r.u64("value")))
+        case .mmioResponse:
+            let id = try r.u64("id")
+            let status = try enumValue(MMIOResponse.Status.self, try r.u8("status"), "status")
+            return .mmioResponse(MMIOResponse(id: id, status: status, value: try r.u64("value")))
+        case .interrupt:
+            return .interrupt(vm: try r.u32("vm"), vcpu: try r.u32("vcpu"), cause: try r.u8("cause"),
+                              level: try r.bool("level"))
+        case .ipi: return .ipi(vm: try r.u32("vm"), vcpu: try r.u32("vcpu"))
+        case .tlbShootdown:
+            let id = try r.u64("id"), vm = try r.u32("vm")
+            let n = try r.count("pages", minimumElementSize: 8)
+            var pages: [UInt64] = []
+            pages.reserveCapacity(n)
+            for _ in 0..<n { pages.append(try r.u64("pages")) }
+            return .tlbShootdown(id: id, vm: vm, pages: pages)
+        case .tlbShootdownAck: return .tlbShootdownAck(id: try r.u64("id"))
+        case .timeSync: return .timeSync(mtime: try r.u64("mtime"), sentAtNanos: try r.u64("sentAtNanos"))
+        case .pageCommand:
+            let id = try r.u64("id")
+            let kind = try enumValue(PageCommand.Kind.self, try r.u8("kind"), "kind")
+            return .pageCommand(PageCommand(id: id, kind: kind, vm: try r.u32("vm"), guestPage: try r.u64("guestPage"),
+                                            targetNode: try r.int(Int32.self, "targetNode"), frame: try r.u64("frame")))
+        case .pageCommandDone:
+            return .pageCommandDone(id: try r.u64("id"), ok: try r.bool("ok"), detail: try r.string("detail"))
+        case .vcpuState:
+            let vm = try r.u32("vm"), vcpu = try r.u32("vcpu"), pc = try r.u64("pc"), privilege = try r.u8("privilege")
+            guard privilege == 0 || privilege == 1 || privilege == 3 else { throw .invalidValue(field: "privilege") }
+            let nr = try r.count("registers", minimumElementSize: 8)
+            guard nr == 32 else { throw .invalidValue(field: "registers") }
+            var regs: [UInt64] = []
+            regs.reserveCapacity(32)
+            for _ in 0..<nr { regs.append(try r.u64("registers")) }
+            let nc = try r.count("csrs", minimumElementSize: 10)
+            var csrs: [CSRValue] = []
+            csrs.reserveCapacity(nc)
+            for _ in 0..<nc {
+                let number = try r.u16("csrs")
+                guard number < 0x1000 else { throw .invalidValue(field: "csrs") }
+                csrs.append(CSRValue(number: number, value: try r.u64("csrs")))
+            }
+            return .vcpuState(VCPUState(vm: vm, vcpu: vcpu, pc: pc, privilege: privilege, registers: regs, csrs: csrs))
+        case .ethernetFrame:
+            return .ethernetFrame(vm: try r.u32("vm"), nic: try r.u16("nic"), frame: try r.bytes("frame"))
+        case .console: return .console(vm: try r.u32("vm"), bytes: try r.bytes("bytes"))
+        case .stats:
+            let node = try r.int(Int32.self, "nodeID"), uptime = try r.u64("uptimeNanos")
+            let n = try r.count("counters", minimumElementSize: 12)
+            var counters: [Counter] = []
+            counters.reserveCapacity(n)
+            for _ in 0..<n { counters.append(Counter(name: try r.string("counters"), value: try r.i64("counters"))) }
+            return .stats(StatsReport(nodeID: node, uptimeNanos: uptime, counters: counters))
+        case .vmRequest:
+            let id = try r.u64("id")
+            let request: VMRequest
+            switch try r.u8("request") {
+            case 1: request = .create(spec: try r.string("spec"))
+            case 2: request = .stop(vm: try r.u32("vm"))
+            case 3: request = .list
+            case 4: request = .nodes
+            case 5: request = .stats
+            default: throw .invalidValue(field: "request")
+            }
+            return .vmRequest(id: id, request: request)
+        case .vmResponse:
+            return .vmResponse(id: try r.u64("id"), ok: try r.bool("ok"), body: try r.string("body"))
+        case .vmStatus:
+            let vm = try r.u32("vm")
+            let state = try enumValue(VMState.self, try r.u8("state"), "state")
+            return .vmStatus(vm: vm, state: state, detail: try r.string("detail"))
+        }
+    }
+}

@@ -1,0 +1,272 @@
+/// Every message the cluster carries. Each case has one type code (MessageType) and
+/// one payload layout (Message+Codec.swift); docs/protocol.md lists who sends what.
+///
+/// Machine addresses (`line`, `frame`) are machine-physical; guest addresses
+/// (`guestPage`, MMIO `address`) are guest-physical in the VM named alongside.
+public enum Message: Equatable, Sendable {
+    // MARK: Session
+    /// First message on every connection, from both ends: who I am, and a fresh
+    /// nonce for the peer to prove the cluster secret against.
+    case hello(Hello)
+    /// HMAC-SHA256 over both nonces under the cluster secret (HandshakeStateMachine).
+    case authenticate(mac: [UInt8])
+    /// Coordinator to node: admitted, with the node id and memory slice it owns.
+    case joinAccepted(JoinAccepted)
+    /// Coordinator to node: not admitted (duplicate id, full cluster, ...).
+    case joinRejected(reason: String)
+    /// Liveness, every heartbeat interval, in both directions.
+    case heartbeat(sequence: UInt64, sentAtNanos: UInt64)
+    /// Orderly departure.
+    case leave(reason: String)
+    /// Round-trip probes (benchmarks, `disco nodes` latency column).
+    case ping(sequence: UInt64, payload: [UInt8])
+    case pong(sequence: UInt64, payload: [UInt8])
+    /// A request failed or a peer misbehaved; sent before closing a connection.
+    case error(code: ErrorCode, message: String)
+
+    // MARK: Coherence (docs/coherence.md): requester ↔ home, home ↔ sharers/owner
+    /// Requester to home: GetS, GetM or Upgrade for one line.
+    case coherenceRequest(kind: CoherenceKind, line: UInt64)
+    /// Home to requester: the line's bytes, shared or exclusive.
+    case lineData(line: UInt64, exclusive: Bool, data: [UInt8])
+    /// Home to requester: an Upgrade granted without data (the copy is still valid).
+    case upgradeGrant(line: UInt64)
+    /// Home to a sharer: drop your copy and acknowledge.
+    case invalidate(line: UInt64)
+    /// Sharer to home.
+    case invalidateAck(line: UInt64)
+    /// Home to the owner: send the line back (forwarded request); keep a shared copy if asked.
+    case recall(line: UInt64, keepShared: Bool)
+    /// Owner to home: the recalled line's current bytes.
+    case recallReply(line: UInt64, data: [UInt8])
+    /// Owner to home: eviction of a modified line (writeback).
+    case writeback(line: UInt64, data: [UInt8])
+    /// Sharer to home: eviction notice of a clean line.
+    case evictShared(line: UInt64)
+    /// Home to evicting node: the writeback or eviction notice is accounted for.
+    case putAck(line: UInt64)
+
+    // MARK: Remote devices and interrupts
+    /// A VCPU's load or store to a device that lives on another node.
+    case mmioRequest(MMIORequest)
+    case mmioResponse(MMIOResponse)
+    /// Raise or lower an interrupt-pending bit (mip bit number) of a VCPU.
+    case interrupt(vm: UInt32, vcpu: UInt32, cause: UInt8, level: Bool)
+    /// Inter-processor interrupt (a CLINT msip write aimed at a VCPU on another node).
+    case ipi(vm: UInt32, vcpu: UInt32)
+    /// Flush these guest pages (empty: everything) from the VM's TLBs on the receiver.
+    case tlbShootdown(id: UInt64, vm: UInt32, pages: [UInt64])
+    case tlbShootdownAck(id: UInt64)
+    /// A cluster-wide time base sample (mtime ticks at 10 MHz) from the coordinator.
+    case timeSync(mtime: UInt64, sentAtNanos: UInt64)
+
+    // MARK: Monitor
+    /// Coordinator to node: move, copy or fold back a page of a VM.
+    case pageCommand(PageCommand)
+    case pageCommandDone(id: UInt64, ok: Bool, detail: String)
+    /// A VCPU's architectural state, for placing or moving it.
+    case vcpuState(VCPUState)
+    /// A frame on the VMs' virtual Ethernet segment.
+    case ethernetFrame(vm: UInt32, nic: UInt16, frame: [UInt8])
+    /// Bytes to or from a VM's console.
+    case console(vm: UInt32, bytes: [UInt8])
+    /// Periodic counters from a node.
+    case stats(StatsReport)
+    /// CLI or coordinator: create, stop or list VMs, list nodes.
+    case vmRequest(id: UInt64, request: VMRequest)
+    /// The answer to a vmRequest: `ok` and a human-readable or YAML body.
+    case vmResponse(id: UInt64, ok: Bool, body: String)
+    /// Node to coordinator: a VM changed state (booted, stopped with a status, failed).
+    case vmStatus(vm: UInt32, state: VMState, detail: String)
+}
+
+/// One byte per message kind on the wire. Values are stable; new kinds get new codes.
+public enum MessageType: UInt8, CaseIterable, Sendable {
+    case hello = 0x01, authenticate = 0x02, joinAccepted = 0x03, joinRejected = 0x04
+    case heartbeat = 0x05, leave = 0x06, ping = 0x07, pong = 0x08, error = 0x0F
+    case coherenceRequest = 0x10, lineData = 0x11, upgradeGrant = 0x12, invalidate = 0x13
+    case invalidateAck = 0x14, recall = 0x15, recallReply = 0x16, writeback = 0x17
+    case evictShared = 0x18, putAck = 0x19
+    case mmioRequest = 0x20, mmioResponse = 0x21, interrupt = 0x22, ipi = 0x23
+    case tlbShootdown = 0x24, tlbShootdownAck = 0x25, timeSync = 0x26
+    case pageCommand = 0x30, pageCommandDone = 0x31, vcpuState = 0x32
+    case ethernetFrame = 0x40, console = 0x41, stats = 0x42
+    case vmRequest = 0x50, vmResponse = 0x51, vmStatus = 0x52
+}
+
+// MARK: - Payload types
+
+public enum PeerRole: UInt8, Sendable, CaseIterable {
+    case coordinator = 1, node = 2, client = 3
+}
+
+public struct Hello: Equatable, Sendable {
+    public static let nonceSize = 32
+    public var role: PeerRole
+    /// The node's id, or -1 when it asks the coordinator to assign one.
+    public var nodeID: Int32
+    public var nonce: [UInt8]
+    public var cpus: UInt16
+    public var memoryBytes: UInt64
+    /// A human name (host name, process id) for logs.
+    public var name: String
+    /// Where this peer accepts connections from other nodes ("tcp:127.0.0.1:7000",
+    /// "unix:/path"); empty if it accepts none.
+    public var listenAddress: String
+
+    public init(role: PeerRole, nodeID: Int32, nonce: [UInt8], cpus: UInt16 = 0, memoryBytes: UInt64 = 0,
+                name: String = "", listenAddress: String = "") {
+        self.role = role
+        self.nodeID = nodeID
+        self.nonce = nonce
+        self.cpus = cpus
+        self.memoryBytes = memoryBytes
+        self.name = name
+        self.listenAddress = listenAddress
+    }
+}
+
+public struct JoinAccepted: Equatable, Sendable {
+    public var nodeID: Int32
+    public var memoryBase: UInt64
+    public var memoryBytes: UInt64
+    public var heartbeatMillis: UInt32
+    public init(nodeID: Int32, memoryBase: UInt64, memoryBytes: UInt64, heartbeatMillis: UInt32) {
+        self.nodeID = nodeID
+        self.memoryBase = memoryBase
+        self.memoryBytes = memoryBytes
+        self.heartbeatMillis = heartbeatMillis
+    }
+}
+
+public enum ErrorCode: UInt16, Sendable, CaseIterable {
+    case malformedFrame = 1, authenticationFailed = 2, versionMismatch = 3
+    case unexpectedMessage = 4, notFound = 5, invalidRequest = 6, internalError = 7, shuttingDown = 8
+}
+
+/// The three coherence requests (Coherence.CoherenceRequest has the same codes).
+public enum CoherenceKind: UInt8, Sendable, CaseIterable {
+    case getShared = 0, getModified = 1, upgrade = 2
+}
+
+public struct MMIORequest: Equatable, Sendable {
+    public var id: UInt64
+    public var vm: UInt32
+    public var vcpu: UInt32
+    public var address: UInt64
+    /// 1, 2, 4 or 8 bytes.
+    public var size: UInt8
+    public var isWrite: Bool
+    /// The stored value for a write; 0 for a read.
+    public var value: UInt64
+    public init(id: UInt64, vm: UInt32, vcpu: UInt32, address: UInt64, size: UInt8, isWrite: Bool, value: UInt64) {
+        self.id = id
+        self.vm = vm
+        self.vcpu = vcpu
+        self.address = address
+        self.size = size
+        self.isWrite = isWrite
+        self.value = value
+    }
+}
+
+public struct MMIOResponse: Equatable, Sendable {
+    public enum Status: UInt8, Sendable, CaseIterable { case ok = 0, accessFault = 1 }
+    public var id: UInt64
+    public var status: Status
+    /// The loaded value for a read.
+    public var value: UInt64
+    public init(id: UInt64, status: Status, value: UInt64) {
+        self.id = id
+        self.status = status
+        self.value = value
+    }
+}
+
+public struct PageCommand: Equatable, Sendable {
+    public enum Kind: UInt8, Sendable, CaseIterable {
+        /// Move the page's only copy to `targetNode` (new frame `frame`).
+        case migrate = 1
+        /// Add a read-only replica on `targetNode`.
+        case replicate = 2
+        /// Drop the replicas again (a write to a replicated page).
+        case collapse = 3
+    }
+    public var id: UInt64
+    public var kind: Kind
+    public var vm: UInt32
+    public var guestPage: UInt64
+    public var targetNode: Int32
+    public var frame: UInt64
+    public init(id: UInt64, kind: Kind, vm: UInt32, guestPage: UInt64, targetNode: Int32, frame: UInt64) {
+        self.id = id
+        self.kind = kind
+        self.vm = vm
+        self.guestPage = guestPage
+        self.targetNode = targetNode
+        self.frame = frame
+    }
+}
+
+public struct VCPUState: Equatable, Sendable {
+    public var vm: UInt32
+    public var vcpu: UInt32
+    public var pc: UInt64
+    /// 0 user, 1 supervisor, 3 machine.
+    public var privilege: UInt8
+    /// x0...x31 (x0 is carried as written, always 0).
+    public var registers: [UInt64]
+    /// (CSR number, value) pairs.
+    public var csrs: [CSRValue]
+    public init(vm: UInt32, vcpu: UInt32, pc: UInt64, privilege: UInt8, registers: [UInt64], csrs: [CSRValue]) {
+        self.vm = vm
+        self.vcpu = vcpu
+        self.pc = pc
+        self.privilege = privilege
+        self.registers = registers
+        self.csrs = csrs
+    }
+}
+
+public struct CSRValue: Equatable, Sendable {
+    public var number: UInt16
+    public var value: UInt64
+    public init(number: UInt16, value: UInt64) {
+        self.number = number
+        self.value = value
+    }
+}
+
+public struct StatsReport: Equatable, Sendable {
+    public var nodeID: Int32
+    public var uptimeNanos: UInt64
+    /// Named counters ("instructions", "remote_misses", "lines_in", ...).
+    public var counters: [Counter]
+    public init(nodeID: Int32, uptimeNanos: UInt64, counters: [Counter]) {
+        self.nodeID = nodeID
+        self.uptimeNanos = uptimeNanos
+        self.counters = counters
+    }
+}
+
+public struct Counter: Equatable, Sendable {
+    public var name: String
+    public var value: Int64
+    public init(name: String, value: Int64) {
+        self.name = name
+        self.value = value
+    }
+}
+
+public enum VMRequest: Equatable, Sendable {
+    /// A VM spec, as YAML (the format `disco check-spec` validates).
+    case create(spec: String)
+    case stop(vm: UInt32)
+    case list
+    case nodes
+    case stats
+}
+
+public enum VMState: UInt8, Sendable, CaseIterable {
+    case starting = 1, running = 2, stopped = 3, failed = 4
+}

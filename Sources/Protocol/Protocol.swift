@@ -1,1 +1,0 @@
-// Module Protocol: see DESIGN.md §3.

@@ -1,0 +1,111 @@
+import Protocol
+
+/// A small deterministic generator (SplitMix64) so that a failing case can be replayed
+/// from its seed.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Random messages of every type, with edge values (0, max, empty, long) mixed in.
+struct MessageGenerator {
+    var rng: SeededGenerator
+
+    init(seed: UInt64) { rng = SeededGenerator(seed: seed) }
+
+    mutating func int<T: FixedWidthInteger>(_: T.Type = T.self) -> T {
+        switch rng.next() % 8 {
+        case 0: return 0
+        case 1: return T.max
+        case 2: return T.min
+        default: return T.random(in: T.min...T.max, using: &rng)
+        }
+    }
+    mutating func bool() -> Bool { rng.next() & 1 == 1 }
+    mutating func bytes(max: Int = 300) -> [UInt8] {
+        let n = rng.next() % 6 == 0 ? 0 : Int(rng.next() % UInt64(max + 1))
+        return (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }
+    }
+    mutating func string() -> String {
+        let alphabet = Array("abcXYZ019 -_:/.\nλ€😀")
+        let n = Int(rng.next() % 40)
+        return String((0..<n).map { _ in alphabet[Int(rng.next() % UInt64(alphabet.count))] })
+    }
+    mutating func pick<E: CaseIterable>(_: E.Type) -> E {
+        let all = Array(E.allCases)
+        return all[Int(rng.next() % UInt64(all.count))]
+    }
+
+    mutating func message(of type: MessageType) -> Message {
+        switch type {
+        case .hello:
+            return .hello(Hello(role: pick(PeerRole.self), nodeID: int(), nonce: (0..<32).map { _ in int() },
+                                cpus: int(), memoryBytes: int(), name: string(), listenAddress: string()))
+        case .authenticate: return .authenticate(mac: bytes(max: 64))
+        case .joinAccepted:
+            return .joinAccepted(JoinAccepted(nodeID: int(), memoryBase: int(), memoryBytes: int(), heartbeatMillis: int()))
+        case .joinRejected: return .joinRejected(reason: string())
+        case .heartbeat: return .heartbeat(sequence: int(), sentAtNanos: int())
+        case .leave: return .leave(reason: string())
+        case .ping: return .ping(sequence: int(), payload: bytes())
+        case .pong: return .pong(sequence: int(), payload: bytes())
+        case .error: return .error(code: pick(ErrorCode.self), message: string())
+        case .coherenceRequest: return .coherenceRequest(kind: pick(CoherenceKind.self), line: int())
+        case .lineData: return .lineData(line: int(), exclusive: bool(), data: bytes(max: 4096))
+        case .upgradeGrant: return .upgradeGrant(line: int())
+        case .invalidate: return .invalidate(line: int())
+        case .invalidateAck: return .invalidateAck(line: int())
+        case .recall: return .recall(line: int(), keepShared: bool())
+        case .recallReply: return .recallReply(line: int(), data: bytes(max: 4096))
+        case .writeback: return .writeback(line: int(), data: bytes(max: 4096))
+        case .evictShared: return .evictShared(line: int())
+        case .putAck: return .putAck(line: int())
+        case .mmioRequest:
+            return .mmioRequest(MMIORequest(id: int(), vm: int(), vcpu: int(), address: int(),
+                                            size: [1, 2, 4, 8][Int(rng.next() % 4)], isWrite: bool(), value: int()))
+        case .mmioResponse: return .mmioResponse(MMIOResponse(id: int(), status: pick(MMIOResponse.Status.self), value: int()))
+        case .interrupt: return .interrupt(vm: int(), vcpu: int(), cause: int(), level: bool())
+        case .ipi: return .ipi(vm: int(), vcpu: int())
+        case .tlbShootdown:
+            return .tlbShootdown(id: int(), vm: int(), pages: (0..<Int(rng.next() % 20)).map { _ in int() })
+        case .tlbShootdownAck: return .tlbShootdownAck(id: int())
+        case .timeSync: return .timeSync(mtime: int(), sentAtNanos: int())
+        case .pageCommand:
+            return .pageCommand(PageCommand(id: int(), kind: pick(PageCommand.Kind.self), vm: int(), guestPage: int(),
+                                            targetNode: int(), frame: int()))
+        case .pageCommandDone: return .pageCommandDone(id: int(), ok: bool(), detail: string())
+        case .vcpuState:
+            return .vcpuState(VCPUState(vm: int(), vcpu: int(), pc: int(), privilege: [0, 1, 3][Int(rng.next() % 3)],
+                                        registers: (0..<32).map { _ in int() },
+                                        csrs: (0..<Int(rng.next() % 30)).map { _ in
+                                            CSRValue(number: UInt16(rng.next() % 0x1000), value: int())
+                                        }))
+        case .ethernetFrame: return .ethernetFrame(vm: int(), nic: int(), frame: bytes(max: 1514))
+        case .console: return .console(vm: int(), bytes: bytes())
+        case .stats:
+            return .stats(StatsReport(nodeID: int(), uptimeNanos: int(),
+                                      counters: (0..<Int(rng.next() % 10)).map { _ in Counter(name: string(), value: int()) }))
+        case .vmRequest:
+            let request: VMRequest
+            switch rng.next() % 5 {
+            case 0: request = .create(spec: string())
+            case 1: request = .stop(vm: int())
+            case 2: request = .list
+            case 3: request = .nodes
+            default: request = .stats
+            }
+            return .vmRequest(id: int(), request: request)
+        case .vmResponse: return .vmResponse(id: int(), ok: bool(), body: string())
+        case .vmStatus: return .vmStatus(vm: int(), state: pick(VMState.self), detail: string())
+        }
+    }
+
+    mutating func message() -> Message { message(of: pick(MessageType.self)) }
+}
