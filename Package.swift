@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
     ],
     targets: [
         // MARK: - Libraries
@@ -31,7 +32,11 @@ let package = Package(
         .target(name: "Protocol"),
         .target(
             name: "Transport",
-            dependencies: ["Protocol", "CLibUV", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "Protocol", "CLibUV",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
         .target(name: "RISCV"),
         .target(name: "Coherence"),
@@ -62,6 +67,7 @@ let package = Package(
 
         // MARK: - Tests
         .testTarget(name: "ProtocolTests", dependencies: ["Protocol"]),
+        .testTarget(name: "TransportTests", dependencies: ["Transport", "Protocol"]),
         .testTarget(name: "RISCVTests", dependencies: ["RISCV"]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "RISCV"]),
         .testTarget(name: "NodeTests", dependencies: ["Node", "Platform"]),

@@ -1,0 +1,139 @@
+import CLibUV
+import Foundation
+
+/// A libuv loop on its own thread. Other threads hand it work through `execute` (a
+/// locked queue plus uv_async_send, which libuv coalesces) and mark connections with
+/// staged output through `markDirty`. Dirty connections are flushed once per loop turn
+/// (in the async callback for other threads' sends, in a prepare callback for sends made
+/// on the loop thread), which is where many small messages become one write.
+final class EventLoop: @unchecked Sendable {
+    let loop: UnsafeMutablePointer<uv_loop_t>
+    private let async: UnsafeMutablePointer<uv_async_t>
+    private let prepare: UnsafeMutablePointer<uv_prepare_t>
+    private let lock = NSLock()
+    private var commands: [() -> Void] = []
+    private var dirtyFromOtherThreads: [StreamConnection] = []
+    // Loop-thread only:
+    private var dirtyOnLoop: [StreamConnection] = []
+    private var loopThread: pthread_t?
+    private let finished = DispatchSemaphore(value: 0)
+    private var stopping = false
+    /// The result of uv_loop_close after the loop ended: 0 when every handle was closed.
+    private(set) var closeStatus: Int32 = 0
+
+    init() throws(TransportError) {
+        loop = uvAllocate(uv_loop_t.self)
+        try uvCheck(uv_loop_init(loop), "uv_loop_init")
+        async = uvAllocate(uv_async_t.self)
+        prepare = uvAllocate(uv_prepare_t.self)
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        loop.pointee.data = me
+        try uvCheck(uv_async_init(loop, async) { handle in
+            EventLoop.from(handle!.pointee.loop).drainCommands()
+        }, "uv_async_init")
+        try uvCheck(uv_prepare_init(loop, prepare), "uv_prepare_init")
+        try uvCheck(uv_prepare_start(prepare) { handle in
+            EventLoop.from(handle!.pointee.loop).flushLoopDirty()
+        }, "uv_prepare_start")
+        uv_unref(asHandle(prepare))
+    }
+
+    deinit {
+        loop.deallocate()
+    }
+
+    static func from(_ loop: UnsafeMutablePointer<uv_loop_t>?) -> EventLoop {
+        Unmanaged<EventLoop>.fromOpaque(loop!.pointee.data).takeUnretainedValue()
+    }
+
+    func start(name: String) {
+        let thread = Thread { [self] in
+            loopThread = pthread_self()
+            uv_run(loop, UV_RUN_DEFAULT)
+            closeStatus = uv_loop_close(loop)
+            finished.signal()
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    var isOnLoopThread: Bool {
+        guard let t = loopThread else { return false }
+        return pthread_equal(t, pthread_self()) != 0
+    }
+
+    /// Runs `block` on the loop thread (soon; never inline).
+    func execute(_ block: @escaping () -> Void) {
+        lock.lock()
+        let accepted = !stopping
+        if accepted { commands.append(block) }
+        lock.unlock()
+        if accepted { uv_async_send(async) }
+    }
+
+    /// Runs `block` on the loop thread and waits for its result.
+    func executeAndWait<T>(_ block: @escaping () -> T) -> T? {
+        if isOnLoopThread { return block() }
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var result: T?
+        lock.lock()
+        let accepted = !stopping
+        if accepted {
+            commands.append {
+                result = block()
+                done.signal()
+            }
+        }
+        lock.unlock()
+        guard accepted else { return nil }
+        uv_async_send(async)
+        done.wait()
+        return result
+    }
+
+    /// `connection` has staged output: flush it this loop turn.
+    func markDirty(_ connection: StreamConnection) {
+        if isOnLoopThread {
+            dirtyOnLoop.append(connection)
+            return
+        }
+        lock.lock()
+        dirtyFromOtherThreads.append(connection)
+        lock.unlock()
+        uv_async_send(async)
+    }
+
+    private func drainCommands() {
+        lock.lock()
+        let work = commands
+        let dirty = dirtyFromOtherThreads
+        commands.removeAll(keepingCapacity: true)
+        dirtyFromOtherThreads.removeAll(keepingCapacity: true)
+        lock.unlock()
+        for block in work { block() }
+        for c in dirty { c.flush() }
+    }
+
+    private func flushLoopDirty() {
+        guard !dirtyOnLoop.isEmpty else { return }
+        let dirty = dirtyOnLoop
+        dirtyOnLoop.removeAll(keepingCapacity: true)
+        for c in dirty { c.flush() }
+    }
+
+    /// Called on the loop thread once every other handle is closing: closes the loop's
+    /// own handles so that uv_run returns.
+    func closeOwnHandles() {
+        lock.lock()
+        stopping = true
+        lock.unlock()
+        dirtyOnLoop.removeAll()
+        uv_close(asHandle(async)) { h in h!.deallocate() }
+        uv_close(asHandle(prepare)) { h in h!.deallocate() }
+    }
+
+    /// Waits for the loop thread to finish (after `closeOwnHandles`).
+    func join() {
+        finished.wait()
+    }
+}

@@ -1,0 +1,124 @@
+import CLibUV
+import Foundation
+import Logging
+
+/// A listening TCP or Unix socket; each accepted stream becomes an incoming
+/// StreamConnection. Loop thread only.
+final class Listener {
+    unowned let core: TransportCore
+    let requested: Endpoint
+    private(set) var bound: Endpoint
+    private var handle: UnsafeMutablePointer<uv_stream_t>?
+    private var ownsSocketFile = false
+    private var isUnix: Bool { if case .unix = requested { return true } else { return false } }
+
+    init(core: TransportCore, endpoint: Endpoint) {
+        self.core = core
+        self.requested = endpoint
+        self.bound = endpoint
+    }
+
+    func start() throws(TransportError) {
+        let loop = core.loop.loop
+        switch requested {
+        case .tcp(let host, let port):
+            let tcp = uvAllocate(uv_tcp_t.self)
+            uv_tcp_init(loop, tcp)
+            handle = asStream(tcp)
+            tcp.pointee.data = Unmanaged.passRetained(self).toOpaque()
+            guard case .success(var address) = SocketAddress.resolve(host: host, port: port) else {
+                close()
+                throw .invalidEndpoint(requested.description, "cannot resolve \(host)")
+            }
+            let status = address.withSockaddr { uv_tcp_bind(tcp, $0, 0) }
+            if status < 0 {
+                close()
+                throw uvError(status, "bind \(requested)")
+            }
+            var name = sockaddr_storage()
+            var length = Int32(MemoryLayout<sockaddr_storage>.size)
+            withUnsafeMutablePointer(to: &name) {
+                _ = uv_tcp_getsockname(tcp, UnsafeMutableRawPointer($0).assumingMemoryBound(to: sockaddr.self), &length)
+            }
+            let (h, p) = SocketAddress.describe(name)
+            bound = .tcp(host: h, port: p)
+        case .unix(let path):
+            let pipe = uvAllocate(uv_pipe_t.self)
+            uv_pipe_init(loop, pipe, 0)
+            handle = asStream(pipe)
+            pipe.pointee.data = Unmanaged.passRetained(self).toOpaque()
+            var status = uv_pipe_bind(pipe, path)
+            if status == UV_EADDRINUSE.rawValue, Listener.isStaleSocket(path) {
+                unlink(path)
+                status = uv_pipe_bind(pipe, path)
+            }
+            if status < 0 {
+                close()
+                throw uvError(status, "bind \(requested)")
+            }
+            ownsSocketFile = true
+        }
+        let status = uv_listen(handle, 128) { server, status in
+            let l = Unmanaged<Listener>.fromOpaque(server!.pointee.data).takeUnretainedValue()
+            l.accept(status)
+        }
+        if status < 0 {
+            close()
+            throw uvError(status, "listen on \(requested)")
+        }
+    }
+
+    /// A socket file nobody accepts on (left by a process that died) may be replaced;
+    /// a live socket or any other file is kept and bind reports the error.
+    private static func isStaleSocket(_ path: String) -> Bool {
+        var st = stat()
+        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK else { return false }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { Glibc.close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { dst in
+            for (i, b) in bytes.enumerated() { dst[i] = b }
+        }
+        let result = withUnsafePointer(to: &address) {
+            connect(fd, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_un>.size))
+        }
+        return result != 0 && errno == ECONNREFUSED
+    }
+
+    private func accept(_ status: Int32) {
+        guard status >= 0, let handle else {
+            core.logger.warning("accept on \(bound) failed: \(uvErrorName(Int(status)))")
+            return
+        }
+        let client: UnsafeMutablePointer<uv_stream_t>
+        if isUnix {
+            let pipe = uvAllocate(uv_pipe_t.self)
+            uv_pipe_init(core.loop.loop, pipe, 0)
+            client = asStream(pipe)
+        } else {
+            let tcp = uvAllocate(uv_tcp_t.self)
+            uv_tcp_init(core.loop.loop, tcp)
+            uv_tcp_nodelay(tcp, 1)
+            client = asStream(tcp)
+        }
+        guard uv_accept(handle, client) == 0 else {
+            uv_close(asHandle(client)) { $0!.deallocate() }
+            return
+        }
+        core.adopt(client)
+    }
+
+    func close() {
+        guard let h = handle else { return }
+        handle = nil
+        if case .unix(let path) = requested, ownsSocketFile { unlink(path) }
+        uv_close(asHandle(h)) { handle in
+            Unmanaged<Listener>.fromOpaque(handle!.pointee.data).release()
+            handle!.deallocate()
+        }
+    }
+}
