@@ -100,6 +100,8 @@ public final class NetworkTransport: MessageTransport, @unchecked Sendable {
 
     public init(configuration: TransportConfiguration, logger: Logger = Logger(label: "disco.transport"),
                 handler: @escaping @Sendable (TransportEvent) -> Void) throws(TransportError) {
+        // A write to a peer that just vanished must fail with EPIPE, not kill the process.
+        signal(SIGPIPE, SIG_IGN)
         core = try TransportCore(configuration: configuration, logger: logger, handler: handler)
         core.loop.start(name: "disco-transport")
     }
