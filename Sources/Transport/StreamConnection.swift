@@ -265,7 +265,7 @@ final class StreamConnection {
         if wake { core.deliver(.writable(id)) }
         if more || !control.isEmpty {
             flush()
-        } else if drainThenClose {
+        } else if drainThenClose && !outbox.hasStaged {
             closeStream(reason: "closed")
         }
     }
@@ -275,7 +275,7 @@ final class StreamConnection {
     /// The user closes this connection: queued messages are written first.
     func close() {
         closingForGood = true
-        if stream != nil, !streamClosing, wasEstablished, writing || outbox.hasStaged {
+        if stream != nil, !streamClosing, writing || outbox.hasStaged {
             drainThenClose = true
             flush()
         } else {
