@@ -8,6 +8,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "disco", targets: ["disco"]),
+        .executable(name: "uv-pingpong", targets: ["uv-pingpong"]),
         .library(name: "RISCV", targets: ["RISCV"]),
         .library(name: "Platform", targets: ["Platform"]),
         .library(name: "Protocol", targets: ["Protocol"]),
@@ -64,6 +65,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+
+        // The floor for `disco bench transport`: a minimal libuv ping-pong in C.
+        .executableTarget(name: "uv-pingpong", dependencies: ["CLibUV"], path: "Benchmarks/UVPingPong"),
 
         // MARK: - Tests
         .testTarget(name: "ProtocolTests", dependencies: ["Protocol"]),

@@ -5,6 +5,15 @@ import Platform
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
+        abstract: "Benchmarks: guest MIPS against QEMU (cpu), the cluster transport against raw libuv (transport).",
+        subcommands: [BenchCPU.self, BenchTransport.self],
+        defaultSubcommand: BenchCPU.self
+    )
+}
+
+struct BenchCPU: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cpu",
         abstract: "Measure single-hart guest MIPS, and the same guest's wall time on QEMU.",
         discussion: """
             Runs the benchmark guest (guests/build/bench.elf, built by `make -C guests`)
