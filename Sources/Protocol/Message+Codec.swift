@@ -40,6 +40,8 @@ extension Message {
         case .vmRequest: return .vmRequest
         case .vmResponse: return .vmResponse
         case .vmStatus: return .vmStatus
+        case .vmStart: return .vmStart
+        case .vmStop: return .vmStop
         }
     }
 
@@ -196,6 +198,28 @@ extension Message {
             w.put(vm)
             w.put(state.rawValue)
             w.put(detail)
+        case .vmStart(let p):
+            w.put(p.vm)
+            w.put(p.spec)
+            w.put(UInt32(p.vcpuNodes.count))
+            for n in p.vcpuNodes { w.put(n) }
+            w.put(p.deviceNode)
+            w.put(UInt32(p.memoryNodes.count))
+            for n in p.memoryNodes { w.put(n) }
+            w.put(UInt32(p.frameBases.count))
+            for b in p.frameBases { w.put(b) }
+            w.put(UInt32(p.nodes.count))
+            for n in p.nodes {
+                w.put(n.nodeID)
+                w.put(n.listenAddress)
+                w.put(n.memoryBase)
+                w.put(n.memoryBytes)
+            }
+            w.put(p.epochNanos)
+            w.put(p.lineSize)
+        case .vmStop(let vm, let reason):
+            w.put(vm)
+            w.put(reason)
         }
     }
 
@@ -346,6 +370,26 @@ extension Message {
             let vm = try r.u32("vm")
             let state = try enumValue(VMState.self, try r.u8("state"), "state")
             return .vmStatus(vm: vm, state: state, detail: try r.string("detail"))
+        case .vmStart:
+            let vm = try r.u32("vm"), spec = try r.string("spec")
+            var vcpuNodes: [Int32] = []
+            for _ in 0..<(try r.count("vcpuNodes", minimumElementSize: 4)) { vcpuNodes.append(try r.int(Int32.self, "vcpuNodes")) }
+            let deviceNode = try r.int(Int32.self, "deviceNode")
+            var memoryNodes: [Int32] = []
+            for _ in 0..<(try r.count("memoryNodes", minimumElementSize: 4)) { memoryNodes.append(try r.int(Int32.self, "memoryNodes")) }
+            var frameBases: [UInt64] = []
+            for _ in 0..<(try r.count("frameBases", minimumElementSize: 8)) { frameBases.append(try r.u64("frameBases")) }
+            guard frameBases.count == memoryNodes.count else { throw .invalidValue(field: "frameBases") }
+            var nodes: [NodeAddress] = []
+            for _ in 0..<(try r.count("nodes", minimumElementSize: 24)) {
+                nodes.append(NodeAddress(nodeID: try r.int(Int32.self, "nodes"), listenAddress: try r.string("nodes"),
+                                         memoryBase: try r.u64("nodes"), memoryBytes: try r.u64("nodes")))
+            }
+            return .vmStart(VMPlacement(vm: vm, spec: spec, vcpuNodes: vcpuNodes, deviceNode: deviceNode,
+                                        memoryNodes: memoryNodes, frameBases: frameBases, nodes: nodes,
+                                        epochNanos: try r.u64("epochNanos"), lineSize: try r.u32("lineSize")))
+        case .vmStop:
+            return .vmStop(vm: try r.u32("vm"), reason: try r.string("reason"))
         }
     }
 }

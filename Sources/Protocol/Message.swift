@@ -78,6 +78,10 @@ public enum Message: Equatable, Sendable {
     case vmResponse(id: UInt64, ok: Bool, body: String)
     /// Node to coordinator: a VM changed state (booted, stopped with a status, failed).
     case vmStatus(vm: UInt32, state: VMState, detail: String)
+    /// Coordinator to every node taking part in a VM: build and start it.
+    case vmStart(VMPlacement)
+    /// Coordinator to nodes: stop the VM and free what it holds.
+    case vmStop(vm: UInt32, reason: String)
 }
 
 /// One byte per message kind on the wire. Values are stable; new kinds get new codes.
@@ -91,7 +95,7 @@ public enum MessageType: UInt8, CaseIterable, Sendable {
     case tlbShootdown = 0x24, tlbShootdownAck = 0x25, timeSync = 0x26
     case pageCommand = 0x30, pageCommandDone = 0x31, vcpuState = 0x32
     case ethernetFrame = 0x40, console = 0x41, stats = 0x42
-    case vmRequest = 0x50, vmResponse = 0x51, vmStatus = 0x52
+    case vmRequest = 0x50, vmResponse = 0x51, vmStatus = 0x52, vmStart = 0x53, vmStop = 0x54
 }
 
 // MARK: - Payload types
@@ -265,6 +269,55 @@ public enum VMRequest: Equatable, Sendable {
     case list
     case nodes
     case stats
+}
+
+/// Where a VM runs: its VCPUs, its devices and its memory, and how to reach the
+/// nodes involved. Guest page `p` is homed on `memoryNodes[p % k]` (k nodes) at
+/// machine address `frameBases[p % k] + (p / k) * 4096`.
+public struct VMPlacement: Equatable, Sendable {
+    public var vm: UInt32
+    /// The VM spec as YAML (what `disco check-spec` validates).
+    public var spec: String
+    /// The node of each VCPU, by hart id.
+    public var vcpuNodes: [Int32]
+    /// The node holding the VM's devices (UART, PLIC, virtio, finisher).
+    public var deviceNode: Int32
+    public var memoryNodes: [Int32]
+    public var frameBases: [UInt64]
+    /// Every node named above.
+    public var nodes: [NodeAddress]
+    /// The origin of the VM's mtime, in the cluster time base (nanoseconds).
+    public var epochNanos: UInt64
+    /// Coherence line size in bytes.
+    public var lineSize: UInt32
+
+    public init(vm: UInt32, spec: String, vcpuNodes: [Int32], deviceNode: Int32, memoryNodes: [Int32],
+                frameBases: [UInt64], nodes: [NodeAddress], epochNanos: UInt64, lineSize: UInt32) {
+        self.vm = vm
+        self.spec = spec
+        self.vcpuNodes = vcpuNodes
+        self.deviceNode = deviceNode
+        self.memoryNodes = memoryNodes
+        self.frameBases = frameBases
+        self.nodes = nodes
+        self.epochNanos = epochNanos
+        self.lineSize = lineSize
+    }
+}
+
+public struct NodeAddress: Equatable, Sendable {
+    public var nodeID: Int32
+    /// Where the node accepts connections from its peers.
+    public var listenAddress: String
+    /// The node's slice of machine memory.
+    public var memoryBase: UInt64
+    public var memoryBytes: UInt64
+    public init(nodeID: Int32, listenAddress: String, memoryBase: UInt64, memoryBytes: UInt64) {
+        self.nodeID = nodeID
+        self.listenAddress = listenAddress
+        self.memoryBase = memoryBase
+        self.memoryBytes = memoryBytes
+    }
 }
 
 public enum VMState: UInt8, Sendable, CaseIterable {

@@ -104,6 +104,16 @@ struct MessageGenerator {
             return .vmRequest(id: int(), request: request)
         case .vmResponse: return .vmResponse(id: int(), ok: bool(), body: string())
         case .vmStatus: return .vmStatus(vm: int(), state: pick(VMState.self), detail: string())
+        case .vmStart:
+            let k = Int(rng.next() % 5)
+            return .vmStart(VMPlacement(vm: int(), spec: string(), vcpuNodes: (0..<Int(rng.next() % 9)).map { _ in int() },
+                                        deviceNode: int(), memoryNodes: (0..<k).map { _ in int() },
+                                        frameBases: (0..<k).map { _ in int() },
+                                        nodes: (0..<Int(rng.next() % 5)).map { _ in
+                                            NodeAddress(nodeID: int(), listenAddress: string(), memoryBase: int(), memoryBytes: int())
+                                        },
+                                        epochNanos: int(), lineSize: int()))
+        case .vmStop: return .vmStop(vm: int(), reason: string())
         }
     }
 
