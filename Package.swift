@@ -74,7 +74,7 @@ let package = Package(
         .testTarget(name: "TransportTests", dependencies: ["Transport", "Protocol"]),
         .testTarget(name: "RISCVTests", dependencies: ["RISCV"]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "RISCV"]),
-        .testTarget(name: "NodeTests", dependencies: ["Node", "Platform"]),
+        .testTarget(name: "NodeTests", dependencies: ["Node", "Platform", "Coherence", "Protocol", "RISCV", "Transport"]),
         .testTarget(name: "CoherenceTests", dependencies: ["Coherence"]),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator"]),
         // Starts the real `disco` binary (and QEMU) as child processes.

@@ -96,6 +96,18 @@ public struct CacheStateMachine: Sendable {
         entries[line] = e
     }
 
+    /// Reads a line held with valid data in place (call only after a `hit`).
+    public func withData<R>(of line: LineAddress, _ body: (UnsafeRawPointer) -> R) -> R {
+        guard let e = entries[line], !e.data.isEmpty else { preconditionFailure("read of a line without data") }
+        return e.data.withUnsafeBytes { body($0.baseAddress!) }
+    }
+
+    /// Updates a Modified line in place (call only after a `hit` for a write).
+    public mutating func withMutableData<R>(of line: LineAddress, _ body: (UnsafeMutableRawPointer) -> R) -> R {
+        guard entries[line]?.state == .modified else { preconditionFailure("write to a line not held Modified") }
+        return entries[line]!.data.withUnsafeMutableBytes { body($0.baseAddress!) }
+    }
+
     // MARK: - Events
 
     public mutating func handle(_ event: Event) -> [Directive] {

@@ -59,3 +59,27 @@ public enum AtomicOp: UInt8, Sendable {
     case swap, add, xor, and, or, min, max, minu, maxu
     case compareAndSwap
 }
+
+extension AtomicOp {
+    /// The value an AMO of `size` bytes (4 or 8) stores when memory holds `current`:
+    /// for `.compareAndSwap`, `operand` if `current` equals `expected` (compared at
+    /// `size`), else nil (nothing is written). Shared by every memory that performs
+    /// AMOs so that they agree bit for bit.
+    @inline(__always)
+    public func apply(current: UInt64, operand: UInt64, expected: UInt64, size: Int) -> UInt64? {
+        let mask: UInt64 = size == 4 ? 0xffff_ffff : ~0
+        let signed = { (v: UInt64) -> Int64 in size == 4 ? Int64(Int32(truncatingIfNeeded: v)) : Int64(bitPattern: v) }
+        switch self {
+        case .swap: return operand & mask
+        case .add: return (current &+ operand) & mask
+        case .xor: return (current ^ operand) & mask
+        case .and: return (current & operand) & mask
+        case .or: return (current | operand) & mask
+        case .min: return (signed(current) <= signed(operand) ? current : operand) & mask
+        case .max: return (signed(current) >= signed(operand) ? current : operand) & mask
+        case .minu: return ((current & mask) <= (operand & mask) ? current : operand) & mask
+        case .maxu: return ((current & mask) >= (operand & mask) ? current : operand) & mask
+        case .compareAndSwap: return (current & mask) == (expected & mask) ? operand & mask : nil
+        }
+    }
+}

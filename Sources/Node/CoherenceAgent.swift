@@ -1,0 +1,338 @@
+import Coherence
+import Foundation
+import Protocol
+import RISCV
+
+/// One node's view of machine memory: the frames homed here (plain local memory plus
+/// the directory for them) and the remote access cache for lines homed elsewhere.
+/// It joins the two pure state machines to memory and to protocol messages, and does
+/// no I/O itself: messages to send pile up in `outgoing`, lines whose waiting CPUs may
+/// retry in `woken`, pages whose fast-path mappings must go in `revoked`. The node's
+/// execution thread drains them after every call.
+///
+/// CPU accesses are naturally aligned, 1 to 8 bytes, so they never straddle a line.
+/// An access that cannot complete yet answers `.retry`: the CPU parks and re-executes
+/// the instruction once its line is in `woken`.
+public final class CoherenceAgent {
+    public struct Slice: Sendable, Equatable {
+        public var node: NodeID
+        public var base: UInt64
+        public var size: UInt64
+        public init(node: NodeID, base: UInt64, size: UInt64) {
+            self.node = node
+            self.base = base
+            self.size = size
+        }
+    }
+
+    public let node: NodeID
+    public let geometry: LineGeometry
+    public let slices: [Slice]
+    public let localBase: UInt64
+    public let localSize: UInt64
+    private let local: UnsafeMutableRawPointer
+    private var directory: DirectoryStateMachine
+    private var cache: CacheStateMachine
+    /// Home lines with a request of the home's own CPUs in the directory.
+    private var localPending: Set<LineAddress> = []
+    private var directives: [DirectoryStateMachine.Directive] = []
+    private var cacheDirectives: [CacheStateMachine.Directive] = []
+
+    public var outgoing: [(to: NodeID, message: Message)] = []
+    public var woken: [LineAddress] = []
+    public var revoked: [(page: UInt64, keepRead: Bool)] = []
+
+    /// Counters for stats and benchmarks.
+    public private(set) var remoteMisses: UInt64 = 0
+    public private(set) var linesReceived: UInt64 = 0
+    public private(set) var linesSent: UInt64 = 0
+    /// Protocol messages rejected as malformed or misdirected (a node that lies).
+    public private(set) var rejectedMessages: UInt64 = 0
+
+    public enum AgentError: Error, CustomStringConvertible {
+        case noSlice(NodeID)
+        case mapFailed(String)
+        public var description: String {
+            switch self {
+            case .noSlice(let n): return "node \(n) has no memory slice"
+            case .mapFailed(let why): return "cannot map the node's machine memory: \(why)"
+            }
+        }
+    }
+
+    public init(node: NodeID, slices: [Slice], geometry: LineGeometry = LineGeometry(),
+                cacheBytes: Int = 1 << 20) throws {
+        guard let mine = slices.first(where: { $0.node == node }) else { throw AgentError.noSlice(node) }
+        guard let p = mmap(nil, Int(mine.size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
+              p != MAP_FAILED else {
+            throw AgentError.mapFailed(String(cString: strerror(errno)))
+        }
+        self.node = node
+        self.geometry = geometry
+        self.slices = slices.sorted { $0.base < $1.base }
+        self.localBase = mine.base
+        self.localSize = mine.size
+        self.local = p
+        self.directory = DirectoryStateMachine(home: node, geometry: geometry)
+        self.cache = CacheStateMachine(geometry: geometry, capacityBytes: cacheBytes)
+    }
+
+    deinit { munmap(local, Int(localSize)) }
+
+    /// The home node of a machine address, or nil if no node owns it.
+    @inline(__always) public func home(of address: UInt64) -> NodeID? {
+        if address &- localBase < localSize { return node }
+        for s in slices where address &- s.base < s.size { return s.node }
+        return nil
+    }
+
+    @inline(__always) private func isLocal(_ address: UInt64) -> Bool { address &- localBase < localSize }
+
+    /// The directory's miss counters (per page, per requesting node).
+    public var missCounts: [UInt64: [NodeID: UInt64]] { directory.missCounts }
+
+    // MARK: - Host access to home memory (loaders, before the VM runs)
+
+    /// Copies `bytes` into home memory at machine address `address` (which must be
+    /// homed here). Only for building a VM: no CPU or remote cache holds its lines yet.
+    public func initialize(_ bytes: UnsafeRawBufferPointer, at address: UInt64) -> Bool {
+        guard isLocal(address), UInt64(bytes.count) <= localSize - (address - localBase) else { return false }
+        if let b = bytes.baseAddress, bytes.count > 0 { (local + Int(address - localBase)).copyMemory(from: b, byteCount: bytes.count) }
+        return true
+    }
+
+    /// Zeroes a range of home memory (freeing a VM's frames for the next one).
+    public func clear(_ address: UInt64, count: Int) {
+        guard isLocal(address), UInt64(count) <= localSize - (address - localBase) else { return }
+        memset(local + Int(address - localBase), 0, count)
+    }
+
+    // MARK: - CPU accesses
+
+    /// A host pointer to a whole home page if the home's CPUs may access every line
+    /// of it right now (`write`: for writing too); nil otherwise (remote, or lines out).
+    public func directPage(_ page: UInt64, write: Bool) -> UnsafeMutableRawPointer? {
+        guard isLocal(page), localSize - (page - localBase) >= 4096 else { return nil }
+        var line = page
+        while line < page + 4096 {
+            let r = directory.localRights(line)
+            if !(write ? r.write : r.read) { return nil }
+            line += UInt64(geometry.lineSize)
+        }
+        return local + Int(page - localBase)
+    }
+
+    public func load(_ address: UInt64, size: Int, value: inout UInt64) -> BusStatus {
+        let line = geometry.line(of: address)
+        if isLocal(address) {
+            guard acquireLocal(line, write: false) else { return .retry }
+            value = Self.read(local + Int(address - localBase), size)
+            return .ok
+        }
+        guard let home = home(of: address) else { return .accessFault }
+        guard acquireRemote(line, home: home, write: false) else { return .retry }
+        value = cache.withData(of: line) { Self.read($0 + Int(address - line), size) }
+        return .ok
+    }
+
+    public func store(_ address: UInt64, size: Int, value: UInt64) -> BusStatus {
+        let line = geometry.line(of: address)
+        if isLocal(address) {
+            guard acquireLocal(line, write: true) else { return .retry }
+            Self.write(local + Int(address - localBase), size, value)
+            return .ok
+        }
+        guard let home = home(of: address) else { return .accessFault }
+        guard acquireRemote(line, home: home, write: true) else { return .retry }
+        cache.withMutableData(of: line) { Self.write($0 + Int(address - line), size, value) }
+        return .ok
+    }
+
+    public func atomic(_ op: AtomicOp, _ address: UInt64, size: Int, operand: UInt64, expected: UInt64,
+                       old: inout UInt64) -> BusStatus {
+        let line = geometry.line(of: address)
+        let perform = { (p: UnsafeMutableRawPointer) -> UInt64 in
+            let current = Self.read(p, size)
+            if let result = op.apply(current: current, operand: operand, expected: expected, size: size) {
+                Self.write(p, size, result)
+            }
+            return current
+        }
+        if isLocal(address) {
+            guard acquireLocal(line, write: true) else { return .retry }
+            old = perform(local + Int(address - localBase))
+            return .ok
+        }
+        guard let home = home(of: address) else { return .accessFault }
+        guard acquireRemote(line, home: home, write: true) else { return .retry }
+        old = cache.withMutableData(of: line) { perform($0 + Int(address - line)) }
+        return .ok
+    }
+
+    /// Whether the home's CPUs may access `line` now; if not, asks the directory (once).
+    private func acquireLocal(_ line: LineAddress, write: Bool) -> Bool {
+        let r = directory.localRights(line)
+        if write ? r.write : r.read { return true }
+        guard !localPending.contains(line) else { return false }
+        localPending.insert(line)
+        directives.removeAll(keepingCapacity: true)
+        directory.handle(.request(write ? .getModified : .getShared, line: line, from: node), into: &directives)
+        carryOut()
+        let now = directory.localRights(line)
+        return write ? now.write : now.read
+    }
+
+    private func acquireRemote(_ line: LineAddress, home: NodeID, write: Bool) -> Bool {
+        cacheDirectives.removeAll(keepingCapacity: true)
+        cache.handle(.access(line: line, home: home, write: write), into: &cacheDirectives)
+        var hit = false
+        for d in cacheDirectives {
+            switch d {
+            case .hit: hit = true
+            case .miss: remoteMisses &+= 1
+            default: break
+            }
+        }
+        carryOutCache()
+        return hit
+    }
+
+    // MARK: - Messages from other nodes
+
+    /// Handles one coherence message from `from`. Returns false (and counts it) if the
+    /// message is not a coherence message or is malformed or misdirected.
+    @discardableResult
+    public func receive(_ message: Message, from: NodeID) -> Bool {
+        directives.removeAll(keepingCapacity: true)
+        cacheDirectives.removeAll(keepingCapacity: true)
+        switch message {
+        // To the directory: this node must be the line's home.
+        case .coherenceRequest(let kind, let line):
+            guard checkHome(line) else { return reject() }
+            let request: CoherenceRequest = kind == .getShared ? .getShared : kind == .getModified ? .getModified : .upgrade
+            directory.handle(.request(request, line: line, from: from), into: &directives)
+        case .invalidateAck(let line):
+            guard checkHome(line) else { return reject() }
+            directory.handle(.invalidateAck(line: line, from: from), into: &directives)
+        case .recallReply(let line, let data):
+            guard checkHome(line), data.count == geometry.lineSize else { return reject() }
+            directory.handle(.recallReply(line: line, from: from, data: data), into: &directives)
+        case .writeback(let line, let data):
+            guard checkHome(line), data.count == geometry.lineSize else { return reject() }
+            directory.handle(.putModified(line: line, from: from, data: data), into: &directives)
+        case .evictShared(let line):
+            guard checkHome(line) else { return reject() }
+            directory.handle(.putShared(line: line, from: from), into: &directives)
+        // To the cache: the sender must be the line's home.
+        case .lineData(let line, let exclusive, let data):
+            guard checkRemote(line, from), data.count == geometry.lineSize else { return reject() }
+            linesReceived &+= 1
+            cache.handle(.data(line: line, exclusive: exclusive, data: data), into: &cacheDirectives)
+        case .upgradeGrant(let line):
+            guard checkRemote(line, from) else { return reject() }
+            cache.handle(.grant(line: line), into: &cacheDirectives)
+        case .invalidate(let line):
+            guard checkRemote(line, from) else { return reject() }
+            cache.handle(.invalidate(line: line, from: from), into: &cacheDirectives)
+        case .recall(let line, let keepShared):
+            guard checkRemote(line, from) else { return reject() }
+            cache.handle(.recall(line: line, keepShared: keepShared), into: &cacheDirectives)
+        case .putAck(let line):
+            guard checkRemote(line, from) else { return reject() }
+            cache.handle(.putAck(line: line), into: &cacheDirectives)
+        default:
+            return reject()
+        }
+        carryOut()
+        carryOutCache()
+        return true
+    }
+
+    private func reject() -> Bool {
+        rejectedMessages &+= 1
+        return false
+    }
+
+    private func checkHome(_ line: LineAddress) -> Bool {
+        line == geometry.line(of: line) && isLocal(line)
+    }
+
+    private func checkRemote(_ line: LineAddress, _ from: NodeID) -> Bool {
+        line == geometry.line(of: line) && !isLocal(line) && home(of: line) == from
+    }
+
+    // MARK: - Carrying out directives
+
+    private func carryOut() {
+        for d in directives {
+            switch d {
+            case .sendData(let line, let to, let exclusive):
+                linesSent &+= 1
+                let data = [UInt8](UnsafeRawBufferPointer(start: local + Int(line - localBase), count: geometry.lineSize))
+                outgoing.append((to, .lineData(line: line, exclusive: exclusive, data: data)))
+            case .sendGrant(let line, let to):
+                outgoing.append((to, .upgradeGrant(line: line)))
+            case .sendInvalidate(let line, let to):
+                outgoing.append((to, .invalidate(line: line)))
+            case .sendRecall(let line, let to, let keepShared):
+                outgoing.append((to, .recall(line: line, keepShared: keepShared)))
+            case .sendPutAck(let line, let to):
+                outgoing.append((to, .putAck(line: line)))
+            case .writeMemory(let line, let data):
+                data.withUnsafeBytes { (local + Int(line - localBase)).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            case .localGrant(let line, _):
+                localPending.remove(line)
+                woken.append(line)
+            case .revokeLocal(let line, let keepRead):
+                revoked.append((LineGeometry.page(of: line), keepRead))
+            }
+        }
+        directives.removeAll(keepingCapacity: true)
+    }
+
+    private func carryOutCache() {
+        for d in cacheDirectives {
+            switch d {
+            case .hit, .miss:
+                break
+            case .send(let m, let line, let to):
+                switch m {
+                case .request(let kind):
+                    let k: CoherenceKind = kind == .getShared ? .getShared : kind == .getModified ? .getModified : .upgrade
+                    outgoing.append((to, .coherenceRequest(kind: k, line: line)))
+                case .invalidateAck: outgoing.append((to, .invalidateAck(line: line)))
+                case .recallReply(let data): outgoing.append((to, .recallReply(line: line, data: data)))
+                case .putShared: outgoing.append((to, .evictShared(line: line)))
+                case .putModified(let data): outgoing.append((to, .writeback(line: line, data: data)))
+                }
+            case .wake(let line):
+                woken.append(line)
+            case .lost(let line):
+                revoked.append((LineGeometry.page(of: line), false))
+            case .downgraded(let line):
+                revoked.append((LineGeometry.page(of: line), true))
+            }
+        }
+        cacheDirectives.removeAll(keepingCapacity: true)
+    }
+
+    // MARK: - Raw access
+
+    @inline(__always) static func read(_ p: UnsafeRawPointer, _ size: Int) -> UInt64 {
+        switch size {
+        case 1: return UInt64(p.load(as: UInt8.self))
+        case 2: return UInt64(p.loadUnaligned(as: UInt16.self))
+        case 4: return UInt64(p.loadUnaligned(as: UInt32.self))
+        default: return p.loadUnaligned(as: UInt64.self)
+        }
+    }
+
+    @inline(__always) static func write(_ p: UnsafeMutableRawPointer, _ size: Int, _ value: UInt64) {
+        switch size {
+        case 1: p.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
+        case 2: p.storeBytes(of: UInt16(truncatingIfNeeded: value), toByteOffset: 0, as: UInt16.self)
+        case 4: p.storeBytes(of: UInt32(truncatingIfNeeded: value), toByteOffset: 0, as: UInt32.self)
+        default: p.storeBytes(of: value, toByteOffset: 0, as: UInt64.self)
+        }
+    }
+}
