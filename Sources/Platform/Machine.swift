@@ -126,54 +126,17 @@ public final class Machine: InterruptSink {
     // MARK: - Boot
 
     private func boot() throws {
-        let entry: UInt64
-        switch config.bios {
-        case .file(let firmware):
-            entry = try load(firmware, rawAt: VirtBoard.ramBase, what: "firmware")
-            if let kernel = config.kernel { _ = try load(kernel, rawAt: VirtBoard.kernelBase, what: "kernel") }
-        case .none:
-            guard let kernel = config.kernel else { throw MachineError("nothing to boot: no firmware and no kernel") }
-            entry = try load(kernel, rawAt: VirtBoard.ramBase, what: "kernel")
-        }
-        let fdt = VirtBoard.deviceTree(harts: config.harts, memoryBytes: config.memoryBytes, bootargs: config.bootargs)
-        let fdtAddress = VirtBoard.deviceTreeAddress(memoryBytes: config.memoryBytes, blobSize: fdt.count)
-        guard fdt.withUnsafeBytes({ bus.copyIn($0, at: fdtAddress) }) else {
-            throw MachineError("RAM of \(config.memoryBytes) bytes is too small for the device tree")
-        }
-        for hart in harts {
-            hart.pc = entry
-            hart[register: 10] = UInt64(hart.id)
-            hart[register: 11] = fdtAddress
-        }
-    }
-
-    /// Loads an ELF at its addresses or a raw image at `rawAt`; returns the entry point.
-    private func load(_ path: String, rawAt address: UInt64, what: String) throws -> UInt64 {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw MachineError("\(what) '\(path)': cannot read file")
-        }
-        let bytes = [UInt8](data)
-        let ram = bus.ramBase..<(bus.ramBase + bus.ramSize)
-        if ELFImage.looksLikeELF(bytes) {
-            do {
-                let image = try ELFImage(parsing: bytes)
-                try image.check(fitsIn: ram)
-                for s in image.segments {
-                    bytes.withUnsafeBytes { raw in
-                        _ = bus.copyIn(UnsafeRawBufferPointer(rebasing: raw[s.fileOffset..<(s.fileOffset + s.fileSize)]), at: s.address)
-                    }
-                    // The rest of the segment (.bss) is already zero in fresh RAM.
-                }
-                return image.entry
-            } catch {
-                throw MachineError("\(what) '\(path)': \(error)")
+        let image = try BootImage(config: config, ramBase: bus.ramBase)
+        for chunk in image.chunks {
+            guard chunk.bytes.withUnsafeBytes({ bus.copyIn($0, at: chunk.address) }) else {
+                throw MachineError("image at 0x\(String(chunk.address, radix: 16)) does not fit in RAM")
             }
         }
-        guard UInt64(bytes.count) <= ram.upperBound - address else {
-            throw MachineError("\(what) '\(path)' (\(bytes.count) bytes) does not fit in RAM at 0x\(String(address, radix: 16)) (RAM ends at 0x\(String(ram.upperBound, radix: 16)))")
+        for hart in harts {
+            hart.pc = image.entry
+            hart[register: 10] = UInt64(hart.id)
+            hart[register: 11] = image.deviceTreeAddress
         }
-        _ = bytes.withUnsafeBytes { bus.copyIn($0, at: address) }
-        return address
     }
 
     // MARK: - Running
