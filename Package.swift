@@ -55,7 +55,7 @@ let package = Package(
         ),
         .target(
             name: "Coordinator",
-            dependencies: ["Protocol", "Transport", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Protocol", "Transport", "Node", .product(name: "Logging", package: "swift-log")]
         ),
         .executableTarget(
             name: "disco",

@@ -27,7 +27,7 @@ public final class CoherenceAgent {
 
     public let node: NodeID
     public let geometry: LineGeometry
-    public let slices: [Slice]
+    public private(set) var slices: [Slice]
     public let localBase: UInt64
     public let localSize: UInt64
     private let local: UnsafeMutableRawPointer
@@ -79,6 +79,13 @@ public final class CoherenceAgent {
 
     deinit { munmap(local, Int(localSize)) }
 
+    /// Adds the slices of nodes this agent did not know (learned when a VM spanning
+    /// them starts). A known node's slice never changes.
+    public func learn(_ more: [Slice]) {
+        for s in more where !slices.contains(where: { $0.node == s.node }) { slices.append(s) }
+        slices.sort { $0.base < $1.base }
+    }
+
     /// The home node of a machine address, or nil if no node owns it.
     @inline(__always) public func home(of address: UInt64) -> NodeID? {
         if address &- localBase < localSize { return node }
@@ -113,6 +120,9 @@ public final class CoherenceAgent {
     /// of it right now (`write`: for writing too); nil otherwise (remote, or lines out).
     public func directPage(_ page: UInt64, write: Bool) -> UnsafeMutableRawPointer? {
         guard isLocal(page), localSize - (page - localBase) >= 4096 else { return nil }
+        // A parked access on the page must complete (and be consumed) through the slow
+        // path, or the CPU could perform it twice.
+        if !parked.isEmpty, allParked.contains(where: { LineGeometry.page(of: $0.2.line) == page }) { return nil }
         var line = page
         while line < page + 4096 {
             let r = directory.localRights(line)
@@ -122,51 +132,166 @@ public final class CoherenceAgent {
         return local + Int(page - localBase)
     }
 
-    public func load(_ address: UInt64, size: Int, value: inout UInt64) -> BusStatus {
-        let line = geometry.line(of: address)
-        if isLocal(address) {
-            guard acquireLocal(line, write: false) else { return .retry }
-            value = Self.read(local + Int(address - localBase), size)
-            return .ok
-        }
-        guard let home = home(of: address) else { return .accessFault }
-        guard acquireRemote(line, home: home, write: false) else { return .retry }
-        value = cache.withData(of: line) { Self.read($0 + Int(address - line), size) }
-        return .ok
+    /// One CPU access, as the agent keeps it while its line is on the way.
+    public enum Access: Equatable, Sendable {
+        case load
+        case store(UInt64)
+        case atomic(AtomicOp, operand: UInt64, expected: UInt64)
     }
 
-    public func store(_ address: UInt64, size: Int, value: UInt64) -> BusStatus {
-        let line = geometry.line(of: address)
-        if isLocal(address) {
-            guard acquireLocal(line, write: true) else { return .retry }
-            Self.write(local + Int(address - localBase), size, value)
-            return .ok
+    /// A parked access. It is performed the moment its line arrives (or the directory
+    /// grants the home's CPUs the line), before any later message can take the line
+    /// away again; the CPU picks up the result when it re-executes the instruction.
+    /// Without this, a contended line could be granted and recalled over and over
+    /// without the waiting CPU ever using it.
+    private struct Parked {
+        var line: LineAddress
+        var address: UInt64
+        var size: Int
+        var access: Access
+        var result: UInt64?
+    }
+    /// Parked accesses per requester. Usually one; an instruction re-executed after its
+    /// data access completed may first fetch or walk page tables and park on those,
+    /// and the completed data access must survive that until it is consumed.
+    private var parked: [UInt64: [Parked]] = [:]
+    private static let maxParkedPerRequester = 8
+
+    private func park(_ requester: UInt64, _ p: Parked) {
+        var list = parked[requester] ?? []
+        if let i = list.firstIndex(where: { $0.address == p.address && $0.size == p.size && $0.access == p.access }) {
+            list[i] = p
+        } else {
+            list.append(p)
+            if list.count > Self.maxParkedPerRequester { list.removeFirst() }  // a path the CPU left long ago
         }
-        guard let home = home(of: address) else { return .accessFault }
-        guard acquireRemote(line, home: home, write: true) else { return .retry }
-        cache.withMutableData(of: line) { Self.write($0 + Int(address - line), size, value) }
-        return .ok
+        parked[requester] = list
+    }
+
+    private var allParked: some Sequence<(UInt64, Int, Parked)> {
+        parked.lazy.flatMap { (r, list) in list.enumerated().map { (r, $0.offset, $0.element) } }
+    }
+
+    /// Requesters (CPU tokens) whose parked access was just performed: they should
+    /// re-execute the parked instruction before anything else (no interrupt first).
+    public var completed: [UInt64] = []
+
+    public func load(_ address: UInt64, size: Int, requester: UInt64, value: inout UInt64) -> BusStatus {
+        access(.load, address, size, requester, &value)
+    }
+
+    public func store(_ address: UInt64, size: Int, value: UInt64, requester: UInt64) -> BusStatus {
+        var ignored: UInt64 = 0
+        return access(.store(value), address, size, requester, &ignored)
     }
 
     public func atomic(_ op: AtomicOp, _ address: UInt64, size: Int, operand: UInt64, expected: UInt64,
-                       old: inout UInt64) -> BusStatus {
+                       requester: UInt64, old: inout UInt64) -> BusStatus {
+        access(.atomic(op, operand: operand, expected: expected), address, size, requester, &old)
+    }
+
+    private func access(_ access: Access, _ address: UInt64, _ size: Int, _ requester: UInt64,
+                        _ value: inout UInt64) -> BusStatus {
+        if var list = parked[requester],
+           let i = list.firstIndex(where: { $0.address == address && $0.size == size && $0.access == access }) {
+            if let r = list[i].result {
+                list.remove(at: i)
+                parked[requester] = list.isEmpty ? nil : list
+                value = r
+                return .ok
+            }
+            // Parked but not done yet: asking again is harmless (a request in flight is
+            // not repeated), and the access may go now if the line came some other way.
+            list.remove(at: i)
+            parked[requester] = list.isEmpty ? nil : list
+        }
         let line = geometry.line(of: address)
-        let perform = { (p: UnsafeMutableRawPointer) -> UInt64 in
+        let write = access != .load
+        defer { if !retryLines.isEmpty { settle() } }
+        if isLocal(address) {
+            if !acquireLocal(line, write: write) {
+                park(requester, Parked(line: line, address: address, size: size, access: access, result: nil))
+                return .retry
+            }
+            value = perform(access, local + Int(address - localBase), size)
+            return .ok
+        }
+        guard let home = home(of: address) else { return .accessFault }
+        if !acquireRemote(line, home: home, write: write) {
+            park(requester, Parked(line: line, address: address, size: size, access: access, result: nil))
+            return .retry
+        }
+        value = write ? cache.withMutableData(of: line) { perform(access, $0 + Int(address - line), size) }
+                      : cache.withData(of: line) { Self.read($0 + Int(address - line), size) }
+        return .ok
+    }
+
+    @inline(__always)
+    private func perform(_ access: Access, _ p: UnsafeMutableRawPointer, _ size: Int) -> UInt64 {
+        switch access {
+        case .load:
+            return Self.read(p, size)
+        case .store(let v):
+            Self.write(p, size, v)
+            return 0
+        case .atomic(let op, let operand, let expected):
             let current = Self.read(p, size)
             if let result = op.apply(current: current, operand: operand, expected: expected, size: size) {
                 Self.write(p, size, result)
             }
             return current
         }
-        if isLocal(address) {
-            guard acquireLocal(line, write: true) else { return .retry }
-            old = perform(local + Int(address - localBase))
-            return .ok
+    }
+
+    /// The line just became usable (local grant, data or upgrade grant): perform the
+    /// accesses parked on it now. `local`: the line is homed here and the directory
+    /// serialized the home's request at this point of its directive list.
+    private func completeParked(on line: LineAddress, local isHome: Bool, exclusive: Bool = true) {
+        for (requester, index, p) in Array(allParked) where p.line == line && p.result == nil {
+            let write = p.access != .load
+            let result: UInt64
+            if isHome {
+                // A read grant leaves remote sharers in place: only loads may go.
+                guard exclusive || !write else { continue }
+                result = perform(p.access, local + Int(p.address - localBase), p.size)
+            } else {
+                guard let state = cache.state(of: line), state == .modified || (!write && state == .shared) else { continue }
+                result = write ? cache.withMutableData(of: line) { perform(p.access, $0 + Int(p.address - line), p.size) }
+                               : cache.withData(of: line) { Self.read($0 + Int(p.address - line), p.size) }
+            }
+            parked[requester]?[index].result = result
+            completed.append(requester)
         }
-        guard let home = home(of: address) else { return .accessFault }
-        guard acquireRemote(line, home: home, write: true) else { return .retry }
-        old = cache.withMutableData(of: line) { perform($0 + Int(address - line)) }
-        return .ok
+        if allParked.contains(where: { $0.2.line == line && $0.2.result == nil }) { retryLines.append(line) }
+    }
+
+    /// Lines with parked accesses the last grant could not serve (a write behind a read
+    /// grant, a line evicted meanwhile): asked for again once the current directives
+    /// are carried out.
+    private var retryLines: [LineAddress] = []
+
+    /// Asks again for what parked accesses still need, and performs those that can go
+    /// now. Every parked access thus ends up completed; a CPU waits only for its own.
+    private func settle() {
+        var rounds = 0
+        while let line = retryLines.popLast(), rounds < 64 {
+            rounds += 1
+            for (requester, index, p) in Array(allParked) where p.line == line && p.result == nil {
+                let write = p.access != .load
+                if isLocal(line) {
+                    // Asking may itself complete the access (a grant right away).
+                    guard acquireLocal(line, write: write), parked[requester]?[index].result == nil else { continue }
+                    parked[requester]?[index].result = perform(p.access, local + Int(p.address - localBase), p.size)
+                } else {
+                    guard let home = home(of: line), acquireRemote(line, home: home, write: write),
+                          parked[requester]?[index].result == nil else { continue }
+                    parked[requester]?[index].result = write
+                        ? cache.withMutableData(of: line) { perform(p.access, $0 + Int(p.address - line), p.size) }
+                        : cache.withData(of: line) { Self.read($0 + Int(p.address - line), p.size) }
+                }
+                completed.append(requester)
+            }
+        }
     }
 
     /// Whether the home's CPUs may access `line` now; if not, asks the directory (once).
@@ -245,6 +370,7 @@ public final class CoherenceAgent {
         }
         carryOut()
         carryOutCache()
+        settle()
         return true
     }
 
@@ -280,8 +406,9 @@ public final class CoherenceAgent {
                 outgoing.append((to, .putAck(line: line)))
             case .writeMemory(let line, let data):
                 data.withUnsafeBytes { (local + Int(line - localBase)).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-            case .localGrant(let line, _):
+            case .localGrant(let line, let exclusive):
                 localPending.remove(line)
+                completeParked(on: line, local: true, exclusive: exclusive)
                 woken.append(line)
             case .revokeLocal(let line, let keepRead):
                 revoked.append((LineGeometry.page(of: line), keepRead))
@@ -306,6 +433,7 @@ public final class CoherenceAgent {
                 case .putModified(let data): outgoing.append((to, .writeback(line: line, data: data)))
                 }
             case .wake(let line):
+                completeParked(on: line, local: false)
                 woken.append(line)
             case .lost(let line):
                 revoked.append((LineGeometry.page(of: line), false))

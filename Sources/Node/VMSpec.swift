@@ -212,3 +212,27 @@ extension VMSpec {
         return try parse(yaml: text, baseDirectory: (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent)
     }
 }
+
+extension VMSpec {
+    /// The spec as YAML that `parse(yaml:)` reads back to the same spec. Paths are
+    /// made absolute against `baseDirectory` so that another process (a node) finds
+    /// the same files.
+    public func yamlText(baseDirectory: String = FileManager.default.currentDirectoryPath) -> String {
+        func absolute(_ p: String) -> String {
+            p.hasPrefix("/") ? p : (baseDirectory as NSString).appendingPathComponent(p)
+        }
+        var root: [String: Any] = ["name": name, "vcpus": vcpus, "memory": MemorySize.format(memoryBytes)]
+        switch firmware {
+        case .none?: root["bios"] = "none"
+        case .file(let path)?: root["bios"] = absolute(path)
+        case nil: break
+        }
+        if let kernel { root["kernel"] = absolute(kernel) }
+        if let bootargs { root["bootargs"] = bootargs }
+        if let consoleLog { root["console-log"] = absolute(consoleLog) }
+        if !disks.isEmpty {
+            root["disks"] = disks.map { ["path": absolute($0.path), "readonly": $0.readOnly] as [String: Any] }
+        }
+        return (try? Yams.dump(object: root, sortKeys: true)) ?? ""
+    }
+}

@@ -155,12 +155,33 @@ public final class Hart {
     /// Forget all cached host pointers.
     public func dropAllDirectMappings() { flushTLB() }
 
+    /// Set by the memory's owner when a parked instruction's access has completed
+    /// elsewhere with a side effect (a remote device read): the next `run` executes
+    /// that instruction before it looks at pending interrupts, so the result is
+    /// consumed exactly once.
+    public var finishParkedInstructionFirst = false
+
     // MARK: - Running
 
     /// Runs up to `budget` instructions (fewer if it waits for an interrupt or parks).
     public func run(budget: Int) -> HartExit {
         var remaining = budget
         updateSupervisorTimer()
+        if finishParkedInstructionFirst && remaining > 0 {
+            finishParkedInstructionFirst = false
+            do {
+                try step()
+                instructionsRetired &+= 1
+            } catch {
+                if error.cause == Trap.park { return .parked }
+                if error.cause == Hart.waitCause {
+                    instructionsRetired &+= 1
+                    return .waitingForInterrupt
+                }
+                takeTrap(cause: error.cause, value: error.value, interrupt: false)
+            }
+            remaining &-= 1
+        }
         while remaining > 0 {
             if mie != 0, effectiveMIP & mie != 0 {
                 _ = takeInterruptIfEnabled()  // the handler's first instruction runs in this slice

@@ -161,8 +161,17 @@ public final class InMemoryTransport: MessageTransport, @unchecked Sendable {
         return link
     }
 
+    private var identityOverride: Hello?
+
+    public func updateIdentity(_ identity: Hello) {
+        lock.lock()
+        identityOverride = identity
+        lock.unlock()
+    }
+
+    /// Called with `lock` held.
     private func freshHandshake() -> HandshakeStateMachine {
-        var me = configuration.identity
+        var me = identityOverride ?? configuration.identity
         me.nonce = HandshakeStateMachine.makeNonce()
         return HandshakeStateMachine(local: me, secret: configuration.secret)
     }

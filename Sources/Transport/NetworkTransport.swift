@@ -23,11 +23,22 @@ final class TransportCore: @unchecked Sendable {
         self.handler = handler
     }
 
+    private let identityLock = NSLock()
+    private var currentIdentity: Hello?
+
     /// This process's hello with a fresh nonce.
     func identity() -> Hello {
-        var h = configuration.identity
+        identityLock.lock()
+        var h = currentIdentity ?? configuration.identity
+        identityLock.unlock()
         h.nonce = HandshakeStateMachine.makeNonce()
         return h
+    }
+
+    func setIdentity(_ hello: Hello) {
+        identityLock.lock()
+        currentIdentity = hello
+        identityLock.unlock()
     }
 
     func deliver(_ event: TransportEvent) {
@@ -135,6 +146,10 @@ public final class NetworkTransport: MessageTransport, @unchecked Sendable {
     public func close(_ connection: ConnectionID) {
         guard let c = core.connection(connection) else { return }
         core.loop.execute { c.close() }
+    }
+
+    public func updateIdentity(_ identity: Hello) {
+        core.setIdentity(identity)
     }
 
     /// Live connections (established, handshaking or waiting to reconnect).

@@ -136,4 +136,7 @@ public protocol MessageTransport: AnyObject, Sendable {
     func close(_ connection: ConnectionID)
     /// Closes everything and stops; no event is delivered after it returns.
     func shutdown()
+    /// What later handshakes say about this process (say, the listen address once a
+    /// listener is bound); connections already established keep what they said.
+    func updateIdentity(_ identity: Hello)
 }

@@ -11,7 +11,8 @@ struct Disco: ParsableCommand {
             Debian's OpenSBI and U-Boot, kernels, the project's own guests — in virtual
             machines on an emulated ccNUMA machine.
             """,
-        subcommands: [Run.self, Demo.self, Bench.self, SpecCheck.self]
+        subcommands: [Run.self, Demo.self, Up.self, CoordinatorCommand.self, NodeCommand.self, VMCommand.self,
+                      NodesCommand.self, StatsCommand.self, Bench.self, SpecCheck.self]
     )
 
     /// Like ArgumentParser's main, except that a bad command line is one line on

@@ -18,10 +18,14 @@ struct Run: ParsableCommand {
                 --bios /usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin \\
                 --kernel /usr/lib/u-boot/qemu-riscv64_smode/u-boot.bin --disk disk.img
               disco run --spec vm.yaml
+              disco run --nodes 2 --smp 4 --bios none --kernel guests/build/smp.elf
             """
     )
 
     @OptionGroup var vm: VMOptions
+
+    @Option(help: ArgumentHelp("Boot on an embedded local cluster of this many node processes (VCPUs round-robin over them, memory homed on them) instead of in this process.", valueName: "n"))
+    var nodes: Int?
 
     mutating func run() throws {
         let spec: VMSpec
@@ -30,6 +34,11 @@ struct Run: ParsableCommand {
             try spec.validate()
         } catch let error as SpecError {
             fail(error.description)
+        }
+        if let nodes {
+            guard (1...64).contains(nodes) else { fail("--nodes must be 1...64") }
+            guard spec.disks.isEmpty else { fail("disks are not yet supported on a cluster (--nodes); run without --nodes") }
+            throw ExitCode(runOnCluster(spec: spec, nodes: nodes))
         }
         let outcome = runVM(spec: spec)
         throw ExitCode(outcome)

@@ -77,3 +77,23 @@ import Testing
         }
     }
 }
+
+@Suite struct VMSpecYAMLTests {
+    @Test func yamlRoundTripsWithAbsolutePaths() throws {
+        var spec = VMSpec(name: "two words: and a colon", vcpus: 3, memoryBytes: 96 << 20)
+        spec.firmware = .file("fw/fw_jump.bin")
+        spec.kernel = "/abs/u-boot.bin"
+        spec.bootargs = "console=ttyS0 'quoted' #not a comment"
+        spec.disks = [VMSpec.Disk(path: "a.img"), VMSpec.Disk(path: "/b.img", readOnly: true)]
+        let text = spec.yamlText(baseDirectory: "/work/dir")
+        let back = try VMSpec.parse(yaml: text)
+        var expected = spec
+        expected.firmware = .file("/work/dir/fw/fw_jump.bin")
+        expected.disks[0].path = "/work/dir/a.img"
+        #expect(back == expected)
+        var none = VMSpec()
+        none.firmware = VMSpec.Firmware.none
+        none.kernel = "/k.elf"
+        #expect(try VMSpec.parse(yaml: none.yamlText()) == none)
+    }
+}

@@ -1,0 +1,375 @@
+import Coherence
+import Foundation
+import Platform
+import Protocol
+import RISCV
+
+/// The part of one VM that lives on this node: the VCPUs placed here (harts), the
+/// guest's view of memory through the VM's physical-to-machine map onto the node's
+/// CoherenceAgent, and, on the VM's device node, its devices.
+///
+/// Guest-physical page p is homed on `memoryNodes[p % k]` at machine address
+/// `frameBases[p % k] + (p / k) · 4096` (VMPlacement). MMIO goes to the device that
+/// owns the address: CLINT registers of a hart to that hart's node, everything else
+/// to the device node. Remote writes are posted (sent, not waited for; the channel
+/// keeps them in order); remote reads park the hart until the answer arrives.
+/// Device interrupts for VCPUs elsewhere travel as `interrupt` messages.
+///
+/// Everything here runs on the node's execution thread.
+public final class NodeVM: PhysicalMemory {
+    public let vm: UInt32
+    public let placement: VMPlacement
+    public let config: MachineConfig
+    public let node: Int
+    public var isDeviceNode: Bool { Int(placement.deviceNode) == node }
+    private let agent: CoherenceAgent
+    private let ramBase = VirtBoard.ramBase
+    private let ramSize: UInt64
+    private let k: UInt64
+    private let frameBases: [UInt64]
+    private let memoryNodes: [Int]
+    private let vcpuNodes: [Int]
+    private let epochNanos: UInt64
+
+    /// The harts placed on this node, and where each stands.
+    public private(set) var harts: [Hart] = []
+    public enum RunState: Equatable { case runnable, waitingForInterrupt, parked }
+    public var runStates: [RunState] = []
+    /// Harts made runnable by the last message (they run before the next message).
+    public var justWoken: [Bool] = []
+    /// A device answer or interrupt message made a hart runnable.
+    public var unparkedByMessage = false
+    private var localIndex: [Int: Int] = [:]
+
+    private var clint: CLINT!
+    private var plic: PLIC?
+    private var uart: UART16550?
+    private var finisher: TestFinisher?
+    private var devices: [(base: UInt64, size: UInt64, device: MMIODevice)] = []
+
+    /// Messages this VM wants sent (drained by the node after every step).
+    public var outgoing: [(to: Int, message: Message)] = []
+    /// Console output not yet sent (device node).
+    public var consoleOutput: [UInt8] = []
+    /// Every node of the VM has loaded its frames: the VCPUs may run.
+    public var released = false
+    /// How the guest ended (device node: the finisher).
+    public private(set) var exit: MachineExit?
+
+    private struct PendingRead {
+        var id: UInt64
+        var address: UInt64
+        var size: Int
+        var result: (BusStatus, UInt64)?
+    }
+    private var pendingReads: [Int: PendingRead] = [:]
+    private var nextRequestID: UInt64 = 1
+
+    public init(placement: VMPlacement, config: MachineConfig, node: Int, agent: CoherenceAgent) throws {
+        guard !placement.memoryNodes.isEmpty, placement.memoryNodes.count == placement.frameBases.count else {
+            throw MachineError("VM \(placement.vm): placement has no memory")
+        }
+        guard placement.vcpuNodes.count == config.harts else {
+            throw MachineError("VM \(placement.vm): placement names \(placement.vcpuNodes.count) VCPUs, spec has \(config.harts)")
+        }
+        self.vm = placement.vm
+        self.placement = placement
+        self.config = config
+        self.node = node
+        self.agent = agent
+        self.ramSize = config.memoryBytes
+        self.k = UInt64(placement.memoryNodes.count)
+        self.frameBases = placement.frameBases
+        self.memoryNodes = placement.memoryNodes.map(Int.init)
+        self.vcpuNodes = placement.vcpuNodes.map(Int.init)
+        self.epochNanos = placement.epochNanos
+
+        let clock: () -> UInt64 = { [epochNanos] in ClusterClock.mtime(epochNanos: epochNanos) }
+        clint = CLINT(harts: config.harts, sink: LocalSink(owner: self), clock: clock)
+        devices.append((VirtBoard.clint, VirtBoard.clintSize, clint))
+        if Int(placement.deviceNode) == node {
+            let plic = PLIC(harts: config.harts, sink: RoutingSink(owner: self))
+            let uart = UART16550(console: ConsoleBuffer(owner: self), irq: { [unowned plic] in
+                plic.setSourceLevel(Int(VirtBoard.uartIRQ), $0)
+            })
+            let finisher = TestFinisher()
+            self.plic = plic
+            self.uart = uart
+            self.finisher = finisher
+            devices.append((VirtBoard.testDevice, 0x1000, finisher))
+            devices.append((VirtBoard.plic, VirtBoard.plicSize, plic))
+            devices.append((VirtBoard.uart, 0x100, uart))
+            for i in 0..<VirtBoard.virtioSlots {
+                devices.append((VirtBoard.virtioBase + UInt64(i) * VirtBoard.virtioStride, VirtBoard.virtioStride, EmptyVirtioSlot()))
+            }
+        }
+        for (id, n) in vcpuNodes.enumerated() where n == node {
+            localIndex[id] = harts.count
+            harts.append(Hart(id: id, memory: self))
+            runStates.append(.runnable)
+            justWoken.append(false)
+        }
+    }
+
+    /// Writes the boot image into the frames homed here and points the local harts at
+    /// the entry. Every node of the VM does this for its own frames.
+    public func boot() throws {
+        let image = try BootImage(config: config, ramBase: ramBase)
+        for chunk in image.chunks {
+            var offset = 0
+            while offset < chunk.bytes.count {
+                let gpa = chunk.address + UInt64(offset)
+                let inPage = min(chunk.bytes.count - offset, 4096 - Int(gpa & 0xfff))
+                guard let m = machineAddress(gpa) else {
+                    throw MachineError("image at 0x\(String(gpa, radix: 16)) is outside the VM's RAM")
+                }
+                if agent.home(of: m) == node {
+                    chunk.bytes.withUnsafeBytes { raw in
+                        _ = agent.initialize(UnsafeRawBufferPointer(rebasing: raw[offset..<offset + inPage]), at: m)
+                    }
+                }
+                offset += inPage
+            }
+        }
+        for hart in harts {
+            hart.pc = image.entry
+            hart[register: 10] = UInt64(hart.id)
+            hart[register: 11] = image.deviceTreeAddress
+        }
+    }
+
+    // MARK: - Address translation
+
+    /// The token naming a VCPU of this VM to the node's coherence agent.
+    @inline(__always) public func requester(_ hart: Int) -> UInt64 { UInt64(vm) << 32 | UInt64(hart) }
+
+    /// A parked access of a local hart completed in the agent: it re-executes that
+    /// instruction first, before looking at interrupts.
+    public func accessCompleted(requester: UInt64) {
+        guard requester >> 32 == UInt64(vm), let i = localIndex[Int(requester & 0xffff_ffff)] else { return }
+        harts[i].finishParkedInstructionFirst = true
+        if runStates[i] == .parked {
+            runStates[i] = .runnable
+            justWoken[i] = true
+        }
+    }
+
+    /// The machine address of guest-physical `gpa`, if it is RAM.
+    @inline(__always) public func machineAddress(_ gpa: UInt64) -> UInt64? {
+        let offset = gpa &- ramBase
+        guard offset < ramSize else { return nil }
+        let page = offset >> 12
+        let i = Int(page % k)
+        return frameBases[i] &+ ((page / k) << 12) &+ (offset & 0xfff)
+    }
+
+    /// The guest-physical page mapped to machine page `page`, if this VM maps it.
+    public func guestPage(ofMachinePage page: UInt64) -> UInt64? {
+        let totalPages = ramSize >> 12
+        for i in 0..<Int(k) where page >= frameBases[i] {
+            let p = ((page - frameBases[i]) >> 12) * k + UInt64(i)
+            if p < totalPages, frameBases[i] + ((p / k) << 12) == page { return ramBase + (p << 12) }
+        }
+        return nil
+    }
+
+    /// Coherence took rights on a machine page away: drop the harts' fast paths to it.
+    public func revoke(machinePage: UInt64) {
+        guard let gpa = guestPage(ofMachinePage: machinePage) else { return }
+        for h in harts { h.dropDirectMappings(page: gpa) }
+    }
+
+    // MARK: - PhysicalMemory
+
+    public func directPage(_ pageAddress: UInt64, for access: AccessType) -> UnsafeMutableRawPointer? {
+        guard let m = machineAddress(pageAddress) else { return nil }
+        return agent.directPage(m, write: access == .write)
+    }
+
+    public func load(_ address: UInt64, size: Int, hart: Int, value: inout UInt64) -> BusStatus {
+        if let m = machineAddress(address) { return agent.load(m, size: size, requester: requester(hart), value: &value) }
+        let owner = mmioOwner(address)
+        if owner == node {
+            guard let (device, offset) = localDevice(address) else { return .accessFault }
+            value = device.read(offset: offset, size: size)
+            return .ok
+        }
+        return remoteRead(owner, address, size, hart, &value)
+    }
+
+    public func store(_ address: UInt64, size: Int, value: UInt64, hart: Int) -> BusStatus {
+        if let m = machineAddress(address) { return agent.store(m, size: size, value: value, requester: requester(hart)) }
+        let owner = mmioOwner(address)
+        if owner == node {
+            guard let (device, offset) = localDevice(address) else { return .accessFault }
+            device.write(offset: offset, size: size, value: value)
+            return .ok
+        }
+        // Posted: the device node applies writes in the order this node sent them.
+        outgoing.append((owner, .mmioRequest(MMIORequest(id: 0, vm: vm, vcpu: UInt32(hart), address: address,
+                                                          size: UInt8(size), isWrite: true, value: value))))
+        return .ok
+    }
+
+    public func atomic(_ op: AtomicOp, _ address: UInt64, size: Int, operand: UInt64, expected: UInt64,
+                       hart: Int, old: inout UInt64) -> BusStatus {
+        guard let m = machineAddress(address) else { return .accessFault }
+        return agent.atomic(op, m, size: size, operand: operand, expected: expected, requester: requester(hart), old: &old)
+    }
+
+    public func currentTime() -> UInt64 { ClusterClock.mtime(epochNanos: epochNanos) }
+
+    // MARK: - Devices
+
+    /// The node whose device answers `address`: a hart's CLINT registers live with the
+    /// hart, everything else with the device node.
+    private func mmioOwner(_ address: UInt64) -> Int {
+        let offset = address &- VirtBoard.clint
+        if offset < VirtBoard.clintSize {
+            let hart: Int
+            if offset < 0x4000 { hart = Int(offset / 4) }
+            else if offset >= 0x4000 && offset < 0xbff8 { hart = Int((offset - 0x4000) / 8) }
+            else { return node }  // mtime: the cluster time base is everywhere
+            return hart < vcpuNodes.count ? vcpuNodes[hart] : node
+        }
+        return Int(placement.deviceNode)
+    }
+
+    private func localDevice(_ address: UInt64) -> (MMIODevice, UInt64)? {
+        for d in devices where address >= d.base && address - d.base < d.size { return (d.device, address - d.base) }
+        return nil
+    }
+
+    private func remoteRead(_ owner: Int, _ address: UInt64, _ size: Int, _ hart: Int, _ value: inout UInt64) -> BusStatus {
+        if let p = pendingReads[hart], p.address == address, p.size == size {
+            guard let (status, v) = p.result else { return .retry }
+            pendingReads[hart] = nil
+            value = v
+            return status
+        }
+        let id = nextRequestID
+        nextRequestID += 1
+        pendingReads[hart] = PendingRead(id: id, address: address, size: size, result: nil)
+        outgoing.append((owner, .mmioRequest(MMIORequest(id: id, vm: vm, vcpu: UInt32(hart), address: address,
+                                                          size: UInt8(size), isWrite: false, value: 0))))
+        return .retry
+    }
+
+    // MARK: - Messages for this VM
+
+    /// Handles a VM message from node `from`; false if it does not belong here.
+    @discardableResult
+    public func receive(_ message: Message, from: Int) -> Bool {
+        switch message {
+        case .mmioRequest(let r):
+            guard mmioOwner(r.address) == node, r.address < VirtBoard.ramBase else { return false }
+            let result: UInt64
+            let status: MMIOResponse.Status
+            if let (device, offset) = localDevice(r.address) {
+                if r.isWrite {
+                    device.write(offset: offset, size: Int(r.size), value: r.value)
+                    result = 0
+                } else {
+                    result = device.read(offset: offset, size: Int(r.size))
+                }
+                status = .ok
+            } else {
+                result = 0
+                status = .accessFault
+            }
+            if !r.isWrite {
+                outgoing.append((from, .mmioResponse(MMIOResponse(id: r.id, status: status, value: result))))
+            }
+            return true
+        case .mmioResponse(let r):
+            guard let (hart, pending) = pendingReads.first(where: { $0.value.id == r.id }), pending.result == nil,
+                  let i = localIndex[hart] else { return false }
+            pendingReads[hart]?.result = (r.status == .ok ? .ok : .accessFault, r.value)
+            harts[i].finishParkedInstructionFirst = true
+            runStates[i] = .runnable
+            justWoken[i] = true
+            unparkedByMessage = true
+            return true
+        case .interrupt(_, let vcpu, let cause, let level):
+            guard let i = localIndex[Int(vcpu)], let line = InterruptLine(rawValue: Int(cause)) else { return false }
+            harts[i].setInterrupt(line, level)
+            return true
+        case .console(_, let bytes):
+            guard let uart else { return false }
+            uart.enqueueInput(bytes)
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// Polls devices with time-driven state (timers, UART receive) once per turn.
+    public func pollDevices() {
+        clint.updateTimers()
+        uart?.poll()
+    }
+
+    /// The earliest time (mtime ticks) a local timer needs attention, if any.
+    public var nextDeadline: UInt64? {
+        var d = clint.nextDeadline
+        for h in harts { if let s = h.supervisorTimerDeadline { d = min(d ?? .max, s) } }
+        return d
+    }
+
+    /// Checks the finisher after a hart ran (device node).
+    public func checkFinisher() {
+        guard exit == nil, let request = finisher?.take() else { return }
+        switch request {
+        case .pass: exit = .pass
+        case .fail(let code): exit = .fail(code)
+        case .reset: exit = .reset
+        }
+    }
+
+    // MARK: - Interrupt sinks
+
+    /// CLINT lines: a node's CLINT only drives the harts placed on that node.
+    private final class LocalSink: InterruptSink {
+        unowned let owner: NodeVM
+        init(owner: NodeVM) { self.owner = owner }
+        func setInterrupt(hart: Int, line: InterruptLine, asserted: Bool) {
+            guard let i = owner.localIndex[hart] else { return }
+            owner.harts[i].setInterrupt(line, asserted)
+        }
+    }
+
+    /// PLIC lines: local harts directly, others by message.
+    private final class RoutingSink: InterruptSink {
+        unowned let owner: NodeVM
+        init(owner: NodeVM) { self.owner = owner }
+        func setInterrupt(hart: Int, line: InterruptLine, asserted: Bool) {
+            if let i = owner.localIndex[hart] {
+                owner.harts[i].setInterrupt(line, asserted)
+            } else if hart < owner.vcpuNodes.count {
+                owner.outgoing.append((owner.vcpuNodes[hart], .interrupt(vm: owner.vm, vcpu: UInt32(hart),
+                                                                         cause: UInt8(line.rawValue), level: asserted)))
+            }
+        }
+    }
+
+    private final class ConsoleBuffer: ConsoleSink {
+        unowned let owner: NodeVM
+        init(owner: NodeVM) { self.owner = owner }
+        func write(_ bytes: UnsafeRawBufferPointer) { owner.consoleOutput.append(contentsOf: bytes) }
+    }
+}
+
+/// The cluster-wide time base: CLOCK_MONOTONIC nanoseconds, which every process on a
+/// host shares. A VM's mtime counts 10 MHz ticks from its epoch.
+public enum ClusterClock {
+    public static func nanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    }
+
+    public static func mtime(epochNanos: UInt64) -> UInt64 {
+        let now = nanoseconds()
+        return now > epochNanos ? (now - epochNanos) / 100 : 0
+    }
+}

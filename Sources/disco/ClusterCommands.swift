@@ -1,0 +1,238 @@
+import ArgumentParser
+import Coordinator
+import Foundation
+import Logging
+import Node
+import Protocol
+import Transport
+
+struct CoordinatorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator",
+        abstract: "Run the global monitor: membership, VM placement, consoles.",
+        discussion: """
+            Nodes join it with the cluster secret (DISCO_SECRET or --secret-file), CLI
+            commands talk to it. Stops on SIGINT or SIGTERM, stopping its VMs.
+              DISCO_SECRET=s3cret disco coordinator --listen tcp:127.0.0.1:7070
+            """
+    )
+
+    @Option(help: ArgumentHelp("Address to accept nodes and clients on (repeatable): tcp:HOST:PORT or unix:PATH.", valueName: "address"))
+    var listen: [String] = ["tcp:127.0.0.1:7070"]
+
+    @Option(help: "Heartbeat interval of the nodes, in milliseconds; a node silent for 6 intervals is dead.")
+    var heartbeatMs: Int = 500
+
+    @Option(help: "Coherence line size in bytes (a power of two, 64 to 4096).")
+    var lineSize: Int = 128
+
+    @OptionGroup var options: ClusterOptions
+
+    mutating func run() throws {
+        ParentWatch.arm()
+        guard (64...4096).contains(lineSize), lineSize & (lineSize - 1) == 0 else { fail("--line-size must be a power of two from 64 to 4096") }
+        guard heartbeatMs >= 10 else { fail("--heartbeat-ms must be at least 10") }
+        let endpoints = listen.map { parseEndpoint($0, "--listen") }
+        let runtime = CoordinatorRuntime(
+            configuration: CoordinatorConfiguration(listen: endpoints, secret: options.secret(), heartbeatMillis: UInt32(heartbeatMs),
+                                                    suspectAfter: .milliseconds(3 * heartbeatMs), deadAfter: .milliseconds(6 * heartbeatMs),
+                                                    lineSize: lineSize),
+            logger: options.logger("disco.coordinator"))
+        SignalStopper.install { runtime.stop(reason: "signal"); exitSoonAfterSignal() }
+        do {
+            let reason = try runtime.run()
+            Logger(label: "disco.coordinator").info("coordinator stopped: \(reason)")
+        } catch {
+            fail("\(error)")
+        }
+    }
+}
+
+/// A daemon asked to stop gets a few seconds to do so cleanly; then it exits anyway,
+/// so a launcher's SIGTERM always ends it.
+func exitSoonAfterSignal() {
+    DispatchQueue.global().asyncAfter(deadline: .now() + 5) {
+        FileHandle.standardError.write(Data("disco: did not stop within 5 s of the signal; exiting\n".utf8))
+        Foundation.exit(1)
+    }
+}
+
+struct NodeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "node",
+        abstract: "Run one NUMA node: its CPUs, its slice of machine memory, its directory.",
+        discussion: """
+              DISCO_SECRET=s3cret disco node --coordinator tcp:10.0.0.1:7070 --listen tcp:0.0.0.0:7071 --cpus 4 --memory 2G
+            """
+    )
+
+    @Option(help: ArgumentHelp("The coordinator's address.", valueName: "address"))
+    var coordinator: String = "tcp:127.0.0.1:7070"
+
+    @Option(help: ArgumentHelp("Where peer nodes reach this one (port 0 picks one).", valueName: "address"))
+    var listen: String = "tcp:127.0.0.1:0"
+
+    @Option(help: "A name unique in the cluster (default: host name and pid).")
+    var name: String?
+
+    @Option(help: "Physical CPUs this node offers.")
+    var cpus: Int = 2
+
+    @Option(help: ArgumentHelp("Machine memory this node homes, e.g. 1G.", valueName: "size"))
+    var memory: String = "1G"
+
+    @Option(help: ArgumentHelp("Remote access cache size, e.g. 1M.", valueName: "size"))
+    var cache: String = "1M"
+
+    @Option(help: "Coherence line size in bytes (must match the coordinator's).")
+    var lineSize: Int = 128
+
+    @OptionGroup var options: ClusterOptions
+
+    mutating func run() throws {
+        ParentWatch.arm()
+        let memoryBytes: UInt64, cacheBytes: UInt64
+        do {
+            memoryBytes = try MemorySize.parse(memory)
+            cacheBytes = try MemorySize.parse(cache)
+        } catch { fail("\(error)") }
+        guard cpus >= 1 && cpus <= 1024 else { fail("--cpus must be 1...1024") }
+        guard (64...4096).contains(lineSize), lineSize & (lineSize - 1) == 0 else { fail("--line-size must be a power of two from 64 to 4096") }
+        let runtime = NodeRuntime(
+            configuration: NodeConfiguration(coordinator: parseEndpoint(coordinator, "--coordinator"),
+                                             listen: parseEndpoint(listen, "--listen"),
+                                             name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())",
+                                             cpus: cpus, memoryBytes: memoryBytes, secret: options.secret(),
+                                             lineSize: lineSize, cacheBytes: Int(cacheBytes)),
+            logger: options.logger("disco.node"))
+        SignalStopper.install { runtime.stop(reason: "signal"); exitSoonAfterSignal() }
+        do {
+            let reason = try runtime.run()
+            Logger(label: "disco.node").info("node stopped: \(reason)")
+        } catch {
+            fail("\(error)")
+        }
+    }
+}
+
+struct Up: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Start a local cluster: a coordinator and N nodes as child processes.",
+        discussion: """
+            Everything listens on Unix sockets in a fresh directory (printed, with the
+            processes' logs). Runs until Ctrl-C or until any process dies, then stops
+            them all. Other commands reach the cluster with the printed address and secret:
+              DISCO_SECRET=... disco vm create --coordinator unix:/tmp/disco-.../coordinator.sock --spec vm.yaml
+            """
+    )
+
+    @Option(help: "Number of node processes.")
+    var nodes: Int = 2
+
+    @Option(help: "CPUs per node.")
+    var cpus: Int = 2
+
+    @Option(help: ArgumentHelp("Machine memory per node.", valueName: "size"))
+    var memory: String = "1G"
+
+    @Option(help: ArgumentHelp("Directory for sockets and logs (default: a new one under /tmp).", valueName: "path"))
+    var dir: String?
+
+    mutating func run() throws {
+        guard (1...64).contains(nodes) else { fail("--nodes must be 1...64") }
+        setvbuf(stdout, nil, _IOLBF, 0)  // progress lines appear at once, also in a pipe
+        let memoryBytes: UInt64
+        do { memoryBytes = try MemorySize.parse(memory) } catch { fail("\(error)") }
+        let cluster: LocalCluster
+        do {
+            cluster = try LocalCluster.start(nodes: nodes, cpus: cpus, memoryBytes: memoryBytes, directory: dir,
+                                             progress: { print($0) })
+        } catch {
+            fail("\(error)")
+        }
+        print("cluster up: \(nodes) node(s); coordinator at \(cluster.coordinatorEndpoint)")
+        print("logs and sockets in \(cluster.directory)")
+        print("export DISCO_SECRET=\(cluster.secretText)")
+        print("Ctrl-C stops everything.")
+        let stop = LockedFlag()
+        SignalStopper.install { stop.set() }
+        while !stop.isSet {
+            if let died = cluster.firstExited() {
+                print("\(died); stopping the cluster")
+                cluster.stop()
+                throw ExitCode(1)
+            }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        cluster.stop()
+        print("cluster stopped")
+    }
+}
+
+/// `disco nodes`, `disco vm ...`, `disco stats`: one request to a running coordinator.
+struct ClientOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("The coordinator's address.", valueName: "address"))
+    var coordinator: String = "tcp:127.0.0.1:7070"
+
+    @OptionGroup var options: ClusterOptions
+
+    func ask(_ request: VMRequest) -> Never {
+        let logger = options.logger("disco.cli")
+        do {
+            let client = try ClusterClient(coordinator: parseEndpoint(coordinator, "--coordinator"),
+                                           secret: options.secret(), logger: logger)
+            try client.waitConnected(timeout: 10)
+            let (ok, body) = try client.request(request)
+            client.close()
+            print(body)
+            Foundation.exit(ok ? 0 : 1)
+        } catch {
+            fail("\(error)")
+        }
+    }
+}
+
+struct NodesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "nodes", abstract: "List the cluster's nodes.")
+    @OptionGroup var client: ClientOptions
+    func run() throws { client.ask(.nodes) }
+}
+
+struct StatsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "stats", abstract: "Print the coordinator's counters.")
+    @OptionGroup var client: ClientOptions
+    func run() throws { client.ask(.stats) }
+}
+
+struct VMCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vm", abstract: "Create, list or stop VMs on a running cluster.",
+        subcommands: [Create.self, List.self, Stop.self])
+
+    struct Create: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a VM from a spec file; prints its id.")
+        @Option(help: ArgumentHelp("The VM spec (YAML).", valueName: "file")) var spec: String
+        @OptionGroup var client: ClientOptions
+        func run() throws {
+            let vm: VMSpec
+            do {
+                vm = try VMSpec.load(file: spec)
+                try vm.validate()
+            } catch { fail("\(error)") }
+            client.ask(.create(spec: vm.yamlText()))
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List VMs and their state.")
+        @OptionGroup var client: ClientOptions
+        func run() throws { client.ask(.list) }
+    }
+
+    struct Stop: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop a VM.")
+        @Argument(help: "The VM id.") var vm: UInt32
+        @OptionGroup var client: ClientOptions
+        func run() throws { client.ask(.stop(vm: vm)) }
+    }
+}

@@ -1,0 +1,97 @@
+import Coordinator
+import Foundation
+import Logging
+import Node
+import Protocol
+import Transport
+
+/// `disco run --nodes N`: boots `spec` on an embedded local cluster of N node
+/// processes (VCPUs round-robin over them, memory homed on them), with this terminal
+/// (or the console log) as the VM's console. Returns the exit status.
+func runOnCluster(spec: VMSpec, nodes: Int) -> Int32 {
+    let console: HostConsole
+    do { console = try HostConsole(logPath: spec.consoleLog) } catch { fail("\(error)") }
+    let perNode = max(256 << 20, (spec.memoryBytes + 4095) & ~4095)
+    let cluster: LocalCluster
+    do {
+        cluster = try LocalCluster.start(nodes: nodes, cpus: max(1, (spec.vcpus + nodes - 1) / nodes),
+                                         memoryBytes: perNode, directory: nil)
+    } catch {
+        fail("cannot start the local cluster: \(error)")
+    }
+    var logger = Logger(label: "disco.run")
+    logger.logLevel = .error
+    let client: ClusterClient
+    let vm: UInt32
+    do {
+        client = try ClusterClient(coordinator: cluster.coordinatorEndpoint, secret: cluster.secret, logger: logger)
+        try client.waitConnected(timeout: 10)
+        var sent = spec
+        sent.consoleLog = nil
+        let (ok, body) = try client.request(.create(spec: sent.yamlText()))
+        guard ok, let id = UInt32(body.replacingOccurrences(of: "vm: ", with: "")) else {
+            cluster.stop()
+            fail("the cluster refused the VM: \(body)")
+        }
+        vm = id
+    } catch {
+        cluster.stop()
+        fail("\(error) (logs in \(cluster.directory))")
+    }
+
+    console.enterRawModeIfTerminal()
+    let quit = LockedFlag()
+    console.startInputThread(deliver: { client.send(.console(vm: vm, bytes: $0)) },
+                             quit: { quit.set(); client.wake() })
+    SignalStopper.install { quit.set(); client.wake() }
+
+    var status: Int32 = 0
+    var problem: String?
+    loop: while true {
+        if quit.isSet {
+            _ = try? client.request(.stop(vm: vm), timeout: 5)
+            status = console.quitRequested.isSet ? 0 : 130
+            break
+        }
+        if let died = cluster.firstExited() {
+            problem = "\(died) (logs in \(cluster.directory))"
+            status = 1
+            break
+        }
+        let events: [Message]
+        do { events = try client.events(until: Date().addingTimeInterval(0.2)) } catch {
+            problem = "\(error) (logs in \(cluster.directory))"
+            status = 1
+            break
+        }
+        for m in events {
+            switch m {
+            case .console(_, let bytes):
+                bytes.withUnsafeBytes { console.write($0) }
+            case .vmStatus(_, .stopped, let detail):
+                if detail == "pass" || detail == "reset" || detail.hasPrefix("stopped") {
+                    status = 0
+                } else if detail.hasPrefix("fail ") {
+                    let code = Int32(detail.dropFirst(5)) ?? 1
+                    status = code == 0 ? 1 : code
+                }
+                break loop
+            case .vmStatus(_, .failed, let detail):
+                problem = "the VM failed: \(detail) (logs in \(cluster.directory))"
+                status = 1
+                break loop
+            default:
+                break
+            }
+        }
+    }
+    console.restoreTerminal()
+    client.close()
+    cluster.stop()
+    if let problem {
+        FileHandle.standardError.write(Data("disco: \(problem)\n".utf8))
+    } else {
+        try? FileManager.default.removeItem(atPath: cluster.directory)
+    }
+    return status
+}
