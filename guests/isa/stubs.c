@@ -1,7 +1,5 @@
 #include "isa.h"
 void test_rvc(void) {}
-void test_memory(void) {}
-void test_atomics(void) {}
 void test_csr(void) {}
 void test_traps(void) {}
 void test_modes(void) {}
