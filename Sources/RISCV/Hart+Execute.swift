@@ -237,14 +237,14 @@ extension Hart {
             reservationValue = v
             setRd(i, result(v))
         case 0x03:  // SC
-            guard addr & UInt64(size - 1) == 0 else { throw Trap(cause: Trap.storeMisaligned, value: addr) }
+            // As on QEMU, an SC whose address does not match the reservation fails
+            // without touching memory: no alignment check, no translation, no fault.
+            // A matching address is aligned, since the LR that set it was.
             var ok = false
             if reservationValid && reservationAddress == addr {
                 let old = try amo(.compareAndSwap, addr, size, rs2(i), expected: reservationValue)
                 let mask: UInt64 = size == 4 ? 0xffff_ffff : .max
                 ok = old & mask == reservationValue & mask
-            } else {
-                _ = try entry(addr, .write)  // an SC that fails still faults like a store
             }
             reservationValid = false
             setRd(i, ok ? 0 : 1)

@@ -193,6 +193,27 @@ import Testing
         #expect(h[register: 14] == 6)
     }
 
+    /// As on QEMU, an SC without a matching reservation fails before any access:
+    /// neither a misaligned nor an unmapped address traps.
+    @Test func failedStoreConditionalMakesNoAccess() throws {
+        let (h, _) = try run("""
+            la t0, handler
+            csrw mtvec, t0
+            li a3, -1
+            li a0, 0x80002002
+            sc.w a1, zero, (a0)     # misaligned, no reservation: fails, no trap
+            sc.d a2, zero, (zero)   # nothing at 0: fails, no trap
+            1: j 1b
+            .align 2
+            handler:
+            csrr a3, mcause
+            1: j 1b
+            """)
+        #expect(h[register: 11] == 1)
+        #expect(h[register: 12] == 1)
+        #expect(h[register: 13] == UInt64.max)
+    }
+
     @Test func retryParksAndReexecutes() throws {
         let (h, mem) = try makeHart("""
             li a0, 0x10000000
