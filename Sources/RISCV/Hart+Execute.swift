@@ -302,12 +302,10 @@ extension Hart {
         }
         let csr = Int(i >> 20)
         let source = f3 & 4 != 0 ? UInt64((i >> 15) & 31) : rs1(i)
-        let sourceIsZero = (i >> 15) & 31 == 0
-        let writes: Bool
-        switch f3 & 3 {
-        case 1: writes = true
-        default: writes = !sourceIsZero
-        }
+        // CSRRW always writes. CSRRS/CSRRC write only when the mask is non-zero: as on
+        // QEMU, a zero value in a register other than x0 is no write either (no
+        // read-only trap, no side effect), not just rs1 = x0 / uimm = 0.
+        let writes = f3 & 3 == 1 || source != 0
         let old = try readCSR(csr, forWrite: writes)
         if writes {
             let new: UInt64

@@ -214,6 +214,28 @@ import Testing
         #expect(h[register: 13] == UInt64.max)
     }
 
+    /// CSRRS/CSRRC with a zero mask do not write, whichever register holds the
+    /// zero (as on QEMU): no trap on a read-only CSR. CSRRW always writes.
+    @Test func csrSetAndClearWithAZeroMaskDoNotWrite() throws {
+        let (h, _) = try run("""
+            la t0, handler
+            csrw mtvec, t0
+            li a5, 0
+            csrrs a0, mhartid, a5   # no trap
+            csrrc a1, mvendorid, a5 # no trap
+            li a5, 1
+            csrrs a2, mhartid, a5   # traps
+            1: j 1b
+            .align 2
+            handler:
+            csrr a3, mcause
+            1: j 1b
+            """)
+        #expect(h[register: 10] == 0)
+        #expect(h[register: 11] == 0)
+        #expect(h[register: 13] == 2)
+    }
+
     @Test func retryParksAndReexecutes() throws {
         let (h, mem) = try makeHart("""
             li a0, 0x10000000
