@@ -276,8 +276,8 @@ extension Hart {
                 guard (i >> 15) & 31 == 0 else { throw illegal }
                 let cause = privilege == .machine ? Trap.ecallM : privilege == .supervisor ? Trap.ecallS : Trap.ecallU
                 throw Trap(cause: cause, value: 0)
-            case 0x001:  // EBREAK
-                throw Trap(cause: Trap.breakpoint, value: pc)
+            case 0x001:  // EBREAK (tval 0, which the spec allows and QEMU does)
+                throw Trap(cause: Trap.breakpoint, value: 0)
             case 0x302:
                 try mret()
                 next = pc

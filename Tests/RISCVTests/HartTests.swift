@@ -236,6 +236,26 @@ import Testing
         #expect(h[register: 13] == 2)
     }
 
+    /// Writing mtvec/stvec with a reserved mode (2, 3) leaves them unchanged, as on QEMU.
+    @Test func trapVectorWritesWithReservedModesAreIgnored() throws {
+        let (h, _) = try run("""
+            li t0, 0x80001001
+            csrw mtvec, t0
+            csrw stvec, t0
+            li t0, 0x80002002
+            csrw mtvec, t0
+            csrw stvec, t0
+            li t0, 0x80003003
+            csrw mtvec, t0
+            csrw stvec, t0
+            csrr a0, mtvec
+            csrr a1, stvec
+            1: j 1b
+            """)
+        #expect(h[register: 10] == 0x8000_1001)
+        #expect(h[register: 11] == 0x8000_1001)
+    }
+
     @Test func retryParksAndReexecutes() throws {
         let (h, mem) = try makeHart("""
             li a0, 0x10000000
