@@ -31,6 +31,22 @@ void check(const char *name, u64 got, u64 want) {
     puts(" ok\n");
 }
 
+void check_either(const char *name, u64 got, u64 a, u64 b) {
+    checks++;
+    puts(name);
+    if (got != a && got != b) {
+        puts(": ");
+        put_hex(got);
+        puts(" WRONG, want ");
+        put_hex(a);
+        puts(" or ");
+        put_hex(b);
+        puts("\n");
+        fail(3);
+    }
+    puts(": ok\n");
+}
+
 void note(const char *name, u64 value) {
     puts(name);
     puts(": ");
