@@ -55,6 +55,7 @@ struct trap_record {
     u64 slot;       /* vector slot the handler was entered through (0: base) */
     u64 irq_count;  /* interrupts taken */
     u64 irq_cause, irq_slot, irq_epc;
+    u64 irq_history[8];  /* causes in the order taken (first 8) */
 };
 extern volatile struct trap_record mt, st;
 /* If non-zero, the next exception resumes there instead of after the faulting

@@ -115,6 +115,7 @@ u64 isa_mtrap_c(u64 *frame) {
     u64 cause = csr_read(mcause), epc = csr_read(mepc), tval = csr_read(mtval);
     if (cause & INTERRUPT) {
         u64 code = cause & 63;
+        if (mt.irq_count < 8) mt.irq_history[mt.irq_count] = cause;
         mt.irq_count++;
         mt.irq_cause = cause;
         mt.irq_slot = frame[0];
@@ -149,11 +150,14 @@ u64 isa_strap_c(u64 *frame) {
     u64 cause = csr_read(scause), epc = csr_read(sepc), tval = csr_read(stval);
     if (cause & INTERRUPT) {
         u64 code = cause & 63;
+        if (st.irq_count < 8) st.irq_history[st.irq_count] = cause;
         st.irq_count++;
         st.irq_cause = cause;
         st.irq_slot = frame[0];
         st.irq_epc = epc;
-        if (code == 5) csr_write(stimecmp, ~0UL);
+        /* Not stimecmp = ~0: QEMU 7.2 then arms its timer with an overflowed
+         * deadline and now and then loses the next supervisor timer interrupt. */
+        if (code == 5) csr_clear(sie, 1UL << 5);
         else if (code == 1) csr_clear(sip, 1UL << 1);
         else unexpected("S (interrupt)", cause, epc, tval);
         return 0;
@@ -215,6 +219,8 @@ int main(u64 hartid, const void *fdt) {
     if (harts > 8) harts = 8;
     if (hartid == 0) {
         puts("isa: start\n");
+        note("mtimecmp[0] at reset", CLINT_MTIMECMP[0]);
+        note("mip.MTIP at reset", (csr_read(mip) >> 7) & 1);
         puts("harts: ");
         put_u64(harts);
         puts("\n");
