@@ -1,2 +1,0 @@
-#include "isa.h"
-void test_fencei(void) {}
