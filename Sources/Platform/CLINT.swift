@@ -21,7 +21,9 @@ public final class CLINT: MMIODevice {
         self.sink = sink
         self.clock = clock
         msip = Array(repeating: false, count: harts)
-        mtimecmp = Array(repeating: .max, count: harts)  // QEMU resets mtimecmp to all ones
+        // QEMU 7.2's virt CLINT resets mtimecmp to 0, so MTIP is pending from the start
+        // (the machine loop's first updateTimers() raises it).
+        mtimecmp = Array(repeating: 0, count: harts)
         timerAsserted = Array(repeating: false, count: harts)
     }
 

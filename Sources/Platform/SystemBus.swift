@@ -102,11 +102,27 @@ public final class SystemBus: PhysicalMemory {
 
     public func atomic(_ op: AtomicOp, _ address: UInt64, size: Int, operand: UInt64, expected: UInt64,
                        hart: Int, old: inout UInt64) -> BusStatus {
-        // AMOs on devices are access faults (QEMU raises them for MMIO without AMO support).
-        guard let offset = ramOffset(address, size) else { return .accessFault }
+        guard let offset = ramOffset(address, size) else {
+            // On a device the AMO is a read followed by a write of the result, as QEMU
+            // does it (harts of this bus run on one thread, so nothing comes between).
+            guard let (device, deviceOffset) = device(at: address) else { return .accessFault }
+            let current = device.read(offset: deviceOffset, size: size)
+            old = current
+            if let result = Self.atomicResult(op, current, operand, expected, size) {
+                device.write(offset: deviceOffset, size: size, value: result)
+            }
+            return .ok
+        }
         let p = ram + offset
         let current = Self.read(p, size)
         old = current
+        if let result = Self.atomicResult(op, current, operand, expected, size) { Self.write(p, size, result) }
+        return .ok
+    }
+
+    /// The value an AMO leaves in memory, or nil when a compare-and-swap does not match.
+    static func atomicResult(_ op: AtomicOp, _ current: UInt64, _ operand: UInt64, _ expected: UInt64,
+                             _ size: Int) -> UInt64? {
         let signed = { (v: UInt64) -> Int64 in size == 4 ? Int64(Int32(truncatingIfNeeded: v)) : Int64(bitPattern: v) }
         let unsignedValue = { (v: UInt64) -> UInt64 in size == 4 ? v & 0xffff_ffff : v }
         let result: UInt64
@@ -121,11 +137,10 @@ public final class SystemBus: PhysicalMemory {
         case .minu: result = unsignedValue(current) <= unsignedValue(operand) ? current : operand
         case .maxu: result = unsignedValue(current) >= unsignedValue(operand) ? current : operand
         case .compareAndSwap:
-            guard unsignedValue(current) == unsignedValue(expected) else { return .ok }
+            guard unsignedValue(current) == unsignedValue(expected) else { return nil }
             result = operand
         }
-        Self.write(p, size, result)
-        return .ok
+        return result
     }
 
     public func currentTime() -> UInt64 { clock() }

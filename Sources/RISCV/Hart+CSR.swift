@@ -9,8 +9,9 @@ extension Hart {
     static let sstatusMask: UInt64 = mstatusSIE | mstatusSPIE | mstatusSPP | mstatusSUM | mstatusMXR | (3 << 32)
     static let supervisorInterrupts: UInt64 = (1 << 1) | (1 << 5) | (1 << 9)
     static let allInterrupts: UInt64 = 0xaaa
-    /// Exceptions that may be delegated (all but ecall from M).
-    static let delegableExceptions: UInt64 = 0xb3ff
+    /// Exceptions whose medeleg bit is writable: QEMU's set without the hypervisor
+    /// ones, so it includes ecall from M (11), which never delegates anyway.
+    static let delegableExceptions: UInt64 = 0xbbff
 
     var cycle: UInt64 { instructionsRetired &+ cycleOffset }
 
@@ -81,8 +82,8 @@ extension Hart {
         case 0x100:
             setMstatus((mstatus & ~Self.sstatusMask) | (value & Self.sstatusMask & ~(3 << 32)))
         case 0x104: mie = (mie & ~mideleg) | (value & mideleg)
-        case 0x105: stvec = value & ~2
-        case 0x106: scounteren = value & 0xffff_ffff
+        case 0x105: if value & 3 < 2 { stvec = value }  // reserved modes: the write is ignored, as on QEMU
+        case 0x106: scounteren = value  // QEMU keeps all 64 bits; only 0...31 gate counters
         case 0x10a: senvcfg = value & 1
         case 0x140: sscratch = value
         case 0x141: sepc = value & ~1
@@ -106,8 +107,8 @@ extension Hart {
         case 0x302: medeleg = value & Self.delegableExceptions
         case 0x303: mideleg = value & Self.supervisorInterrupts
         case 0x304: mie = value & Self.allInterrupts
-        case 0x305: mtvec = value & 3 >= 2 ? (value & ~3) | (mtvec & 3) : value
-        case 0x306: mcounteren = value & 0xffff_ffff
+        case 0x305: if value & 3 < 2 { mtvec = value }
+        case 0x306: mcounteren = value
         case 0x30a:
             menvcfg = value & (Self.menvcfgSTCE | 1)
             updateSupervisorTimer()

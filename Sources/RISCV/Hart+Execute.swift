@@ -237,14 +237,14 @@ extension Hart {
             reservationValue = v
             setRd(i, result(v))
         case 0x03:  // SC
-            guard addr & UInt64(size - 1) == 0 else { throw Trap(cause: Trap.storeMisaligned, value: addr) }
+            // As on QEMU, an SC whose address does not match the reservation fails
+            // without touching memory: no alignment check, no translation, no fault.
+            // A matching address is aligned, since the LR that set it was.
             var ok = false
             if reservationValid && reservationAddress == addr {
                 let old = try amo(.compareAndSwap, addr, size, rs2(i), expected: reservationValue)
                 let mask: UInt64 = size == 4 ? 0xffff_ffff : .max
                 ok = old & mask == reservationValue & mask
-            } else {
-                _ = try entry(addr, .write)  // an SC that fails still faults like a store
             }
             reservationValid = false
             setRd(i, ok ? 0 : 1)
@@ -276,8 +276,8 @@ extension Hart {
                 guard (i >> 15) & 31 == 0 else { throw illegal }
                 let cause = privilege == .machine ? Trap.ecallM : privilege == .supervisor ? Trap.ecallS : Trap.ecallU
                 throw Trap(cause: cause, value: 0)
-            case 0x001:  // EBREAK
-                throw Trap(cause: Trap.breakpoint, value: pc)
+            case 0x001:  // EBREAK (tval 0, which the spec allows and QEMU does)
+                throw Trap(cause: Trap.breakpoint, value: 0)
             case 0x302:
                 try mret()
                 next = pc
@@ -302,12 +302,10 @@ extension Hart {
         }
         let csr = Int(i >> 20)
         let source = f3 & 4 != 0 ? UInt64((i >> 15) & 31) : rs1(i)
-        let sourceIsZero = (i >> 15) & 31 == 0
-        let writes: Bool
-        switch f3 & 3 {
-        case 1: writes = true
-        default: writes = !sourceIsZero
-        }
+        // CSRRW always writes. CSRRS/CSRRC write only when the mask is non-zero: as on
+        // QEMU, a zero value in a register other than x0 is no write either (no
+        // read-only trap, no side effect), not just rs1 = x0 / uimm = 0.
+        let writes = f3 & 3 == 1 || source != 0
         let old = try readCSR(csr, forWrite: writes)
         if writes {
             let new: UInt64

@@ -78,6 +78,17 @@ final class ScratchDevice: MMIODevice {
         _ = bus.atomic(.compareAndSwap, a, size: 8, operand: 9, expected: 7, hart: 0, old: &old)
         _ = bus.load(a, size: 8, hart: 0, value: &v)
         #expect(v == 9)
-        #expect(bus.atomic(.swap, 0x1000_0000, size: 4, operand: 1, expected: 0, hart: 0, old: &old) == .accessFault)
+        #expect(bus.atomic(.swap, 0x2000_0000, size: 4, operand: 1, expected: 0, hart: 0, old: &old) == .accessFault)
+    }
+
+    /// QEMU performs AMOs on MMIO as a read and a write; so does the bus.
+    @Test func atomicsOnADeviceReadThenWrite() throws {
+        let (bus, dev) = try makeBus()
+        dev.register = 5
+        var old: UInt64 = 0
+        #expect(bus.atomic(.or, 0x1000_0000, size: 4, operand: 2, expected: 0, hart: 0, old: &old) == .ok)
+        #expect(old == 5 && dev.register == 7)
+        #expect(bus.atomic(.compareAndSwap, 0x1000_0000, size: 4, operand: 9, expected: 1, hart: 0, old: &old) == .ok)
+        #expect(old == 7 && dev.writes.count == 1)  // no match, no write
     }
 }

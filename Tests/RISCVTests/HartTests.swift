@@ -193,6 +193,69 @@ import Testing
         #expect(h[register: 14] == 6)
     }
 
+    /// As on QEMU, an SC without a matching reservation fails before any access:
+    /// neither a misaligned nor an unmapped address traps.
+    @Test func failedStoreConditionalMakesNoAccess() throws {
+        let (h, _) = try run("""
+            la t0, handler
+            csrw mtvec, t0
+            li a3, -1
+            li a0, 0x80002002
+            sc.w a1, zero, (a0)     # misaligned, no reservation: fails, no trap
+            sc.d a2, zero, (zero)   # nothing at 0: fails, no trap
+            1: j 1b
+            .align 2
+            handler:
+            csrr a3, mcause
+            1: j 1b
+            """)
+        #expect(h[register: 11] == 1)
+        #expect(h[register: 12] == 1)
+        #expect(h[register: 13] == UInt64.max)
+    }
+
+    /// CSRRS/CSRRC with a zero mask do not write, whichever register holds the
+    /// zero (as on QEMU): no trap on a read-only CSR. CSRRW always writes.
+    @Test func csrSetAndClearWithAZeroMaskDoNotWrite() throws {
+        let (h, _) = try run("""
+            la t0, handler
+            csrw mtvec, t0
+            li a5, 0
+            csrrs a0, mhartid, a5   # no trap
+            csrrc a1, mvendorid, a5 # no trap
+            li a5, 1
+            csrrs a2, mhartid, a5   # traps
+            1: j 1b
+            .align 2
+            handler:
+            csrr a3, mcause
+            1: j 1b
+            """)
+        #expect(h[register: 10] == 0)
+        #expect(h[register: 11] == 0)
+        #expect(h[register: 13] == 2)
+    }
+
+    /// Writing mtvec/stvec with a reserved mode (2, 3) leaves them unchanged, as on QEMU.
+    @Test func trapVectorWritesWithReservedModesAreIgnored() throws {
+        let (h, _) = try run("""
+            li t0, 0x80001001
+            csrw mtvec, t0
+            csrw stvec, t0
+            li t0, 0x80002002
+            csrw mtvec, t0
+            csrw stvec, t0
+            li t0, 0x80003003
+            csrw mtvec, t0
+            csrw stvec, t0
+            csrr a0, mtvec
+            csrr a1, stvec
+            1: j 1b
+            """)
+        #expect(h[register: 10] == 0x8000_1001)
+        #expect(h[register: 11] == 0x8000_1001)
+    }
+
     @Test func retryParksAndReexecutes() throws {
         let (h, mem) = try makeHart("""
             li a0, 0x10000000

@@ -36,6 +36,13 @@ import Testing
         try expectSameOutput("smp.elf", harts: harts)
     }
 
+    /// The ISA self-test suite (guests/isa): every RV64IMAC instruction, Zicsr,
+    /// traps, delegation, interrupts, Sv39, A/D bits, fence.i and an SMP part.
+    @Test(arguments: [1, 2, 4])
+    func isaSuite(harts: Int) throws {
+        try expectSameOutput("isa.elf", harts: harts)
+    }
+
     @Test func benchmarkChecksum() throws {
         try expectSameOutput("bench.elf", harts: 1, timeout: 240)
     }
