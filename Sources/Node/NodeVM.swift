@@ -213,8 +213,16 @@ public final class NodeVM: PhysicalMemory {
 
     public func atomic(_ op: AtomicOp, _ address: UInt64, size: Int, operand: UInt64, expected: UInt64,
                        hart: Int, old: inout UInt64) -> BusStatus {
-        guard let m = machineAddress(address) else { return .accessFault }
-        return agent.atomic(op, m, size: size, operand: operand, expected: expected, requester: requester(hart), old: &old)
+        if let m = machineAddress(address) {
+            return agent.atomic(op, m, size: size, operand: operand, expected: expected, requester: requester(hart), old: &old)
+        }
+        // On a device an AMO is a read followed by a write of the result, as on QEMU.
+        let status = load(address, size: size, hart: hart, value: &old)
+        guard status == .ok else { return status }
+        if let result = op.apply(current: old, operand: operand, expected: expected, size: size) {
+            _ = store(address, size: size, value: result, hart: hart)
+        }
+        return .ok
     }
 
     public func currentTime() -> UInt64 { ClusterClock.mtime(epochNanos: epochNanos) }

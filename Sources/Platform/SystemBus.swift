@@ -108,7 +108,7 @@ public final class SystemBus: PhysicalMemory {
             guard let (device, deviceOffset) = device(at: address) else { return .accessFault }
             let current = device.read(offset: deviceOffset, size: size)
             old = current
-            if let result = Self.atomicResult(op, current, operand, expected, size) {
+            if let result = op.apply(current: current, operand: operand, expected: expected, size: size) {
                 device.write(offset: deviceOffset, size: size, value: result)
             }
             return .ok
@@ -116,31 +116,8 @@ public final class SystemBus: PhysicalMemory {
         let p = ram + offset
         let current = Self.read(p, size)
         old = current
-        if let result = Self.atomicResult(op, current, operand, expected, size) { Self.write(p, size, result) }
+        if let result = op.apply(current: current, operand: operand, expected: expected, size: size) { Self.write(p, size, result) }
         return .ok
-    }
-
-    /// The value an AMO leaves in memory, or nil when a compare-and-swap does not match.
-    static func atomicResult(_ op: AtomicOp, _ current: UInt64, _ operand: UInt64, _ expected: UInt64,
-                             _ size: Int) -> UInt64? {
-        let signed = { (v: UInt64) -> Int64 in size == 4 ? Int64(Int32(truncatingIfNeeded: v)) : Int64(bitPattern: v) }
-        let unsignedValue = { (v: UInt64) -> UInt64 in size == 4 ? v & 0xffff_ffff : v }
-        let result: UInt64
-        switch op {
-        case .swap: result = operand
-        case .add: result = current &+ operand
-        case .xor: result = current ^ operand
-        case .and: result = current & operand
-        case .or: result = current | operand
-        case .min: result = signed(current) <= signed(operand) ? current : operand
-        case .max: result = signed(current) >= signed(operand) ? current : operand
-        case .minu: result = unsignedValue(current) <= unsignedValue(operand) ? current : operand
-        case .maxu: result = unsignedValue(current) >= unsignedValue(operand) ? current : operand
-        case .compareAndSwap:
-            guard unsignedValue(current) == unsignedValue(expected) else { return nil }
-            result = operand
-        }
-        return result
     }
 
     public func currentTime() -> UInt64 { clock() }

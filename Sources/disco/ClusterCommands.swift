@@ -120,8 +120,8 @@ struct Up: ParsableCommand {
         abstract: "Start a local cluster: a coordinator and N nodes as child processes.",
         discussion: """
             Everything listens on Unix sockets in a fresh directory (printed, with the
-            processes' logs). Runs until Ctrl-C or until any process dies, then stops
-            them all. Other commands reach the cluster with the printed address and secret:
+            processes' logs). Runs until Ctrl-C or until any process dies (with
+            --keep-going: until the coordinator dies), then stops them all. Other commands reach the cluster with the printed address and secret:
               DISCO_SECRET=... disco vm create --coordinator unix:/tmp/disco-.../coordinator.sock --spec vm.yaml
             """
     )
@@ -137,6 +137,9 @@ struct Up: ParsableCommand {
 
     @Option(help: ArgumentHelp("Directory for sockets and logs (default: a new one under /tmp).", valueName: "path"))
     var dir: String?
+
+    @Flag(help: "Keep the cluster up when a node dies (its VMs fail, the others run on); only the coordinator's death stops it.")
+    var keepGoing = false
 
     mutating func run() throws {
         guard (1...64).contains(nodes) else { fail("--nodes must be 1...64") }
@@ -157,11 +160,12 @@ struct Up: ParsableCommand {
         let stop = LockedFlag()
         SignalStopper.install { stop.set() }
         while !stop.isSet {
-            if let died = cluster.firstExited() {
+            if let died = keepGoing ? cluster.coordinatorExited() : cluster.firstExited() {
                 print("\(died); stopping the cluster")
                 cluster.stop()
                 throw ExitCode(1)
             }
+            if keepGoing, let died = cluster.newlyExited() { print("\(died); the cluster carries on") }
             Thread.sleep(forTimeInterval: 0.2)
         }
         cluster.stop()

@@ -114,6 +114,22 @@ final class LocalCluster {
         return nil
     }
 
+    func coordinatorExited() -> String? {
+        guard let p = processes.first(where: { $0.name == "coordinator" })?.process, !p.isRunning else { return nil }
+        return "the coordinator exited with status \(p.terminationStatus)"
+    }
+
+    private var reported: Set<String> = []
+
+    /// A child that exited since the last call (each reported once).
+    func newlyExited() -> String? {
+        for (name, p) in processes where !p.isRunning && !reported.contains(name) {
+            reported.insert(name)
+            return "\(name) exited with status \(p.terminationStatus)"
+        }
+        return nil
+    }
+
     /// Stops every child: SIGTERM, then SIGKILL for any still running after 3 s.
     func stop() {
         guard !stopped else { return }

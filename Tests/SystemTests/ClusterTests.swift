@@ -1,0 +1,128 @@
+import Foundation
+import Testing
+
+/// Multi-process tests: a VM's VCPUs spread over node processes of an embedded local
+/// cluster (`disco run --nodes N`), checked against QEMU with the same hart count;
+/// memory-model litmus tests; OpenSBI and U-Boot across two nodes; and a node killed
+/// under `disco up` failing only the VMs that depended on it.
+@Suite(.serialized) struct ClusterTests {
+    func onCluster(_ elf: String, harts: Int, nodes: Int, timeout: TimeInterval = 240) throws -> ProcessResult {
+        try runOnDisco(elf, harts: harts, extra: ["--nodes", "\(nodes)"], timeout: timeout)
+    }
+
+    func expectSameAsQEMU(_ guest: String, harts: Int, nodes: Int) throws {
+        let elf = Paths.guest(guest)
+        try #require(FileManager.default.fileExists(atPath: elf), "guest \(elf) is not built: run make -C guests")
+        let qemu = try runOnQEMU(elf, harts: harts)
+        let disco = try onCluster(elf, harts: harts, nodes: nodes)
+        #expect(!disco.stoppedEarly, "\(guest) on \(nodes) nodes did not finish: \(disco.output.suffix(1500)) \(disco.errorOutput.suffix(1500))")
+        #expect(qemu.status == 0)
+        #expect(disco.status == qemu.status, "exit status \(disco.status): \(disco.errorOutput.suffix(1500))")
+        #expect(comparable(disco.output) == comparable(qemu.output),
+                "\(guest) with \(harts) harts on \(nodes) nodes differs from QEMU:\n\(disco.output.suffix(1500))")
+    }
+
+    @Test(arguments: [1, 2, 4])
+    func smpGuestOverNodes(nodes: Int) throws {
+        try expectSameAsQEMU("smp.elf", harts: 4, nodes: nodes)
+    }
+
+    @Test func smpGuestOneHartPerNode() throws {
+        try expectSameAsQEMU("smp.elf", harts: 2, nodes: 2)
+    }
+
+    @Test(arguments: [2, 4])
+    func litmusTestsShowNoForbiddenOutcome(nodes: Int) throws {
+        try expectSameAsQEMU("litmus.elf", harts: nodes, nodes: nodes)
+    }
+
+    @Test func isaSuiteOnTwoNodes() throws {
+        try expectSameAsQEMU("isa.elf", harts: 2, nodes: 2)
+    }
+
+    @Test func openSBIAndUBootOnTwoNodes() throws {
+        let result = try runProcess(Paths.disco, ["run", "--nodes", "2", "--smp", "2", "--memory", "256M",
+                                                  "--bios", Paths.openSBI, "--kernel", Paths.uBoot],
+                                    respond: [("Hit any key to stop autoboot", "x"),
+                                              ("=> ", "setexpr v 6 * 7; echo cluster-says-${v}\n")],
+                                    timeout: 240, until: { $0.contains("cluster-says-2a") })
+        let out = result.output
+        let sbi = try #require(out.range(of: "OpenSBI v"), "no OpenSBI banner:\n\(out.suffix(2000))\n\(result.errorOutput.suffix(1000))")
+        #expect(out.contains("Platform HART Count       : 2"))
+        let uboot = try #require(out.range(of: "U-Boot 20"), "no U-Boot banner:\n\(out.suffix(2000))")
+        #expect(sbi.lowerBound < uboot.lowerBound)
+        #expect(out.contains("cluster-says-2a"), "U-Boot did not run the typed command:\n\(out.suffix(1500))")
+    }
+
+    @Test func killingANodeFailsOnlyItsVMs() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("disco-up-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let up = Process()
+        up.executableURL = URL(fileURLWithPath: Paths.disco)
+        up.arguments = ["up", "--nodes", "3", "--memory", "512M", "--dir", dir, "--keep-going"]
+        let out = Pipe()
+        up.standardOutput = out
+        up.standardError = out
+        try up.run()
+        defer {
+            if up.isRunning { up.terminate() }
+            up.waitUntilExit()
+        }
+        // Wait for "export DISCO_SECRET=...".
+        var text = ""
+        let deadline = Date().addingTimeInterval(60)
+        while !text.contains("Ctrl-C stops everything"), Date() < deadline, up.isRunning {
+            let data = out.fileHandleForReading.availableData
+            if data.isEmpty { break }
+            text += String(decoding: data, as: UTF8.self)
+        }
+        let secret = try #require(text.split(separator: "\n").first { $0.hasPrefix("export DISCO_SECRET=") }?
+            .split(separator: "=").last.map(String.init), "disco up printed no secret:\n\(text)")
+        let coordinator = "unix:\(dir)/coordinator.sock"
+        func cli(_ args: [String]) throws -> ProcessResult {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = ["DISCO_SECRET=\(secret)", Paths.disco] + args + ["--coordinator", coordinator]
+            let o = Pipe()
+            p.standardOutput = o
+            p.standardError = o
+            try p.run()
+            let data = o.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return ProcessResult(status: p.terminationStatus, output: String(decoding: data, as: UTF8.self),
+                                 errorOutput: "", stoppedEarly: false)
+        }
+        // Three one-VCPU VMs sitting at the U-Boot prompt: round-robin puts one per node.
+        let spec = dir + "/vm.yaml"
+        try "name: idle\nvcpus: 1\nmemory: 64M\nbios: \(Paths.openSBI)\nkernel: \(Paths.uBoot)\n"
+            .write(toFile: spec, atomically: true, encoding: .utf8)
+        for _ in 0..<3 {
+            let r = try cli(["vm", "create", "--spec", spec])
+            #expect(r.status == 0, "vm create: \(r.output)")
+        }
+        let nodes = try cli(["nodes"]).output
+        #expect(nodes.components(separatedBy: "status: alive").count - 1 == 3, "\(nodes)")
+        Thread.sleep(forTimeInterval: 2)
+        // node-1's process (node names are node-0..2; ids follow join order) dies hard.
+        let kill = Process()
+        kill.executableURL = URL(fileURLWithPath: "/usr/bin/pkill")
+        kill.arguments = ["-9", "-f", "\(dir)/node-1.sock"]
+        try kill.run()
+        kill.waitUntilExit()
+        var list = ""
+        let until = Date().addingTimeInterval(20)
+        while Date() < until {
+            list = try cli(["vm", "list"]).output
+            if list.contains("failed") { break }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        let rows = list.split(separator: "\n")
+        #expect(rows.filter { $0.contains("state: failed") }.count == 1, "\(list)")
+        #expect(rows.filter { $0.contains("state: running") }.count == 2, "\(list)")
+        #expect(up.isRunning, "disco up --keep-going stopped when a node died")
+        // The rest of the cluster carries on answering.
+        let after = try cli(["nodes"]).output
+        #expect(after.contains("status: dead"), "\(after)")
+        #expect(after.components(separatedBy: "status: alive").count - 1 == 2, "\(after)")
+    }
+}
