@@ -5,8 +5,8 @@ import Platform
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmarks: guest MIPS against QEMU (cpu), the cluster transport against raw libuv (transport).",
-        subcommands: [BenchCPU.self, BenchTransport.self],
+        abstract: "Benchmarks: guest MIPS against QEMU (cpu), the transport against raw libuv (transport), the distributed machine (cluster).",
+        subcommands: [BenchCPU.self, BenchTransport.self, BenchCluster.self],
         defaultSubcommand: BenchCPU.self
     )
 }

@@ -120,7 +120,13 @@ struct BenchTransport: ParsableCommand {
         return server
     }
 
-    private struct Latency { var median: Double; var p99: Double }
+    struct Latency { var median: Double; var p99: Double }
+
+    /// The round trip a node's execution thread sees (request from a thread).
+    func roundTrip(kind: String) throws -> Latency {
+        try measureRoundTrips(kind: kind, fromOtherThread: true,
+                              message: .ping(sequence: 0, payload: [UInt8](repeating: 0x5A, count: 48)))
+    }
 
     private func measureRoundTrips(kind: String, fromOtherThread: Bool, message: Message) throws -> Latency {
         guard case .ping(_, let payload) = message else { fatalError() }

@@ -7,7 +7,8 @@ struct Demo: ParsableCommand {
         abstract: "Boot the embedded default VM: Debian's OpenSBI and U-Boot on 2 VCPUs.",
         discussion: """
             Needs Debian's `opensbi` and `u-boot-qemu` packages. Any `run` flag overrides
-            the default, e.g. `disco demo --disk disk.img`. Ctrl-A x quits.
+            the default, e.g. `disco demo --disk disk.img`; `--nodes 2` spreads the VM
+            over two node processes. Ctrl-A x quits.
             """
     )
 
@@ -15,6 +16,9 @@ struct Demo: ParsableCommand {
     static let uBoot = "/usr/lib/u-boot/qemu-riscv64_smode/u-boot.bin"
 
     @OptionGroup var vm: VMOptions
+
+    @Option(help: ArgumentHelp("Boot on an embedded local cluster of this many node processes.", valueName: "n"))
+    var nodes: Int?
 
     mutating func run() throws {
         var spec: VMSpec
@@ -30,6 +34,10 @@ struct Demo: ParsableCommand {
             try spec.validate()
         } catch let error as SpecError {
             fail("\(error.description)\(vm.spec == nil ? " (install Debian's opensbi and u-boot-qemu: ./scripts/setup.sh)" : "")")
+        }
+        if let nodes {
+            guard (1...64).contains(nodes) else { fail("--nodes must be 1...64") }
+            throw ExitCode(runOnCluster(spec: spec, nodes: nodes))
         }
         throw ExitCode(runVM(spec: spec))
     }

@@ -1,0 +1,89 @@
+import ArgumentParser
+import Foundation
+import Protocol
+import Transport
+
+struct BenchCluster: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cluster",
+        abstract: "Measure the distributed machine: remote miss latency, lines per second, SMP run time over 1, 2, 4 nodes.",
+        discussion: """
+            Runs guests/build/missbench.elf on one VM spread over 2 node processes (its
+            pages interleaved over both, so half its reads miss to the other node) and
+            reports the guest-observed miss latency next to the transport's own round
+            trip on the same kind of socket; then the SMP guest's wall time on 1, 2 and 4
+            nodes (cluster start-up included, measured separately).
+              swift build -c release && .build/release/disco bench cluster
+            """
+    )
+
+    @Option(help: ArgumentHelp("Directory of the built guests.", valueName: "path"))
+    var guests: String = "guests/build"
+
+    @Option(help: "Runs of each measurement; the median is reported.")
+    var repeats: Int = 3
+
+    mutating func run() throws {
+        let missbench = guests + "/missbench.elf", smp = guests + "/smp.elf"
+        for g in [missbench, smp] where !FileManager.default.isReadableFile(atPath: g) {
+            fail("guest '\(g)' not found (build the guests with: make -C guests)")
+        }
+        guard repeats >= 1 else { fail("--repeats must be at least 1") }
+        let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
+
+        print("== remote misses (2 nodes, Unix sockets) ==")
+        var medians: [Double] = [], p99s: [Double] = [], rates: [Double] = []
+        for _ in 0..<repeats {
+            let (out, _) = try runDisco(me, ["run", "--nodes", "2", "--smp", "2", "--memory", "64M",
+                                             "--bios", "none", "--kernel", missbench])
+            guard let line = out.split(separator: "\n").first(where: { $0.hasPrefix("instret: miss median us") }) else {
+                fail("missbench printed no result:\n\(out)")
+            }
+            let f = line.split(separator: " ")
+            medians.append(Double(f[4]) ?? .nan)
+            p99s.append(Double(f[7]) ?? .nan)
+            rates.append(Double(f[9]) ?? .nan)
+        }
+        let rtt = try transportRoundTrip()
+        print(String(format: "guest-observed remote miss   median %7.1f µs  p99 %7.1f µs", median(medians), median(p99s)))
+        print(String(format: "transport round trip (unix)  median %7.1f µs  p99 %7.1f µs  (ratio miss/RTT %.2fx)",
+                     rtt.median / 1e3, rtt.p99 / 1e3, median(medians) * 1e3 / rtt.median))
+        print(String(format: "lines transferred per second  %.0f (one hart, one miss at a time)", median(rates)))
+
+        print("== SMP guest (4 VCPUs) wall time ==")
+        let startup = try (0..<repeats).map { _ in try runDisco(me, ["run", "--nodes", "1", "--smp", "1", "--memory", "16M",
+                                                                    "--bios", "none", "--kernel", missbench]).seconds }
+        print(String(format: "cluster start-up and a trivial guest on 1 node: %.2f s", median(startup)))
+        for nodes in [1, 2, 4] {
+            let times = try (0..<repeats).map { _ in
+                try runDisco(me, ["run", "--nodes", "\(nodes)", "--smp", "4", "--bios", "none", "--kernel", smp]).seconds
+            }
+            print(String(format: "smp.elf on %d node(s): %.2f s", nodes, median(times)))
+        }
+    }
+
+    private func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
+
+    private func runDisco(_ path: String, _ args: [String]) throws -> (String, seconds: Double) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardInput = FileHandle.nullDevice
+        let start = Date()
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let seconds = Date().timeIntervalSince(start)
+        guard p.terminationStatus == 0 else { fail("disco \(args.joined(separator: " ")) exited with \(p.terminationStatus)") }
+        return (String(decoding: data, as: UTF8.self), seconds)
+    }
+
+    private func transportRoundTrip() throws -> (median: Double, p99: Double) {
+        var t = BenchTransport()
+        t.rounds = 5000
+        let r = try t.roundTrip(kind: "unix")
+        return (r.median, r.p99)
+    }
+}
