@@ -70,6 +70,9 @@ public struct CacheStateMachine: Sendable {
     private var entries: [LineAddress: Entry] = [:]
     private var clock: UInt64 = 0
     private var stableCount = 0
+    /// Stable lines in the order they became stable, with their use stamp then.
+    private var order: [(line: LineAddress, stamp: UInt64)] = []
+    private var orderHead = 0
 
     public init(geometry: LineGeometry = LineGeometry(), capacityBytes: Int = 1 << 20) {
         self.geometry = geometry
@@ -128,6 +131,7 @@ public struct CacheStateMachine: Sendable {
                 e.data = data
                 entries[line] = e
                 stableCount += 1
+                order.append((line, e.lastUse))
                 out.append(.wake(line: line))
                 evictIfNeeded(keeping: line, &out)
             default:
@@ -138,6 +142,7 @@ public struct CacheStateMachine: Sendable {
             e.state = .modified
             entries[line] = e
             stableCount += 1
+            order.append((line, e.lastUse))
             out.append(.wake(line: line))
             evictIfNeeded(keeping: line, &out)
         case .invalidate(let line, let from):
@@ -213,16 +218,26 @@ public struct CacheStateMachine: Sendable {
         }
     }
 
-    /// Evicts least recently used stable lines until the stable ones fit.
+    /// Evicts least recently used stable lines until the stable ones fit, in amortized
+    /// constant time: `order` holds lines in the order they became stable, each with the
+    /// use stamp it had then. The oldest entry is the victim unless its line was used
+    /// since (then it goes to the back with its new stamp: a second chance) or is no
+    /// longer stable (the entry is stale and dropped). A line used since it was queued
+    /// is never the victim while an unused one is queued ahead of it: least recently
+    /// used, to within the order in which lines arrived.
     private mutating func evictIfNeeded(keeping keep: LineAddress, _ out: inout [Directive]) {
-        while stableCount > capacityLines {
-            var victim: LineAddress?
-            var oldest = UInt64.max
-            for (line, e) in entries where line != keep && (e.state == .shared || e.state == .modified) && e.lastUse < oldest {
-                oldest = e.lastUse
-                victim = line
+        while stableCount > capacityLines, orderHead < order.count {
+            let (line, stamp) = order[orderHead]
+            orderHead += 1
+            if orderHead > 4096 && orderHead * 2 > order.count {
+                order.removeFirst(orderHead)
+                orderHead = 0
             }
-            guard let line = victim, var e = entries[line] else { return }
+            guard var e = entries[line], e.state == .shared || e.state == .modified else { continue }
+            if line == keep || e.lastUse > stamp {
+                order.append((line, e.lastUse))
+                continue
+            }
             stableCount -= 1
             if e.state == .modified {
                 e.state = .evictingModified

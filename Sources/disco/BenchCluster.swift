@@ -51,7 +51,7 @@ struct BenchCluster: ParsableCommand {
         print(String(format: "lines transferred per second  %.0f (one hart, one miss at a time)", median(rates)))
 
         print("== SMP guest (4 VCPUs) wall time ==")
-        let startup = try (0..<repeats).map { _ in try runDisco(me, ["run", "--nodes", "1", "--smp", "1", "--memory", "16M",
+        let startup = try (0..<repeats).map { _ in try runDisco(me, ["run", "--nodes", "1", "--smp", "1", "--memory", "64M",
                                                                     "--bios", "none", "--kernel", missbench]).seconds }
         print(String(format: "cluster start-up and a trivial guest on 1 node: %.2f s", median(startup)))
         for nodes in [1, 2, 4] {
