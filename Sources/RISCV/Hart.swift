@@ -168,18 +168,7 @@ public final class Hart {
         var remaining = budget
         updateSupervisorTimer()
         if finishParkedInstructionFirst && remaining > 0 {
-            finishParkedInstructionFirst = false
-            do {
-                try step()
-                instructionsRetired &+= 1
-            } catch {
-                if error.cause == Trap.park { return .parked }
-                if error.cause == Hart.waitCause {
-                    instructionsRetired &+= 1
-                    return .waitingForInterrupt
-                }
-                takeTrap(cause: error.cause, value: error.value, interrupt: false)
-            }
+            if let exit = runParkedInstruction() { return exit }
             remaining &-= 1
         }
         while remaining > 0 {
@@ -200,6 +189,25 @@ public final class Hart {
             remaining &-= 1
         }
         return .budgetExhausted
+    }
+
+    /// The parked instruction, before any interrupt (kept out of line so that the hot
+    /// loop in `run` stays the only inlined copy of `step`).
+    @inline(never)
+    private func runParkedInstruction() -> HartExit? {
+        finishParkedInstructionFirst = false
+        do {
+            try step()
+            instructionsRetired &+= 1
+        } catch {
+            if error.cause == Trap.park { return .parked }
+            if error.cause == Hart.waitCause {
+                instructionsRetired &+= 1
+                return .waitingForInterrupt
+            }
+            takeTrap(cause: error.cause, value: error.value, interrupt: false)
+        }
+        return nil
     }
 
     /// Thrown by WFI after it retired, when nothing can wake the hart yet.
