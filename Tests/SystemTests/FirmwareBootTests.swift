@@ -71,3 +71,21 @@ import Testing
         #expect(try checked("/usr/bin/mtype", ["-i", disk.path, "::copy.txt"]) == "greeting=hello-from-a-virtio-disk\n")
     }
 }
+
+/// The console in raw mode on a real terminal: `script` gives `disco run` a pty, the
+/// test types at U-Boot's prompt, then quits with the escape key Ctrl-A x.
+@Suite(.serialized) struct RawConsoleTests {
+    @Test func escapeKeyQuitsCleanly() throws {
+        let command = [Paths.disco, "run", "--bios", Paths.openSBI, "--kernel", Paths.uBoot, "--memory", "128M"]
+            .joined(separator: " ")
+        let result = try runProcess("/usr/bin/script", ["-q", "-e", "-c", command, "/dev/null"],
+                                    respond: [("Hit any key to stop autoboot", "x"),
+                                              ("=> ", "echo typed-in-raw-mode\r"),
+                                              ("\ntyped-in-raw-mode", "\u{01}x")],
+                                    timeout: 120)
+        #expect(!result.stoppedEarly, "Ctrl-A x did not end disco run:\n\(result.output.suffix(1500))")
+        #expect(result.status == 0, "status \(result.status):\n\(result.output.suffix(1500))")
+        #expect(result.output.contains("typed-in-raw-mode"))
+        #expect(result.output.contains("disco: quit"), "\(result.output.suffix(800))")
+    }
+}
