@@ -62,6 +62,8 @@ public final class CoordinatorRuntime: @unchecked Sendable {
     }
     private var vms: [UInt32: VMRecord] = [:]
     private var nextVM: UInt32 = 1
+    /// The latest counters each node reported.
+    private var nodeStats: [Int: StatsReport] = [:]
 
     /// Bound listen addresses, once `run()` has started (for `disco up`).
     public private(set) var boundEndpoints: [Endpoint] = []
@@ -200,6 +202,8 @@ public final class CoordinatorRuntime: @unchecked Sendable {
             for d in membership.handle(.leave(n, now: now)) { apply(d) }
         case .console(let vm, _):
             if let owner = vms[vm]?.owner { _ = transport.send(message, on: owner) }
+        case .stats(let report):
+            nodeStats[n] = report
         case .vmStatus(let vm, let state, let detail):
             guard var r = vms[vm], r.state == .starting || r.state == .running else { return }
             switch state {
@@ -283,7 +287,14 @@ public final class CoordinatorRuntime: @unchecked Sendable {
         case .stats:
             let alive = membership.alive.count
             let running = vms.values.filter { $0.state == .running }.count
-            return (true, "nodes_alive: \(alive)\nvms_running: \(running)\nvms_total: \(vms.count)")
+            var lines = ["nodes_alive: \(alive)", "vms_running: \(running)", "vms_total: \(vms.count)", "nodes:"]
+            for (n, report) in nodeStats.sorted(by: { $0.key < $1.key }) where nodes[n]?.alive == true {
+                let fields = report.counters.map { c in
+                    c.name == "hottest_page" ? "\(c.name): 0x\(String(UInt64(bitPattern: c.value), radix: 16))" : "\(c.name): \(c.value)"
+                }
+                lines.append("  - {node: \(n), uptime_s: \(report.uptimeNanos / 1_000_000_000), \(fields.joined(separator: ", "))}")
+            }
+            return (true, lines.joined(separator: "\n"))
         }
     }
 

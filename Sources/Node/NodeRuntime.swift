@@ -62,6 +62,7 @@ public final class NodeRuntime: @unchecked Sendable {
     private var heartbeatSequence: UInt64 = 0
     private var nextHeartbeat = Date.distantPast
     private let sliceBudget = 2_000
+    private let startedAt = ClusterClock.nanoseconds()
 
     public init(configuration: NodeConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -323,7 +324,31 @@ public final class NodeRuntime: @unchecked Sendable {
         }
         heartbeatSequence += 1
         sendCoordinator(.heartbeat(sequence: heartbeatSequence, sentAtNanos: ClusterClock.nanoseconds()))
+        if heartbeatSequence % 4 == 0, let me = nodeID { sendCoordinator(.stats(statsReport(me))) }
         nextHeartbeat = now.addingTimeInterval(Double(configuration.heartbeatMillis) / 1000)
+    }
+
+    /// The node's counters, for `disco stats`.
+    private func statsReport(_ me: Int) -> StatsReport {
+        var counters: [Counter] = [Counter(name: "vms", value: Int64(vms.count))]
+        let harts = vms.values.flatMap(\.harts)
+        counters.append(Counter(name: "vcpus", value: Int64(harts.count)))
+        counters.append(Counter(name: "instructions", value: Int64(truncatingIfNeeded: harts.reduce(UInt64(0)) { $0 &+ $1.instructionsRetired })))
+        if let agent {
+            counters.append(Counter(name: "remote_misses", value: Int64(truncatingIfNeeded: agent.remoteMisses)))
+            counters.append(Counter(name: "lines_received", value: Int64(truncatingIfNeeded: agent.linesReceived)))
+            counters.append(Counter(name: "lines_sent", value: Int64(truncatingIfNeeded: agent.linesSent)))
+            counters.append(Counter(name: "rejected_messages", value: Int64(truncatingIfNeeded: agent.rejectedMessages)))
+            // FLASH-style counters: misses the home served, per page and requesting node.
+            let perPage = agent.missCounts
+            counters.append(Counter(name: "home_misses_served", value: Int64(perPage.values.reduce(0) { $0 + $1.values.reduce(0, +) })))
+            counters.append(Counter(name: "pages_with_remote_misses", value: Int64(perPage.count)))
+            if let hottest = perPage.max(by: { $0.value.values.reduce(0, +) < $1.value.values.reduce(0, +) }) {
+                counters.append(Counter(name: "hottest_page", value: Int64(bitPattern: hottest.key)))
+                counters.append(Counter(name: "hottest_page_misses", value: Int64(hottest.value.values.reduce(0, +))))
+            }
+        }
+        return StatsReport(nodeID: Int32(me), uptimeNanos: ClusterClock.nanoseconds() &- startedAt, counters: counters)
     }
 
     /// Nothing can run: sleep until a message, the next timer deadline or heartbeat.

@@ -320,7 +320,8 @@ final class StreamConnection {
         let reconnect = isOutgoingWithReconnect && !closingForGood && !core.isShuttingDown
         outbox.reset(closeForGood: !reconnect)
         if established || !reconnect {
-            if established { logger.info("disconnected: \(reason)") }
+            // Our own close or shutdown is routine; a peer going away is news.
+            if established { closingForGood ? logger.debug("disconnected: \(reason)") : logger.info("disconnected: \(reason)") }
             core.deliver(.disconnected(id, reason: reason, willReconnect: reconnect))
         }
         if reconnect {

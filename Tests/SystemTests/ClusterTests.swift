@@ -103,6 +103,10 @@ import Testing
         let nodes = try cli(["nodes"]).output
         #expect(nodes.components(separatedBy: "status: alive").count - 1 == 3, "\(nodes)")
         Thread.sleep(forTimeInterval: 2)
+        // Every node reports its counters to the coordinator.
+        let stats = try cli(["stats"]).output
+        #expect(stats.contains("vms_running: 3"), "\(stats)")
+        #expect(stats.components(separatedBy: "instructions: ").count - 1 == 3, "\(stats)")
         // node-1's process (node names are node-0..2; ids follow join order) dies hard.
         let kill = Process()
         kill.executableURL = URL(fileURLWithPath: "/usr/bin/pkill")
