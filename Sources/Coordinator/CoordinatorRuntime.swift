@@ -195,8 +195,10 @@ public final class CoordinatorRuntime: @unchecked Sendable {
 
     private func fromNode(_ n: Int, _ message: Message) {
         switch message {
-        case .heartbeat:
+        case .heartbeat(_, let sentAt):
             for d in membership.handle(.heartbeat(n, now: now)) { apply(d) }
+            // The cluster time base is this process's clock: each node measures its offset.
+            sendNode(n, .timeSync(mtime: ClusterClock.nanoseconds() / 100, sentAtNanos: sentAt))
         case .leave(let reason):
             logger.info("node \(n) leaves: \(reason)")
             for d in membership.handle(.leave(n, now: now)) { apply(d) }

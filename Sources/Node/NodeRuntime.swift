@@ -62,6 +62,7 @@ public final class NodeRuntime: @unchecked Sendable {
     private var heartbeatSequence: UInt64 = 0
     private var nextHeartbeat = Date.distantPast
     private let sliceBudget = 2_000
+    private var clock = ClockOffsetEstimator()
     private let startedAt = ClusterClock.nanoseconds()
 
     public init(configuration: NodeConfiguration, logger: Logger) {
@@ -164,6 +165,12 @@ public final class NodeRuntime: @unchecked Sendable {
                 return
             }
             logger.info("joined as node \(j.nodeID), memory 0x\(String(j.memoryBase, radix: 16)) + \(j.memoryBytes >> 20) MiB")
+        case .timeSync(let ticks, let sentAt):
+            // The coordinator's time (100 ns ticks) in answer to our heartbeat.
+            if clock.add(sentLocal: sentAt, remote: ticks &* 100, receivedLocal: ClusterClock.localNanoseconds()),
+               let offset = clock.offsetNanos {
+                ClusterClock.setOffset(offset)
+            }
         case .joinRejected(let reason):
             stop(reason: "the coordinator refused to admit this node: \(reason)")
         case .vmStart(let placement):
@@ -323,7 +330,7 @@ public final class NodeRuntime: @unchecked Sendable {
             }
         }
         heartbeatSequence += 1
-        sendCoordinator(.heartbeat(sequence: heartbeatSequence, sentAtNanos: ClusterClock.nanoseconds()))
+        sendCoordinator(.heartbeat(sequence: heartbeatSequence, sentAtNanos: ClusterClock.localNanoseconds()))
         if heartbeatSequence % 4 == 0, let me = nodeID { sendCoordinator(.stats(statsReport(me))) }
         nextHeartbeat = now.addingTimeInterval(Double(configuration.heartbeatMillis) / 1000)
     }

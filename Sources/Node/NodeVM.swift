@@ -367,17 +367,3 @@ public final class NodeVM: PhysicalMemory {
     }
 }
 
-/// The cluster-wide time base: CLOCK_MONOTONIC nanoseconds, which every process on a
-/// host shares. A VM's mtime counts 10 MHz ticks from its epoch.
-public enum ClusterClock {
-    public static func nanoseconds() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-    }
-
-    public static func mtime(epochNanos: UInt64) -> UInt64 {
-        let now = nanoseconds()
-        return now > epochNanos ? (now - epochNanos) / 100 : 0
-    }
-}
