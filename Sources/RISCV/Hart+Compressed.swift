@@ -141,3 +141,16 @@ extension Hart {
         }
     }
 }
+
+/// Every 16-bit encoding's expansion, computed once per process (256 KiB): a fetch of a
+/// compressed instruction is then one load instead of a decode. 0 marks a reserved or
+/// illegal encoding (no expansion is 0: expanded instructions end in binary 11).
+enum CompressedTable {
+    static let shared: UnsafePointer<UInt32> = {
+        let table = UnsafeMutablePointer<UInt32>.allocate(capacity: 1 << 16)
+        for half in 0..<(1 << 16) {
+            table[half] = half & 3 == 3 ? 0 : Hart.expandCompressed(UInt16(half)) ?? 0
+        }
+        return UnsafePointer(table)
+    }()
+}

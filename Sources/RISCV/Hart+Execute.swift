@@ -35,7 +35,8 @@ extension Hart {
         var length: UInt64 = 4
         if inst & 3 != 3 {
             currentInstruction = UInt64(inst)
-            guard let expanded = Self.expandCompressed(UInt16(truncatingIfNeeded: inst)) else { throw illegal }
+            let expanded = compressedTable[Int(inst & 0xffff)]
+            guard expanded != 0 else { throw illegal }
             inst = expanded
             length = 2
         } else {

@@ -95,6 +95,7 @@ public final class Hart {
     public init(id: Int, memory: PhysicalMemory) {
         self.id = id
         self.memory = memory
+        compressedTable = CompressedTable.shared
         x = .allocate(capacity: 32)
         x.initialize(repeating: 0, count: 32)
         tlb = .allocate(capacity: 3 * Hart.tlbSize)
@@ -160,6 +161,10 @@ public final class Hart {
     /// that instruction before it looks at pending interrupts, so the result is
     /// consumed exactly once.
     public var finishParkedInstructionFirst = false
+
+    /// The expansions of all compressed encodings (CompressedTable), held here so the
+    /// hot loop reads it without a lazy-initialisation check.
+    let compressedTable: UnsafePointer<UInt32>
 
     // MARK: - Running
 
