@@ -6,13 +6,13 @@ import RISCV
 /// One node's view of machine memory: the frames homed here (plain local memory plus
 /// the directory for them) and the remote access cache for lines homed elsewhere.
 /// It joins the two pure state machines to memory and to protocol messages, and does
-/// no I/O itself: messages to send pile up in `outgoing`, lines whose waiting CPUs may
-/// retry in `woken`, pages whose fast-path mappings must go in `revoked`. The node's
-/// execution thread drains them after every call.
+/// no I/O itself: messages to send pile up in `outgoing`, CPUs whose parked access was
+/// performed in `completed`, pages whose fast-path mappings must go in `revoked`. The
+/// node's execution thread drains them after every call.
 ///
 /// CPU accesses are naturally aligned, 1 to 8 bytes, so they never straddle a line.
 /// An access that cannot complete yet answers `.retry`: the CPU parks and re-executes
-/// the instruction once its line is in `woken`.
+/// the instruction once the agent has performed the access for it (`completed`).
 public final class CoherenceAgent {
     public struct Slice: Sendable, Equatable {
         public var node: NodeID
@@ -39,7 +39,6 @@ public final class CoherenceAgent {
     private var cacheDirectives: [CacheStateMachine.Directive] = []
 
     public var outgoing: [(to: NodeID, message: Message)] = []
-    public var woken: [LineAddress] = []
     public var revoked: [(page: UInt64, keepRead: Bool)] = []
 
     /// Counters for stats and benchmarks.
@@ -409,7 +408,6 @@ public final class CoherenceAgent {
             case .localGrant(let line, let exclusive):
                 localPending.remove(line)
                 completeParked(on: line, local: true, exclusive: exclusive)
-                woken.append(line)
             case .revokeLocal(let line, let keepRead):
                 revoked.append((LineGeometry.page(of: line), keepRead))
             }
@@ -434,7 +432,6 @@ public final class CoherenceAgent {
                 }
             case .wake(let line):
                 completeParked(on: line, local: false)
-                woken.append(line)
             case .lost(let line):
                 revoked.append((LineGeometry.page(of: line), false))
             case .downgraded(let line):

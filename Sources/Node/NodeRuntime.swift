@@ -259,7 +259,6 @@ public final class NodeRuntime: @unchecked Sendable {
         }
         // A parked hart runs again only when its own access has been performed (the
         // agent completes every parked access), so it never abandons one half done.
-        agent.woken.removeAll(keepingCapacity: true)
         if !agent.completed.isEmpty {
             for r in agent.completed { vms[UInt32(r >> 32)]?.accessCompleted(requester: r) }
             agent.completed.removeAll(keepingCapacity: true)
