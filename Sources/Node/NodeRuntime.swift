@@ -218,6 +218,7 @@ public final class NodeRuntime: @unchecked Sendable {
             agent.learn(placement.nodes.map { .init(node: Int($0.nodeID), base: $0.memoryBase, size: $0.memoryBytes) })
             for n in placement.nodes { peerAddresses[Int(n.nodeID)] = n.listenAddress }
             let vm = try NodeVM(placement: placement, config: spec.machineConfig, node: me, agent: agent)
+            vm.waitForCoherence = { [unowned self] in self.pumpCoherence() }
             try vm.boot()
             vms[placement.vm] = vm
             // One connection per pair of nodes: the lower id dials.
@@ -369,12 +370,50 @@ public final class NodeRuntime: @unchecked Sendable {
         process(mailbox.wait(until: deadline))
     }
 
+    /// Events put aside while a device's DMA waited for a line (handled next turn).
+    private var deferred: [TransportEvent] = []
+
+    /// A device's DMA waits for a line: send what is queued, then handle coherence
+    /// messages and connection changes only; anything that could reach a device or run
+    /// a hart waits in `deferred`. False when the node is stopping.
+    private func pumpCoherence() -> Bool {
+        guard stopRequested == nil else { return false }
+        flushCoherence()
+        for event in mailbox.wait(until: Date().addingTimeInterval(0.1)) {
+            switch event {
+            case .received(let id, let m) where m.isCoherence && peerOf[id] != nil:
+                handle(event)
+            case .connected, .disconnected, .writable:
+                handle(event)
+            default:
+                deferred.append(event)
+            }
+        }
+        flushCoherence()
+        return true
+    }
+
+    /// Sends what the agent produced and drops revoked fast paths (a hart may be in the
+    /// middle of the MMIO store that started the DMA), without running anything.
+    private func flushCoherence() {
+        guard let agent else { return }
+        for (to, m) in agent.outgoing { send(m, toNode: to) }
+        agent.outgoing.removeAll(keepingCapacity: true)
+        for (page, _) in agent.revoked { for vm in vms.values { vm.revoke(machinePage: page) } }
+        agent.revoked.removeAll(keepingCapacity: true)
+    }
+
     /// Handles events one at a time. When one brings what a parked hart waited for
     /// (a line, a device's answer), that hart runs a short slice before the next event
     /// is looked at: otherwise a recall queued right behind the data would take the
     /// line away before the hart ever used it, and contended lines would bounce
     /// between nodes forever without progress.
-    private func process(_ events: [TransportEvent]) {
+    private func process(_ fresh: [TransportEvent]) {
+        var events = fresh
+        if !deferred.isEmpty {
+            events = deferred + fresh
+            deferred.removeAll()
+        }
         for event in events {
             handle(event)
             guard let agent else { continue }

@@ -99,8 +99,22 @@ public final class NodeVM: PhysicalMemory {
             devices.append((VirtBoard.testDevice, 0x1000, finisher))
             devices.append((VirtBoard.plic, VirtBoard.plicSize, plic))
             devices.append((VirtBoard.uart, 0x100, uart))
+            // Like QEMU, the first disk takes the highest slot (it is the first in the device tree).
             for i in 0..<VirtBoard.virtioSlots {
-                devices.append((VirtBoard.virtioBase + UInt64(i) * VirtBoard.virtioStride, VirtBoard.virtioStride, EmptyVirtioSlot()))
+                let base = VirtBoard.virtioBase + UInt64(i) * VirtBoard.virtioStride
+                let diskIndex = VirtBoard.virtioSlots - 1 - i
+                if diskIndex < config.disks.count {
+                    let disk = config.disks[diskIndex]
+                    do {
+                        let device = try VirtioBlock(path: disk.path, readOnly: disk.readOnly, bus: DMAView(owner: self),
+                                                     irq: { [unowned plic] in plic.setSourceLevel(1 + i, $0) })
+                        devices.append((base, VirtBoard.virtioStride, device))
+                    } catch {
+                        throw MachineError("\(error)")
+                    }
+                } else {
+                    devices.append((base, VirtBoard.virtioStride, EmptyVirtioSlot()))
+                }
             }
         }
         for (id, n) in vcpuNodes.enumerated() where n == node {
@@ -332,6 +346,73 @@ public final class NodeVM: PhysicalMemory {
         case .fail(let code): exit = .fail(code)
         case .reset: exit = .reset
         }
+    }
+
+    // MARK: - DMA
+
+    /// Waits for coherence traffic while a device's DMA waits for a line: set by the
+    /// node; handles coherence messages only (nothing that could reach a device) and
+    /// returns false when the wait should be abandoned.
+    public var waitForCoherence: (() -> Bool)?
+
+    /// The DMA engine's requester token (no hart has this id).
+    private var dmaRequester: UInt64 { UInt64(vm) << 32 | 0xffff_ffff }
+
+    /// One DMA access through the coherence agent, waiting (without running harts or
+    /// devices) until the line is here.
+    private func dmaAccess(_ gpa: UInt64, size: Int, write: Bool, value: UInt64) -> UInt64? {
+        guard let m = machineAddress(gpa) else { return nil }
+        let deadline = Date().addingTimeInterval(10)
+        while true {
+            var v: UInt64 = 0
+            let status = write ? agent.store(m, size: size, value: value, requester: dmaRequester)
+                               : agent.load(m, size: size, requester: dmaRequester, value: &v)
+            switch status {
+            case .ok: return v
+            case .accessFault: return nil
+            case .retry:
+                guard Date() < deadline, let wait = waitForCoherence, wait() else { return nil }
+            }
+        }
+    }
+
+    /// Splits a byte range into naturally aligned accesses of up to 8 bytes.
+    private func dmaChunks(_ address: UInt64, _ count: Int, _ body: (UInt64, Int, Int) -> Bool) -> Bool {
+        var offset = 0
+        while offset < count {
+            let a = address + UInt64(offset)
+            var size = 8
+            while size > 1 && (a & UInt64(size - 1) != 0 || count - offset < size) { size /= 2 }
+            guard body(a, size, offset) else { return false }
+            offset += size
+        }
+        return true
+    }
+
+    fileprivate func dmaCopyIn(_ bytes: UnsafeRawBufferPointer, at address: UInt64) -> Bool {
+        dmaChunks(address, bytes.count) { a, size, offset in
+            var v: UInt64 = 0
+            for i in 0..<size { v |= UInt64(bytes[offset + i]) << UInt64(8 * i) }
+            return dmaAccess(a, size: size, write: true, value: v) != nil
+        }
+    }
+
+    fileprivate func dmaCopyOut(at address: UInt64, count: Int) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: count)
+        let ok = dmaChunks(address, count) { a, size, offset in
+            guard let v = dmaAccess(a, size: size, write: false, value: 0) else { return false }
+            for i in 0..<size { out[offset + i] = UInt8(truncatingIfNeeded: v >> UInt64(8 * i)) }
+            return true
+        }
+        return ok ? out : nil
+    }
+
+    /// The VM's memory as its virtio devices see it: coherent with every node.
+    private final class DMAView: DMAMemory {
+        unowned let owner: NodeVM
+        init(owner: NodeVM) { self.owner = owner }
+        func copyIn(_ bytes: UnsafeRawBufferPointer, at address: UInt64) -> Bool { owner.dmaCopyIn(bytes, at: address) }
+        func copyOut(at address: UInt64, count: Int) -> [UInt8]? { owner.dmaCopyOut(at: address, count: count) }
     }
 
     // MARK: - Interrupt sinks

@@ -9,7 +9,7 @@ import Glibc
 /// goes through the bus with bounds checks: a descriptor pointing outside RAM or a
 /// malformed chain marks the device DEVICE_NEEDS_RESET instead of crashing.
 public final class VirtioBlock: MMIODevice {
-    private let bus: SystemBus
+    private let bus: DMAMemory
     private let fd: Int32
     public let path: String
     public let readOnly: Bool
@@ -38,7 +38,7 @@ public final class VirtioBlock: MMIODevice {
         public var description: String
     }
 
-    public init(path: String, readOnly: Bool, bus: SystemBus, irq: @escaping (Bool) -> Void) throws {
+    public init(path: String, readOnly: Bool, bus: DMAMemory, irq: @escaping (Bool) -> Void) throws {
         let fd = open(path, (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC)
         guard fd >= 0 else { throw OpenError(description: "disk '\(path)': \(String(cString: strerror(errno)))") }
         var st = stat()

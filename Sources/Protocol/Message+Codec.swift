@@ -45,6 +45,17 @@ extension Message {
         }
     }
 
+    /// A message of the coherence protocol (docs/coherence.md).
+    public var isCoherence: Bool {
+        switch self {
+        case .coherenceRequest, .lineData, .upgradeGrant, .invalidate, .invalidateAck, .recall, .recallReply,
+             .writeback, .evictShared, .putAck:
+            return true
+        default:
+            return false
+        }
+    }
+
     // MARK: - Encoding
 
     /// Appends this message as one frame (header and payload) to `out`.

@@ -37,7 +37,6 @@ struct Run: ParsableCommand {
         }
         if let nodes {
             guard (1...64).contains(nodes) else { fail("--nodes must be 1...64") }
-            guard spec.disks.isEmpty else { fail("disks are not yet supported on a cluster (--nodes); run without --nodes") }
             throw ExitCode(runOnCluster(spec: spec, nodes: nodes))
         }
         let outcome = runVM(spec: spec)

@@ -54,7 +54,10 @@ import Testing
 
     struct ToolFailed: Error { var what: String }
 
-    @Test func ubootReadsAndWritesAFileOnTheDisk() throws {
+    /// In one process, and with the VM's two VCPUs and memory spread over two node
+    /// processes (the disk's DMA then goes through the coherence protocol).
+    @Test(arguments: [1, 2])
+    func ubootReadsAndWritesAFileOnTheDisk(nodes: Int) throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("disco-disk-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -62,8 +65,9 @@ import Testing
         let script = "virtio scan; fatload virtio 0 ${loadaddr} hello.txt; env import -t ${loadaddr} ${filesize}; "
             + "echo disk-says ${greeting}; fatwrite virtio 0 ${loadaddr} copy.txt ${filesize}; setenv m done; echo script-${m}\n"
         let result = try runProcess(
-            Paths.disco, ["run", "--bios", Paths.openSBI, "--kernel", Paths.uBoot, "--memory", "256M", "--disk", disk.path],
-            respond: [("Hit any key to stop autoboot", "x"), ("=> ", script)], timeout: 120,
+            Paths.disco, ["run", "--bios", Paths.openSBI, "--kernel", Paths.uBoot, "--memory", "256M", "--disk", disk.path]
+                + (nodes > 1 ? ["--nodes", "\(nodes)", "--smp", "2"] : []),
+            respond: [("Hit any key to stop autoboot", "x"), ("=> ", script)], timeout: 180,
             until: { $0.contains("script-done") })  // not in the echoed command line, which has ${m}
         #expect(result.output.contains("disk-says hello-from-a-virtio-disk"), "\(result.output.suffix(1500))")
         #expect(result.output.contains("34 bytes written"), "\(result.output.suffix(800))")
