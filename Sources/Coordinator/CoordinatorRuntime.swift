@@ -32,8 +32,6 @@ public final class CoordinatorRuntime: @unchecked Sendable {
     private let logger: Logger
     private let mailbox = Mailbox<TransportEvent>()
     private var transport: NetworkTransport!
-    private let stopLock = NSLock()
-    private var stopReason: String?
     private let started = ContinuousClock.now
 
     private var membership: MembershipStateMachine
@@ -67,7 +65,6 @@ public final class CoordinatorRuntime: @unchecked Sendable {
 
     /// Bound listen addresses, once `run()` has started (for `disco up`).
     public private(set) var boundEndpoints: [Endpoint] = []
-    private let ready = DispatchSemaphore(value: 0)
 
     public init(configuration: CoordinatorConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -75,18 +72,10 @@ public final class CoordinatorRuntime: @unchecked Sendable {
         self.membership = MembershipStateMachine(suspectAfter: configuration.suspectAfter, deadAfter: configuration.deadAfter)
     }
 
-    public func stop(reason: String = "stopped") {
-        stopLock.lock()
-        if stopReason == nil { stopReason = reason }
-        stopLock.unlock()
-        mailbox.wake()
-    }
+    /// Asks `run()` to return (any thread).
+    public func stop(reason: String = "stopped") { mailbox.requestStop(reason) }
 
-    private var stopRequested: String? {
-        stopLock.lock()
-        defer { stopLock.unlock() }
-        return stopReason
-    }
+    private var stopRequested: String? { mailbox.stopRequested }
 
     private var now: Duration { ContinuousClock.now - started }
 

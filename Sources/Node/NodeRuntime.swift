@@ -46,8 +46,6 @@ public final class NodeRuntime: @unchecked Sendable {
     private let mailbox = Mailbox<TransportEvent>()
     private var transport: NetworkTransport!
     private var coordinator: ConnectionID!
-    private let stopLock = NSLock()
-    private var stopReason: String?
 
     private var nodeID: Int?
     private var identity = Hello(role: .node, nodeID: -1, nonce: [UInt8](repeating: 0, count: 32))
@@ -71,18 +69,9 @@ public final class NodeRuntime: @unchecked Sendable {
     }
 
     /// Asks `run()` to return (any thread).
-    public func stop(reason: String = "stopped") {
-        stopLock.lock()
-        if stopReason == nil { stopReason = reason }
-        stopLock.unlock()
-        mailbox.wake()
-    }
+    public func stop(reason: String = "stopped") { mailbox.requestStop(reason) }
 
-    private var stopRequested: String? {
-        stopLock.lock()
-        defer { stopLock.unlock() }
-        return stopReason
-    }
+    private var stopRequested: String? { mailbox.stopRequested }
 
     /// Joins the cluster and runs until `stop()` or a fatal condition; returns why it
     /// stopped. Throws if the node cannot start (bad address, no memory).

@@ -184,16 +184,24 @@ public final class Hart {
                 try step()
                 instructionsRetired &+= 1
             } catch {
-                if error.cause == Trap.park { return .parked }
-                if error.cause == Hart.waitCause {
-                    instructionsRetired &+= 1
-                    return .waitingForInterrupt
-                }
-                takeTrap(cause: error.cause, value: error.value, interrupt: false)
+                if let exit = stopped(by: error) { return exit }
             }
             remaining &-= 1
         }
         return .budgetExhausted
+    }
+
+    /// What a thrown Trap means for `run`: park, wait for an interrupt, or (an
+    /// exception) enter the handler and go on.
+    @inline(__always)
+    private func stopped(by error: Trap) -> HartExit? {
+        if error.cause == Trap.park { return .parked }
+        if error.cause == Hart.waitCause {
+            instructionsRetired &+= 1
+            return .waitingForInterrupt
+        }
+        takeTrap(cause: error.cause, value: error.value, interrupt: false)
+        return nil
     }
 
     /// The parked instruction, before any interrupt (kept out of line so that the hot
@@ -205,12 +213,7 @@ public final class Hart {
             try step()
             instructionsRetired &+= 1
         } catch {
-            if error.cause == Trap.park { return .parked }
-            if error.cause == Hart.waitCause {
-                instructionsRetired &+= 1
-                return .waitingForInterrupt
-            }
-            takeTrap(cause: error.cause, value: error.value, interrupt: false)
+            return stopped(by: error)
         }
         return nil
     }

@@ -18,6 +18,24 @@ public final class Mailbox<Item>: @unchecked Sendable {
         condition.unlock()
     }
 
+    private var stopReason: String?
+
+    /// Asks the consumer to stop (any thread): wakes it, and `stopRequested` tells it why.
+    /// The first reason given is kept.
+    public func requestStop(_ reason: String) {
+        condition.lock()
+        if stopReason == nil { stopReason = reason }
+        woken = true
+        condition.signal()
+        condition.unlock()
+    }
+
+    public var stopRequested: String? {
+        condition.lock()
+        defer { condition.unlock() }
+        return stopReason
+    }
+
     /// Interrupts a `wait` that would otherwise sleep.
     public func wake() {
         condition.lock()

@@ -30,4 +30,17 @@ import Testing
         #expect(box.takeAll() == ["a"])
         #expect(box.takeAll().isEmpty)
     }
+
+    @Test func aStopRequestWakesTheConsumerAndKeepsTheFirstReason() {
+        let box = Mailbox<Int>()
+        #expect(box.stopRequested == nil)
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.05) {
+            box.requestStop("signal")
+            box.requestStop("later")
+        }
+        let start = Date()
+        #expect(box.wait(until: start.addingTimeInterval(10)).isEmpty)
+        #expect(Date().timeIntervalSince(start) < 5)
+        #expect(box.stopRequested == "signal")
+    }
 }
