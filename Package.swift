@@ -70,12 +70,14 @@ let package = Package(
         .executableTarget(name: "uv-pingpong", dependencies: ["CLibUV"], path: "Benchmarks/UVPingPong"),
 
         // MARK: - Tests
-        .testTarget(name: "ProtocolTests", dependencies: ["Protocol"]),
+        .testTarget(name: "ProtocolTests", dependencies: ["Protocol", "TestSupport"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "Protocol"]),
+        // A seeded random generator the randomized tests share.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "RISCVTests", dependencies: ["RISCV"]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "RISCV"]),
-        .testTarget(name: "NodeTests", dependencies: ["Node", "Platform", "Coherence", "Protocol", "RISCV", "Transport"]),
-        .testTarget(name: "CoherenceTests", dependencies: ["Coherence"]),
+        .testTarget(name: "NodeTests", dependencies: ["Node", "Platform", "Coherence", "Protocol", "RISCV", "Transport", "TestSupport"]),
+        .testTarget(name: "CoherenceTests", dependencies: ["Coherence", "TestSupport"]),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator"]),
         // Starts the real `disco` binary (and QEMU) as child processes.
         .testTarget(name: "SystemTests"),

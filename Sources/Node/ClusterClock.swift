@@ -29,7 +29,6 @@ public enum ClusterClock {
 
     /// Adopts a new offset from the coordinator's clock.
     public static func setOffset(_ nanos: Int64) { offsetNanos = nanos }
-    public static var offset: Int64 { offsetNanos }
 }
 
 /// Estimates the offset of the coordinator's clock from this host's (NTP's idea, the

@@ -107,12 +107,6 @@ public final class CoherenceAgent {
         return true
     }
 
-    /// Zeroes a range of home memory (freeing a VM's frames for the next one).
-    public func clear(_ address: UInt64, count: Int) {
-        guard isLocal(address), UInt64(count) <= localSize - (address - localBase) else { return }
-        memset(local + Int(address - localBase), 0, count)
-    }
-
     // MARK: - CPU accesses
 
     /// A host pointer to a whole home page if the home's CPUs may access every line

@@ -241,12 +241,7 @@ public final class NodeRuntime: @unchecked Sendable {
     /// Sends what the agent and the VMs produced and applies wakes and revocations.
     private func flush() {
         guard let agent else { return }
-        for (to, m) in agent.outgoing { send(m, toNode: to) }
-        agent.outgoing.removeAll(keepingCapacity: true)
-        if !agent.revoked.isEmpty {
-            for (page, _) in agent.revoked { for vm in vms.values { vm.revoke(machinePage: page) } }
-            agent.revoked.removeAll(keepingCapacity: true)
-        }
+        flushCoherence()
         // A parked hart runs again only when its own access has been performed (the
         // agent completes every parked access), so it never abandons one half done.
         if !agent.completed.isEmpty {
@@ -406,8 +401,7 @@ public final class NodeRuntime: @unchecked Sendable {
         for event in events {
             handle(event)
             guard let agent else { continue }
-            let unparked = vms.values.contains { vm in vm.runStates.contains(.runnable) && vm.unparkedByMessage }
-            if !agent.completed.isEmpty || unparked {
+            if !agent.completed.isEmpty || vms.values.contains(where: { $0.justWoken.contains(true) }) {
                 flush()
                 runWoken()
             }
@@ -417,7 +411,6 @@ public final class NodeRuntime: @unchecked Sendable {
     /// Runs the harts a message just made runnable, briefly, so they use what arrived.
     private func runWoken() {
         for vm in vms.values where vm.released {
-            vm.unparkedByMessage = false
             for i in vm.harts.indices where vm.justWoken[i] {
                 vm.justWoken[i] = false
                 guard vm.runStates[i] == .runnable else { continue }

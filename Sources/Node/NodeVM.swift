@@ -37,8 +37,6 @@ public final class NodeVM: PhysicalMemory {
     public var runStates: [RunState] = []
     /// Harts made runnable by the last message (they run before the next message).
     public var justWoken: [Bool] = []
-    /// A device answer or interrupt message made a hart runnable.
-    public var unparkedByMessage = false
     private var localIndex: [Int: Int] = [:]
 
     private var clint: CLINT!
@@ -99,22 +97,9 @@ public final class NodeVM: PhysicalMemory {
             devices.append((VirtBoard.testDevice, 0x1000, finisher))
             devices.append((VirtBoard.plic, VirtBoard.plicSize, plic))
             devices.append((VirtBoard.uart, 0x100, uart))
-            // Like QEMU, the first disk takes the highest slot (it is the first in the device tree).
-            for i in 0..<VirtBoard.virtioSlots {
-                let base = VirtBoard.virtioBase + UInt64(i) * VirtBoard.virtioStride
-                let diskIndex = VirtBoard.virtioSlots - 1 - i
-                if diskIndex < config.disks.count {
-                    let disk = config.disks[diskIndex]
-                    do {
-                        let device = try VirtioBlock(path: disk.path, readOnly: disk.readOnly, bus: DMAView(owner: self),
-                                                     irq: { [unowned plic] in plic.setSourceLevel(1 + i, $0) })
-                        devices.append((base, VirtBoard.virtioStride, device))
-                    } catch {
-                        throw MachineError("\(error)")
-                    }
-                } else {
-                    devices.append((base, VirtBoard.virtioStride, EmptyVirtioSlot()))
-                }
+            for (base, device) in try VirtBoard.virtioSlots(disks: config.disks, dma: DMAView(owner: self),
+                                                            irq: { [unowned plic] in plic.setSourceLevel($0, $1) }) {
+                devices.append((base, VirtBoard.virtioStride, device))
             }
         }
         for (id, n) in vcpuNodes.enumerated() where n == node {
@@ -310,7 +295,6 @@ public final class NodeVM: PhysicalMemory {
             harts[i].finishParkedInstructionFirst = true
             runStates[i] = .runnable
             justWoken[i] = true
-            unparkedByMessage = true
             return true
         case .interrupt(_, let vcpu, let cause, let level):
             guard let i = localIndex[Int(vcpu)], let line = InterruptLine(rawValue: Int(cause)) else { return false }

@@ -86,22 +86,9 @@ public final class Machine: InterruptSink {
         bus.attach(clint, at: VirtBoard.clint, size: VirtBoard.clintSize)
         bus.attach(plic, at: VirtBoard.plic, size: VirtBoard.plicSize)
         bus.attach(uart, at: VirtBoard.uart, size: 0x100)
-        // Like QEMU, the first disk takes the highest slot (it is the first in the device tree).
-        for i in 0..<VirtBoard.virtioSlots {
-            let base = VirtBoard.virtioBase + UInt64(i) * VirtBoard.virtioStride
-            let diskIndex = VirtBoard.virtioSlots - 1 - i
-            if diskIndex < config.disks.count {
-                let disk = config.disks[diskIndex]
-                do {
-                    let device = try VirtioBlock(path: disk.path, readOnly: disk.readOnly, bus: bus,
-                                                 irq: { [unowned plic] in plic.setSourceLevel(1 + i, $0) })
-                    bus.attach(device, at: base, size: VirtBoard.virtioStride)
-                } catch {
-                    throw MachineError("\(error)")
-                }
-            } else {
-                bus.attach(EmptyVirtioSlot(), at: base, size: VirtBoard.virtioStride)
-            }
+        for (base, device) in try VirtBoard.virtioSlots(disks: config.disks, dma: bus,
+                                                        irq: { [unowned plic] in plic.setSourceLevel($0, $1) }) {
+            bus.attach(device, at: base, size: VirtBoard.virtioStride)
         }
         harts = (0..<config.harts).map { Hart(id: $0, memory: bus) }
         sink.machine = self

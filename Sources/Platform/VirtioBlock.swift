@@ -230,3 +230,24 @@ public final class VirtioBlock: MMIODevice {
         return written + 1
     }
 }
+
+extension VirtBoard {
+    /// The eight virtio-mmio slots of a VM: a virtio-blk device for each disk, empty
+    /// slots for the rest. Like QEMU, the first disk takes the highest slot (it comes
+    /// first in the device tree). Slot i raises PLIC source 1 + i through `irq`.
+    public static func virtioSlots(disks: [DiskConfig], dma: DMAMemory, irq: @escaping (_ source: Int, _ level: Bool) -> Void)
+        throws -> [(base: UInt64, device: MMIODevice)]
+    {
+        try (0..<virtioSlots).map { i in
+            let base = virtioBase + UInt64(i) * virtioStride
+            let diskIndex = virtioSlots - 1 - i
+            guard diskIndex < disks.count else { return (base, EmptyVirtioSlot()) }
+            let disk = disks[diskIndex]
+            do {
+                return (base, try VirtioBlock(path: disk.path, readOnly: disk.readOnly, bus: dma, irq: { irq(1 + i, $0) }))
+            } catch {
+                throw MachineError("\(error)")
+            }
+        }
+    }
+}

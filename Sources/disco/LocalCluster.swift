@@ -141,11 +141,5 @@ final class LocalCluster {
         for (_, p) in processes { p.waitUntilExit() }
     }
 
-    /// Kills one node (tests of failure handling).
-    func kill(node: Int) {
-        guard let p = processes.first(where: { $0.name == "node-\(node)" })?.process, p.isRunning else { return }
-        Foundation.kill(p.processIdentifier, SIGKILL)
-    }
-
     deinit { stop() }
 }

@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 @testable import Coherence
 
 /// A whole machine of directories and caches wired by in-order per-pair channels,
@@ -26,7 +27,7 @@ struct CoherenceSimulation {
     var channels: [[[Delivery]]]
     var cpus: [CPU]
     var reference: [LineAddress: UInt64] = [:]
-    var rng: SplitMix64
+    var rng: SeededGenerator
     var completed = 0
     var nextValue: UInt64 = 1
 
@@ -40,7 +41,7 @@ struct CoherenceSimulation {
         for line in lines { memory[Int(line / 8) % nodes][line] = [UInt8](repeating: 0, count: 8) }
         channels = Array(repeating: Array(repeating: [], count: nodes), count: nodes)
         cpus = (0..<(nodes * cpusPerNode)).map { CPU(node: $0 % nodes) }
-        rng = SplitMix64(seed: seed)
+        rng = SeededGenerator(seed: seed)
         for line in lines { reference[line] = 0 }
     }
 
@@ -182,18 +183,6 @@ struct CoherenceSimulation {
 
     var quiescent: Bool {
         channels.allSatisfy { $0.allSatisfy(\.isEmpty) } && cpus.allSatisfy { $0.op == nil }
-    }
-}
-
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

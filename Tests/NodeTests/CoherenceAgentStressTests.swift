@@ -1,6 +1,7 @@
 import Coherence
 import Protocol
 import RISCV
+import TestSupport
 import Testing
 @testable import Node
 

@@ -32,15 +32,7 @@ final class RawPeer {
             return RawPeer(fd: fd)
         case .unix(let path):
             let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-            var a = sockaddr_un()
-            a.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &a.sun_path) { dst in
-                for (i, b) in path.utf8.enumerated() { dst[i] = b }
-            }
-            let r = withUnsafePointer(to: &a) {
-                Glibc.connect(fd, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-            guard r == 0 else { throw POSIXError(.ECONNREFUSED) }
+            guard withUnixAddress(path, { Glibc.connect(fd, $0, $1) }) == 0 else { throw POSIXError(.ECONNREFUSED) }
             return RawPeer(fd: fd)
         }
     }
@@ -97,4 +89,38 @@ final class RawPeer {
     }
 
     func close() { Glibc.close(fd) }
+}
+
+/// A plain listening Unix socket, for tests whose peer must be a RawPeer on the
+/// accepting side (a server that handshakes by hand, then misbehaves).
+final class RawListener {
+    let path: String
+    let fd: Int32
+
+    init(_ name: String) {
+        path = socketPath(name)
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        _ = withUnixAddress(path) { bind(fd, $0, $1) }
+        listen(fd, 1)
+    }
+
+    var endpoint: Endpoint { .unix(path: path) }
+
+    /// The next connection (blocking).
+    func accept() -> RawPeer { RawPeer(fd: Glibc.accept(fd, nil, nil)) }
+
+    func close() {
+        Glibc.close(fd)
+        unlink(path)
+    }
+}
+
+/// Calls `body` with a sockaddr_un for `path` and its length.
+func withUnixAddress<T>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+    var a = sockaddr_un()
+    a.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &a.sun_path) { dst in for (i, b) in path.utf8.enumerated() { dst[i] = b } }
+    return withUnsafePointer(to: &a) {
+        body(UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_un>.size))
+    }
 }

@@ -139,16 +139,10 @@ import Testing
         defer { client.shutdown(); server.shutdown() }
         // A raw server that handshakes, then stops reading: the kernel buffers fill,
         // then the client's bounded queue.
-        let path = socketPath("slow")
-        let listenFD = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var a = sockaddr_un()
-        a.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &a.sun_path) { dst in for (i, b) in path.utf8.enumerated() { dst[i] = b } }
-        _ = withUnsafePointer(to: &a) { bind(listenFD, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        listen(listenFD, 1)
-        defer { Glibc.close(listenFD); unlink(path) }
-        let id = client.connect(to: .unix(path: path), reconnect: false)
-        let slow = RawPeer(fd: accept(listenFD, nil, nil))
+        let listener = RawListener("slow")
+        defer { listener.close() }
+        let id = client.connect(to: listener.endpoint, reconnect: false)
+        let slow = listener.accept()
         defer { slow.close() }
         #expect(slow.handshake(secret: testSecret, as: identity(.coordinator, -1)) != nil)
         clientLog.wait(until: { !clientLog.connected($0).isEmpty })
@@ -209,16 +203,10 @@ import Testing
         let secret = Array("a rather long and recognisable cluster secret".utf8)
         let (client, _) = try makeTransport(.node, node: 1, secret: secret)
         defer { client.shutdown() }
-        let path = socketPath("sniff")
-        let listenFD = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var a = sockaddr_un()
-        a.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &a.sun_path) { dst in for (i, b) in path.utf8.enumerated() { dst[i] = b } }
-        _ = withUnsafePointer(to: &a) { bind(listenFD, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        listen(listenFD, 1)
-        defer { Glibc.close(listenFD); unlink(path) }
-        _ = client.connect(to: .unix(path: path), reconnect: false)
-        let peer = RawPeer(fd: accept(listenFD, nil, nil))
+        let listener = RawListener("sniff")
+        defer { listener.close() }
+        _ = client.connect(to: listener.endpoint, reconnect: false)
+        let peer = listener.accept()
         defer { peer.close() }
         #expect(peer.handshake(secret: secret, as: identity(.coordinator, -1)) != nil)
         let seen = peer.received
