@@ -1,19 +1,23 @@
 // Address translation (Sv39), the software TLB, and loads/stores/fetches.
 
 /// One cached translation: virtual page → guest-physical page, with a host pointer
-/// when the memory handed the page out for direct access.
+/// when the memory handed the page out for direct access and, for instruction
+/// fetches from such a page, its decoded page.
 struct TLBEntry {
     var tag: UInt64 = .max
     var physicalPage: UInt64 = .max
     var host: UnsafeMutableRawPointer? = nil
+    var decoded: UnsafeMutablePointer<DecodedOp>? = nil
 }
 
 extension Hart {
     static let tlbSize = 256
 
-    /// Drops every cached translation (on satp, sfence.vma, privilege or mstatus changes).
+    /// Drops every cached translation (on satp, sfence.vma, privilege or mstatus changes),
+    /// the code cursor included.
     func flushTLB() {
         for i in 0..<(3 * Self.tlbSize) { tlb[i].tag = .max }
+        invalidateCodeCursor()
     }
 
     /// Privilege used for loads and stores (MPRV lets M-mode use MPP's).
@@ -28,8 +32,15 @@ extension Hart {
         let slot = Int(kind.rawValue) &* Self.tlbSize &+ Int(truncatingIfNeeded: vpn & UInt64(Self.tlbSize - 1))
         let e = tlb[slot]
         if e.tag == vpn { return e }
+        return try refill(slot, vaddr, kind)
+    }
+
+    @inline(never)
+    func refill(_ slot: Int, _ vaddr: UInt64, _ kind: AccessType) throws(Trap) -> TLBEntry {
         let page = try translate(vaddr, kind)
-        let fresh = TLBEntry(tag: vpn, physicalPage: page, host: memory.directPage(page, for: kind))
+        let host = memory.directPage(page, for: kind)
+        let decoded = kind == .execute && host != nil ? decodedPage(page) : nil
+        let fresh = TLBEntry(tag: vaddr >> 12, physicalPage: page, host: host, decoded: decoded)
         tlb[slot] = fresh
         return fresh
     }
@@ -90,11 +101,35 @@ extension Hart {
 
     // MARK: - Data access
 
+    /// The host address of a `size`-byte access at `vaddr` if it lies in one page that
+    /// the TLB already maps directly for `kind`: the loads' and stores' fast path.
+    @inline(__always) func directAddress(_ vaddr: UInt64, _ size: Int, _ kind: AccessType) -> UnsafeMutableRawPointer? {
+        let offset = Int(truncatingIfNeeded: vaddr & 0xfff)
+        let vpn = vaddr &>> 12
+        let e = tlb[Int(kind.rawValue) &* Self.tlbSize &+ Int(truncatingIfNeeded: vpn & UInt64(Self.tlbSize - 1))]
+        guard e.tag == vpn, offset &+ size <= 4096, let host = e.host else { return nil }
+        return host + offset
+    }
+
     @inline(__always) func load(_ vaddr: UInt64, _ size: Int) throws(Trap) -> UInt64 {
+        if let p = directAddress(vaddr, size, .read) {
+            switch size {
+            case 1: return UInt64(p.load(as: UInt8.self))
+            case 2: return UInt64(p.loadUnaligned(as: UInt16.self))
+            case 4: return UInt64(p.loadUnaligned(as: UInt32.self))
+            default: return p.loadUnaligned(as: UInt64.self)
+            }
+        }
+        return try loadSlowly(vaddr, size)
+    }
+
+    /// A load that misses the TLB, crosses a page or reaches a page without direct access.
+    @inline(never)
+    func loadSlowly(_ vaddr: UInt64, _ size: Int) throws(Trap) -> UInt64 {
         let offset = Int(vaddr & 0xfff)
         if offset &+ size > 4096 {
             var v: UInt64 = 0
-            for i in 0..<size { v |= try load(vaddr &+ UInt64(i), 1) << UInt64(8 * i) }
+            for i in 0..<size { v |= try loadSlowly(vaddr &+ UInt64(i), 1) << UInt64(8 * i) }
             return v
         }
         let e = try entry(vaddr, .read)
@@ -126,12 +161,27 @@ extension Hart {
     }
 
     @inline(__always) func store(_ vaddr: UInt64, _ size: Int, _ value: UInt64) throws(Trap) {
+        if let p = directAddress(vaddr, size, .write) {
+            switch size {
+            case 1: p.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
+            case 2: p.storeBytes(of: UInt16(truncatingIfNeeded: value), toByteOffset: 0, as: UInt16.self)
+            case 4: p.storeBytes(of: UInt32(truncatingIfNeeded: value), toByteOffset: 0, as: UInt32.self)
+            default: p.storeBytes(of: value, toByteOffset: 0, as: UInt64.self)
+            }
+            return
+        }
+        try storeSlowly(vaddr, size, value)
+    }
+
+    /// A store that misses the TLB, crosses a page or reaches a page without direct access.
+    @inline(never)
+    func storeSlowly(_ vaddr: UInt64, _ size: Int, _ value: UInt64) throws(Trap) {
         let offset = Int(vaddr & 0xfff)
         if offset &+ size > 4096 {
             // Translate both pages first so a fault leaves memory untouched.
             _ = try entry(vaddr, .write)
             _ = try entry(vaddr &+ UInt64(size - 1), .write)
-            for i in 0..<size { try store(vaddr &+ UInt64(i), 1, value >> UInt64(8 * i)) }
+            for i in 0..<size { try storeSlowly(vaddr &+ UInt64(i), 1, value >> UInt64(8 * i)) }
             return
         }
         let e = try entry(vaddr, .write)

@@ -56,8 +56,10 @@ public final class Hart {
     public var privilege: PrivilegeMode = .machine {
         didSet { if privilege != oldValue { flushTLB() } }
     }
-    /// x0...x31; x[0] is kept 0.
+    /// x0...x31, then the sink slot 32 that decoded instructions write instead of x0;
+    /// x[0] stays 0.
     let x: UnsafeMutablePointer<UInt64>
+    static let sinkRegister: UInt8 = 32
     public internal(set) var instructionsRetired: UInt64 = 0
     /// The bits of the instruction being executed (mtval for illegal instructions).
     var currentInstruction: UInt64 = 0
@@ -92,17 +94,34 @@ public final class Hart {
     // MARK: TLB
     let tlb: UnsafeMutablePointer<TLBEntry>
 
+    // MARK: Decoded pages (Hart+DecodedPages.swift)
+    /// The virtual address of the page pc runs in (the cursor), its bytes, its decoded
+    /// entries and its guest-physical page (.max: no cursor).
+    var codeBase: UInt64 = 0
+    var codeHost: UnsafeRawPointer
+    var codeOps: UnsafeMutablePointer<DecodedOp>
+    var codePage: UInt64 = .max
+    var decodedPages: [UInt64: UnsafeMutablePointer<DecodedOp>] = [:]
+    /// Decoded pages kept (24 KiB each) before all are dropped and refilled: 12 MiB of
+    /// decoded code for 2 MiB of guest code executed.
+    var decodedPageLimit = 512
+    /// Instructions decoded into decoded pages (first use or after their code changed).
+    public internal(set) var decodedInstructions: UInt64 = 0
+
     public init(id: Int, memory: PhysicalMemory) {
         self.id = id
         self.memory = memory
         compressedTable = CompressedTable.shared
-        x = .allocate(capacity: 32)
-        x.initialize(repeating: 0, count: 32)
+        x = .allocate(capacity: 33)
+        x.initialize(repeating: 0, count: 33)
         tlb = .allocate(capacity: 3 * Hart.tlbSize)
         tlb.initialize(repeating: TLBEntry(), count: 3 * Hart.tlbSize)
+        codeHost = Hart.emptyCodeBytes
+        codeOps = Hart.emptyDecodedPage
     }
 
     deinit {
+        releaseDecodedPages()
         x.deallocate()
         tlb.deallocate()
     }
@@ -151,6 +170,7 @@ public final class Hart {
         for i in 0..<(3 * Hart.tlbSize) where tlb[i].physicalPage == page & ~0xfff {
             tlb[i] = TLBEntry()
         }
+        if codePage == page & ~0xfff { invalidateCodeCursor() }
     }
 
     /// Forget all cached host pointers.

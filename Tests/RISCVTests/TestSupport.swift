@@ -10,6 +10,8 @@ final class TestMemory: PhysicalMemory {
     var mmioWord: UInt64 = 0
     var retryMMIO = false
     var time: UInt64 = 0
+    /// Pages the memory does not hand out for direct access (served by load/store).
+    var indirectPages: Set<UInt64> = []
 
     init(size: Int = 1 << 20) {
         self.size = size
@@ -22,7 +24,7 @@ final class TestMemory: PhysicalMemory {
         a >= Self.base && a - Self.base + UInt64(n) <= UInt64(size) ? Int(a - Self.base) : nil
     }
     func directPage(_ page: UInt64, for access: AccessType) -> UnsafeMutableRawPointer? {
-        offset(page, 4096).map { ram + $0 }
+        indirectPages.contains(page) ? nil : offset(page, 4096).map { ram + $0 }
     }
     func load(_ a: UInt64, size n: Int, hart: Int, value: inout UInt64) -> BusStatus {
         if a == 0x1000_0000 { if retryMMIO { return .retry }; value = mmioWord; return .ok }
@@ -57,6 +59,8 @@ final class TestMemory: PhysicalMemory {
     func currentTime() -> UInt64 { time }
 
     func write32(_ a: UInt64, _ v: UInt32) { (ram + offset(a, 4)!).storeBytes(of: v, as: UInt32.self) }
+    func write16(_ a: UInt64, _ v: UInt16) { (ram + offset(a, 2)!).storeBytes(of: v, as: UInt16.self) }
+    func read32(_ a: UInt64) -> UInt32 { (ram + offset(a, 4)!).loadUnaligned(as: UInt32.self) }
     func read64(_ a: UInt64) -> UInt64 { (ram + offset(a, 8)!).load(as: UInt64.self) }
     func write64(_ a: UInt64, _ v: UInt64) { (ram + offset(a, 8)!).storeBytes(of: v, as: UInt64.self) }
 }
