@@ -126,7 +126,6 @@ extension Hart {
         case .lrW, .scW, .amoW: size = 4
         default: size = 8
         }
-        let result = { (v: UInt64) -> UInt64 in size == 4 ? Self.sext32(v) : v }
         let d = Int(op.rd)
         switch op.kind {
         case .lrW, .lrD:
@@ -135,7 +134,7 @@ extension Hart {
             reservationValid = true
             reservationAddress = addr
             reservationValue = v
-            x[d] = result(v)
+            x[d] = size == 4 ? Self.sext32(v) : v
         case .scW, .scD:
             // As on QEMU, an SC whose address does not match the reservation fails
             // without touching memory: no alignment check, no translation, no fault.
@@ -150,7 +149,7 @@ extension Hart {
             x[d] = ok ? 0 : 1
         default:
             let old = try amo(AtomicOp(rawValue: UInt8(op.imm))!, addr, size, operand)
-            x[d] = result(old)
+            x[d] = size == 4 ? Self.sext32(old) : old
         }
     }
 
