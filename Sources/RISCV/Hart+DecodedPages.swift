@@ -38,9 +38,9 @@ extension Hart {
 
     static let parcelsPerPage = 2048
 
-    /// The decoded instruction at pc. The fast path: pc is in the cursor's page, below
-    /// its last parcel, and the entry matches memory.
-    @inline(__always) func decodedInstruction() throws(Trap) -> DecodedOp {
+    /// The decoded instruction at `pc` (run's copy of the pc). The fast path: pc is in
+    /// the cursor's page, below its last parcel, and the entry matches memory.
+    @inline(__always) func decodedInstruction(at pc: UInt64) throws(Trap) -> DecodedOp {
         let offset = pc &- codeBase
         if offset < 4093 {
             let op = codeOps[Int(truncatingIfNeeded: offset &>> 1)]
@@ -48,6 +48,7 @@ extension Hart {
                 return op
             }
         }
+        self.pc = pc
         return try decodeSlowly()
     }
 

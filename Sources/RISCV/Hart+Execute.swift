@@ -8,14 +8,15 @@ extension Hart {
 
     var illegal: Trap { Trap(cause: Trap.illegal, value: currentInstruction) }
 
-    /// Executes one instruction: the decoded instruction at pc (pc advances unless it traps).
-    @inline(__always) func step() throws(Trap) {
-        try execute(try decodedInstruction())
+    /// Executes the instruction at `pc` (run's copy of the pc; it advances unless the
+    /// instruction traps). `retired` is run's count not yet added to `instructionsRetired`.
+    @inline(__always) func step(_ pc: inout UInt64, _ retired: inout UInt64) throws(Trap) {
+        try execute(try decodedInstruction(at: pc), &pc, &retired)
     }
 
-    /// Executes `op`, the instruction at pc. Registers are read through the decoded
+    /// Executes `op`, the instruction at `pc`. Registers are read through the decoded
     /// numbers; a destination of x0 was steered to the sink slot at decode time.
-    @inline(__always) func execute(_ op: DecodedOp) throws(Trap) {
+    @inline(__always) func execute(_ op: DecodedOp, _ pc: inout UInt64, _ retired: inout UInt64) throws(Trap) {
         let a = x[Int(op.rs1)], b = x[Int(op.rs2)]
         let d = Int(op.rd)
         let imm = UInt64(bitPattern: Int64(op.imm))
@@ -92,9 +93,22 @@ extension Hart {
             break  // decoded pages check their bits against memory before every use (Hart+Fetch.swift)
         case .lrW, .lrD, .scW, .scD, .amoW, .amoD:
             try atomic(op, a, b)
-        case .ecall, .ebreak, .mret, .sret, .wfi, .sfenceVMA,
+        case .wfi:
+            if privilege == .user || (privilege == .supervisor && mstatus & Self.mstatusTW != 0) {
+                currentInstruction = UInt64(op.bits)
+                throw illegal
+            }
+            if !hasWakeUpInterrupt {
+                pc = next  // WFI retires; the hart resumes after it
+                throw Trap(cause: Self.waitCause, value: 0)
+            }
+        case .ecall, .ebreak, .mret, .sret, .sfenceVMA,
              .csrrw, .csrrs, .csrrc, .csrrwi, .csrrsi, .csrrci:
+            // These read or write the architectural pc and counters.
             currentInstruction = UInt64(op.bits)
+            self.pc = pc
+            instructionsRetired &+= retired
+            retired = 0
             try system(op, a, &next)
         }
         pc = next
@@ -153,8 +167,8 @@ extension Hart {
         }
     }
 
-    /// ECALL, EBREAK, xRET, WFI, SFENCE.VMA and the CSR instructions (`currentInstruction`
-    /// holds the bits, for illegal-instruction traps).
+    /// ECALL, EBREAK, xRET, SFENCE.VMA and the CSR instructions (`pc`,
+    /// `instructionsRetired` and `currentInstruction` are up to date).
     private func system(_ op: DecodedOp, _ a: UInt64, _ next: inout UInt64) throws(Trap) {
         switch op.kind {
         case .ecall:
@@ -168,12 +182,6 @@ extension Hart {
         case .sret:
             try sret()
             next = pc
-        case .wfi:
-            if privilege == .user || (privilege == .supervisor && mstatus & Self.mstatusTW != 0) { throw illegal }
-            if !hasWakeUpInterrupt {
-                pc = next
-                throw Trap(cause: Self.waitCause, value: 0)
-            }
         case .sfenceVMA:
             if privilege == .user || (privilege == .supervisor && mstatus & Self.mstatusTVM != 0) { throw illegal }
             flushTLB()

@@ -189,6 +189,11 @@ public final class Hart {
     // MARK: - Running
 
     /// Runs up to `budget` instructions (fewer if it waits for an interrupt or parks).
+    ///
+    /// For the slice, pc and the count of instructions retired live in locals (host
+    /// registers); `self.pc` and `instructionsRetired` are brought up to date before
+    /// anything that reads them (interrupts, traps, system instructions, the slow
+    /// fetch path) and on return.
     public func run(budget: Int) -> HartExit {
         var remaining = budget
         updateSupervisorTimer()
@@ -196,23 +201,32 @@ public final class Hart {
             if let exit = runParkedInstruction() { return exit }
             remaining &-= 1
         }
+        var pc = self.pc
+        var retired: UInt64 = 0
         while remaining > 0 {
             if mie != 0, effectiveMIP & mie != 0 {
-                _ = takeInterruptIfEnabled()  // the handler's first instruction runs in this slice
+                self.pc = pc
+                if takeInterruptIfEnabled() { pc = self.pc }  // the handler's first instruction runs in this slice
             }
             do {
-                try step()
-                instructionsRetired &+= 1
+                try step(&pc, &retired)
+                retired &+= 1
             } catch {
+                self.pc = pc
+                instructionsRetired &+= retired
+                retired = 0
                 if let exit = stopped(by: error) { return exit }
+                pc = self.pc
             }
             remaining &-= 1
         }
+        self.pc = pc
+        instructionsRetired &+= retired
         return .budgetExhausted
     }
 
-    /// What a thrown Trap means for `run`: park, wait for an interrupt, or (an
-    /// exception) enter the handler and go on.
+    /// What a thrown Trap means for `run` (with `pc` and `instructionsRetired` up to
+    /// date): park, wait for an interrupt, or (an exception) enter the handler and go on.
     @inline(__always)
     private func stopped(by error: Trap) -> HartExit? {
         if error.cause == Trap.park { return .parked }
@@ -229,10 +243,15 @@ public final class Hart {
     @inline(never)
     private func runParkedInstruction() -> HartExit? {
         finishParkedInstructionFirst = false
+        var pc = self.pc
+        var retired: UInt64 = 0
         do {
-            try step()
-            instructionsRetired &+= 1
+            try step(&pc, &retired)
+            self.pc = pc
+            instructionsRetired &+= retired &+ 1
         } catch {
+            self.pc = pc
+            instructionsRetired &+= retired
             return stopped(by: error)
         }
         return nil
