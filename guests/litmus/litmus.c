@@ -4,6 +4,9 @@
  *   SB    hart 0: x = 1; r1 = y             hart 1: y = 1; r2 = x
  *         forbidden under sequential consistency: r1 == 0 && r2 == 0
  *   LR/SC both harts add 1 to one counter ROUNDS times with an LR/SC loop: no update lost.
+ *   CMODX hart 1 rewrites a function hart 0 has just run (li a0, i; ret), then sets a
+ *         flag; hart 0 sees the flag, executes fence.i and calls it: it must run the
+ *         new code (a stale decoded instruction would return the old value).
  * Each round starts both harts together (a barrier) so the accesses race. The guest
  * prints how often each forbidden outcome was seen and how often each allowed one
  * was; disco promises sequential consistency, so it must print 0 forbidden. (QEMU on
@@ -14,6 +17,15 @@
 
 static volatile u64 data, flag, x, y, counter;
 static volatile u32 arrive, sense;
+static volatile u64 generation;
+/* A function rewritten at run time: two instructions, in data (M-mode, no PMP: executable). */
+static volatile u32 code[2] __attribute__((aligned(64)));
+typedef u64 (*function)(void);
+
+static void write_function(u32 value) {
+    code[0] = 0x00000513u | ((value & 0x7ff) << 20); /* addi a0, zero, value */
+    code[1] = 0x00008067u;                            /* jalr zero, 0(ra) */
+}
 static volatile u64 r1s[ROUNDS], r2s[ROUNDS];
 
 static void barrier(u32 *local) {
@@ -109,6 +121,32 @@ int main(u64 hartid, const void *fdt) {
     if (hartid == 0) {
         line("lr/sc counter (want 2000):", counter);
         if (counter != 2 * ROUNDS) fail(5);
+        write_function(0);
+        __asm__ volatile("fence.i" ::: "memory");
+    }
+    barrier(&local);
+
+    /* Cross-hart code modification. */
+    function f = (function)(void *)code;
+    for (int i = 0; i < ROUNDS; i++) {
+        if (hartid == 0) (void)f(); /* run (and let the hart cache) the old code */
+        barrier(&local);
+        if (hartid == 1) {
+            write_function((u32)i + 1);
+            __asm__ volatile("fence w,w" ::: "memory");
+            generation = (u64)i + 1;
+        } else {
+            while (generation != (u64)i + 1) { }
+            __asm__ volatile("fence.i" ::: "memory");
+            r1s[i] = f();
+        }
+        barrier(&local);
+    }
+    if (hartid == 0) {
+        u64 forbidden = 0;
+        for (int i = 0; i < ROUNDS; i++) if (r1s[i] != (((u64)i + 1) & 0x7ff)) forbidden++;
+        line("cmodx stale code run:", forbidden);
+        if (forbidden) fail(6);
         puts("litmus: done\n");
         pass();
     }
