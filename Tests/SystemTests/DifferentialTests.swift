@@ -43,6 +43,12 @@ import Testing
         try expectSameOutput("isa.elf", harts: harts)
     }
 
+    /// Memory-model litmus tests in one process: harts interleaved on one thread, and
+    /// one hart rewriting code another has decoded (guests/litmus).
+    @Test func litmusTests() throws {
+        try expectSameOutput("litmus.elf", harts: 2)
+    }
+
     @Test func benchmarkChecksum() throws {
         try expectSameOutput("bench.elf", harts: 1, timeout: 240)
     }
