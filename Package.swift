@@ -1,6 +1,13 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+// The emulation path (hart, devices, directory and cache, node) runs class state that
+// Swift guards with dynamic exclusivity checks; in the cluster's remote-access path those
+// checks (swift_beginAccess and its thread-local access set) took about a fifth of a
+// node's CPU time (perf, 2-node litmus run). Release builds drop them there; debug
+// builds, which the tests use, keep them.
+let emulationPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+
 // Dependency direction (DESIGN.md §3): Protocol and RISCV depend on nothing of ours;
 // Transport on Protocol; Platform on RISCV; Node and Coordinator on those; the CLI on everything.
 let package = Package(
@@ -39,11 +46,12 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        .target(name: "RISCV"),
-        .target(name: "Coherence"),
+        .target(name: "RISCV", swiftSettings: emulationPath),
+        .target(name: "Coherence", swiftSettings: emulationPath),
         .target(
             name: "Platform",
-            dependencies: ["RISCV", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["RISCV", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: emulationPath
         ),
         .target(
             name: "Node",
@@ -51,7 +59,8 @@ let package = Package(
                 "RISCV", "Platform", "Protocol", "Transport", "Coherence",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
-            ]
+            ],
+            swiftSettings: emulationPath
         ),
         .target(
             name: "Coordinator",

@@ -111,6 +111,22 @@ public struct CacheStateMachine: Sendable {
         return entries[line]!.data.withUnsafeMutableBytes { body($0.baseAddress!) }
     }
 
+    /// A CPU access that hits: the same as `handle(.access(line:home:write:))` answering
+    /// `.hit` (the line becomes the most recently used), with `body` run on the line's
+    /// bytes, in one lookup and without directives. nil — and no change at all — when the
+    /// access would not hit; the caller then goes through `handle(.access...)`.
+    public mutating func withHit<R>(_ line: LineAddress, write: Bool, _ body: (UnsafeMutableRawPointer) -> R) -> R? {
+        guard let i = entries.index(forKey: line) else { return nil }
+        let state = entries.values[i].state
+        guard state == .modified || (!write && state == .shared) else { return nil }
+        clock &+= 1
+        entries.values[i].lastUse = clock
+        if write {
+            return entries.values[i].data.withUnsafeMutableBytes { body($0.baseAddress!) }
+        }
+        return entries.values[i].data.withUnsafeBytes { body(UnsafeMutableRawPointer(mutating: $0.baseAddress!)) }
+    }
+
     // MARK: - Events
 
     public mutating func handle(_ event: Event) -> [Directive] {

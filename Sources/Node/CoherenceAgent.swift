@@ -185,7 +185,7 @@ public final class CoherenceAgent {
 
     private func access(_ access: Access, _ address: UInt64, _ size: Int, _ requester: UInt64,
                         _ value: inout UInt64) -> BusStatus {
-        if var list = parked[requester],
+        if !parked.isEmpty, var list = parked[requester],
            let i = list.firstIndex(where: { $0.address == address && $0.size == size && $0.access == access }) {
             if let r = list[i].result {
                 list.remove(at: i)
@@ -207,6 +207,11 @@ public final class CoherenceAgent {
                 return .retry
             }
             value = perform(access, local + Int(address - localBase), size)
+            return .ok
+        }
+        // A hit in the remote cache: performed in place, no directives to carry out.
+        if let v = cache.withHit(line, write: write, { perform(access, $0 + Int(address - line), size) }) {
+            value = v
             return .ok
         }
         guard let home = home(of: address) else { return .accessFault }

@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 @testable import Coherence
 
 @Suite struct CacheStateMachineTests {
@@ -83,5 +84,59 @@ import Testing
         #expect(cache.state(of: 0x40) == .evictingShared)
         #expect(cache.handle(.invalidate(line: 0x40, from: 1)) == [.send(.invalidateAck, line: 0x40, to: 1)])
         #expect(cache.state(of: 0x40) == .evictingShared)
+    }
+
+    /// `withHit` is an access that hits, in one step: two caches fed the same random
+    /// events (accesses, data, grants, invalidations, recalls, acknowledgements) — one
+    /// always through `handle(.access)`, the other trying `withHit` first — say and hold
+    /// the same thing after every event, evictions included.
+    @Test(arguments: [UInt64(1), 2, 3, 4])
+    func hitFastPathActsLikeAnAccessThatHits(seed: UInt64) {
+        var rng = SeededGenerator(seed: seed)
+        let geometry = LineGeometry(lineSize: 64)
+        var slow = CacheStateMachine(geometry: geometry, capacityBytes: 128)
+        var fast = CacheStateMachine(geometry: geometry, capacityBytes: 128)
+        let lines: [LineAddress] = [0x1000, 0x1040, 0x1080, 0x10c0]
+        var hits = 0
+        for step in 0..<3000 {
+            let line = lines[Int.random(in: 0..<lines.count, using: &rng)]
+            let byte = UInt8(truncatingIfNeeded: step)
+            switch Int.random(in: 0..<8, using: &rng) {
+            case 0, 1, 2:
+                let write = Bool.random(using: &rng)
+                let expected = slow.handle(.access(line: line, home: 1, write: write))
+                if expected == [.hit(line: line)] && write { slow.write(line, at: 1, bytes: [byte]) }
+                let read = fast.withHit(line, write: write) { p -> UInt8 in
+                    if write { p.storeBytes(of: byte, toByteOffset: 1, as: UInt8.self) }
+                    return p.load(fromByteOffset: 1, as: UInt8.self)
+                }
+                if let read {
+                    hits += 1
+                    #expect(expected == [.hit(line: line)], "step \(step)")
+                    #expect(read == slow.data(of: line)?[1], "step \(step)")
+                } else {
+                    #expect(fast.handle(.access(line: line, home: 1, write: write)) == expected, "step \(step)")
+                }
+            case 3:
+                let data = [UInt8](repeating: byte, count: 64)
+                let exclusive = Bool.random(using: &rng)
+                #expect(fast.handle(.data(line: line, exclusive: exclusive, data: data)) ==
+                        slow.handle(.data(line: line, exclusive: exclusive, data: data)), "step \(step)")
+            case 4:
+                #expect(fast.handle(.grant(line: line)) == slow.handle(.grant(line: line)), "step \(step)")
+            case 5:
+                #expect(fast.handle(.invalidate(line: line, from: 1)) == slow.handle(.invalidate(line: line, from: 1)), "step \(step)")
+            case 6:
+                let keep = Bool.random(using: &rng)
+                #expect(fast.handle(.recall(line: line, keepShared: keep)) == slow.handle(.recall(line: line, keepShared: keep)), "step \(step)")
+            default:
+                #expect(fast.handle(.putAck(line: line)) == slow.handle(.putAck(line: line)), "step \(step)")
+            }
+            for l in lines {
+                #expect(fast.state(of: l) == slow.state(of: l), "step \(step) line \(l)")
+                #expect(fast.data(of: l) == slow.data(of: l), "step \(step) line \(l)")
+            }
+        }
+        #expect(hits > 100)
     }
 }
