@@ -111,15 +111,28 @@ extension Hart {
         return host + offset
     }
 
-    @inline(__always) func load(_ vaddr: UInt64, _ size: Int) throws(Trap) -> UInt64 {
-        if let p = directAddress(vaddr, size, .read) {
-            switch size {
-            case 1: return UInt64(p.load(as: UInt8.self))
-            case 2: return UInt64(p.loadUnaligned(as: UInt16.self))
-            case 4: return UInt64(p.loadUnaligned(as: UInt32.self))
-            default: return p.loadUnaligned(as: UInt64.self)
-            }
+    /// A little-endian load of `size` bytes (1, 2, 4, 8) from host memory, any alignment.
+    @inline(__always) static func hostLoad(_ p: UnsafeMutableRawPointer, _ size: Int) -> UInt64 {
+        switch size {
+        case 1: return UInt64(p.load(as: UInt8.self))
+        case 2: return UInt64(p.loadUnaligned(as: UInt16.self))
+        case 4: return UInt64(p.loadUnaligned(as: UInt32.self))
+        default: return p.loadUnaligned(as: UInt64.self)
         }
+    }
+
+    /// A store of the low `size` bytes of `value` to host memory, any alignment.
+    @inline(__always) static func hostStore(_ p: UnsafeMutableRawPointer, _ size: Int, _ value: UInt64) {
+        switch size {
+        case 1: p.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
+        case 2: p.storeBytes(of: UInt16(truncatingIfNeeded: value), toByteOffset: 0, as: UInt16.self)
+        case 4: p.storeBytes(of: UInt32(truncatingIfNeeded: value), toByteOffset: 0, as: UInt32.self)
+        default: p.storeBytes(of: value, toByteOffset: 0, as: UInt64.self)
+        }
+    }
+
+    @inline(__always) func load(_ vaddr: UInt64, _ size: Int) throws(Trap) -> UInt64 {
+        if let p = directAddress(vaddr, size, .read) { return Self.hostLoad(p, size) }
         return try loadSlowly(vaddr, size)
     }
 
@@ -133,15 +146,7 @@ extension Hart {
             return v
         }
         let e = try entry(vaddr, .read)
-        if let host = e.host {
-            let p = host + offset
-            switch size {
-            case 1: return UInt64(p.load(as: UInt8.self))
-            case 2: return UInt64(p.loadUnaligned(as: UInt16.self))
-            case 4: return UInt64(p.loadUnaligned(as: UInt32.self))
-            default: return p.loadUnaligned(as: UInt64.self)
-            }
-        }
+        if let host = e.host { return Self.hostLoad(host + offset, size) }
         let paddr = e.physicalPage | UInt64(offset)
         if vaddr & UInt64(size - 1) != 0 {  // misaligned device access: bytewise
             var v: UInt64 = 0
@@ -162,12 +167,7 @@ extension Hart {
 
     @inline(__always) func store(_ vaddr: UInt64, _ size: Int, _ value: UInt64) throws(Trap) {
         if let p = directAddress(vaddr, size, .write) {
-            switch size {
-            case 1: p.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
-            case 2: p.storeBytes(of: UInt16(truncatingIfNeeded: value), toByteOffset: 0, as: UInt16.self)
-            case 4: p.storeBytes(of: UInt32(truncatingIfNeeded: value), toByteOffset: 0, as: UInt32.self)
-            default: p.storeBytes(of: value, toByteOffset: 0, as: UInt64.self)
-            }
+            Self.hostStore(p, size, value)
             return
         }
         try storeSlowly(vaddr, size, value)
@@ -186,13 +186,7 @@ extension Hart {
         }
         let e = try entry(vaddr, .write)
         if let host = e.host {
-            let p = host + offset
-            switch size {
-            case 1: p.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
-            case 2: p.storeBytes(of: UInt16(truncatingIfNeeded: value), toByteOffset: 0, as: UInt16.self)
-            case 4: p.storeBytes(of: UInt32(truncatingIfNeeded: value), toByteOffset: 0, as: UInt32.self)
-            default: p.storeBytes(of: value, toByteOffset: 0, as: UInt64.self)
-            }
+            Self.hostStore(host + offset, size, value)
             return
         }
         let paddr = e.physicalPage | UInt64(offset)

@@ -25,6 +25,13 @@ import Testing
         return out
     }
 
+    /// Writes an instruction of the same length as the one at `address` (as a loader
+    /// or DMA would: behind the hart's back).
+    func patch(_ mem: TestMemory, at address: UInt64, with word: UInt32) {
+        #expect((mem.read32(address) & 3 == 3) == (word & 3 == 3))
+        if word & 3 == 3 { mem.write32(address, word) } else { mem.write16(address, UInt16(word)) }
+    }
+
     struct Expected {
         var kind: OpKind, rd: UInt8, rs1: UInt8 = 0, rs2: UInt8 = 0, imm: Int32 = 0
     }
@@ -127,8 +134,7 @@ import Testing
         let decodedBefore = h.decodedInstructions
         let li2 = try words("li a0, 2")
         #expect(li2.count == 1)
-        let first = mem.read32(TestMemory.base)
-        if first & 3 == 3 { mem.write32(TestMemory.base, li2[0]) } else { mem.write16(TestMemory.base, UInt16(li2[0])) }
+        patch(mem, at: TestMemory.base, with: li2[0])
         _ = h.run(budget: 50)
         #expect(h[register: 10] == 2)
         #expect(h.decodedInstructions == decodedBefore + 1)  // exactly the changed instruction
@@ -178,7 +184,7 @@ import Testing
         mem.ram = moved
         defer { old.deallocate() }
         let li3 = try words("li a0, 3")
-        if mem.read32(TestMemory.base) & 3 == 3 { mem.write32(TestMemory.base, li3[0]) } else { mem.write16(TestMemory.base, UInt16(li3[0])) }
+        patch(mem, at: TestMemory.base, with: li3[0])
         _ = h.run(budget: 20)
         #expect(h[register: 10] == 1)  // still the pointer it was given: the contract says revoke
         h.dropDirectMappings(page: TestMemory.base)
