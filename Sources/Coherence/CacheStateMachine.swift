@@ -114,7 +114,8 @@ public struct CacheStateMachine: Sendable {
     /// A CPU access that hits: the same as `handle(.access(line:home:write:))` answering
     /// `.hit` (the line becomes the most recently used), with `body` run on the line's
     /// bytes, in one lookup and without directives. nil — and no change at all — when the
-    /// access would not hit; the caller then goes through `handle(.access...)`.
+    /// access would not hit; the caller then goes through `handle(.access...)`. For a
+    /// read (`write` false) `body` must only read: a Shared copy is not this node's to change.
     public mutating func withHit<R>(_ line: LineAddress, write: Bool, _ body: (UnsafeMutableRawPointer) -> R) -> R? {
         guard let i = entries.index(forKey: line) else { return nil }
         let state = entries.values[i].state

@@ -67,7 +67,7 @@ import Testing
             ("c.addi4spn a0, sp, 16", Expected(kind: .addi, rd: 10, rs1: 2, imm: 16)),
             ("c.lui s0, 0xfffe1", Expected(kind: .lui, rd: 8, imm: Int32(bitPattern: 0xfffe_1000))),
             ("c.sdsp ra, 8(sp)", Expected(kind: .sd, rd: 8, rs1: 2, rs2: 1, imm: 8)),
-            ("c.beqz a5, .-256", Expected(kind: .beq, rd: 0 + sink, rs1: 15, rs2: 0, imm: -256)),
+            ("c.beqz a5, .-256", Expected(kind: .beq, rd: sink, rs1: 15, rs2: 0, imm: -256)),
             ("c.jr ra", Expected(kind: .jalr, rd: sink, rs1: 1, imm: 0)),
             ("c.mv a0, a1", Expected(kind: .add, rd: 10, rs1: 0, rs2: 11)),
             ("c.srai a2, 7", Expected(kind: .srai, rd: 12, rs1: 12, imm: 7)),
