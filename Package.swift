@@ -9,7 +9,8 @@ import PackageDescription
 let emulationPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
 
 // Dependency direction (DESIGN.md §3): Protocol and RISCV depend on nothing of ours;
-// Transport on Protocol; Platform on RISCV; Node and Coordinator on those; the CLI on everything.
+// Transport on Protocol; Platform on RISCV; Cluster (specs, node ids, clock) on nothing of ours;
+// Coherence on Cluster; Node and Coordinator on those (the Coordinator not on Node); the CLI on everything.
 let package = Package(
     name: "Disco",
     platforms: [.macOS(.v14)],
@@ -23,6 +24,7 @@ let package = Package(
         .library(name: "Node", targets: ["Node"]),
         .library(name: "Coherence", targets: ["Coherence"]),
         .library(name: "Coordinator", targets: ["Coordinator"]),
+        .library(name: "Cluster", targets: ["Cluster"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -38,6 +40,8 @@ let package = Package(
             providers: [.apt(["libuv1-dev"])]
         ),
         .target(name: "Protocol"),
+        // What the node and the coordinator both speak of: VM specs, node ids, the cluster clock.
+        .target(name: "Cluster", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(
             name: "Transport",
             dependencies: [
@@ -47,7 +51,7 @@ let package = Package(
             ]
         ),
         .target(name: "RISCV", swiftSettings: emulationPath),
-        .target(name: "Coherence", swiftSettings: emulationPath),
+        .target(name: "Coherence", dependencies: ["Cluster"], swiftSettings: emulationPath),
         .target(
             name: "Platform",
             dependencies: ["RISCV", .product(name: "Logging", package: "swift-log")],
@@ -56,20 +60,19 @@ let package = Package(
         .target(
             name: "Node",
             dependencies: [
-                "RISCV", "Platform", "Protocol", "Transport", "Coherence",
+                "RISCV", "Platform", "Protocol", "Transport", "Coherence", "Cluster",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: emulationPath
         ),
         .target(
             name: "Coordinator",
-            dependencies: ["Protocol", "Transport", "Node", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Protocol", "Transport", "Cluster", .product(name: "Logging", package: "swift-log")]
         ),
         .executableTarget(
             name: "disco",
             dependencies: [
-                "RISCV", "Platform", "Node", "Coordinator", "Protocol", "Transport",
+                "RISCV", "Platform", "Node", "Coordinator", "Protocol", "Transport", "Cluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -85,9 +88,10 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "RISCVTests", dependencies: ["RISCV"]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "RISCV"]),
-        .testTarget(name: "NodeTests", dependencies: ["Node", "Platform", "Coherence", "Protocol", "RISCV", "Transport", "TestSupport"]),
-        .testTarget(name: "CoherenceTests", dependencies: ["Coherence", "TestSupport"]),
-        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator"]),
+        .testTarget(name: "NodeTests", dependencies: ["Node", "Platform", "Coherence", "Protocol", "RISCV", "Transport", "Cluster", "TestSupport"]),
+        .testTarget(name: "CoherenceTests", dependencies: ["Coherence", "Cluster", "TestSupport"]),
+        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Cluster", "Protocol", "Transport"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
         // Starts the real `disco` binary (and QEMU) as child processes.
         .testTarget(name: "SystemTests"),
     ],

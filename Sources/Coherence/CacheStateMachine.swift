@@ -1,3 +1,5 @@
+import Cluster
+
 /// The requester side of the coherence protocol: a node's remote access cache for
 /// lines homed on other nodes. A pure state machine that also holds the cached
 /// line data, with a bounded capacity (default 1 MiB, like FLASH's board cache):

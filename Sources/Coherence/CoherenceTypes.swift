@@ -1,5 +1,4 @@
-/// A node of the emulated ccNUMA machine (one `disco node` process).
-public typealias NodeID = Int
+import Cluster
 
 /// The machine address of the first byte of a coherence line (line aligned).
 public typealias LineAddress = UInt64

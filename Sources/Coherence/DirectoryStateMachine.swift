@@ -1,3 +1,5 @@
+import Cluster
+
 /// The home side of the coherence protocol: one directory per node, covering the
 /// machine memory homed there. A pure state machine: events in, directives out; the
 /// node shell carries the directives out (reads and writes home memory, sends

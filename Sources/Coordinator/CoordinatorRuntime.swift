@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import Node
+import Cluster
 import Protocol
 import Transport
 
@@ -32,7 +32,8 @@ public final class CoordinatorRuntime: @unchecked Sendable {
     private let logger: Logger
     private let mailbox = Mailbox<TransportEvent>()
     private var transport: NetworkTransport!
-    private let started = ContinuousClock.now
+    private let clock: ClusterClock
+    private let started: UInt64
 
     private var membership: MembershipStateMachine
     private struct NodeRecord {
@@ -66,9 +67,11 @@ public final class CoordinatorRuntime: @unchecked Sendable {
     /// Bound listen addresses, once `run()` has started (for `disco up`).
     public private(set) var boundEndpoints: [Endpoint] = []
 
-    public init(configuration: CoordinatorConfiguration, logger: Logger) {
+    public init(configuration: CoordinatorConfiguration, logger: Logger, clock: ClusterClock = ClusterClock()) {
         self.configuration = configuration
         self.logger = logger
+        self.clock = clock
+        self.started = clock.nanoseconds()
         self.membership = MembershipStateMachine(suspectAfter: configuration.suspectAfter, deadAfter: configuration.deadAfter)
     }
 
@@ -77,7 +80,7 @@ public final class CoordinatorRuntime: @unchecked Sendable {
 
     private var stopRequested: String? { mailbox.stopRequested }
 
-    private var now: Duration { ContinuousClock.now - started }
+    private var now: Duration { .nanoseconds(Int64(clock.nanoseconds() &- started)) }
 
     public func run() throws -> String {
         let identity = Hello(role: .coordinator, nodeID: -1, nonce: [UInt8](repeating: 0, count: 32), name: "coordinator")
@@ -187,7 +190,7 @@ public final class CoordinatorRuntime: @unchecked Sendable {
         case .heartbeat(_, let sentAt):
             for d in membership.handle(.heartbeat(n, now: now)) { apply(d) }
             // The cluster time base is this process's clock: each node measures its offset.
-            sendNode(n, .timeSync(mtime: ClusterClock.nanoseconds() / 100, sentAtNanos: sentAt))
+            sendNode(n, .timeSync(mtime: clock.nanoseconds() / 100, sentAtNanos: sentAt))
         case .leave(let reason):
             logger.info("node \(n) leaves: \(reason)")
             for d in membership.handle(.leave(n, now: now)) { apply(d) }
@@ -324,7 +327,7 @@ public final class CoordinatorRuntime: @unchecked Sendable {
             memoryNodes: hosts.map(Int32.init), frameBases: frameBases,
             nodes: participants.map { NodeAddress(nodeID: Int32($0), listenAddress: nodes[$0]!.listenAddress,
                                                   memoryBase: nodes[$0]!.memoryBase, memoryBytes: nodes[$0]!.memoryBytes) },
-            epochNanos: ClusterClock.nanoseconds(), lineSize: UInt32(configuration.lineSize))
+            epochNanos: clock.nanoseconds(), lineSize: UInt32(configuration.lineSize))
         vms[id] = VMRecord(placement: placement, name: spec.name, owner: owner, state: .starting)
         for n in participants { sendNode(n, .vmStart(placement)) }
         logger.info("VM \(id) '\(spec.name)': \(spec.vcpus) VCPUs on nodes \(placed.vcpuNodes), memory on \(hosts)")

@@ -1,3 +1,5 @@
+import Cluster
+
 /// Cluster membership and failure detection at the coordinator, as a pure state
 /// machine (the style of swift-cluster-membership's SWIMInstance): events in,
 /// directives out, time passed in explicitly so tests control it.
@@ -8,8 +10,6 @@
 /// id and slice are never reused while the cluster runs, so a late message from it
 /// can never be mistaken for a new member's.
 public struct MembershipStateMachine: Sendable {
-    public typealias NodeID = Int
-
     public struct Resources: Sendable, Equatable {
         public var cpus: Int
         public var memoryBytes: UInt64

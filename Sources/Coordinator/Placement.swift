@@ -1,9 +1,9 @@
+import Cluster
+
 /// Where a VM's VCPUs run and where its memory lives, and which VMs a node
 /// failure takes down (Cellular Disco's fault containment: only the VMs that used
 /// the failed node). Pure logic over membership, testable without sockets.
 public struct PlacementPolicy: Sendable {
-    public typealias NodeID = Int
-
     public enum Strategy: String, Sendable, CaseIterable {
         /// VCPU i on the i-th node in turn; memory interleaved in chunks over those nodes.
         case roundRobin = "round-robin"

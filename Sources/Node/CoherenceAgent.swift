@@ -1,3 +1,4 @@
+import Cluster
 import Coherence
 import Foundation
 import Protocol

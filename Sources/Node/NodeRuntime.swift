@@ -1,3 +1,4 @@
+import Cluster
 import Coherence
 import Foundation
 import Logging
@@ -60,12 +61,15 @@ public final class NodeRuntime: @unchecked Sendable {
     private var heartbeatSequence: UInt64 = 0
     private var nextHeartbeat = Date.distantPast
     private let sliceBudget = 2_000
-    private var clock = ClockOffsetEstimator()
-    private let startedAt = ClusterClock.nanoseconds()
+    private var offsetEstimator = ClockOffsetEstimator()
+    private let clock: ClusterClock
+    private let startedAt: UInt64
 
-    public init(configuration: NodeConfiguration, logger: Logger) {
+    public init(configuration: NodeConfiguration, logger: Logger, clock: ClusterClock = ClusterClock()) {
         self.configuration = configuration
         self.logger = logger
+        self.clock = clock
+        self.startedAt = clock.nanoseconds()
     }
 
     /// Asks `run()` to return (any thread).
@@ -156,9 +160,9 @@ public final class NodeRuntime: @unchecked Sendable {
             logger.info("joined as node \(j.nodeID), memory 0x\(String(j.memoryBase, radix: 16)) + \(j.memoryBytes >> 20) MiB")
         case .timeSync(let ticks, let sentAt):
             // The coordinator's time (100 ns ticks) in answer to our heartbeat.
-            if clock.add(sentLocal: sentAt, remote: ticks &* 100, receivedLocal: ClusterClock.localNanoseconds()),
-               let offset = clock.offsetNanos {
-                ClusterClock.setOffset(offset)
+            if offsetEstimator.add(sentLocal: sentAt, remote: ticks &* 100, receivedLocal: clock.localNanoseconds()),
+               let offset = offsetEstimator.offsetNanos {
+                clock.setOffset(offset)
             }
         case .joinRejected(let reason):
             stop(reason: "the coordinator refused to admit this node: \(reason)")
@@ -206,7 +210,7 @@ public final class NodeRuntime: @unchecked Sendable {
             let spec = try VMSpec.parse(yaml: placement.spec)
             agent.learn(placement.nodes.map { .init(node: Int($0.nodeID), base: $0.memoryBase, size: $0.memoryBytes) })
             for n in placement.nodes { peerAddresses[Int(n.nodeID)] = n.listenAddress }
-            let vm = try NodeVM(placement: placement, config: spec.machineConfig, node: me, agent: agent)
+            let vm = try NodeVM(placement: placement, config: spec.machineConfig, node: me, agent: agent, clock: clock)
             vm.waitForCoherence = { [unowned self] in self.pumpCoherence() }
             try vm.boot()
             vms[placement.vm] = vm
@@ -314,7 +318,7 @@ public final class NodeRuntime: @unchecked Sendable {
             }
         }
         heartbeatSequence += 1
-        sendCoordinator(.heartbeat(sequence: heartbeatSequence, sentAtNanos: ClusterClock.localNanoseconds()))
+        sendCoordinator(.heartbeat(sequence: heartbeatSequence, sentAtNanos: clock.localNanoseconds()))
         if heartbeatSequence % 4 == 0, let me = nodeID { sendCoordinator(.stats(statsReport(me))) }
         nextHeartbeat = now.addingTimeInterval(Double(configuration.heartbeatMillis) / 1000)
     }
@@ -339,7 +343,7 @@ public final class NodeRuntime: @unchecked Sendable {
                 counters.append(Counter(name: "hottest_page_misses", value: Int64(hottest.value.values.reduce(0, +))))
             }
         }
-        return StatsReport(nodeID: Int32(me), uptimeNanos: ClusterClock.nanoseconds() &- startedAt, counters: counters)
+        return StatsReport(nodeID: Int32(me), uptimeNanos: clock.nanoseconds() &- startedAt, counters: counters)
     }
 
     /// Nothing can run: sleep until a message, the next timer deadline or heartbeat.

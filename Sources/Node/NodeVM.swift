@@ -1,3 +1,4 @@
+import Cluster
 import Coherence
 import Foundation
 import Platform
@@ -30,6 +31,7 @@ public final class NodeVM: PhysicalMemory {
     private let memoryNodes: [Int]
     private let vcpuNodes: [Int]
     private let epochNanos: UInt64
+    private let clock: ClusterClock
 
     /// The harts placed on this node, and where each stands.
     public private(set) var harts: [Hart] = []
@@ -63,7 +65,7 @@ public final class NodeVM: PhysicalMemory {
     private var pendingReads: [Int: PendingRead] = [:]
     private var nextRequestID: UInt64 = 1
 
-    public init(placement: VMPlacement, config: MachineConfig, node: Int, agent: CoherenceAgent) throws {
+    public init(placement: VMPlacement, config: MachineConfig, node: Int, agent: CoherenceAgent, clock: ClusterClock) throws {
         guard !placement.memoryNodes.isEmpty, placement.memoryNodes.count == placement.frameBases.count else {
             throw MachineError("VM \(placement.vm): placement has no memory")
         }
@@ -81,9 +83,9 @@ public final class NodeVM: PhysicalMemory {
         self.memoryNodes = placement.memoryNodes.map(Int.init)
         self.vcpuNodes = placement.vcpuNodes.map(Int.init)
         self.epochNanos = placement.epochNanos
+        self.clock = clock
 
-        let clock: () -> UInt64 = { [epochNanos] in ClusterClock.mtime(epochNanos: epochNanos) }
-        clint = CLINT(harts: config.harts, sink: LocalSink(owner: self), clock: clock)
+        clint = CLINT(harts: config.harts, sink: LocalSink(owner: self), clock: { [epochNanos] in clock.mtime(epochNanos: epochNanos) })
         devices.append((VirtBoard.clint, VirtBoard.clintSize, clint))
         if Int(placement.deviceNode) == node {
             let plic = PLIC(harts: config.harts, sink: RoutingSink(owner: self))
@@ -224,7 +226,7 @@ public final class NodeVM: PhysicalMemory {
         return .ok
     }
 
-    public func currentTime() -> UInt64 { ClusterClock.mtime(epochNanos: epochNanos) }
+    public func currentTime() -> UInt64 { clock.mtime(epochNanos: epochNanos) }
 
     // MARK: - Devices
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Coordinator
 import Foundation
 import Logging
+import Cluster
 import Node
 import Protocol
 import Transport

@@ -1,5 +1,6 @@
 import Foundation
 import Platform
+import Cluster
 import Node
 #if canImport(Glibc)
 import Glibc

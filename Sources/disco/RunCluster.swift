@@ -1,6 +1,7 @@
 import Coordinator
 import Foundation
 import Logging
+import Cluster
 import Node
 import Protocol
 import Transport

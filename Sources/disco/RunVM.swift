@@ -1,4 +1,5 @@
 import Foundation
+import Cluster
 import Node
 import Platform
 #if canImport(Glibc)

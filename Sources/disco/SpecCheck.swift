@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import Node
 
 /// `disco check-spec FILE`: parses and validates a VM spec file without booting it.

@@ -1,3 +1,4 @@
+import Cluster
 import Testing
 import TestSupport
 @testable import Coherence

@@ -1,5 +1,4 @@
 import Foundation
-import Platform
 import Yams
 
 /// What a user asks for when they start a virtual machine: the VCPUs, memory,
@@ -9,9 +8,22 @@ import Yams
 /// It is plain data; `validate()` checks it against the limits of the platform and
 /// turns every problem into a one-line `SpecError`.
 public struct VMSpec: Equatable, Sendable {
-    /// Firmware loaded at the start of RAM and entered in M-mode (or `none`).
-    public typealias Firmware = BootFirmware
-    public typealias Disk = DiskConfig
+    /// Firmware loaded at the start of RAM and entered in M-mode.
+    public enum Firmware: Equatable, Sendable {
+        /// `-bios none`: the kernel itself is entered in M-mode.
+        case none
+        case file(String)
+    }
+
+    /// A virtio-blk disk backed by a host file.
+    public struct Disk: Equatable, Sendable {
+        public var path: String
+        public var readOnly: Bool
+        public init(path: String, readOnly: Bool = false) {
+            self.path = path
+            self.readOnly = readOnly
+        }
+    }
 
     public var name: String
     public var vcpus: Int
@@ -22,12 +34,6 @@ public struct VMSpec: Equatable, Sendable {
     public var disks: [Disk]
     public var bootargs: String?
     public var consoleLog: String?
-
-    /// The single-process machine configuration for this spec.
-    public var machineConfig: MachineConfig {
-        MachineConfig(harts: vcpus, memoryBytes: memoryBytes, bios: firmware ?? .none, kernel: kernel,
-                      disks: disks, bootargs: bootargs)
-    }
 
     public static let defaultMemoryBytes: UInt64 = 128 << 20
     public static let maxVCPUs = 64

@@ -1,5 +1,5 @@
 import Testing
-@testable import Node
+@testable import Cluster
 
 @Suite struct MemorySizeTests {
     static let cases: [(String, UInt64)] = [

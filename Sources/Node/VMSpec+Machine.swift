@@ -1,0 +1,15 @@
+import Cluster
+import Platform
+
+extension VMSpec {
+    /// The board configuration for this spec (one process, or one node's share).
+    public var machineConfig: MachineConfig {
+        let bios: BootFirmware
+        switch firmware {
+        case .file(let path)?: bios = .file(path)
+        case .none?, nil: bios = .none
+        }
+        return MachineConfig(harts: vcpus, memoryBytes: memoryBytes, bios: bios, kernel: kernel,
+                             disks: disks.map { DiskConfig(path: $0.path, readOnly: $0.readOnly) }, bootargs: bootargs)
+    }
+}
