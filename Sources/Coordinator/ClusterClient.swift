@@ -52,6 +52,13 @@ public final class ClusterClient {
     }
 
     public func request(_ r: VMRequest, timeout: TimeInterval = 30) throws -> (ok: Bool, body: String) {
+        let (ok, _, body) = try requestWithVM(r, timeout: timeout)
+        return (ok, body)
+    }
+
+    /// A request and its whole answer: whether it succeeded, the VM it created (for
+    /// `create`), and the coordinator's text.
+    public func requestWithVM(_ r: VMRequest, timeout: TimeInterval = 30) throws -> (ok: Bool, vm: UInt32?, body: String) {
         let id = nextRequest
         nextRequest += 1
         guard transport.send(.vmRequest(id: id, request: r), on: connection) == .queued else {
@@ -59,9 +66,9 @@ public final class ClusterClient {
         }
         let deadline = Date().addingTimeInterval(timeout)
         while true {
-            if let i = stash.firstIndex(where: { if case .vmResponse(id, _, _) = $0 { return true } else { return false } }),
-               case .vmResponse(_, let ok, let body) = stash.remove(at: i) {
-                return (ok, body)
+            if let i = stash.firstIndex(where: { if case .vmResponse(id, _, _, _) = $0 { return true } else { return false } }),
+               case .vmResponse(_, let ok, let vm, let body) = stash.remove(at: i) {
+                return (ok, vm, body)
             }
             if let lost { throw ClientError(description: "lost the coordinator: \(lost)") }
             guard Date() < deadline else { throw ClientError(description: "no answer from the coordinator within \(Int(timeout)) s") }

@@ -65,6 +65,18 @@ public struct MembershipStateMachine: Sendable {
     private var nextID: NodeID = 0
     private var nextBase: UInt64
 
+    /// A detector for nodes that heartbeat every `heartbeatInterval`: suspect after
+    /// `suspectAfterIntervals` silent intervals, dead after `deadAfterIntervals`. The
+    /// coordinator tells each node the same interval in `JoinAccepted`, so the two
+    /// sides cannot disagree about what "late" means.
+    public init(heartbeatInterval: Duration, suspectAfterIntervals: Int = 3, deadAfterIntervals: Int = 6,
+                maxNodes: Int = 64) {
+        precondition(suspectAfterIntervals >= 2 && deadAfterIntervals >= suspectAfterIntervals,
+                     "a node must be allowed to miss at least one heartbeat")
+        self.init(suspectAfter: heartbeatInterval * suspectAfterIntervals, deadAfter: heartbeatInterval * deadAfterIntervals,
+                  maxNodes: maxNodes)
+    }
+
     public init(suspectAfter: Duration = .milliseconds(1500), deadAfter: Duration = .seconds(3),
                 maxNodes: Int = 64, machineBase: UInt64 = 0x1_0000_0000, sliceAlignment: UInt64 = 1 << 30) {
         precondition(suspectAfter <= deadAfter)

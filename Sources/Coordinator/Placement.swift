@@ -25,10 +25,27 @@ public struct PlacementPolicy: Sendable {
     public struct Placement: Sendable, Equatable {
         /// Node of each VCPU, by VCPU index.
         public var vcpuNodes: [NodeID]
+        /// The home node of each chunk of guest memory, in guest order.
+        public var chunks: [NodeID]
+        /// The size of every chunk but the last, which holds what is left.
+        public var chunkBytes: UInt64
+        /// The VM's memory size.
+        public var totalBytes: UInt64
+
+        /// Bytes of chunk `i`.
+        public func bytes(ofChunk i: Int) -> UInt64 {
+            i == chunks.count - 1 ? totalBytes - UInt64(i) * chunkBytes : chunkBytes
+        }
+
         /// Bytes of guest memory homed on each node.
-        public var memoryBytes: [NodeID: UInt64]
+        public var memoryBytes: [NodeID: UInt64] {
+            var out: [NodeID: UInt64] = [:]
+            for (i, n) in chunks.enumerated() { out[n, default: 0] += bytes(ofChunk: i) }
+            return out
+        }
+
         /// Every node the VM depends on.
-        public var nodes: Set<NodeID> { Set(vcpuNodes).union(memoryBytes.keys) }
+        public var nodes: Set<NodeID> { Set(vcpuNodes).union(chunks) }
     }
 
     public struct PlacementError: Error, Equatable, CustomStringConvertible {
@@ -36,12 +53,21 @@ public struct PlacementPolicy: Sendable {
     }
 
     public var strategy: Strategy
-    /// Memory is spread in chunks of this size (a multiple of the page size).
+    /// Memory is spread in chunks of this size (a power of two, at least a page).
     public var chunkBytes: UInt64
 
     public init(strategy: Strategy = .roundRobin, chunkBytes: UInt64 = 2 << 20) {
+        precondition(chunkBytes >= 4096 && chunkBytes & (chunkBytes - 1) == 0, "chunks are a power of two of pages")
         self.strategy = strategy
         self.chunkBytes = chunkBytes
+    }
+
+    /// The finest chunk size for `memoryBytes` that keeps a placement to at most
+    /// `maxChunks` chunks (so that it fits one `vmStart` message).
+    public static func chunkBytes(for memoryBytes: UInt64, maxChunks: UInt64 = 4096) -> UInt64 {
+        var chunk: UInt64 = 4096
+        while (memoryBytes + chunk - 1) / chunk > maxChunks { chunk <<= 1 }
+        return chunk
     }
 
     /// Places a VM of `vcpus` VCPUs and `memoryBytes` of memory on `nodes` (alive ones),
@@ -50,6 +76,7 @@ public struct PlacementPolicy: Sendable {
                       load: [NodeID: Int] = [:]) throws -> Placement {
         guard !nodes.isEmpty else { throw PlacementError(description: "no nodes are alive") }
         guard vcpus >= 1 else { throw PlacementError(description: "a VM needs at least one VCPU") }
+        guard memoryBytes >= 4096 else { throw PlacementError(description: "a VM needs at least one page of memory") }
         let ordered = nodes.sorted { ($0.id) < ($1.id) }
         switch strategy {
         case .packed:
@@ -59,7 +86,9 @@ public struct PlacementPolicy: Sendable {
             guard best.freeMemoryBytes >= memoryBytes else {
                 throw PlacementError(description: "no node has \(memoryBytes >> 20) MiB free")
             }
-            return Placement(vcpuNodes: Array(repeating: best.id, count: vcpus), memoryBytes: [best.id: memoryBytes])
+            let count = Int((memoryBytes + chunkBytes - 1) / chunkBytes)
+            return Placement(vcpuNodes: Array(repeating: best.id, count: vcpus), chunks: Array(repeating: best.id, count: count),
+                             chunkBytes: chunkBytes, totalBytes: memoryBytes)
         case .roundRobin:
             // Start from the least loaded node so VMs spread over the cluster.
             let start = ordered.indices.min { load[ordered[$0].id, default: 0] < load[ordered[$1].id, default: 0] }!
@@ -67,7 +96,7 @@ public struct PlacementPolicy: Sendable {
             let hosts = Array(Set(vcpuNodes)).sorted()
             // Interleave chunks over the VCPU hosts, skipping full ones.
             var free = Dictionary(uniqueKeysWithValues: ordered.map { ($0.id, $0.freeMemoryBytes) })
-            var homed: [NodeID: UInt64] = [:]
+            var chunks: [NodeID] = []
             var left = memoryBytes
             var i = 0
             var stalled = 0
@@ -76,7 +105,7 @@ public struct PlacementPolicy: Sendable {
                 let chunk = min(chunkBytes, left)
                 if free[node, default: 0] >= chunk {
                     free[node]! -= chunk
-                    homed[node, default: 0] += chunk
+                    chunks.append(node)
                     left -= chunk
                     stalled = 0
                 } else {
@@ -87,7 +116,7 @@ public struct PlacementPolicy: Sendable {
                 }
                 i += 1
             }
-            return Placement(vcpuNodes: vcpuNodes, memoryBytes: homed)
+            return Placement(vcpuNodes: vcpuNodes, chunks: chunks, chunkBytes: chunkBytes, totalBytes: memoryBytes)
         }
     }
 

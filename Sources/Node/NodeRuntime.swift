@@ -19,6 +19,7 @@ public struct NodeConfiguration: Sendable {
     public var cacheBytes: Int
     public var heartbeatMillis: UInt64
 
+    /// `heartbeatMillis` is used until the coordinator names its interval at join.
     public init(coordinator: Endpoint, listen: Endpoint, name: String, cpus: Int, memoryBytes: UInt64,
                 secret: [UInt8], lineSize: Int = 128, cacheBytes: Int = 1 << 20, heartbeatMillis: UInt64 = 500) {
         self.coordinator = coordinator
@@ -33,47 +34,54 @@ public struct NodeConfiguration: Sendable {
     }
 }
 
-/// One `disco node` process: joins the coordinator, owns its slice of machine memory
-/// (CoherenceAgent), talks to its peers, and runs the VCPUs placed on it.
+/// One `disco node` process: a thin shell that joins `NodeStateMachine` (membership,
+/// peers, VM lifecycle) and `VCPUScheduler` (which VCPU runs next) to the machine it
+/// owns: its slice of machine memory (CoherenceAgent), the VMs' local parts (NodeVM),
+/// and a transport (any `MessageTransport`: libuv in production, in-memory in tests).
 ///
-/// Threads: the transport's loop thread delivers events into a mailbox; everything
-/// else (memory, directory, harts, devices) belongs to the execution thread that
-/// calls `run()`. Between hart slices it handles messages; a hart waiting for a
-/// remote line or device parks while the others run; with nothing to run it sleeps
-/// on the mailbox until a message, a timer deadline or the next heartbeat.
+/// Threads: the transport's thread delivers events into a mailbox; everything else
+/// (memory, directory, harts, devices) belongs to the execution thread that calls
+/// `run()`. The loop takes what the mailbox holds, handles it, runs one VCPU slice,
+/// and starts over; a VCPU waiting for a remote line or device parks while the others
+/// run; with nothing to run the thread sleeps on the mailbox until a message, a timer
+/// deadline or the next heartbeat. Handling a message never runs a full slice, and a
+/// slice never handles messages other than coherence traffic (a device's DMA waiting
+/// for a line), so no VM can go away under a running VCPU.
 public final class NodeRuntime: @unchecked Sendable {
     public let configuration: NodeConfiguration
     private let logger: Logger
     private let mailbox = Mailbox<TransportEvent>()
-    private var transport: NetworkTransport!
+    private let makeTransport: TransportFactory
+    private var transport: (any MessageTransport)!
     private var coordinator: ConnectionID!
-
-    private var nodeID: Int?
     private var identity = Hello(role: .node, nodeID: -1, nonce: [UInt8](repeating: 0, count: 32))
+
+    private var state: NodeStateMachine
+    private var scheduler = VCPUScheduler()
     private var agent: CoherenceAgent?
-    private var peers: [Int: ConnectionID] = [:]
-    private var peerOf: [ConnectionID: Int] = [:]
-    private var dialing: Set<Int> = []
-    private var waitingForPeer: [Int: [Message]] = [:]
-    private var peerAddresses: [Int: String] = [:]
     private var vms: [UInt32: NodeVM] = [:]
-    private var finishedVMs: Set<UInt32> = []
-    private var heartbeatSequence: UInt64 = 0
-    private var nextHeartbeat = Date.distantPast
+    private var released: Set<UInt32> = []
     private let sliceBudget = 2_000
-    private var offsetEstimator = ClockOffsetEstimator()
+    /// The slice a VCPU gets right after the message that woke it.
+    private let wokenBudget = 256
     private let clock: ClusterClock
     private let startedAt: UInt64
 
-    public init(configuration: NodeConfiguration, logger: Logger, clock: ClusterClock = ClusterClock()) {
+    public init(configuration: NodeConfiguration, logger: Logger, clock: ClusterClock = ClusterClock(),
+                transport: TransportFactory? = nil) {
         self.configuration = configuration
         self.logger = logger
         self.clock = clock
         self.startedAt = clock.nanoseconds()
+        self.makeTransport = transport ?? Transports.network(logger: logger)
+        self.state = NodeStateMachine(heartbeatMillis: configuration.heartbeatMillis)
     }
 
     /// Asks `run()` to return (any thread).
     public func stop(reason: String = "stopped") { mailbox.requestStop(reason) }
+
+    /// Wakes `run()` to look at the clock now (tests that move virtual time).
+    public func wake() { mailbox.wake() }
 
     private var stopRequested: String? { mailbox.stopRequested }
 
@@ -84,8 +92,7 @@ public final class NodeRuntime: @unchecked Sendable {
                              cpus: UInt16(clamping: configuration.cpus), memoryBytes: configuration.memoryBytes,
                              name: configuration.name, listenAddress: "")
         let mailbox = self.mailbox
-        transport = try NetworkTransport(configuration: TransportConfiguration(secret: configuration.secret, identity: identity),
-                                         logger: logger) { mailbox.post($0) }
+        transport = try makeTransport(TransportConfiguration(secret: configuration.secret, identity: identity)) { mailbox.post($0) }
         defer { transport.shutdown() }
         let bound = try transport.listen(on: configuration.listen)
         self.identity = identity
@@ -96,93 +103,46 @@ public final class NodeRuntime: @unchecked Sendable {
 
         while true {
             if let reason = stopRequested {
-                _ = transport.send(.leave(reason: reason), on: coordinator)
+                apply(state.handle(.stopping(reason: reason), now: clock.localNanoseconds()))
                 return reason
             }
             process(mailbox.takeAll())
-            if let reason = stopRequested { return reason }
-            heartbeatIfDue()
+            if case .stopped(let reason) = state.phase { return reason }
+            apply(state.handle(.tick, now: clock.localNanoseconds()))
             flush()
-            if !runHarts() { idle() }
+            if !runOneSlice() { idle() }
         }
     }
 
     // MARK: - Events
 
     private func handle(_ event: TransportEvent) {
+        let now = clock.localNanoseconds()
         switch event {
         case .connected(let id, let peer):
             if id == coordinator {
-                logger.info("connected to the coordinator")
+                apply(state.handle(.coordinatorConnected, now: now))
             } else if peer.role == .node {
-                let n = Int(peer.nodeID)
-                peers[n] = id
-                peerOf[id] = n
-                dialing.remove(n)
-                logger.info("connected to peer node \(n)")
-                for m in waitingForPeer.removeValue(forKey: n) ?? [] { _ = transport.send(m, on: id) }
+                apply(state.handle(.peerConnected(id, node: Int(peer.nodeID)), now: now))
             }
         case .received(let id, let message):
             if id == coordinator {
-                handleCoordinator(message)
-            } else if let n = peerOf[id] {
-                handlePeer(message, from: n)
+                apply(state.handle(.fromCoordinator(message), now: now))
+            } else if let n = state.node(of: id) {
+                fromPeer(message, n)
             }
         case .disconnected(let id, let reason, _):
             if id == coordinator {
-                logger.error("lost the coordinator: \(reason)")
-                stop(reason: "lost the coordinator: \(reason)")
-            } else if let n = peerOf.removeValue(forKey: id) {
-                peers[n] = nil
-                logger.warning("lost peer node \(n): \(reason)")
+                apply(state.handle(.coordinatorLost(reason: reason), now: now))
+            } else {
+                apply(state.handle(.peerLost(id, reason: reason), now: now))
             }
         case .writable:
             break
         }
     }
 
-    private func handleCoordinator(_ message: Message) {
-        switch message {
-        case .joinAccepted(let j):
-            nodeID = Int(j.nodeID)
-            // Peers learn who we are from our hello.
-            identity.nodeID = j.nodeID
-            transport.updateIdentity(identity)
-            do {
-                agent = try CoherenceAgent(node: Int(j.nodeID),
-                                           slices: [.init(node: Int(j.nodeID), base: j.memoryBase, size: j.memoryBytes)],
-                                           geometry: LineGeometry(lineSize: configuration.lineSize),
-                                           cacheBytes: configuration.cacheBytes)
-            } catch {
-                stop(reason: "\(error)")
-                return
-            }
-            logger.info("joined as node \(j.nodeID), memory 0x\(String(j.memoryBase, radix: 16)) + \(j.memoryBytes >> 20) MiB")
-        case .timeSync(let ticks, let sentAt):
-            // The coordinator's time (100 ns ticks) in answer to our heartbeat.
-            if offsetEstimator.add(sentLocal: sentAt, remote: ticks &* 100, receivedLocal: clock.localNanoseconds()),
-               let offset = offsetEstimator.offsetNanos {
-                clock.setOffset(offset)
-            }
-        case .joinRejected(let reason):
-            stop(reason: "the coordinator refused to admit this node: \(reason)")
-        case .vmStart(let placement):
-            startVM(placement)
-        case .vmStop(let vm, let reason):
-            if vms.removeValue(forKey: vm) != nil { logger.info("VM \(vm) stopped: \(reason)") }
-            finishedVMs.insert(vm)
-        case .console(let vm, _):
-            vms[vm]?.receive(message, from: -1)
-        case .vmStatus(let vm, .running, _):
-            vms[vm]?.released = true
-        case .error(let code, let text):
-            logger.error("coordinator reports \(code): \(text)")
-        default:
-            break
-        }
-    }
-
-    private func handlePeer(_ message: Message, from n: Int) {
+    private func fromPeer(_ message: Message, _ n: NodeID) {
         switch message {
         case .coherenceRequest, .lineData, .upgradeGrant, .invalidate, .invalidateAck, .recall, .recallReply,
              .writeback, .evictShared, .putAck:
@@ -190,11 +150,13 @@ public final class NodeRuntime: @unchecked Sendable {
                 logger.warning("rejected \(message.type) from node \(n)")
             }
         case .mmioRequest(let r):
-            if vms[r.vm]?.receive(message, from: n) != true, !finishedVMs.contains(r.vm) {
+            if vms[r.vm]?.receive(message, from: n) != true, !state.isFinished(r.vm) {
                 logger.warning("rejected MMIO request for VM \(r.vm) at 0x\(String(r.address, radix: 16)) from node \(n)")
             }
-        case .mmioResponse:
-            for vm in vms.values where vm.receive(message, from: n) { break }
+        case .mmioResponse(let r):
+            if vms[r.vm]?.receive(message, from: n) != true, !state.isFinished(r.vm) {
+                logger.warning("rejected MMIO response \(r.id) for VM \(r.vm) VCPU \(r.vcpu) from node \(n)")
+            }
         case .interrupt(let vm, _, _, _), .ipi(let vm, _):
             vms[vm]?.receive(message, from: n)
         default:
@@ -202,125 +164,144 @@ public final class NodeRuntime: @unchecked Sendable {
         }
     }
 
+    /// Carries out the state machine's directives.
+    private func apply(_ directives: [NodeStateMachine.Directive]) {
+        for d in directives {
+            switch d {
+            case .joined(let j):
+                // Peers learn who we are from our hello.
+                identity.nodeID = j.nodeID
+                transport.updateIdentity(identity)
+                do {
+                    agent = try CoherenceAgent(node: Int(j.nodeID),
+                                               slices: [.init(node: Int(j.nodeID), base: j.memoryBase, size: j.memoryBytes)],
+                                               geometry: LineGeometry(lineSize: configuration.lineSize),
+                                               cacheBytes: configuration.cacheBytes)
+                } catch {
+                    stop(reason: "\(error)")
+                }
+            case .sendCoordinator(let m):
+                _ = transport.send(m, on: coordinator)
+            case .send(let m, let c):
+                _ = transport.send(m, on: c)
+            case .dial(let n, let address):
+                let c = transport.connect(to: address, reconnect: true)
+                apply(state.handle(.dialed(n, c), now: clock.localNanoseconds()))
+            case .startVM(let placement, let spec):
+                startVM(placement, spec)
+            case .releaseVM(let vm):
+                guard let v = vms[vm] else { continue }
+                released.insert(vm)
+                scheduler.add(vm: vm, count: v.harts.count)
+            case .dropVM(let vm, let reason):
+                if vms.removeValue(forKey: vm) != nil { logger.info("VM \(vm) dropped: \(reason)") }
+                released.remove(vm)
+                scheduler.remove(vm: vm)
+            case .consoleInput(let vm, let bytes):
+                vms[vm]?.receive(.console(vm: vm, bytes: bytes), from: -1)
+            case .setClockOffset(let offset):
+                clock.setOffset(offset)
+            case .reportStats:
+                if let me = state.nodeID { _ = transport.send(.stats(statsReport(me)), on: coordinator) }
+                logState()
+            case .stop(let reason):
+                mailbox.requestStop(reason)
+            case .log(let level, let text):
+                switch level {
+                case .debug: logger.debug("\(text)")
+                case .info: logger.info("\(text)")
+                case .warning: logger.warning("\(text)")
+                case .error: logger.error("\(text)")
+                }
+            }
+        }
+    }
+
     // MARK: - VMs
 
-    private func startVM(_ placement: VMPlacement) {
-        guard let agent, let me = nodeID else { return }
+    private func startVM(_ placement: VMPlacement, _ spec: VMSpec) {
+        let now = clock.localNanoseconds()
+        guard let agent, let me = state.nodeID else { return }
         do {
-            let spec = try VMSpec.parse(yaml: placement.spec)
             agent.learn(placement.nodes.map { .init(node: Int($0.nodeID), base: $0.memoryBase, size: $0.memoryBytes) })
-            for n in placement.nodes { peerAddresses[Int(n.nodeID)] = n.listenAddress }
             let vm = try NodeVM(placement: placement, config: spec.machineConfig, node: me, agent: agent, clock: clock)
             vm.waitForCoherence = { [unowned self] in self.pumpCoherence() }
             try vm.boot()
             vms[placement.vm] = vm
-            // One connection per pair of nodes: the lower id dials.
-            for n in placement.nodes.map({ Int($0.nodeID) }) where n > me && peers[n] == nil && !dialing.contains(n) {
-                guard let address = try? Endpoint(parsing: peerAddresses[n] ?? "") else { continue }
-                dialing.insert(n)
-                let id = transport.connect(to: address, reconnect: true)
-                peerOf[id] = n
-            }
             logger.info("VM \(placement.vm) '\(spec.name)': \(vm.harts.count) of \(spec.vcpus) VCPUs here\(vm.isDeviceNode ? ", devices here" : "")")
-            // Loaded: the coordinator releases the VCPUs once every node has loaded its frames.
-            sendCoordinator(.vmStatus(vm: placement.vm, state: .starting, detail: "loaded"))
+            apply(state.handle(.vmLoaded(placement.vm), now: now))
         } catch {
-            logger.error("VM \(placement.vm) cannot start: \(error)")
-            sendCoordinator(.vmStatus(vm: placement.vm, state: .failed, detail: "node \(me): \(error)"))
+            apply(state.handle(.vmLoadFailed(placement.vm, reason: "\(error)"), now: now))
         }
-    }
-
-    private func sendCoordinator(_ m: Message) {
-        _ = transport.send(m, on: coordinator)
     }
 
     private func send(_ m: Message, toNode n: Int) {
-        if let id = peers[n] {
-            _ = transport.send(m, on: id)
+        if let c = state.connection(toNode: n) {
+            _ = transport.send(m, on: c)
         } else {
-            waitingForPeer[n, default: []].append(m)
+            state.hold(m, forNode: n)
         }
     }
 
-    /// Sends what the agent and the VMs produced and applies wakes and revocations.
+    /// Sends what the agent and the VMs produced, wakes the VCPUs whose access
+    /// completed, and reports finished guests.
     private func flush() {
         guard let agent else { return }
         flushCoherence()
-        // A parked hart runs again only when its own access has been performed (the
+        // A parked VCPU runs again only when its own access has been performed (the
         // agent completes every parked access), so it never abandons one half done.
         if !agent.completed.isEmpty {
             for r in agent.completed { vms[UInt32(r >> 32)]?.accessCompleted(requester: r) }
             agent.completed.removeAll(keepingCapacity: true)
         }
-        for vm in vms.values {
+        var exited: [(UInt32, MachineExit)] = []
+        for (id, vm) in vms {
+            for i in vm.woken { scheduler.wake(.init(vm: id, index: i)) }
+            vm.woken.removeAll(keepingCapacity: true)
             for (to, m) in vm.outgoing { send(m, toNode: to) }
             vm.outgoing.removeAll(keepingCapacity: true)
             if !vm.consoleOutput.isEmpty {
-                sendCoordinator(.console(vm: vm.vm, bytes: vm.consoleOutput))
+                _ = transport.send(.console(vm: id, bytes: vm.consoleOutput), on: coordinator)
                 vm.consoleOutput.removeAll(keepingCapacity: true)
             }
+            if let exit = vm.exit { exited.append((id, exit)) }
+        }
+        for (id, exit) in exited {
+            apply(state.handle(.vmExited(id, VMExit(exit)), now: clock.localNanoseconds()))
         }
     }
 
-    /// Runs every runnable hart for one slice; false if none could run.
-    private func runHarts() -> Bool {
-        var ran = false
-        for vm in vms.values where vm.released {
-            vm.pollDevices()
-            for (i, hart) in vm.harts.enumerated() {
-                if vm.runStates[i] == .waitingForInterrupt, hart.hasWakeUpInterrupt { vm.runStates[i] = .runnable }
-                guard vm.runStates[i] == .runnable else { continue }
-                ran = true
-                switch hart.run(budget: sliceBudget) {
-                case .budgetExhausted: break
-                case .waitingForInterrupt: vm.runStates[i] = .waitingForInterrupt
-                case .parked: vm.runStates[i] = .parked
-                }
-                flush()
-                if vm.isDeviceNode {
-                    vm.checkFinisher()
-                    if let exit = vm.exit { report(exit, of: vm) }
-                }
-                // Messages waiting (a line another node needs, data a parked hart
-                // waits for) go before the next hart's slice.
-                if mailbox.count > 0 {
-                    process(mailbox.takeAll())
-                    flush()
-                }
-                if vms[vm.vm] == nil { break }
-            }
-        }
-        return ran
-    }
-
-    private func report(_ exit: MachineExit, of vm: NodeVM) {
-        let detail: String
-        switch exit {
-        case .pass: detail = "pass"
-        case .fail(let code): detail = "fail \(code)"
-        case .reset: detail = "reset"
-        case .stopped: detail = "stopped"
-        }
-        logger.info("VM \(vm.vm) finished: \(detail)")
+    /// Runs the next runnable VCPU for one slice; false if none could run.
+    private func runOneSlice() -> Bool {
+        for id in released { vms[id]?.pollDevices() }
+        let vms = self.vms
+        guard let v = scheduler.next(hasWakeUp: { vms[$0.vm]?.harts[$0.index].hasWakeUpInterrupt ?? false }),
+              let vm = vms[v.vm] else { return false }
+        scheduler.ran(v, VCPUScheduler.SliceEnd(vm.harts[v.index].run(budget: sliceBudget)))
+        if vm.isDeviceNode { vm.checkFinisher() }
         flush()
-        sendCoordinator(.vmStatus(vm: vm.vm, state: .stopped, detail: detail))
-        vms[vm.vm] = nil
-        finishedVMs.insert(vm.vm)
+        return true
     }
 
-    private func heartbeatIfDue() {
-        let now = Date()
-        guard nodeID != nil, now >= nextHeartbeat else { return }
-        if logger.logLevel <= .debug, let agent {
-            for vm in vms.values {
-                let harts = vm.harts.enumerated().map { "\($1.id):\(vm.runStates[$0]) pc=0x\(String($1.pc, radix: 16)) retired=\($1.instructionsRetired)" }
-                logger.debug("VM \(vm.vm) released=\(vm.released) harts [\(harts.joined(separator: ", "))]; misses \(agent.remoteMisses), lines in \(agent.linesReceived) out \(agent.linesSent)")
-            }
+    /// Runs the VCPUs a message just woke, briefly, so they use what arrived before the
+    /// next message can take it away.
+    private func runWoken() {
+        for v in scheduler.takeWoken() {
+            guard let vm = vms[v.vm], scheduler.states[v] == .runnable else { continue }
+            scheduler.ran(v, VCPUScheduler.SliceEnd(vm.harts[v.index].run(budget: wokenBudget)))
+            if vm.isDeviceNode { vm.checkFinisher() }
+            flush()
         }
-        heartbeatSequence += 1
-        sendCoordinator(.heartbeat(sequence: heartbeatSequence, sentAtNanos: clock.localNanoseconds()))
-        if heartbeatSequence % 4 == 0, let me = nodeID { sendCoordinator(.stats(statsReport(me))) }
-        nextHeartbeat = now.addingTimeInterval(Double(configuration.heartbeatMillis) / 1000)
+    }
+
+    private func logState() {
+        guard logger.logLevel <= .debug, let agent else { return }
+        for (id, vm) in vms {
+            let harts = vm.harts.enumerated().map { i, h in
+                "\(h.id):\(scheduler.states[.init(vm: id, index: i)].map { "\($0)" } ?? "held") pc=0x\(String(h.pc, radix: 16)) retired=\(h.instructionsRetired)"
+            }
+            logger.debug("VM \(id) released=\(released.contains(id)) harts [\(harts.joined(separator: ", "))]; misses \(agent.remoteMisses), lines in \(agent.linesReceived) out \(agent.linesSent)")
+        }
     }
 
     /// The node's counters, for `disco stats`.
@@ -346,16 +327,20 @@ public final class NodeRuntime: @unchecked Sendable {
         return StatsReport(nodeID: Int32(me), uptimeNanos: clock.nanoseconds() &- startedAt, counters: counters)
     }
 
-    /// Nothing can run: sleep until a message, the next timer deadline or heartbeat.
+    /// Nothing can run: sleep until a message, the next timer deadline or heartbeat
+    /// (at most 50 ms, so virtual time in tests is looked at often enough).
     private func idle() {
-        var deadline = min(nextHeartbeat, Date().addingTimeInterval(0.05))
-        for vm in vms.values {
-            guard let d = vm.nextDeadline else { continue }
-            let now = vm.currentTime()
-            let seconds = d > now ? Double(d - now) / 10_000_000 : 0
-            deadline = min(deadline, Date().addingTimeInterval(seconds))
+        let now = clock.localNanoseconds()
+        var seconds = 0.05
+        if state.nodeID != nil {
+            seconds = min(seconds, state.nextHeartbeatNanos > now ? Double(state.nextHeartbeatNanos - now) / 1e9 : 0)
         }
-        process(mailbox.wait(until: deadline))
+        for id in released {
+            guard let vm = vms[id], let d = vm.nextDeadline else { continue }
+            let t = vm.currentTime()
+            seconds = min(seconds, d > t ? Double(d - t) / 10_000_000 : 0)
+        }
+        process(mailbox.wait(until: Date().addingTimeInterval(seconds)))
     }
 
     /// Events put aside while a device's DMA waited for a line (handled next turn).
@@ -363,13 +348,13 @@ public final class NodeRuntime: @unchecked Sendable {
 
     /// A device's DMA waits for a line: send what is queued, then handle coherence
     /// messages and connection changes only; anything that could reach a device or run
-    /// a hart waits in `deferred`. False when the node is stopping.
+    /// a VCPU waits in `deferred`. False when the node is stopping.
     private func pumpCoherence() -> Bool {
         guard stopRequested == nil else { return false }
         flushCoherence()
         for event in mailbox.wait(until: Date().addingTimeInterval(0.1)) {
             switch event {
-            case .received(let id, let m) where m.isCoherence && peerOf[id] != nil:
+            case .received(let id, let m) where m.isCoherence && state.node(of: id) != nil:
                 handle(event)
             case .connected, .disconnected, .writable:
                 handle(event)
@@ -391,11 +376,11 @@ public final class NodeRuntime: @unchecked Sendable {
         agent.revoked.removeAll(keepingCapacity: true)
     }
 
-    /// Handles events one at a time. When one brings what a parked hart waited for
-    /// (a line, a device's answer), that hart runs a short slice before the next event
-    /// is looked at: otherwise a recall queued right behind the data would take the
-    /// line away before the hart ever used it, and contended lines would bounce
-    /// between nodes forever without progress.
+    /// Handles events one at a time. When one brings what a parked VCPU waited for (a
+    /// line, a device's answer), that VCPU runs a short slice before the next event is
+    /// looked at: otherwise a recall queued right behind the data would take the line
+    /// away before the VCPU ever used it, and contended lines would bounce between
+    /// nodes forever without progress.
     private func process(_ fresh: [TransportEvent]) {
         var events = fresh
         if !deferred.isEmpty {
@@ -405,26 +390,31 @@ public final class NodeRuntime: @unchecked Sendable {
         for event in events {
             handle(event)
             guard let agent else { continue }
-            if !agent.completed.isEmpty || vms.values.contains(where: { $0.justWoken.contains(true) }) {
+            if !agent.completed.isEmpty || vms.values.contains(where: { !$0.woken.isEmpty }) {
                 flush()
                 runWoken()
             }
         }
     }
+}
 
-    /// Runs the harts a message just made runnable, briefly, so they use what arrived.
-    private func runWoken() {
-        for vm in vms.values where vm.released {
-            for i in vm.harts.indices where vm.justWoken[i] {
-                vm.justWoken[i] = false
-                guard vm.runStates[i] == .runnable else { continue }
-                switch vm.harts[i].run(budget: 256) {
-                case .budgetExhausted: break
-                case .waitingForInterrupt: vm.runStates[i] = .waitingForInterrupt
-                case .parked: vm.runStates[i] = .parked
-                }
-                flush()
-            }
+extension VCPUScheduler.SliceEnd {
+    init(_ end: HartExit) {
+        switch end {
+        case .budgetExhausted: self = .budgetExhausted
+        case .waitingForInterrupt: self = .waitingForInterrupt
+        case .parked: self = .parked
+        }
+    }
+}
+
+extension VMExit {
+    init(_ exit: MachineExit) {
+        switch exit {
+        case .pass: self = .pass
+        case .fail(let code): self = .fail(code: code)
+        case .reset: self = .reset
+        case .stopped: self = .stopped
         }
     }
 }

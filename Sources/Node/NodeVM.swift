@@ -9,8 +9,8 @@ import RISCV
 /// guest's view of memory through the VM's physical-to-machine map onto the node's
 /// CoherenceAgent, and, on the VM's device node, its devices.
 ///
-/// Guest-physical page p is homed on `memoryNodes[p % k]` at machine address
-/// `frameBases[p % k] + (p / k) · 4096` (VMPlacement). MMIO goes to the device that
+/// Guest RAM is cut into chunks of `placement.chunkPages` pages; chunk i is homed at
+/// machine address `placement.chunks[i].frameBase` (VMPlacement). MMIO goes to the device that
 /// owns the address: CLINT registers of a hart to that hart's node, everything else
 /// to the device node. Remote writes are posted (sent, not waited for; the channel
 /// keeps them in order); remote reads park the hart until the answer arrives.
@@ -26,19 +26,20 @@ public final class NodeVM: PhysicalMemory {
     private let agent: CoherenceAgent
     private let ramBase = VirtBoard.ramBase
     private let ramSize: UInt64
-    private let k: UInt64
-    private let frameBases: [UInt64]
-    private let memoryNodes: [Int]
+    /// log2 of the chunk size in bytes, and each chunk's machine base by guest order.
+    private let chunkShift: UInt64
+    private let chunkBases: [UInt64]
+    /// (machine base, chunk index) sorted by base, for machine → guest lookups.
+    private let chunksByBase: [(base: UInt64, index: Int)]
     private let vcpuNodes: [Int]
     private let epochNanos: UInt64
     private let clock: ClusterClock
 
-    /// The harts placed on this node, and where each stands.
+    /// The harts placed on this node (the VM's VCPUs with `localIndex` positions).
     public private(set) var harts: [Hart] = []
-    public enum RunState: Equatable { case runnable, waitingForInterrupt, parked }
-    public var runStates: [RunState] = []
-    /// Harts made runnable by the last message (they run before the next message).
-    public var justWoken: [Bool] = []
+    /// Local harts whose parked access or device read completed since the node last
+    /// looked (indices into `harts`); the node's scheduler makes them runnable.
+    public var woken: [Int] = []
     private var localIndex: [Int: Int] = [:]
 
     private var clint: CLINT!
@@ -51,8 +52,6 @@ public final class NodeVM: PhysicalMemory {
     public var outgoing: [(to: Int, message: Message)] = []
     /// Console output not yet sent (device node).
     public var consoleOutput: [UInt8] = []
-    /// Every node of the VM has loaded its frames: the VCPUs may run.
-    public var released = false
     /// How the guest ended (device node: the finisher).
     public private(set) var exit: MachineExit?
 
@@ -66,8 +65,10 @@ public final class NodeVM: PhysicalMemory {
     private var nextRequestID: UInt64 = 1
 
     public init(placement: VMPlacement, config: MachineConfig, node: Int, agent: CoherenceAgent, clock: ClusterClock) throws {
-        guard !placement.memoryNodes.isEmpty, placement.memoryNodes.count == placement.frameBases.count else {
-            throw MachineError("VM \(placement.vm): placement has no memory")
+        let chunkPages = UInt64(placement.chunkPages)
+        guard chunkPages > 0, chunkPages & (chunkPages - 1) == 0,
+              UInt64(placement.chunks.count) * chunkPages * 4096 >= config.memoryBytes else {
+            throw MachineError("VM \(placement.vm): the placement's memory chunks do not cover its \(config.memoryBytes >> 20) MiB")
         }
         guard placement.vcpuNodes.count == config.harts else {
             throw MachineError("VM \(placement.vm): placement names \(placement.vcpuNodes.count) VCPUs, spec has \(config.harts)")
@@ -78,9 +79,9 @@ public final class NodeVM: PhysicalMemory {
         self.node = node
         self.agent = agent
         self.ramSize = config.memoryBytes
-        self.k = UInt64(placement.memoryNodes.count)
-        self.frameBases = placement.frameBases
-        self.memoryNodes = placement.memoryNodes.map(Int.init)
+        self.chunkShift = 12 + UInt64(chunkPages.trailingZeroBitCount)
+        self.chunkBases = placement.chunks.map(\.frameBase)
+        self.chunksByBase = placement.chunks.enumerated().map { (base: $0.element.frameBase, index: $0.offset) }.sorted { $0.base < $1.base }
         self.vcpuNodes = placement.vcpuNodes.map(Int.init)
         self.epochNanos = placement.epochNanos
         self.clock = clock
@@ -107,8 +108,6 @@ public final class NodeVM: PhysicalMemory {
         for (id, n) in vcpuNodes.enumerated() where n == node {
             localIndex[id] = harts.count
             harts.append(Hart(id: id, memory: self))
-            runStates.append(.runnable)
-            justWoken.append(false)
         }
     }
 
@@ -149,29 +148,30 @@ public final class NodeVM: PhysicalMemory {
     public func accessCompleted(requester: UInt64) {
         guard requester >> 32 == UInt64(vm), let i = localIndex[Int(requester & 0xffff_ffff)] else { return }
         harts[i].finishParkedInstructionFirst = true
-        if runStates[i] == .parked {
-            runStates[i] = .runnable
-            justWoken[i] = true
-        }
+        woken.append(i)
     }
 
     /// The machine address of guest-physical `gpa`, if it is RAM.
     @inline(__always) public func machineAddress(_ gpa: UInt64) -> UInt64? {
         let offset = gpa &- ramBase
         guard offset < ramSize else { return nil }
-        let page = offset >> 12
-        let i = Int(page % k)
-        return frameBases[i] &+ ((page / k) << 12) &+ (offset & 0xfff)
+        return chunkBases[Int(offset >> chunkShift)] &+ (offset & ((1 << chunkShift) - 1))
     }
 
     /// The guest-physical page mapped to machine page `page`, if this VM maps it.
     public func guestPage(ofMachinePage page: UInt64) -> UInt64? {
-        let totalPages = ramSize >> 12
-        for i in 0..<Int(k) where page >= frameBases[i] {
-            let p = ((page - frameBases[i]) >> 12) * k + UInt64(i)
-            if p < totalPages, frameBases[i] + ((p / k) << 12) == page { return ramBase + (p << 12) }
+        // The last chunk starting at or below `page`.
+        var lo = 0, hi = chunksByBase.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if chunksByBase[mid].base <= page { lo = mid + 1 } else { hi = mid }
         }
-        return nil
+        guard lo > 0 else { return nil }
+        let chunk = chunksByBase[lo - 1]
+        let within = page - chunk.base
+        guard within >> chunkShift == 0 else { return nil }
+        let offset = UInt64(chunk.index) << chunkShift + within
+        return offset < ramSize ? ramBase + offset : nil
     }
 
     /// Coherence took rights on a machine page away: drop the harts' fast paths to it.
@@ -287,16 +287,16 @@ public final class NodeVM: PhysicalMemory {
                 status = .accessFault
             }
             if !r.isWrite {
-                outgoing.append((from, .mmioResponse(MMIOResponse(id: r.id, status: status, value: result))))
+                outgoing.append((from, .mmioResponse(MMIOResponse(id: r.id, vm: r.vm, vcpu: r.vcpu, status: status, value: result))))
             }
             return true
         case .mmioResponse(let r):
-            guard let (hart, pending) = pendingReads.first(where: { $0.value.id == r.id }), pending.result == nil,
+            let hart = Int(r.vcpu)
+            guard r.vm == vm, let pending = pendingReads[hart], pending.id == r.id, pending.result == nil,
                   let i = localIndex[hart] else { return false }
             pendingReads[hart]?.result = (r.status == .ok ? .ok : .accessFault, r.value)
             harts[i].finishParkedInstructionFirst = true
-            runStates[i] = .runnable
-            justWoken[i] = true
+            woken.append(i)
             return true
         case .interrupt(_, let vcpu, let cause, let level):
             guard let i = localIndex[Int(vcpu)], let line = InterruptLine(rawValue: Int(cause)) else { return false }

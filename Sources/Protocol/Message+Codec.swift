@@ -130,6 +130,8 @@ extension Message {
             w.put(r.value)
         case .mmioResponse(let r):
             w.put(r.id)
+            w.put(r.vm)
+            w.put(r.vcpu)
             w.put(r.status.rawValue)
             w.put(r.value)
         case .interrupt(let vm, let vcpu, let cause, let level):
@@ -201,13 +203,22 @@ extension Message {
             case .nodes: w.put(UInt8(4))
             case .stats: w.put(UInt8(5))
             }
-        case .vmResponse(let id, let ok, let body):
+        case .vmResponse(let id, let ok, let createdVM, let body):
             w.put(id)
             w.put(ok)
+            w.put(createdVM != nil)
+            w.put(createdVM ?? 0)
             w.put(body)
-        case .vmStatus(let vm, let state, let detail):
+        case .vmStatus(let vm, let state, let exit, let detail):
             w.put(vm)
             w.put(state.rawValue)
+            switch exit {
+            case nil: w.put(UInt8(0)); w.put(UInt32(0))
+            case .pass?: w.put(UInt8(1)); w.put(UInt32(0))
+            case .fail(let code)?: w.put(UInt8(2)); w.put(code)
+            case .reset?: w.put(UInt8(3)); w.put(UInt32(0))
+            case .stopped?: w.put(UInt8(4)); w.put(UInt32(0))
+            }
             w.put(detail)
         case .vmStart(let p):
             w.put(p.vm)
@@ -215,10 +226,12 @@ extension Message {
             w.put(UInt32(p.vcpuNodes.count))
             for n in p.vcpuNodes { w.put(n) }
             w.put(p.deviceNode)
-            w.put(UInt32(p.memoryNodes.count))
-            for n in p.memoryNodes { w.put(n) }
-            w.put(UInt32(p.frameBases.count))
-            for b in p.frameBases { w.put(b) }
+            w.put(p.chunkPages)
+            w.put(UInt32(p.chunks.count))
+            for c in p.chunks {
+                w.put(c.node)
+                w.put(c.frameBase)
+            }
             w.put(UInt32(p.nodes.count))
             for n in p.nodes {
                 w.put(n.nodeID)
@@ -313,9 +326,9 @@ extension Message {
             return .mmioRequest(MMIORequest(id: id, vm: vm, vcpu: vcpu, address: address, size: size,
                                             isWrite: try r.bool("isWrite"), value: try r.u64("value")))
         case .mmioResponse:
-            let id = try r.u64("id")
+            let id = try r.u64("id"), vm = try r.u32("vm"), vcpu = try r.u32("vcpu")
             let status = try enumValue(MMIOResponse.Status.self, try r.u8("status"), "status")
-            return .mmioResponse(MMIOResponse(id: id, status: status, value: try r.u64("value")))
+            return .mmioResponse(MMIOResponse(id: id, vm: vm, vcpu: vcpu, status: status, value: try r.u64("value")))
         case .interrupt:
             return .interrupt(vm: try r.u32("vm"), vcpu: try r.u32("vcpu"), cause: try r.u8("cause"),
                               level: try r.bool("level"))
@@ -376,28 +389,42 @@ extension Message {
             }
             return .vmRequest(id: id, request: request)
         case .vmResponse:
-            return .vmResponse(id: try r.u64("id"), ok: try r.bool("ok"), body: try r.string("body"))
+            let id = try r.u64("id"), ok = try r.bool("ok"), hasVM = try r.bool("createdVM"), vm = try r.u32("createdVM")
+            guard hasVM || vm == 0 else { throw .invalidValue(field: "createdVM") }
+            return .vmResponse(id: id, ok: ok, createdVM: hasVM ? vm : nil, body: try r.string("body"))
         case .vmStatus:
             let vm = try r.u32("vm")
             let state = try enumValue(VMState.self, try r.u8("state"), "state")
-            return .vmStatus(vm: vm, state: state, detail: try r.string("detail"))
+            let kind = try r.u8("exit"), code = try r.u32("exit")
+            let exit: VMExit?
+            switch kind {
+            case 0: exit = nil
+            case 1: exit = .pass
+            case 2: exit = .fail(code: code)
+            case 3: exit = .reset
+            case 4: exit = .stopped
+            default: throw .invalidValue(field: "exit")
+            }
+            guard kind == 2 || code == 0 else { throw .invalidValue(field: "exit") }
+            return .vmStatus(vm: vm, state: state, exit: exit, detail: try r.string("detail"))
         case .vmStart:
             let vm = try r.u32("vm"), spec = try r.string("spec")
             var vcpuNodes: [Int32] = []
             for _ in 0..<(try r.count("vcpuNodes", minimumElementSize: 4)) { vcpuNodes.append(try r.int(Int32.self, "vcpuNodes")) }
             let deviceNode = try r.int(Int32.self, "deviceNode")
-            var memoryNodes: [Int32] = []
-            for _ in 0..<(try r.count("memoryNodes", minimumElementSize: 4)) { memoryNodes.append(try r.int(Int32.self, "memoryNodes")) }
-            var frameBases: [UInt64] = []
-            for _ in 0..<(try r.count("frameBases", minimumElementSize: 8)) { frameBases.append(try r.u64("frameBases")) }
-            guard frameBases.count == memoryNodes.count else { throw .invalidValue(field: "frameBases") }
+            let chunkPages = try r.u32("chunkPages")
+            guard chunkPages != 0, chunkPages & (chunkPages - 1) == 0 else { throw .invalidValue(field: "chunkPages") }
+            var chunks: [MemoryChunk] = []
+            for _ in 0..<(try r.count("chunks", minimumElementSize: 12)) {
+                chunks.append(MemoryChunk(node: try r.int(Int32.self, "chunks"), frameBase: try r.u64("chunks")))
+            }
             var nodes: [NodeAddress] = []
             for _ in 0..<(try r.count("nodes", minimumElementSize: 24)) {
                 nodes.append(NodeAddress(nodeID: try r.int(Int32.self, "nodes"), listenAddress: try r.string("nodes"),
                                          memoryBase: try r.u64("nodes"), memoryBytes: try r.u64("nodes")))
             }
             return .vmStart(VMPlacement(vm: vm, spec: spec, vcpuNodes: vcpuNodes, deviceNode: deviceNode,
-                                        memoryNodes: memoryNodes, frameBases: frameBases, nodes: nodes,
+                                        chunkPages: chunkPages, chunks: chunks, nodes: nodes,
                                         epochNanos: try r.u64("epochNanos"), lineSize: try r.u32("lineSize")))
         case .vmStop:
             return .vmStop(vm: try r.u32("vm"), reason: try r.string("reason"))

@@ -75,9 +75,9 @@ public enum Message: Equatable, Sendable {
     /// CLI or coordinator: create, stop or list VMs, list nodes.
     case vmRequest(id: UInt64, request: VMRequest)
     /// The answer to a vmRequest: `ok` and a human-readable or YAML body.
-    case vmResponse(id: UInt64, ok: Bool, body: String)
+    case vmResponse(id: UInt64, ok: Bool, createdVM: UInt32?, body: String)
     /// Node to coordinator: a VM changed state (booted, stopped with a status, failed).
-    case vmStatus(vm: UInt32, state: VMState, detail: String)
+    case vmStatus(vm: UInt32, state: VMState, exit: VMExit?, detail: String)
     /// Coordinator to every node taking part in a VM: build and start it.
     case vmStart(VMPlacement)
     /// Coordinator to nodes: stop the VM and free what it holds.
@@ -174,14 +174,20 @@ public struct MMIORequest: Equatable, Sendable {
     }
 }
 
+/// The answer to an MMIO read. It names the VM and VCPU of the request, so a node
+/// running several VMs hands it to the one VCPU that asked (ids are per VM).
 public struct MMIOResponse: Equatable, Sendable {
     public enum Status: UInt8, Sendable, CaseIterable { case ok = 0, accessFault = 1 }
     public var id: UInt64
+    public var vm: UInt32
+    public var vcpu: UInt32
     public var status: Status
     /// The loaded value for a read.
     public var value: UInt64
-    public init(id: UInt64, status: Status, value: UInt64) {
+    public init(id: UInt64, vm: UInt32, vcpu: UInt32, status: Status, value: UInt64) {
         self.id = id
+        self.vm = vm
+        self.vcpu = vcpu
         self.status = status
         self.value = value
     }
@@ -271,9 +277,32 @@ public enum VMRequest: Equatable, Sendable {
     case stats
 }
 
+/// How a guest ended, as the device node saw it (QEMU's test finisher, or a stop).
+public enum VMExit: Equatable, Sendable {
+    /// The finisher's pass / power-off (0x5555).
+    case pass
+    /// The finisher's fail (0x3333) with the guest's code.
+    case fail(code: UInt32)
+    /// The finisher's reset (0x7777).
+    case reset
+    /// Stopped from outside (a request, the coordinator stopping).
+    case stopped
+}
+
+/// One run of guest memory: `MemoryChunk`s cover guest RAM in order, each
+/// `VMPlacement.chunkPages` pages, homed on `node` at machine address `frameBase`.
+public struct MemoryChunk: Equatable, Sendable {
+    public var node: Int32
+    public var frameBase: UInt64
+    public init(node: Int32, frameBase: UInt64) {
+        self.node = node
+        self.frameBase = frameBase
+    }
+}
+
 /// Where a VM runs: its VCPUs, its devices and its memory, and how to reach the
-/// nodes involved. Guest page `p` is homed on `memoryNodes[p % k]` (k nodes) at
-/// machine address `frameBases[p % k] + (p / k) * 4096`.
+/// nodes involved. Guest page `p` lives in chunk `p / chunkPages` at machine address
+/// `chunks[p / chunkPages].frameBase + (p % chunkPages) * 4096`.
 public struct VMPlacement: Equatable, Sendable {
     public var vm: UInt32
     /// The VM spec as YAML (what `disco check-spec` validates).
@@ -282,8 +311,10 @@ public struct VMPlacement: Equatable, Sendable {
     public var vcpuNodes: [Int32]
     /// The node holding the VM's devices (UART, PLIC, virtio, finisher).
     public var deviceNode: Int32
-    public var memoryNodes: [Int32]
-    public var frameBases: [UInt64]
+    /// Pages per memory chunk (a power of two).
+    public var chunkPages: UInt32
+    /// Guest RAM in order, `chunkPages` pages each.
+    public var chunks: [MemoryChunk]
     /// Every node named above.
     public var nodes: [NodeAddress]
     /// The origin of the VM's mtime, in the cluster time base (nanoseconds).
@@ -291,14 +322,17 @@ public struct VMPlacement: Equatable, Sendable {
     /// Coherence line size in bytes.
     public var lineSize: UInt32
 
-    public init(vm: UInt32, spec: String, vcpuNodes: [Int32], deviceNode: Int32, memoryNodes: [Int32],
-                frameBases: [UInt64], nodes: [NodeAddress], epochNanos: UInt64, lineSize: UInt32) {
+    /// The nodes that home some of the VM's memory, in increasing order.
+    public var memoryNodes: [Int32] { Array(Set(chunks.map(\.node))).sorted() }
+
+    public init(vm: UInt32, spec: String, vcpuNodes: [Int32], deviceNode: Int32, chunkPages: UInt32,
+                chunks: [MemoryChunk], nodes: [NodeAddress], epochNanos: UInt64, lineSize: UInt32) {
         self.vm = vm
         self.spec = spec
         self.vcpuNodes = vcpuNodes
         self.deviceNode = deviceNode
-        self.memoryNodes = memoryNodes
-        self.frameBases = frameBases
+        self.chunkPages = chunkPages
+        self.chunks = chunks
         self.nodes = nodes
         self.epochNanos = epochNanos
         self.lineSize = lineSize

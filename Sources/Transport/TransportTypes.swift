@@ -1,3 +1,4 @@
+import Logging
 import Protocol
 
 /// Where a listener accepts or a connection goes: TCP (host and port) or a Unix-domain
@@ -139,4 +140,21 @@ public protocol MessageTransport: AnyObject, Sendable {
     /// What later handshakes say about this process (say, the listen address once a
     /// listener is bound); connections already established keep what they said.
     func updateIdentity(_ identity: Hello)
+}
+
+/// Makes the transport a runtime (node, coordinator) talks through: libuv sockets in
+/// production, `InMemoryTransport` when a test runs a whole cluster in one process.
+/// The handler receives the transport's events on the transport's own thread.
+public typealias TransportFactory = @Sendable (TransportConfiguration, @escaping @Sendable (TransportEvent) -> Void) throws -> any MessageTransport
+
+public enum Transports {
+    /// libuv TCP and Unix-domain sockets.
+    public static func network(logger: Logger) -> TransportFactory {
+        { configuration, handler in try NetworkTransport(configuration: configuration, logger: logger, handler: handler) }
+    }
+
+    /// Endpoints of `network`, in this process.
+    public static func inMemory(_ network: InMemoryNetwork) -> TransportFactory {
+        { configuration, handler in InMemoryTransport(network: network, configuration: configuration, handler: handler) }
+    }
 }

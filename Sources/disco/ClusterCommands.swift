@@ -35,9 +35,8 @@ struct CoordinatorCommand: ParsableCommand {
         guard heartbeatMs >= 10 else { fail("--heartbeat-ms must be at least 10") }
         let endpoints = listen.map { parseEndpoint($0, "--listen") }
         let runtime = CoordinatorRuntime(
-            configuration: CoordinatorConfiguration(listen: endpoints, secret: options.secret(), heartbeatMillis: UInt32(heartbeatMs),
-                                                    suspectAfter: .milliseconds(3 * heartbeatMs), deadAfter: .milliseconds(6 * heartbeatMs),
-                                                    lineSize: lineSize),
+            configuration: CoordinatorConfiguration(listen: endpoints, secret: options.secret(),
+                                                    machine: .init(heartbeatMillis: UInt32(heartbeatMs), lineSize: lineSize)),
             logger: options.logger("disco.coordinator"))
         SignalStopper.install { runtime.stop(reason: "signal"); exitSoonAfterSignal() }
         do {

@@ -29,8 +29,8 @@ func runOnCluster(spec: VMSpec, nodes: Int) -> Int32 {
         try client.waitConnected(timeout: 10)
         var sent = spec
         sent.consoleLog = nil
-        let (ok, body) = try client.request(.create(spec: sent.yamlText()))
-        guard ok, let id = UInt32(body.replacingOccurrences(of: "vm: ", with: "")) else {
+        let (ok, created, body) = try client.requestWithVM(.create(spec: sent.yamlText()))
+        guard ok, let id = created else {
             cluster.stop()
             fail("the cluster refused the VM: \(body)")
         }
@@ -69,15 +69,13 @@ func runOnCluster(spec: VMSpec, nodes: Int) -> Int32 {
             switch m {
             case .console(_, let bytes):
                 bytes.withUnsafeBytes { console.write($0) }
-            case .vmStatus(_, .stopped, let detail):
-                if detail == "pass" || detail == "reset" || detail.hasPrefix("stopped") {
-                    status = 0
-                } else if detail.hasPrefix("fail ") {
-                    let code = Int32(detail.dropFirst(5)) ?? 1
-                    status = code == 0 ? 1 : code
+            case .vmStatus(_, .stopped, let exit, _):
+                switch exit {
+                case .fail(let code)?: status = code == 0 ? 1 : Int32(truncatingIfNeeded: code)
+                case .pass?, .reset?, .stopped?, nil: status = 0
                 }
                 break loop
-            case .vmStatus(_, .failed, let detail):
+            case .vmStatus(_, .failed, _, let detail):
                 problem = "the VM failed: \(detail) (logs in \(cluster.directory))"
                 status = 1
                 break loop

@@ -85,6 +85,21 @@ import Testing
         #expect(throws: P.PlacementError.self) { try P().place(vcpus: 1, memoryBytes: 1, on: []) }
     }
 
+    @Test func chunksCoverMemoryInGuestOrder() throws {
+        let p = try P(chunkBytes: 1 << 20).place(vcpus: 2, memoryBytes: (5 << 20) + 4096, on: nodes)
+        #expect(p.chunks == [0, 1, 0, 1, 0, 1])
+        #expect(p.bytes(ofChunk: 0) == 1 << 20)
+        #expect(p.bytes(ofChunk: 5) == 4096)
+        #expect(p.memoryBytes == [0: 3 << 20, 1: (2 << 20) + 4096])
+    }
+
+    @Test func chunkSizeKeepsPlacementsSmall() {
+        #expect(P.chunkBytes(for: 16 << 20) == 4096)
+        #expect(P.chunkBytes(for: 128 << 20) == 32 << 10)
+        #expect(P.chunkBytes(for: (128 << 20) + 1) == 64 << 10)
+        #expect(P.chunkBytes(for: 16 << 30) == 4 << 20)
+    }
+
     @Test func packedKeepsAVMOnOneNode() throws {
         let p = try P(strategy: .packed).place(vcpus: 3, memoryBytes: 64 << 20, on: nodes, load: [0: 2, 1: 2, 3: 1])
         #expect(p.vcpuNodes == [2, 2, 2])

@@ -57,7 +57,7 @@ struct MessageGenerator {
         case .mmioRequest:
             return .mmioRequest(MMIORequest(id: int(), vm: int(), vcpu: int(), address: int(),
                                             size: [1, 2, 4, 8][Int(rng.next() % 4)], isWrite: bool(), value: int()))
-        case .mmioResponse: return .mmioResponse(MMIOResponse(id: int(), status: pick(MMIOResponse.Status.self), value: int()))
+        case .mmioResponse: return .mmioResponse(MMIOResponse(id: int(), vm: int(), vcpu: int(), status: pick(MMIOResponse.Status.self), value: int()))
         case .interrupt: return .interrupt(vm: int(), vcpu: int(), cause: int(), level: bool())
         case .ipi: return .ipi(vm: int(), vcpu: int())
         case .tlbShootdown:
@@ -89,18 +89,28 @@ struct MessageGenerator {
             default: request = .stats
             }
             return .vmRequest(id: int(), request: request)
-        case .vmResponse: return .vmResponse(id: int(), ok: bool(), body: string())
-        case .vmStatus: return .vmStatus(vm: int(), state: pick(VMState.self), detail: string())
+        case .vmResponse: return .vmResponse(id: int(), ok: bool(), createdVM: bool() ? int() : nil, body: string())
+        case .vmStatus: return .vmStatus(vm: int(), state: pick(VMState.self), exit: exit(), detail: string())
         case .vmStart:
             let k = Int(rng.next() % 5)
             return .vmStart(VMPlacement(vm: int(), spec: string(), vcpuNodes: (0..<Int(rng.next() % 9)).map { _ in int() },
-                                        deviceNode: int(), memoryNodes: (0..<k).map { _ in int() },
-                                        frameBases: (0..<k).map { _ in int() },
+                                        deviceNode: int(), chunkPages: UInt32(1) << (rng.next() % 32),
+                                        chunks: (0..<k).map { _ in MemoryChunk(node: int(), frameBase: int()) },
                                         nodes: (0..<Int(rng.next() % 5)).map { _ in
                                             NodeAddress(nodeID: int(), listenAddress: string(), memoryBase: int(), memoryBytes: int())
                                         },
                                         epochNanos: int(), lineSize: int()))
         case .vmStop: return .vmStop(vm: int(), reason: string())
+        }
+    }
+
+    mutating func exit() -> VMExit? {
+        switch rng.next() % 5 {
+        case 0: return nil
+        case 1: return .pass
+        case 2: return .fail(code: int())
+        case 3: return .reset
+        default: return .stopped
         }
     }
 

@@ -1,0 +1,363 @@
+import Cluster
+import Protocol
+import Transport
+
+/// The coordinator's logic as a pure state machine (the shape of
+/// swift-cluster-membership's SWIMInstance): transport events and clock ticks in,
+/// directives (messages to send, connections to close, lines to log) out. It holds
+/// membership and failure detection (`MembershipStateMachine`), the nodes' frame
+/// allocators, VM records and their lifecycle, placement (`PlacementPolicy`), and the
+/// routing of consoles and VM status between nodes and clients. `CoordinatorRuntime`
+/// carries the directives out over a transport; tests drive this type directly.
+///
+/// VM lifecycle: `create` → starting (every participant loads its frames and says
+/// `vmStatus(starting)`) → running (the coordinator releases the VCPUs with
+/// `vmStatus(running)` to every participant) → stopped or failed (the device node
+/// reports the guest's exit, a client stops it, or a node it used dies). A finished
+/// VM stays listed; late messages about it are ignored.
+public struct CoordinatorStateMachine: Sendable {
+    public enum Event: Sendable {
+        /// A connection finished its handshake (`peer` is what it said about itself).
+        case connected(ConnectionID, peer: Hello)
+        case received(ConnectionID, Message)
+        case disconnected(ConnectionID, reason: String)
+        /// Time passed: check heartbeats.
+        case tick
+        /// The coordinator is stopping: every VM still alive is stopped.
+        case stopping(reason: String)
+    }
+
+    public enum Directive: Sendable, Equatable {
+        case send(Message, to: ConnectionID)
+        case close(ConnectionID)
+        case log(LogLevel, String)
+    }
+
+    public enum LogLevel: Sendable, Equatable { case debug, info, warning, error }
+
+    public struct Configuration: Sendable {
+        public var heartbeatMillis: UInt32
+        public var suspectAfterIntervals: Int
+        public var deadAfterIntervals: Int
+        public var lineSize: Int
+        public var strategy: PlacementPolicy.Strategy
+
+        public init(heartbeatMillis: UInt32 = 500, suspectAfterIntervals: Int = 3, deadAfterIntervals: Int = 6,
+                    lineSize: Int = 128, strategy: PlacementPolicy.Strategy = .roundRobin) {
+            self.heartbeatMillis = heartbeatMillis
+            self.suspectAfterIntervals = suspectAfterIntervals
+            self.deadAfterIntervals = deadAfterIntervals
+            self.lineSize = lineSize
+            self.strategy = strategy
+        }
+    }
+
+    struct NodeRecord: Sendable {
+        var connection: ConnectionID
+        var listenAddress: String
+        var cpus: Int
+        var frames: FrameAllocator
+        var alive = true
+    }
+
+    public struct VMRecord: Sendable {
+        public var placement: VMPlacement
+        public var name: String
+        public var owner: ConnectionID?
+        public var state: VMState
+        public var exit: VMExit?
+        public var ready: Set<NodeID> = []
+        public var detail = ""
+        public var participants: Set<NodeID> {
+            Set(placement.vcpuNodes.map(Int.init) + placement.chunks.map { Int($0.node) })
+        }
+        public var isActive: Bool { state == .starting || state == .running }
+    }
+
+    public let configuration: Configuration
+    public private(set) var membership: MembershipStateMachine
+    private var nodes: [NodeID: NodeRecord] = [:]
+    private var nodeOf: [ConnectionID: NodeID] = [:]
+    private var clients: Set<ConnectionID> = []
+    public private(set) var vms: [UInt32: VMRecord] = [:]
+    private var nextVM: UInt32 = 1
+    /// The latest counters each node reported.
+    private var nodeStats: [NodeID: StatsReport] = [:]
+    /// Cluster time (nanoseconds) of the event being handled.
+    private var nowNanos: UInt64 = 0
+    private var out: [Directive] = []
+
+    public init(configuration: Configuration = Configuration()) {
+        self.configuration = configuration
+        membership = MembershipStateMachine(heartbeatInterval: .milliseconds(Int64(configuration.heartbeatMillis)),
+                                            suspectAfterIntervals: configuration.suspectAfterIntervals,
+                                            deadAfterIntervals: configuration.deadAfterIntervals)
+    }
+
+    /// Handles one event at cluster time `now` (nanoseconds of the coordinator's clock,
+    /// which is also the cluster's time base).
+    public mutating func handle(_ event: Event, now: UInt64) -> [Directive] {
+        nowNanos = now
+        out.removeAll(keepingCapacity: true)
+        switch event {
+        case .connected(let id, let peer):
+            connected(id, peer)
+        case .received(let id, let message):
+            if let n = nodeOf[id] {
+                fromNode(n, message)
+            } else if clients.contains(id) {
+                fromClient(id, message)
+            }
+        case .disconnected(let id, let reason):
+            if let n = nodeOf.removeValue(forKey: id) {
+                log(.warning, "node \(n) disconnected: \(reason)")
+                apply(membership.handle(.connectionLost(n, now: duration)))
+            }
+            if clients.remove(id) != nil {
+                for (vm, r) in vms where r.owner == id { vms[vm]?.owner = nil }
+            }
+        case .tick:
+            apply(membership.handle(.tick(now: duration)))
+        case .stopping(let reason):
+            for vm in vms.keys.sorted() where vms[vm]!.isActive {
+                finish(vm, state: .stopped, exit: .stopped, detail: "the coordinator is stopping (\(reason))")
+            }
+        }
+        return out
+    }
+
+    private var duration: Duration { .nanoseconds(Int64(nowNanos)) }
+
+    private mutating func log(_ level: LogLevel, _ text: String) { out.append(.log(level, text)) }
+
+    private mutating func send(_ m: Message, to c: ConnectionID) { out.append(.send(m, to: c)) }
+
+    private mutating func sendNode(_ n: NodeID, _ m: Message) {
+        guard let r = nodes[n], r.alive else { return }
+        send(m, to: r.connection)
+    }
+
+    // MARK: - Membership
+
+    private mutating func connected(_ id: ConnectionID, _ peer: Hello) {
+        switch peer.role {
+        case .node:
+            let directives = membership.handle(.join(name: peer.name,
+                                                     resources: .init(cpus: Int(peer.cpus), memoryBytes: peer.memoryBytes),
+                                                     now: duration))
+            for d in directives {
+                switch d {
+                case .accepted(let m):
+                    nodes[m.id] = NodeRecord(connection: id, listenAddress: peer.listenAddress, cpus: m.resources.cpus,
+                                             frames: FrameAllocator(base: m.memoryBase, size: m.resources.memoryBytes))
+                    nodeOf[id] = m.id
+                    send(.joinAccepted(JoinAccepted(nodeID: Int32(m.id), memoryBase: m.memoryBase,
+                                                    memoryBytes: m.resources.memoryBytes,
+                                                    heartbeatMillis: configuration.heartbeatMillis)), to: id)
+                    log(.info, "node \(m.id) '\(m.name)' joined: \(m.resources.cpus) CPUs, \(m.resources.memoryBytes >> 20) MiB, peers reach it at \(peer.listenAddress)")
+                case .rejected(let name, let reason):
+                    log(.warning, "refused node '\(name)': \(reason)")
+                    send(.joinRejected(reason: reason), to: id)
+                    out.append(.close(id))
+                default:
+                    apply([d])
+                }
+            }
+        case .client:
+            clients.insert(id)
+        case .coordinator:
+            log(.warning, "another coordinator connected; closing")
+            out.append(.close(id))
+        }
+    }
+
+    private mutating func apply(_ directives: [MembershipStateMachine.Directive]) {
+        for d in directives {
+            switch d {
+            case .suspect(let n):
+                log(.warning, "node \(n) is suspect: no heartbeat")
+            case .recovered(let n):
+                log(.info, "node \(n) is heard from again")
+            case .dead(let n, let reason):
+                log(.error, "node \(n) is dead: \(reason)")
+                guard let c = nodes[n]?.connection else { continue }
+                nodes[n]?.alive = false
+                nodeOf[c] = nil
+                out.append(.close(c))
+                for vm in vms.keys.sorted() where vms[vm]!.isActive && vms[vm]!.participants.contains(n) {
+                    finish(vm, state: .failed, exit: nil, detail: "node \(n) died (\(reason))")
+                }
+            case .accepted, .rejected:
+                break
+            }
+        }
+    }
+
+    // MARK: - Nodes
+
+    private mutating func fromNode(_ n: NodeID, _ message: Message) {
+        switch message {
+        case .heartbeat(_, let sentAt):
+            apply(membership.handle(.heartbeat(n, now: duration)))
+            // The cluster time base is this process's clock: each node measures its offset.
+            sendNode(n, .timeSync(mtime: nowNanos / 100, sentAtNanos: sentAt))
+        case .leave(let reason):
+            log(.info, "node \(n) leaves: \(reason)")
+            apply(membership.handle(.leave(n, now: duration)))
+        case .console(let vm, _):
+            if let owner = vms[vm]?.owner { send(message, to: owner) }
+        case .stats(let report):
+            nodeStats[n] = report
+        case .vmStatus(let vm, let state, let exit, let detail):
+            guard let r = vms[vm], r.isActive, r.participants.contains(n) else { return }
+            switch state {
+            case .starting:
+                vms[vm]!.ready.insert(n)
+                if r.state == .starting, vms[vm]!.ready.isSuperset(of: r.participants) {
+                    vms[vm]!.state = .running
+                    for p in r.participants.sorted() { sendNode(p, .vmStatus(vm: vm, state: .running, exit: nil, detail: "")) }
+                    if let owner = r.owner { send(.vmStatus(vm: vm, state: .running, exit: nil, detail: ""), to: owner) }
+                    log(.info, "VM \(vm) '\(r.name)' running")
+                }
+            case .running:
+                break
+            case .stopped, .failed:
+                finish(vm, state: state, exit: exit, detail: detail)
+            }
+        default:
+            log(.warning, "unexpected \(message.type) from node \(n)")
+        }
+    }
+
+    private mutating func finish(_ vm: UInt32, state: VMState, exit: VMExit?, detail: String) {
+        guard let r = vms[vm], r.isActive else { return }
+        vms[vm]!.state = state
+        vms[vm]!.exit = exit
+        vms[vm]!.detail = detail
+        for p in r.participants.sorted() { sendNode(p, .vmStop(vm: vm, reason: detail)) }
+        if let owner = r.owner { send(.vmStatus(vm: vm, state: state, exit: exit, detail: detail), to: owner) }
+        log(.info, "VM \(vm) '\(r.name)' \(state): \(detail)")
+    }
+
+    // MARK: - Clients
+
+    private mutating func fromClient(_ id: ConnectionID, _ message: Message) {
+        switch message {
+        case .vmRequest(let rid, let request):
+            answer(rid, request, from: id)
+        case .console(let vm, _):
+            guard let r = vms[vm], r.isActive else { return }
+            sendNode(Int(r.placement.deviceNode), message)
+        case .leave:
+            out.append(.close(id))
+        default:
+            send(.error(code: .unexpectedMessage, message: "clients send vmRequest or console"), to: id)
+        }
+    }
+
+    private mutating func answer(_ rid: UInt64, _ request: VMRequest, from client: ConnectionID) {
+        func reply(_ ok: Bool, _ body: String, vm: UInt32? = nil) {
+            send(.vmResponse(id: rid, ok: ok, createdVM: vm, body: body), to: client)
+        }
+        switch request {
+        case .create(let text):
+            do {
+                let vm = try create(text, owner: client)
+                reply(true, "vm: \(vm)", vm: vm)
+            } catch {
+                reply(false, "\(error)")
+            }
+        case .stop(let vm):
+            guard vms[vm]?.isActive == true else { return reply(false, "no running VM \(vm)") }
+            finish(vm, state: .stopped, exit: .stopped, detail: "stopped by request")
+            reply(true, "stopped VM \(vm)")
+        case .list:
+            reply(true, listText)
+        case .nodes:
+            reply(true, nodesText)
+        case .stats:
+            reply(true, statsText)
+        }
+    }
+
+    struct CreateError: Error, CustomStringConvertible { var description: String }
+
+    /// Places a VM with `PlacementPolicy` (VCPUs over the live nodes, memory chunks over
+    /// the VCPUs' nodes) and takes each node's share of frames from its allocator.
+    private mutating func create(_ text: String, owner: ConnectionID) throws -> UInt32 {
+        let spec = try VMSpec.parse(yaml: text)
+        try spec.validate(fileExists: { _ in true })  // the nodes read the files and report
+        let alive = membership.alive.filter { $0.status == .alive && nodes[$0.id]?.alive == true }.map(\.id)
+        guard !alive.isEmpty else { throw CreateError(description: "no live nodes to run the VM on") }
+        var load: [NodeID: Int] = [:]
+        for r in vms.values where r.isActive { for n in r.placement.vcpuNodes { load[Int(n), default: 0] += 1 } }
+        let policy = PlacementPolicy(strategy: configuration.strategy,
+                                     chunkBytes: PlacementPolicy.chunkBytes(for: spec.memoryBytes))
+        let placed = try policy.place(
+            vcpus: spec.vcpus, memoryBytes: spec.memoryBytes,
+            on: alive.map { PlacementPolicy.NodeCapacity(id: $0, cpus: nodes[$0]!.cpus, freeMemoryBytes: nodes[$0]!.frames.freeBytes) },
+            load: load)
+        // Each node's chunks lie one after another in one run of its frames.
+        var allocators = nodes.mapValues(\.frames)
+        var runBase: [NodeID: UInt64] = [:]
+        for (n, bytes) in placed.memoryBytes {
+            guard let base = allocators[n]?.allocate(bytes) else {
+                throw CreateError(description: "node \(n) has no room for \(bytes >> 20) MiB more")
+            }
+            runBase[n] = base
+        }
+        var used: [NodeID: UInt64] = [:]
+        var chunks: [MemoryChunk] = []
+        for (i, n) in placed.chunks.enumerated() {
+            chunks.append(MemoryChunk(node: Int32(n), frameBase: runBase[n]! + used[n, default: 0]))
+            used[n, default: 0] += placed.bytes(ofChunk: i)
+        }
+        for (n, a) in allocators { nodes[n]?.frames = a }
+        let id = nextVM
+        nextVM += 1
+        let participants = placed.nodes.sorted()
+        let placement = VMPlacement(
+            vm: id, spec: text, vcpuNodes: placed.vcpuNodes.map(Int32.init), deviceNode: Int32(placed.vcpuNodes[0]),
+            chunkPages: UInt32(placed.chunkBytes / 4096), chunks: chunks,
+            nodes: participants.map { n in
+                NodeAddress(nodeID: Int32(n), listenAddress: nodes[n]!.listenAddress,
+                            memoryBase: nodes[n]!.frames.base, memoryBytes: nodes[n]!.frames.size)
+            },
+            epochNanos: nowNanos, lineSize: UInt32(configuration.lineSize))
+        vms[id] = VMRecord(placement: placement, name: spec.name, owner: owner, state: .starting)
+        for n in participants { sendNode(n, .vmStart(placement)) }
+        let homes = placed.memoryBytes.sorted { $0.key < $1.key }.map { "\($0.key): \(MemorySize.format($0.value))" }
+        log(.info, "VM \(id) '\(spec.name)': \(spec.vcpus) VCPUs on nodes \(placed.vcpuNodes), memory on [\(homes.joined(separator: ", "))]")
+        return id
+    }
+
+    // MARK: - Reply texts (YAML, one entry a line)
+
+    var listText: String {
+        let rows = vms.keys.sorted().map { id -> String in
+            let r = vms[id]!
+            return "- {vm: \(id), name: \(r.name), state: \(r.state), vcpus: \(r.placement.vcpuNodes.count), nodes: \(r.participants.sorted())\(r.detail.isEmpty ? "" : ", detail: \"\(r.detail)\"")}"
+        }
+        return rows.isEmpty ? "[]" : rows.joined(separator: "\n")
+    }
+
+    var nodesText: String {
+        let rows = membership.members.keys.sorted().map { id -> String in
+            let m = membership.members[id]!
+            return "- {node: \(id), name: \(m.name), status: \(m.status), cpus: \(m.resources.cpus), memory: \(MemorySize.format(m.resources.memoryBytes)), address: \"\(nodes[id]?.listenAddress ?? "")\"}"
+        }
+        return rows.isEmpty ? "[]" : rows.joined(separator: "\n")
+    }
+
+    var statsText: String {
+        let running = vms.values.filter { $0.state == .running }.count
+        var lines = ["nodes_alive: \(membership.alive.count)", "vms_running: \(running)", "vms_total: \(vms.count)", "nodes:"]
+        for (n, report) in nodeStats.sorted(by: { $0.key < $1.key }) where nodes[n]?.alive == true {
+            let fields = report.counters.map { c in
+                c.name == "hottest_page" ? "\(c.name): 0x\(String(UInt64(bitPattern: c.value), radix: 16))" : "\(c.name): \(c.value)"
+            }
+            lines.append("  - {node: \(n), uptime_s: \(report.uptimeNanos / 1_000_000_000), \(fields.joined(separator: ", "))}")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
