@@ -326,6 +326,16 @@ public final class CoherenceAgent {
     /// message is not a coherence message or is malformed or misdirected.
     @discardableResult
     public func receive(_ message: Message, from: NodeID) -> Bool {
+        guard absorb(message, from: from) else { return false }
+        settle()
+        return true
+    }
+
+    /// `receive` without the settling afterwards: carries the message's directives
+    /// out but leaves lines that need a retry in `retryLines`. Internal so tests can
+    /// pile up more such lines than one call ever makes in honest traffic (one line
+    /// per message, settled right after it).
+    func absorb(_ message: Message, from: NodeID) -> Bool {
         directives.removeAll(keepingCapacity: true)
         cacheDirectives.removeAll(keepingCapacity: true)
         switch message {
@@ -368,7 +378,6 @@ public final class CoherenceAgent {
         }
         carryOut()
         carryOutCache()
-        settle()
         return true
     }
 
