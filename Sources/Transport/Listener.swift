@@ -23,7 +23,7 @@ final class Listener {
         switch requested {
         case .tcp(let host, let port):
             let tcp = uvAllocate(uv_tcp_t.self)
-            uv_tcp_init(loop, tcp)
+            _ = core.uv("uv_tcp_init") { uv_tcp_init(loop, tcp) }
             handle = asStream(tcp)
             tcp.pointee.data = Unmanaged.passRetained(self).toOpaque()
             guard case .success(var address) = SocketAddress.resolve(host: host, port: port) else {
@@ -38,13 +38,14 @@ final class Listener {
             var name = sockaddr_storage()
             var length = Int32(MemoryLayout<sockaddr_storage>.size)
             withUnsafeMutablePointer(to: &name) {
-                _ = uv_tcp_getsockname(tcp, UnsafeMutableRawPointer($0).assumingMemoryBound(to: sockaddr.self), &length)
+                let n = UnsafeMutableRawPointer($0).assumingMemoryBound(to: sockaddr.self)
+                _ = core.uv("uv_tcp_getsockname") { uv_tcp_getsockname(tcp, n, &length) }
             }
             let (h, p) = SocketAddress.describe(name)
             bound = .tcp(host: h, port: p)
         case .unix(let path):
             let pipe = uvAllocate(uv_pipe_t.self)
-            uv_pipe_init(loop, pipe, 0)
+            _ = core.uv("uv_pipe_init") { uv_pipe_init(loop, pipe, 0) }
             handle = asStream(pipe)
             pipe.pointee.data = Unmanaged.passRetained(self).toOpaque()
             var status = uv_pipe_bind(pipe, path)
@@ -97,11 +98,11 @@ final class Listener {
         let client: UnsafeMutablePointer<uv_stream_t>
         if isUnix {
             let pipe = uvAllocate(uv_pipe_t.self)
-            uv_pipe_init(core.loop.loop, pipe, 0)
+            _ = core.uv("uv_pipe_init") { uv_pipe_init(core.loop.loop, pipe, 0) }
             client = asStream(pipe)
         } else {
             let tcp = uvAllocate(uv_tcp_t.self)
-            uv_tcp_init(core.loop.loop, tcp)
+            _ = core.uv("uv_tcp_init") { uv_tcp_init(core.loop.loop, tcp) }
             uv_tcp_nodelay(tcp, 1)
             client = asStream(tcp)
         }

@@ -88,7 +88,7 @@ final class StreamConnection {
         switch endpoint {
         case .tcp(let host, let port):
             let tcp = uvAllocate(uv_tcp_t.self)
-            uv_tcp_init(core.loop.loop, tcp)
+            _ = core.uv("uv_tcp_init") { uv_tcp_init(core.loop.loop, tcp) }
             uv_tcp_nodelay(tcp, 1)
             tcp.pointee.data = retainedSelf
             stream = asStream(tcp)
@@ -100,7 +100,7 @@ final class StreamConnection {
             }
         case .unix(let path):
             let pipe = uvAllocate(uv_pipe_t.self)
-            uv_pipe_init(core.loop.loop, pipe, 0)
+            _ = core.uv("uv_pipe_init") { uv_pipe_init(core.loop.loop, pipe, 0) }
             pipe.pointee.data = retainedSelf
             stream = asStream(pipe)
             uv_pipe_connect(request, pipe, path, connectCallback)
@@ -134,12 +134,12 @@ final class StreamConnection {
         decoder = FrameDecoder(payloadLimit: core.configuration.payloadLimit)
         control.removeAll()
         pendingReason = ""
-        let status = uv_read_start(stream, { handle, _, buf in
+        let status = core.uv("uv_read_start") { uv_read_start(stream, { handle, _, buf in
             let c = StreamConnection.from(handle!.pointee.data)
             buf!.pointee = uv_buf_init(c.readBuffer.assumingMemoryBound(to: CChar.self), 64 << 10)
         }, { handle, nread, _ in
             StreamConnection.from(handle!.pointee.data).didRead(nread)
-        })
+        }) }
         if status < 0 {
             closeStream(reason: "read failed: \(uvErrorName(Int(status)))")
             return
@@ -339,13 +339,13 @@ final class StreamConnection {
     private func armTimer(_ millis: UInt64) {
         if timer == nil {
             let t = uvAllocate(uv_timer_t.self)
-            uv_timer_init(core.loop.loop, t)
+            _ = core.uv("uv_timer_init") { uv_timer_init(core.loop.loop, t) }
             t.pointee.data = retainedSelf
             timer = t
         }
-        uv_timer_start(timer, { t in
+        _ = core.uv("uv_timer_start") { uv_timer_start(timer, { t in
             StreamConnection.from(t!.pointee.data).timerFired()
-        }, millis, 0)
+        }, millis, 0) }
     }
 
     private func stopTimer() {
