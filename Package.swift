@@ -37,6 +37,8 @@ let package = Package(
             pkgConfig: "libuv",
             providers: [.apt(["libuv1-dev"])]
         ),
+        // prctl(PR_SET_PDEATHSIG) for processes a launcher starts (the CLI's ParentWatch).
+        .target(name: "CProcessControl"),
         .target(name: "Protocol"),
         .target(
             name: "Transport",
@@ -69,7 +71,7 @@ let package = Package(
         .executableTarget(
             name: "disco",
             dependencies: [
-                "RISCV", "Platform", "Node", "Coordinator", "Protocol", "Transport",
+                "RISCV", "Platform", "Node", "Coordinator", "Protocol", "Transport", "CProcessControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
