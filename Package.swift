@@ -39,6 +39,8 @@ let package = Package(
             pkgConfig: "libuv",
             providers: [.apt(["libuv1-dev"])]
         ),
+        // prctl(PR_SET_PDEATHSIG) for processes a launcher starts (the CLI's ParentWatch).
+        .target(name: "CProcessControl"),
         .target(name: "Protocol"),
         // What the node and the coordinator both speak of: VM specs, node ids, the cluster clock.
         .target(name: "Cluster", dependencies: [.product(name: "Yams", package: "Yams")]),
@@ -72,7 +74,7 @@ let package = Package(
         .executableTarget(
             name: "disco",
             dependencies: [
-                "RISCV", "Platform", "Node", "Coordinator", "Protocol", "Transport", "Cluster",
+                "RISCV", "Platform", "Node", "Coordinator", "Protocol", "Transport", "Cluster", "CProcessControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

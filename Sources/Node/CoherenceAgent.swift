@@ -216,12 +216,12 @@ public final class CoherenceAgent {
             return .ok
         }
         guard let home = home(of: address) else { return .accessFault }
-        if !acquireRemote(line, home: home, write: write) {
-            park(requester, Parked(line: line, address: address, size: size, access: access, result: nil))
+        let p = Parked(line: line, address: address, size: size, access: access, result: nil)
+        guard acquireRemote(line, home: home, write: write), let v = performParked(p, homeMayWrite: true) else {
+            park(requester, p)
             return .retry
         }
-        value = write ? cache.withMutableData(of: line) { perform(access, $0 + Int(address - line), size) }
-                      : cache.withData(of: line) { Self.read($0 + Int(address - line), size) }
+        value = v
         return .ok
     }
 
@@ -242,22 +242,29 @@ public final class CoherenceAgent {
         }
     }
 
+    /// Performs the parked access `p` if the rights held on its line allow it now, and
+    /// returns the loaded (or old) value; nil if it must wait. For a home line the caller
+    /// knows the rights (the home may read it; `homeMayWrite`: write it too); for a
+    /// cached line the cache's state decides and `homeMayWrite` is ignored.
+    private func performParked(_ p: Parked, homeMayWrite: Bool) -> UInt64? {
+        let write = p.access != .load
+        if isLocal(p.line) {
+            guard homeMayWrite || !write else { return nil }
+            return perform(p.access, local + Int(p.address - localBase), p.size)
+        }
+        guard let state = cache.state(of: p.line), state == .modified || (!write && state == .shared) else { return nil }
+        return write ? cache.withMutableData(of: p.line) { perform(p.access, $0 + Int(p.address - p.line), p.size) }
+                     : cache.withData(of: p.line) { Self.read($0 + Int(p.address - p.line), p.size) }
+    }
+
     /// The line just became usable (local grant, data or upgrade grant): perform the
-    /// accesses parked on it now. `local`: the line is homed here and the directory
-    /// serialized the home's request at this point of its directive list.
-    private func completeParked(on line: LineAddress, local isHome: Bool, exclusive: Bool = true) {
+    /// accesses parked on it now. For a home line the directory serialized the home's
+    /// request at this point of its directive list, so the grant (`exclusive` or not)
+    /// says what the home may do, not the directory's state after the whole list.
+    private func completeParked(on line: LineAddress, exclusive: Bool = true) {
         for (requester, index, p) in Array(allParked) where p.line == line && p.result == nil {
-            let write = p.access != .load
-            let result: UInt64
-            if isHome {
-                // A read grant leaves remote sharers in place: only loads may go.
-                guard exclusive || !write else { continue }
-                result = perform(p.access, local + Int(p.address - localBase), p.size)
-            } else {
-                guard let state = cache.state(of: line), state == .modified || (!write && state == .shared) else { continue }
-                result = write ? cache.withMutableData(of: line) { perform(p.access, $0 + Int(p.address - line), p.size) }
-                               : cache.withData(of: line) { Self.read($0 + Int(p.address - line), p.size) }
-            }
+            // A read grant to the home leaves remote sharers in place: only loads may go.
+            guard let result = performParked(p, homeMayWrite: exclusive) else { continue }
             parked[requester]?[index].result = result
             completed.append(requester)
         }
@@ -271,25 +278,32 @@ public final class CoherenceAgent {
 
     /// Asks again for what parked accesses still need, and performs those that can go
     /// now. Every parked access thus ends up completed; a CPU waits only for its own.
+    ///
+    /// Each pass retries every line queued so far; a line a retry queues again waits for
+    /// the next pass. The bound on passes only guards against a line that requeues itself
+    /// every time (honest traffic never does): what it leaves stays queued for the next
+    /// call. No line is ever dropped, however many are queued.
     private func settle() {
-        var rounds = 0
-        while let line = retryLines.popLast(), rounds < 64 {
-            rounds += 1
-            for (requester, index, p) in Array(allParked) where p.line == line && p.result == nil {
-                let write = p.access != .load
-                if isLocal(line) {
-                    // Asking may itself complete the access (a grant right away).
-                    guard acquireLocal(line, write: write), parked[requester]?[index].result == nil else { continue }
-                    parked[requester]?[index].result = perform(p.access, local + Int(p.address - localBase), p.size)
-                } else {
-                    guard let home = home(of: line), acquireRemote(line, home: home, write: write),
-                          parked[requester]?[index].result == nil else { continue }
-                    parked[requester]?[index].result = write
-                        ? cache.withMutableData(of: line) { perform(p.access, $0 + Int(p.address - line), p.size) }
-                        : cache.withData(of: line) { Self.read($0 + Int(p.address - line), p.size) }
-                }
-                completed.append(requester)
-            }
+        var passes = 0
+        while !retryLines.isEmpty, passes < 64 {
+            passes += 1
+            let lines = retryLines
+            retryLines = []
+            for line in lines { retry(line) }
+        }
+    }
+
+    private func retry(_ line: LineAddress) {
+        for (requester, index, p) in Array(allParked) where p.line == line && p.result == nil {
+            let write = p.access != .load
+            // Asking may itself complete the access (a grant right away).
+            let granted = if isLocal(line) { acquireLocal(line, write: write) }
+                          else if let home = home(of: line) { acquireRemote(line, home: home, write: write) }
+                          else { false }
+            guard granted, parked[requester]?[index].result == nil,
+                  let result = performParked(p, homeMayWrite: true) else { continue }
+            parked[requester]?[index].result = result
+            completed.append(requester)
         }
     }
 
@@ -327,6 +341,16 @@ public final class CoherenceAgent {
     /// message is not a coherence message or is malformed or misdirected.
     @discardableResult
     public func receive(_ message: Message, from: NodeID) -> Bool {
+        guard absorb(message, from: from) else { return false }
+        settle()
+        return true
+    }
+
+    /// `receive` without the settling afterwards: carries the message's directives
+    /// out but leaves lines that need a retry in `retryLines`. Internal so tests can
+    /// pile up more such lines than one call ever makes in honest traffic (one line
+    /// per message, settled right after it).
+    func absorb(_ message: Message, from: NodeID) -> Bool {
         directives.removeAll(keepingCapacity: true)
         cacheDirectives.removeAll(keepingCapacity: true)
         switch message {
@@ -369,7 +393,6 @@ public final class CoherenceAgent {
         }
         carryOut()
         carryOutCache()
-        settle()
         return true
     }
 
@@ -407,7 +430,7 @@ public final class CoherenceAgent {
                 data.withUnsafeBytes { (local + Int(line - localBase)).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
             case .localGrant(let line, let exclusive):
                 localPending.remove(line)
-                completeParked(on: line, local: true, exclusive: exclusive)
+                completeParked(on: line, exclusive: exclusive)
             case .revokeLocal(let line, let keepRead):
                 revoked.append((LineGeometry.page(of: line), keepRead))
             }
@@ -431,7 +454,7 @@ public final class CoherenceAgent {
                 case .putModified(let data): outgoing.append((to, .writeback(line: line, data: data)))
                 }
             case .wake(let line):
-                completeParked(on: line, local: false)
+                completeParked(on: line)
             case .lost(let line):
                 revoked.append((LineGeometry.page(of: line), false))
             case .downgraded(let line):

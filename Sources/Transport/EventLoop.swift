@@ -49,6 +49,8 @@ final class EventLoop: @unchecked Sendable {
     func start(name: String) {
         let thread = Thread { [self] in
             loopThread = pthread_self()
+            // Nonzero only if uv_stop ended it with handles still active; uv_loop_close
+            // then reports that (closeStatus).
             uv_run(loop, UV_RUN_DEFAULT)
             closeStatus = uv_loop_close(loop)
             finished.signal()
@@ -68,7 +70,14 @@ final class EventLoop: @unchecked Sendable {
         let accepted = !stopping
         if accepted { commands.append(block) }
         lock.unlock()
-        if accepted { uv_async_send(async) }
+        if accepted { wake() }
+    }
+
+    /// uv_async_send on the loop's own async handle: on Unix it fails only for a handle
+    /// that is not an async handle, and ours is one from init until closeOwnHandles.
+    private func wake() {
+        let status = uv_async_send(async)
+        assert(status == 0, "uv_async_send: \(uvErrorName(Int(status)))")
     }
 
     /// Runs `block` on the loop thread and waits for its result.
@@ -86,7 +95,7 @@ final class EventLoop: @unchecked Sendable {
         }
         lock.unlock()
         guard accepted else { return nil }
-        uv_async_send(async)
+        wake()
         done.wait()
         return result
     }
@@ -100,7 +109,7 @@ final class EventLoop: @unchecked Sendable {
         lock.lock()
         dirtyFromOtherThreads.append(connection)
         lock.unlock()
-        uv_async_send(async)
+        wake()
     }
 
     private func drainCommands() {

@@ -23,7 +23,11 @@ final class Listener {
         switch requested {
         case .tcp(let host, let port):
             let tcp = uvAllocate(uv_tcp_t.self)
-            uv_tcp_init(loop, tcp)
+            let initStatus = core.uv("uv_tcp_init") { uv_tcp_init(loop, tcp) }
+            if initStatus < 0 {
+                tcp.deallocate()  // never initialized: libuv knows nothing of it
+                throw uvError(initStatus, "listen on \(requested): uv_tcp_init")
+            }
             handle = asStream(tcp)
             tcp.pointee.data = Unmanaged.passRetained(self).toOpaque()
             guard case .success(var address) = SocketAddress.resolve(host: host, port: port) else {
@@ -37,14 +41,23 @@ final class Listener {
             }
             var name = sockaddr_storage()
             var length = Int32(MemoryLayout<sockaddr_storage>.size)
-            withUnsafeMutablePointer(to: &name) {
-                _ = uv_tcp_getsockname(tcp, UnsafeMutableRawPointer($0).assumingMemoryBound(to: sockaddr.self), &length)
+            let nameStatus = withUnsafeMutablePointer(to: &name) {
+                let n = UnsafeMutableRawPointer($0).assumingMemoryBound(to: sockaddr.self)
+                return core.uv("uv_tcp_getsockname") { uv_tcp_getsockname(tcp, n, &length) }
+            }
+            if nameStatus < 0 {
+                close()
+                throw uvError(nameStatus, "listen on \(requested): uv_tcp_getsockname")
             }
             let (h, p) = SocketAddress.describe(name)
             bound = .tcp(host: h, port: p)
         case .unix(let path):
             let pipe = uvAllocate(uv_pipe_t.self)
-            uv_pipe_init(loop, pipe, 0)
+            let initStatus = core.uv("uv_pipe_init") { uv_pipe_init(loop, pipe, 0) }
+            if initStatus < 0 {
+                pipe.deallocate()
+                throw uvError(initStatus, "listen on \(requested): uv_pipe_init")
+            }
             handle = asStream(pipe)
             pipe.pointee.data = Unmanaged.passRetained(self).toOpaque()
             var status = uv_pipe_bind(pipe, path)
@@ -95,15 +108,25 @@ final class Listener {
             return
         }
         let client: UnsafeMutablePointer<uv_stream_t>
+        let initStatus: Int32
         if isUnix {
             let pipe = uvAllocate(uv_pipe_t.self)
-            uv_pipe_init(core.loop.loop, pipe, 0)
+            initStatus = core.uv("uv_pipe_init") { uv_pipe_init(core.loop.loop, pipe, 0) }
             client = asStream(pipe)
         } else {
             let tcp = uvAllocate(uv_tcp_t.self)
-            uv_tcp_init(core.loop.loop, tcp)
-            uv_tcp_nodelay(tcp, 1)
+            initStatus = core.uv("uv_tcp_init") { uv_tcp_init(core.loop.loop, tcp) }
+            if initStatus >= 0 { setNoDelay(tcp) }
             client = asStream(tcp)
+        }
+        if initStatus < 0 {
+            // libuv takes no further connection until this one is accepted: rather than
+            // wedge, the listener fails (its pending connection is closed with it).
+            client.deallocate()
+            let error = uvError(initStatus, isUnix ? "uv_pipe_init" : "uv_tcp_init")
+            core.logger.error("cannot accept on \(bound) (\(error)): closing the listener")
+            close()
+            return
         }
         guard uv_accept(handle, client) == 0 else {
             uv_close(asHandle(client)) { $0!.deallocate() }
@@ -121,4 +144,12 @@ final class Listener {
             handle!.deallocate()
         }
     }
+}
+
+/// Sets TCP_NODELAY on a handle whose socket does not exist yet (before uv_accept or
+/// uv_tcp_connect). libuv then only records the option and sets it when it opens the
+/// socket, where a failure fails that call: here it cannot fail.
+func setNoDelay(_ tcp: UnsafeMutablePointer<uv_tcp_t>) {
+    let status = uv_tcp_nodelay(tcp, 1)
+    assert(status == 0, "uv_tcp_nodelay before the socket exists: \(uvErrorName(Int(status)))")
 }

@@ -15,6 +15,9 @@ final class TransportCore: @unchecked Sendable {
     private var listeners: [Listener] = []
     private var nextID: UInt64 = 1
     private(set) var isShuttingDown = false
+    /// Tests only: libuv set-up calls (by function name) that answer this status
+    /// instead of being made. Loop thread only.
+    var injectedFailures: [String: Int32] = [:]
 
     init(configuration: TransportConfiguration, logger: Logger, handler: @escaping @Sendable (TransportEvent) -> Void) throws(TransportError) {
         self.loop = try EventLoop()
@@ -39,6 +42,12 @@ final class TransportCore: @unchecked Sendable {
         identityLock.lock()
         currentIdentity = hello
         identityLock.unlock()
+    }
+
+    /// Makes the libuv set-up call `call`, named `name`, unless a test made it fail.
+    @inline(__always) func uv(_ name: String, _ call: () -> Int32) -> Int32 {
+        if !injectedFailures.isEmpty, let status = injectedFailures[name] { return status }
+        return call()
     }
 
     func deliver(_ event: TransportEvent) {
@@ -146,6 +155,13 @@ public final class NetworkTransport: MessageTransport, @unchecked Sendable {
     public func close(_ connection: ConnectionID) {
         guard let c = core.connection(connection) else { return }
         core.loop.execute { c.close() }
+    }
+
+    /// Tests only: makes the libuv set-up call `name` (say "uv_tcp_init") answer `status`
+    /// from now on, without being made; nil makes it real again.
+    func injectFailure(_ name: String, status: Int32?) {
+        let core = self.core
+        _ = core.loop.executeAndWait { core.injectedFailures[name] = status }
     }
 
     public func updateIdentity(_ identity: Hello) {

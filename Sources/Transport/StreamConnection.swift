@@ -84,12 +84,21 @@ final class StreamConnection {
         guard case .outgoing(let endpoint, _) = direction, !closingForGood else { return }
         let request = uvAllocate(uv_connect_t.self)
         request.pointee.data = retainedSelf
+        func dropRequest() {
+            Unmanaged<StreamConnection>.fromOpaque(request.pointee.data).release()
+            request.deallocate()
+        }
         let status: Int32
         switch endpoint {
         case .tcp(let host, let port):
             let tcp = uvAllocate(uv_tcp_t.self)
-            uv_tcp_init(core.loop.loop, tcp)
-            uv_tcp_nodelay(tcp, 1)
+            let initStatus = core.uv("uv_tcp_init") { uv_tcp_init(core.loop.loop, tcp) }
+            guard initStatus >= 0 else {
+                tcp.deallocate()  // never initialized: libuv knows nothing of it
+                dropRequest()
+                return setUpFailed(uvError(initStatus, "connect to \(endpoint): uv_tcp_init"))
+            }
+            setNoDelay(tcp)
             tcp.pointee.data = retainedSelf
             stream = asStream(tcp)
             switch SocketAddress.resolve(host: host, port: port) {
@@ -100,15 +109,19 @@ final class StreamConnection {
             }
         case .unix(let path):
             let pipe = uvAllocate(uv_pipe_t.self)
-            uv_pipe_init(core.loop.loop, pipe, 0)
+            let initStatus = core.uv("uv_pipe_init") { uv_pipe_init(core.loop.loop, pipe, 0) }
+            guard initStatus >= 0 else {
+                pipe.deallocate()
+                dropRequest()
+                return setUpFailed(uvError(initStatus, "connect to \(endpoint): uv_pipe_init"))
+            }
             pipe.pointee.data = retainedSelf
             stream = asStream(pipe)
             uv_pipe_connect(request, pipe, path, connectCallback)
             status = 0
         }
         if status < 0 {
-            Unmanaged<StreamConnection>.fromOpaque(request.pointee.data).release()
-            request.deallocate()
+            dropRequest()
             connectFailed(status)
         }
     }
@@ -128,23 +141,32 @@ final class StreamConnection {
         closeStream(reason: reason)
     }
 
+    /// A libuv call setting up this incarnation failed: it ends (and, if it may, dials
+    /// again later), with the call and uv_strerror's text as the reason.
+    private func setUpFailed(_ error: TransportError) {
+        let reason = "\(error)"
+        logger.warning("\(reason)")
+        closeStream(reason: reason)
+    }
+
     private func begin() {
         guard let stream else { return }
         handshake = HandshakeStateMachine(local: core.identity(), secret: core.configuration.secret)
         decoder = FrameDecoder(payloadLimit: core.configuration.payloadLimit)
         control.removeAll()
         pendingReason = ""
-        let status = uv_read_start(stream, { handle, _, buf in
+        let status = core.uv("uv_read_start") { uv_read_start(stream, { handle, _, buf in
             let c = StreamConnection.from(handle!.pointee.data)
             buf!.pointee = uv_buf_init(c.readBuffer.assumingMemoryBound(to: CChar.self), 64 << 10)
         }, { handle, nread, _ in
             StreamConnection.from(handle!.pointee.data).didRead(nread)
-        })
-        if status < 0 {
-            closeStream(reason: "read failed: \(uvErrorName(Int(status)))")
-            return
+        }) }
+        if status < 0 { return setUpFailed(uvError(status, "uv_read_start")) }
+        do {
+            try armTimer(core.configuration.handshakeTimeoutMillis)
+        } catch {
+            return setUpFailed(error)
         }
-        armTimer(core.configuration.handshakeTimeoutMillis)
         sendControl(handshake.hello)
     }
 
@@ -206,6 +228,7 @@ final class StreamConnection {
             frame += Message.error(code: code, message: reason).frame()
             frame.withUnsafeMutableBytes { raw in
                 var buf = uv_buf_init(raw.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(raw.count))
+                // Any failure or short write only loses this goodbye: the stream closes next.
                 _ = uv_try_write(stream, &buf, 1)
             }
             control.removeAll()
@@ -317,17 +340,26 @@ final class StreamConnection {
         guard !finished else { return }
         let established = wasEstablished
         wasEstablished = false
-        let reconnect = isOutgoingWithReconnect && !closingForGood && !core.isShuttingDown
+        var reason = reason
+        var reconnect = isOutgoingWithReconnect && !closingForGood && !core.isShuttingDown
+        if reconnect {
+            // Armed before anyone hears of the loss, so that what they hear is true.
+            var rng = SystemRandomNumberGenerator()
+            do {
+                try armTimer(backoff.nextDelay(using: &rng))
+            } catch {
+                reconnect = false
+                reason += "; cannot reconnect: \(error)"
+                logger.warning("\(reason)")
+            }
+        }
         outbox.reset(closeForGood: !reconnect)
         if established || !reconnect {
             // Our own close or shutdown is routine; a peer going away is news.
             if established { closingForGood ? logger.debug("disconnected: \(reason)") : logger.info("disconnected: \(reason)") }
             core.deliver(.disconnected(id, reason: reason, willReconnect: reconnect))
         }
-        if reconnect {
-            var rng = SystemRandomNumberGenerator()
-            armTimer(backoff.nextDelay(using: &rng))
-        } else {
+        if !reconnect {
             finished = true
             closeTimer()
             core.forget(self)
@@ -336,19 +368,24 @@ final class StreamConnection {
 
     // MARK: - Timer (handshake timeout, then reconnect delay)
 
-    private func armTimer(_ millis: UInt64) {
+    private func armTimer(_ millis: UInt64) throws(TransportError) {
         if timer == nil {
             let t = uvAllocate(uv_timer_t.self)
-            uv_timer_init(core.loop.loop, t)
+            let status = core.uv("uv_timer_init") { uv_timer_init(core.loop.loop, t) }
+            if status < 0 {
+                t.deallocate()  // never initialized: libuv knows nothing of it
+                throw uvError(status, "uv_timer_init")
+            }
             t.pointee.data = retainedSelf
             timer = t
         }
-        uv_timer_start(timer, { t in
+        try uvCheck(core.uv("uv_timer_start") { uv_timer_start(timer, { t in
             StreamConnection.from(t!.pointee.data).timerFired()
-        }, millis, 0)
+        }, millis, 0) }, "uv_timer_start")
     }
 
     private func stopTimer() {
+        // uv_timer_stop has no failure: it answers 0 on any timer, armed or not.
         if let timer { uv_timer_stop(timer) }
     }
 
