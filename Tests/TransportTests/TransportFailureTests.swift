@@ -39,7 +39,7 @@ import Testing
 
     @Test(arguments: [
         ("garbage", [UInt8](repeating: 0xAB, count: 64)),
-        ("wrong version", { var f = Message.leave(reason: "x").frame(); f[2] = 2; return f }()),
+        ("wrong version", { var f = Message.leave(reason: "x").frame(); f[2] = FrameHeader.version &+ 1; return f }()),
         ("unknown type", { var f = Message.leave(reason: "x").frame(); f[3] = 0xEE; return f }()),
         ("oversized", { var f = Message.leave(reason: "x").frame(); f[7] = 0x40; return f }()),
     ])
