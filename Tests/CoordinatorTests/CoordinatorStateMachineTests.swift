@@ -1,0 +1,200 @@
+import Cluster
+import Protocol
+import Testing
+import Transport
+@testable import Coordinator
+
+/// The coordinator's transitions, event by event, with no sockets and no clock:
+/// joins, VM creation and placement, readiness, guest exits, stops, node deaths.
+@Suite struct CoordinatorStateMachineTests {
+    typealias SM = CoordinatorStateMachine
+    static let ms: UInt64 = 1_000_000
+    let client = ConnectionID(rawValue: 100)
+
+    func node(_ i: Int) -> ConnectionID { ConnectionID(rawValue: UInt64(i + 1)) }
+
+    func hello(_ i: Int, cpus: UInt16 = 2, memory: UInt64 = 256 << 20) -> Hello {
+        Hello(role: .node, nodeID: -1, nonce: [], cpus: cpus, memoryBytes: memory, name: "n\(i)", listenAddress: "unix:/tmp/n\(i).sock")
+    }
+
+    /// A coordinator with `count` nodes joined and one client.
+    func cluster(_ count: Int, heartbeatMillis: UInt32 = 100) -> SM {
+        var sm = SM(configuration: .init(heartbeatMillis: heartbeatMillis))
+        for i in 0..<count { _ = sm.handle(.connected(node(i), peer: hello(i)), now: 0) }
+        _ = sm.handle(.connected(client, peer: Hello(role: .client, nodeID: -1, nonce: [], name: "cli")), now: 0)
+        return sm
+    }
+
+    func sent(_ ds: [SM.Directive], to c: ConnectionID) -> [Message] {
+        ds.compactMap { if case .send(let m, c) = $0 { return m } else { return nil } }
+    }
+
+    let spec = "name: t\nvcpus: 2\nmemory: 16M\nbios: none\nkernel: /k.elf\n"
+
+    func create(_ sm: inout SM, spec: String? = nil, now: UInt64 = 0) -> (UInt32?, [SM.Directive]) {
+        let ds = sm.handle(.received(client, .vmRequest(id: 7, request: .create(spec: spec ?? self.spec))), now: now)
+        for m in sent(ds, to: client) {
+            if case .vmResponse(7, true, let vm, _) = m { return (vm, ds) }
+        }
+        return (nil, ds)
+    }
+
+    @Test func joinIsAcceptedWithTheHeartbeatIntervalAndABadJoinIsRefusedAndClosed() {
+        var sm = SM(configuration: .init(heartbeatMillis: 200))
+        let ds = sm.handle(.connected(node(0), peer: hello(0)), now: 0)
+        guard case .joinAccepted(let j)? = sent(ds, to: node(0)).first else { Issue.record("no joinAccepted: \(ds)"); return }
+        #expect(j.nodeID == 0)
+        #expect(j.heartbeatMillis == 200)
+        #expect(j.memoryBytes == 256 << 20)
+        let bad = sm.handle(.connected(node(1), peer: hello(0)), now: 0)  // the same name again
+        #expect(sent(bad, to: node(1)) == [.joinRejected(reason: "a node named 'n0' is already a member")])
+        #expect(bad.contains(.close(node(1))))
+    }
+
+    @Test func createPlacesOverNodesWithPolicyChunksAndDistinctFrames() throws {
+        var sm = cluster(2)
+        let (vm, ds) = create(&sm)
+        #expect(vm == 1)
+        let starts = [0, 1].compactMap { i -> VMPlacement? in
+            if case .vmStart(let p)? = sent(ds, to: node(i)).first { return p } else { return nil }
+        }
+        try #require(starts.count == 2)
+        #expect(starts[0] == starts[1])
+        let p = starts[0]
+        #expect(p.vcpuNodes == [0, 1])
+        #expect(p.deviceNode == 0)
+        // 16 MiB in 4 KiB chunks (PlacementPolicy.chunkBytes), alternating over both nodes.
+        #expect(p.chunkPages == 1)
+        #expect(p.chunks.count == 4096)
+        #expect(p.chunks.prefix(4).map(\.node) == [0, 1, 0, 1])
+        #expect(Set(p.chunks.map(\.frameBase)).count == 4096)
+        // A second VM gets frames after the first one's.
+        let (vm2, ds2) = create(&sm)
+        #expect(vm2 == 2)
+        guard case .vmStart(let q)? = sent(ds2, to: node(0)).first else { Issue.record("no vmStart"); return }
+        #expect(Set(q.chunks.map(\.frameBase)).isDisjoint(with: p.chunks.map(\.frameBase)))
+    }
+
+    @Test func aVMRunsOnlyWhenEveryParticipantLoaded() {
+        var sm = cluster(2)
+        let (vm, _) = create(&sm)
+        let first = sm.handle(.received(node(0), .vmStatus(vm: vm!, state: .starting, exit: nil, detail: "loaded")), now: 0)
+        #expect(first.allSatisfy { if case .send = $0 { return false } else { return true } })
+        #expect(sm.vms[vm!]?.state == .starting)
+        let second = sm.handle(.received(node(1), .vmStatus(vm: vm!, state: .starting, exit: nil, detail: "loaded")), now: 0)
+        let go = Message.vmStatus(vm: vm!, state: .running, exit: nil, detail: "")
+        #expect(sent(second, to: node(0)) == [go])
+        #expect(sent(second, to: node(1)) == [go])
+        #expect(sent(second, to: client) == [go])
+        #expect(sm.vms[vm!]?.state == .running)
+    }
+
+    @Test func theGuestsExitReachesTheClientTypedAndStopsEveryParticipant() {
+        var sm = cluster(2)
+        let (vm, _) = create(&sm)
+        for i in 0..<2 { _ = sm.handle(.received(node(i), .vmStatus(vm: vm!, state: .starting, exit: nil, detail: "")), now: 0) }
+        let ds = sm.handle(.received(node(0), .vmStatus(vm: vm!, state: .stopped, exit: .fail(code: 3), detail: "fail 3")), now: 0)
+        #expect(sent(ds, to: client) == [.vmStatus(vm: vm!, state: .stopped, exit: .fail(code: 3), detail: "fail 3")])
+        #expect(sent(ds, to: node(1)) == [.vmStop(vm: vm!, reason: "fail 3")])
+        #expect(sm.vms[vm!]?.exit == .fail(code: 3))
+        // A late status about a finished VM changes nothing.
+        let late = sm.handle(.received(node(1), .vmStatus(vm: vm!, state: .failed, exit: nil, detail: "late")), now: 0)
+        #expect(late.isEmpty)
+        #expect(sm.vms[vm!]?.state == .stopped)
+    }
+
+    @Test func aNodeNotInTheVMCannotChangeIt() {
+        var sm = cluster(3)
+        let (vm, _) = create(&sm)  // VCPUs on nodes 0 and 1
+        _ = sm.handle(.received(node(2), .vmStatus(vm: vm!, state: .stopped, exit: .pass, detail: "lie")), now: 0)
+        #expect(sm.vms[vm!]?.state == .starting)
+    }
+
+    @Test func stopRequestAndUnknownStop() {
+        var sm = cluster(1)
+        let (vm, _) = create(&sm)
+        let ds = sm.handle(.received(client, .vmRequest(id: 9, request: .stop(vm: vm!))), now: 0)
+        #expect(sent(ds, to: node(0)) == [.vmStop(vm: vm!, reason: "stopped by request")])
+        #expect(sent(ds, to: client).contains(.vmResponse(id: 9, ok: true, createdVM: nil, body: "stopped VM \(vm!)")))
+        let again = sm.handle(.received(client, .vmRequest(id: 10, request: .stop(vm: vm!))), now: 0)
+        #expect(sent(again, to: client) == [.vmResponse(id: 10, ok: false, createdVM: nil, body: "no running VM \(vm!)")])
+    }
+
+    @Test func badSpecsAreRefusedWithTheReason() {
+        var sm = cluster(1)
+        let ds = sm.handle(.received(client, .vmRequest(id: 1, request: .create(spec: "vcpus: 0\nbios: none\nkernel: /k"))), now: 0)
+        guard case .vmResponse(1, false, nil, let body)? = sent(ds, to: client).first else { Issue.record("\(ds)"); return }
+        #expect(body.contains("vcpus must be between 1 and 64"))
+        var empty = SM()
+        _ = empty.handle(.connected(client, peer: Hello(role: .client, nodeID: -1, nonce: [], name: "cli")), now: 0)
+        let none = empty.handle(.received(client, .vmRequest(id: 2, request: .create(spec: spec))), now: 0)
+        #expect(sent(none, to: client) == [.vmResponse(id: 2, ok: false, createdVM: nil, body: "no live nodes to run the VM on")])
+    }
+
+    @Test func aNodeThatHeartbeatsLateButWithinTheAgreedIntervalsStaysAlive() {
+        // Heartbeat every 100 ms; suspect after 3 silent intervals, dead after 6.
+        var sm = cluster(2)
+        var now: UInt64 = 0
+        var log: [SM.Directive] = []
+        // Node 1 heartbeats every 250 ms (2.5 intervals late each time), node 0 is silent.
+        for _ in 0..<8 {
+            for _ in 0..<5 {
+                now += 50 * Self.ms
+                log += sm.handle(.tick, now: now)
+            }
+            log += sm.handle(.received(node(1), .heartbeat(sequence: 0, sentAtNanos: 0)), now: now)
+        }
+        #expect(sm.membership.members[1]?.status == .alive)
+        #expect(sm.membership.members[0]?.status == .dead)
+        #expect(log.contains(.close(node(0))))
+        #expect(!log.contains(.close(node(1))))
+    }
+
+    @Test func aDeadNodeFailsOnlyTheVMsThatUsedIt() {
+        var sm = cluster(3)
+        let (a, _) = create(&sm)                                            // nodes 0, 1
+        let (b, _) = create(&sm, spec: spec.replacingOccurrences(of: "vcpus: 2", with: "vcpus: 1"))  // node 2 (least loaded)
+        let ds = sm.handle(.disconnected(node(1), reason: "reset"), now: 0)
+        #expect(sm.vms[a!]?.state == .failed)
+        #expect(sm.vms[a!]?.detail.contains("node 1 died") == true)
+        #expect(sm.vms[b!]?.state == .starting)
+        #expect(sent(ds, to: node(0)) == [.vmStop(vm: a!, reason: sm.vms[a!]!.detail)])
+        #expect(sent(ds, to: node(1)).isEmpty)
+        #expect(sent(ds, to: client) == [.vmStatus(vm: a!, state: .failed, exit: nil, detail: sm.vms[a!]!.detail)])
+    }
+
+    @Test func heartbeatsAreAnsweredWithTheClusterTime() {
+        var sm = cluster(1)
+        let ds = sm.handle(.received(node(0), .heartbeat(sequence: 1, sentAtNanos: 42)), now: 5_000)
+        #expect(sent(ds, to: node(0)) == [.timeSync(mtime: 50, sentAtNanos: 42)])
+    }
+
+    @Test func stoppingStopsEveryActiveVM() {
+        var sm = cluster(1)
+        let (vm, _) = create(&sm)
+        let ds = sm.handle(.stopping(reason: "signal"), now: 0)
+        #expect(sent(ds, to: node(0)).count == 1)
+        #expect(sm.vms[vm!]?.exit == .stopped)
+    }
+
+    @Test func consoleBytesAreRoutedBothWays() {
+        var sm = cluster(2)
+        let (vm, _) = create(&sm)
+        let input = sm.handle(.received(client, .console(vm: vm!, bytes: [65])), now: 0)
+        #expect(sent(input, to: node(0)) == [.console(vm: vm!, bytes: [65])])  // the device node
+        let output = sm.handle(.received(node(0), .console(vm: vm!, bytes: [66])), now: 0)
+        #expect(sent(output, to: client) == [.console(vm: vm!, bytes: [66])])
+    }
+}
+
+@Suite struct FrameAllocatorTests {
+    @Test func allocatesWholePagesInOrderUntilFull() {
+        var a = FrameAllocator(base: 0x1_0000_0000, size: 5 * 4096)
+        #expect(a.allocate(4096) == 0x1_0000_0000)
+        #expect(a.allocate(1) == 0x1_0000_1000)        // rounded up to a page
+        #expect(a.allocate(4 * 4096) == nil)           // does not fit: nothing taken
+        #expect(a.freeBytes == 3 * 4096)
+        #expect(a.allocate(3 * 4096) == 0x1_0000_2000)
+        #expect(a.freeBytes == 0)
+    }
+}

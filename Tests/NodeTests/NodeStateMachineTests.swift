@@ -1,0 +1,176 @@
+import Cluster
+import Protocol
+import Testing
+import Transport
+@testable import Node
+
+/// A node's membership and VM bookkeeping, event by event: joining, heartbeats at the
+/// coordinator's interval, clock offsets, peer connections, each VM's lifecycle.
+@Suite struct NodeStateMachineTests {
+    typealias SM = NodeStateMachine
+    static let ms: UInt64 = 1_000_000
+
+    func joined(_ id: Int32 = 1, heartbeatMillis: UInt32 = 200, now: UInt64 = 0) -> SM {
+        var sm = SM(heartbeatMillis: 500)
+        _ = sm.handle(.fromCoordinator(.joinAccepted(JoinAccepted(nodeID: id, memoryBase: 0x1_0000_0000, memoryBytes: 64 << 20,
+                                                                  heartbeatMillis: heartbeatMillis))), now: now)
+        return sm
+    }
+
+    func coordinatorMessages(_ ds: [SM.Directive]) -> [Message] {
+        ds.compactMap { if case .sendCoordinator(let m) = $0 { return m } else { return nil } }
+    }
+
+    func placement(vm: UInt32 = 5, nodes: [Int32] = [0, 1, 2]) -> VMPlacement {
+        VMPlacement(vm: vm, spec: "name: t\nvcpus: \(nodes.count)\nmemory: 1M\nbios: none\nkernel: /k\n",
+                    vcpuNodes: nodes, deviceNode: nodes[0], chunkPages: 1,
+                    chunks: (0..<256).map { MemoryChunk(node: nodes[$0 % nodes.count], frameBase: UInt64($0) << 12) },
+                    nodes: nodes.map { NodeAddress(nodeID: $0, listenAddress: "unix:/tmp/n\($0)", memoryBase: 0, memoryBytes: 1 << 20) },
+                    epochNanos: 0, lineSize: 128)
+    }
+
+    @Test func heartbeatsFollowTheIntervalTheCoordinatorNamed() {
+        // Configured for 500 ms, told 200 ms at join: heartbeats must come every 200 ms,
+        // or a coordinator that declares nodes dead after 6 × 200 ms would kill a well node.
+        var sm = joined(heartbeatMillis: 200)
+        #expect(sm.heartbeatNanos == 200 * Self.ms)
+        var beats: [UInt64] = []
+        for t in stride(from: UInt64(0), through: 1000 * Self.ms, by: UInt64.Stride(10 * Self.ms)) {
+            for case .heartbeat(_, let at) in coordinatorMessages(sm.handle(.tick, now: t)) { beats.append(at / Self.ms) }
+        }
+        #expect(beats == [0, 200, 400, 600, 800, 1000])
+    }
+
+    @Test func noHeartbeatBeforeJoiningAndStatsEveryFourth() {
+        var sm = SM()
+        #expect(sm.handle(.tick, now: 10 * Self.ms).isEmpty)
+        sm = joined(heartbeatMillis: 100)
+        var reports = 0
+        for i in 0..<8 { reports += sm.handle(.tick, now: UInt64(i) * 100 * Self.ms).filter { $0 == .reportStats }.count }
+        #expect(reports == 2)
+    }
+
+    @Test func joinRejectedAndLostCoordinatorStopTheNode() {
+        var sm = SM()
+        #expect(sm.handle(.fromCoordinator(.joinRejected(reason: "full")), now: 0).contains(.stop(reason: "the coordinator refused to admit this node: full")))
+        #expect(sm.handle(.tick, now: 0).isEmpty)  // stopped: nothing more
+        var other = joined()
+        #expect(other.handle(.coordinatorLost(reason: "EOF"), now: 0).contains(.stop(reason: "lost the coordinator: EOF")))
+    }
+
+    @Test func timeSyncAdoptsTheOffsetOfTheBestRoundTrip() {
+        var sm = joined()
+        // Sent at 1000, answered at 3000: the coordinator stamped 10_000 ns (100 ticks) at the midpoint 2000.
+        let ds = sm.handle(.fromCoordinator(.timeSync(mtime: 100, sentAtNanos: 1000)), now: 3000)
+        #expect(ds == [.setClockOffset(8000)])
+    }
+
+    @Test func vmLifecycleLoadReleaseExit() {
+        var sm = joined(1)
+        let start = sm.handle(.fromCoordinator(.vmStart(placement())), now: 0)
+        guard case .startVM(let p, let spec)? = start.first else { Issue.record("\(start)"); return }
+        #expect(p.vm == 5 && spec.vcpus == 3)
+        // Only the higher id is dialled (node 2); node 0 dials us.
+        #expect(start.contains(.dial(2, .unix(path: "/tmp/n2"))))
+        #expect(!start.contains(.dial(0, .unix(path: "/tmp/n0"))))
+        // Released only after it loaded.
+        #expect(sm.handle(.fromCoordinator(.vmStatus(vm: 5, state: .running, exit: nil, detail: "")), now: 0).isEmpty)
+        #expect(coordinatorMessages(sm.handle(.vmLoaded(5), now: 0)) == [.vmStatus(vm: 5, state: .starting, exit: nil, detail: "loaded")])
+        #expect(sm.handle(.fromCoordinator(.vmStatus(vm: 5, state: .running, exit: nil, detail: "")), now: 0) == [.releaseVM(5)])
+        #expect(sm.handle(.fromCoordinator(.console(vm: 5, bytes: [1])), now: 0) == [.consoleInput(5, [1])])
+        let exit = sm.handle(.vmExited(5, .fail(code: 2)), now: 0)
+        #expect(exit.contains(.dropVM(5, reason: "finished: fail(code: 2)")))
+        #expect(coordinatorMessages(exit) == [.vmStatus(vm: 5, state: .stopped, exit: .fail(code: 2), detail: "fail 2")])
+        #expect(sm.isFinished(5))
+        // Late traffic for it is ignored; a second exit is not reported twice.
+        #expect(sm.handle(.vmExited(5, .pass), now: 0).isEmpty)
+        #expect(sm.handle(.fromCoordinator(.console(vm: 5, bytes: [1])), now: 0).isEmpty)
+        #expect(!sm.handle(.fromCoordinator(.vmStart(placement())), now: 0).contains { if case .startVM = $0 { return true } else { return false } })
+    }
+
+    @Test func aVMThatCannotLoadIsReportedFailedAndDropped() {
+        var sm = joined(1)
+        _ = sm.handle(.fromCoordinator(.vmStart(placement())), now: 0)
+        let ds = sm.handle(.vmLoadFailed(5, reason: "no such file"), now: 0)
+        #expect(ds.contains(.dropVM(5, reason: "no such file")))
+        #expect(coordinatorMessages(ds) == [.vmStatus(vm: 5, state: .failed, exit: nil, detail: "node 1: no such file")])
+        var bad = joined(1)
+        var p = placement()
+        p.spec = "vcpus: [1"
+        let parsed = bad.handle(.fromCoordinator(.vmStart(p)), now: 0)
+        #expect(coordinatorMessages(parsed).count == 1)
+        #expect(bad.isFinished(5))
+    }
+
+    @Test func vmStopDropsTheVM() {
+        var sm = joined(0)
+        _ = sm.handle(.fromCoordinator(.vmStart(placement())), now: 0)
+        _ = sm.handle(.vmLoaded(5), now: 0)
+        #expect(sm.handle(.fromCoordinator(.vmStop(vm: 5, reason: "node 2 died")), now: 0).contains(.dropVM(5, reason: "node 2 died")))
+        #expect(sm.vms.isEmpty)
+    }
+
+    @Test func messagesForAPeerWaitUntilItConnects() {
+        var sm = joined(0)
+        let c = ConnectionID(rawValue: 9)
+        #expect(sm.connection(toNode: 1) == nil)
+        sm.hold(.invalidate(line: 128), forNode: 1)
+        sm.hold(.invalidate(line: 256), forNode: 1)
+        let ds = sm.handle(.peerConnected(c, node: 1), now: 0)
+        #expect(ds.filter { if case .send = $0 { return true } else { return false } } ==
+                [.send(.invalidate(line: 128), on: c), .send(.invalidate(line: 256), on: c)])
+        #expect(sm.connection(toNode: 1) == c && sm.node(of: c) == 1)
+        _ = sm.handle(.peerLost(c, reason: "reset"), now: 0)
+        #expect(sm.connection(toNode: 1) == nil && sm.node(of: c) == nil)
+    }
+}
+
+@Suite struct VCPUSchedulerTests {
+    typealias S = VCPUScheduler
+    func v(_ vm: UInt32, _ i: Int) -> S.VCPU { .init(vm: vm, index: i) }
+
+    @Test func roundRobinOverEveryReleasedVCPU() {
+        var s = S()
+        s.add(vm: 1, count: 2)
+        s.add(vm: 2, count: 1)
+        let picks = (0..<6).compactMap { _ in s.next(hasWakeUp: { _ in false }) }
+        #expect(picks == [v(1, 0), v(1, 1), v(2, 0), v(1, 0), v(1, 1), v(2, 0)])
+    }
+
+    @Test func parkedAndWaitingVCPUsAreSkippedUntilWokenOrInterrupted() {
+        var s = S()
+        s.add(vm: 1, count: 2)
+        s.ran(v(1, 0), .parked)
+        s.ran(v(1, 1), .waitingForInterrupt)
+        #expect(s.next(hasWakeUp: { _ in false }) == nil)
+        #expect(s.next(hasWakeUp: { $0 == self.v(1, 1) }) == v(1, 1))
+        s.wake(v(1, 0))
+        #expect(s.takeWoken() == [v(1, 0)])
+        #expect(s.takeWoken().isEmpty)
+        #expect(s.states[v(1, 0)] == .runnable)
+        // Waking a VCPU that is not parked changes nothing.
+        s.wake(v(1, 1))
+        #expect(s.takeWoken().isEmpty)
+    }
+
+    @Test func aRemovedVMsVCPUsAreNeverPickedAgain() {
+        // The old loop iterated over a copy of the node's VMs while handling messages
+        // between slices, so a VM stopped meanwhile still ran a slice.
+        var s = S()
+        s.add(vm: 1, count: 2)
+        s.add(vm: 2, count: 2)
+        s.add(vm: 3, count: 1)
+        #expect(s.next(hasWakeUp: { _ in true }) == v(1, 0))
+        #expect(s.next(hasWakeUp: { _ in true }) == v(1, 1))
+        s.ran(v(2, 0), .parked)
+        s.wake(v(2, 0))
+        s.remove(vm: 2)
+        s.ran(v(2, 1), .budgetExhausted)  // a slice that was running when it went
+        #expect(s.takeWoken().isEmpty)
+        let picks = (0..<6).compactMap { _ in s.next(hasWakeUp: { _ in true }) }
+        #expect(picks == [v(3, 0), v(1, 0), v(1, 1), v(3, 0), v(1, 0), v(1, 1)])
+        s.remove(vm: 1)
+        s.remove(vm: 3)
+        #expect(s.isEmpty && s.next(hasWakeUp: { _ in true }) == nil)
+    }
+}
