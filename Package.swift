@@ -94,6 +94,8 @@ let package = Package(
         .testTarget(name: "CoherenceTests", dependencies: ["Coherence", "Cluster", "TestSupport"]),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Cluster", "Protocol", "Transport"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
+        // A whole cluster (coordinator, nodes, a client) in one test process on InMemoryTransport.
+        .testTarget(name: "InProcessClusterTests", dependencies: ["Coordinator", "Node", "Platform", "Protocol", "Transport", "Cluster"]),
         // Starts the real `disco` binary (and QEMU) as child processes.
         .testTarget(name: "SystemTests"),
     ],

@@ -11,7 +11,7 @@ public final class ClusterClient {
         public var description: String
     }
 
-    private let transport: NetworkTransport
+    private let transport: any MessageTransport
     private let connection: ConnectionID
     private let mailbox = Mailbox<TransportEvent>()
     private var stash: [Message] = []
@@ -19,13 +19,13 @@ public final class ClusterClient {
     private var lost: String?
     private var nextRequest: UInt64 = 1
 
-    public init(coordinator: Endpoint, secret: [UInt8], logger: Logger) throws {
+    public init(coordinator: Endpoint, secret: [UInt8], logger: Logger, transport: TransportFactory? = nil) throws {
         let mailbox = self.mailbox
         let identity = Hello(role: .client, nodeID: -1, nonce: [UInt8](repeating: 0, count: 32),
                              name: "disco-cli-\(getpid())")
-        transport = try NetworkTransport(configuration: TransportConfiguration(secret: secret, identity: identity),
-                                         logger: logger) { mailbox.post($0) }
-        connection = transport.connect(to: coordinator, reconnect: false)
+        let make = transport ?? Transports.network(logger: logger)
+        self.transport = try make(TransportConfiguration(secret: secret, identity: identity)) { mailbox.post($0) }
+        connection = self.transport.connect(to: coordinator, reconnect: false)
     }
 
     deinit { transport.shutdown() }
