@@ -102,9 +102,15 @@ import Testing
         }
         let nodes = try cli(["nodes"]).output
         #expect(nodes.components(separatedBy: "status: alive").count - 1 == 3, "\(nodes)")
-        Thread.sleep(forTimeInterval: 2)
-        // Every node reports its counters to the coordinator.
-        let stats = try cli(["stats"]).output
+        // Every node reports its counters to the coordinator (every 4 heartbeats: 0.8 s
+        // under `disco up`); wait for all three rather than for a fixed time.
+        var stats = ""
+        let reported = Date().addingTimeInterval(20)
+        while Date() < reported {
+            stats = try cli(["stats"]).output
+            if stats.contains("vms_running: 3"), stats.components(separatedBy: "instructions: ").count - 1 == 3 { break }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
         #expect(stats.contains("vms_running: 3"), "\(stats)")
         #expect(stats.components(separatedBy: "instructions: ").count - 1 == 3, "\(stats)")
         // node-1's process (node names are node-0..2; ids follow join order) dies hard.
