@@ -38,6 +38,9 @@ import Transport
                                                         machine: .init(heartbeatMillis: heartbeatMillis)),
                 logger: logger, transport: Transports.inMemory(network))
             start("coordinator") { [coordinator] in _ = try? coordinator.run() }
+            // Nodes and clients dial once the coordinator listens (nodes would retry; a client does not).
+            let listening = Date().addingTimeInterval(10)
+            while coordinator.boundEndpoints.isEmpty && Date() < listening { Thread.sleep(forTimeInterval: 0.005) }
             for i in 0..<count {
                 let name = "node\(i)"
                 let factory: TransportFactory = { [weak self] configuration, handler in
