@@ -98,12 +98,7 @@ public final class CoordinatorRuntime: @unchecked Sendable {
             case .send(let m, let c): _ = transport.send(m, on: c)
             case .close(let c): transport.close(c)
             case .log(let level, let text):
-                switch level {
-                case .debug: logger.debug("\(text)")
-                case .info: logger.info("\(text)")
-                case .warning: logger.warning("\(text)")
-                case .error: logger.error("\(text)")
-                }
+                logger.log(level: level, "\(text)")
             }
         }
     }

@@ -1,4 +1,5 @@
 import Cluster
+import Logging
 import Protocol
 import Transport
 
@@ -30,10 +31,8 @@ public struct CoordinatorStateMachine: Sendable {
     public enum Directive: Sendable, Equatable {
         case send(Message, to: ConnectionID)
         case close(ConnectionID)
-        case log(LogLevel, String)
+        case log(Logger.Level, String)
     }
-
-    public enum LogLevel: Sendable, Equatable { case debug, info, warning, error }
 
     public struct Configuration: Sendable {
         public var heartbeatMillis: UInt32
@@ -128,7 +127,7 @@ public struct CoordinatorStateMachine: Sendable {
 
     private var duration: Duration { .nanoseconds(Int64(nowNanos)) }
 
-    private mutating func log(_ level: LogLevel, _ text: String) { out.append(.log(level, text)) }
+    private mutating func log(_ level: Logger.Level, _ text: String) { out.append(.log(level, text)) }
 
     private mutating func send(_ m: Message, to c: ConnectionID) { out.append(.send(m, to: c)) }
 

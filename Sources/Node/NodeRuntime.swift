@@ -207,12 +207,7 @@ public final class NodeRuntime: @unchecked Sendable {
             case .stop(let reason):
                 mailbox.requestStop(reason)
             case .log(let level, let text):
-                switch level {
-                case .debug: logger.debug("\(text)")
-                case .info: logger.info("\(text)")
-                case .warning: logger.warning("\(text)")
-                case .error: logger.error("\(text)")
-                }
+                logger.log(level: level, "\(text)")
             }
         }
     }

@@ -1,4 +1,5 @@
 import Cluster
+import Logging
 import Protocol
 import Transport
 
@@ -52,10 +53,8 @@ public struct NodeStateMachine: Sendable {
         case reportStats
         /// The node cannot go on (refused, coordinator lost, bad slice).
         case stop(reason: String)
-        case log(LogLevel, String)
+        case log(Logger.Level, String)
     }
-
-    public enum LogLevel: Sendable, Equatable { case debug, info, warning, error }
 
     public enum Phase: Sendable, Equatable {
         case joining
@@ -165,7 +164,7 @@ public struct NodeStateMachine: Sendable {
         }
     }
 
-    private mutating func log(_ level: LogLevel, _ text: String) { out.append(.log(level, text)) }
+    private mutating func log(_ level: Logger.Level, _ text: String) { out.append(.log(level, text)) }
 
     private mutating func stop(_ reason: String) {
         phase = .stopped(reason)
