@@ -67,15 +67,19 @@ final class EventLoop: @unchecked Sendable {
     /// Runs `block` on the loop thread (soon; never inline).
     func execute(_ block: @escaping () -> Void) {
         lock.lock()
-        let accepted = !stopping
-        if accepted { commands.append(block) }
+        if !stopping {
+            commands.append(block)
+            wakeLocked()
+        }
         lock.unlock()
-        if accepted { wake() }
     }
 
     /// uv_async_send on the loop's own async handle: on Unix it fails only for a handle
     /// that is not an async handle, and ours is one from init until closeOwnHandles.
-    private func wake() {
+    /// Called with `lock` held and `stopping` false: closeOwnHandles sets `stopping`
+    /// under the lock before it closes the handle, so no other thread can signal a
+    /// handle that is closed or freed.
+    private func wakeLocked() {
         let status = uv_async_send(async)
         assert(status == 0, "uv_async_send: \(uvErrorName(Int(status)))")
     }
@@ -92,10 +96,10 @@ final class EventLoop: @unchecked Sendable {
                 result = block()
                 done.signal()
             }
+            wakeLocked()
         }
         lock.unlock()
         guard accepted else { return nil }
-        wake()
         done.wait()
         return result
     }
@@ -107,9 +111,11 @@ final class EventLoop: @unchecked Sendable {
             return
         }
         lock.lock()
-        dirtyFromOtherThreads.append(connection)
+        if !stopping {
+            dirtyFromOtherThreads.append(connection)
+            wakeLocked()
+        }
         lock.unlock()
-        wake()
     }
 
     private func drainCommands() {
