@@ -42,11 +42,9 @@ public final class NodeVM: PhysicalMemory {
     public var woken: [Int] = []
     private var localIndex: [Int: Int] = [:]
 
-    private var clint: CLINT!
-    private var plic: PLIC?
-    private var uart: UART16550?
-    private var finisher: TestFinisher?
-    private var devices: [(base: UInt64, size: UInt64, device: MMIODevice)] = []
+    /// This node's devices of the VM: the CLINT of the local harts, and on the device
+    /// node everything else.
+    private var devices: BoardDevices!
 
     /// Messages this VM wants sent (drained by the node after every step).
     public var outgoing: [(to: Int, message: Message)] = []
@@ -86,25 +84,10 @@ public final class NodeVM: PhysicalMemory {
         self.epochNanos = placement.epochNanos
         self.clock = clock
 
-        clint = CLINT(harts: config.harts, sink: LocalSink(owner: self), clock: { [epochNanos] in clock.mtime(epochNanos: epochNanos) })
-        devices.append((VirtBoard.clint, VirtBoard.clintSize, clint))
-        if Int(placement.deviceNode) == node {
-            let plic = PLIC(harts: config.harts, sink: RoutingSink(owner: self))
-            let uart = UART16550(console: ConsoleBuffer(owner: self), irq: { [unowned plic] in
-                plic.setSourceLevel(Int(VirtBoard.uartIRQ), $0)
-            })
-            let finisher = TestFinisher()
-            self.plic = plic
-            self.uart = uart
-            self.finisher = finisher
-            devices.append((VirtBoard.testDevice, 0x1000, finisher))
-            devices.append((VirtBoard.plic, VirtBoard.plicSize, plic))
-            devices.append((VirtBoard.uart, 0x100, uart))
-            for (base, device) in try VirtBoard.virtioSlots(disks: config.disks, dma: DMAView(owner: self),
-                                                            irq: { [unowned plic] in plic.setSourceLevel($0, $1) }) {
-                devices.append((base, VirtBoard.virtioStride, device))
-            }
-        }
+        devices = try BoardDevices(config: config, io: Int(placement.deviceNode) == node,
+                                   clock: { [epochNanos] in clock.mtime(epochNanos: epochNanos) },
+                                   clintSink: LocalSink(owner: self), plicSink: RoutingSink(owner: self),
+                                   console: ConsoleBuffer(owner: self), dma: DMAView(owner: self))
         for (id, n) in vcpuNodes.enumerated() where n == node {
             localIndex[id] = harts.count
             harts.append(Hart(id: id, memory: self))
@@ -131,11 +114,7 @@ public final class NodeVM: PhysicalMemory {
                 offset += inPage
             }
         }
-        for hart in harts {
-            hart.pc = image.entry
-            hart[register: 10] = UInt64(hart.id)
-            hart[register: 11] = image.deviceTreeAddress
-        }
+        image.start(harts)
     }
 
     // MARK: - Address translation
@@ -244,10 +223,7 @@ public final class NodeVM: PhysicalMemory {
         return Int(placement.deviceNode)
     }
 
-    private func localDevice(_ address: UInt64) -> (MMIODevice, UInt64)? {
-        for d in devices where address >= d.base && address - d.base < d.size { return (d.device, address - d.base) }
-        return nil
-    }
+    private func localDevice(_ address: UInt64) -> (MMIODevice, UInt64)? { devices.device(at: address) }
 
     private func remoteRead(_ owner: Int, _ address: UInt64, _ size: Int, _ hart: Int, _ value: inout UInt64) -> BusStatus {
         if let p = pendingReads[hart], p.address == address, p.size == size {
@@ -303,7 +279,7 @@ public final class NodeVM: PhysicalMemory {
             harts[i].setInterrupt(line, level)
             return true
         case .console(_, let bytes):
-            guard let uart else { return false }
+            guard let uart = devices.uart else { return false }
             uart.enqueueInput(bytes)
             return true
         default:
@@ -312,26 +288,14 @@ public final class NodeVM: PhysicalMemory {
     }
 
     /// Polls devices with time-driven state (timers, UART receive) once per turn.
-    public func pollDevices() {
-        clint.updateTimers()
-        uart?.poll()
-    }
+    public func pollDevices() { devices.poll() }
 
     /// The earliest time (mtime ticks) a local timer needs attention, if any.
-    public var nextDeadline: UInt64? {
-        var d = clint.nextDeadline
-        for h in harts { if let s = h.supervisorTimerDeadline { d = min(d ?? .max, s) } }
-        return d
-    }
+    public var nextDeadline: UInt64? { devices.nextDeadline(harts: harts) }
 
     /// Checks the finisher after a hart ran (device node).
     public func checkFinisher() {
-        guard exit == nil, let request = finisher?.take() else { return }
-        switch request {
-        case .pass: exit = .pass
-        case .fail(let code): exit = .fail(code)
-        case .reset: exit = .reset
-        }
+        if exit == nil { exit = devices.takeExit() }
     }
 
     // MARK: - DMA

@@ -55,20 +55,13 @@ public final class Machine: InterruptSink {
     public let config: MachineConfig
     public let bus: SystemBus
     public private(set) var harts: [Hart] = []
-    let clint: CLINT
-    let plic: PLIC
-    let uart: UART16550
-    let finisher = TestFinisher()
+    let devices: BoardDevices
     private let clock = MonotonicClock()
     private let stopLock = NSLock()
     private var stopRequested = false
     private let wakeUp = NSCondition()
 
     public init(config: MachineConfig, console: ConsoleSink) throws {
-        guard config.harts >= 1, config.harts <= 64 else { throw MachineError("harts must be 1...64, not \(config.harts)") }
-        guard config.disks.count <= VirtBoard.virtioSlots else {
-            throw MachineError("at most \(VirtBoard.virtioSlots) disks, not \(config.disks.count)")
-        }
         self.config = config
         let clock = self.clock
         do {
@@ -78,18 +71,9 @@ public final class Machine: InterruptSink {
         }
         // Devices raise lines through `sink`, which reaches this machine once it exists.
         let sink = Sink()
-        clint = CLINT(harts: config.harts, sink: sink, clock: { clock.ticks() })
-        let plic = PLIC(harts: config.harts, sink: sink)
-        self.plic = plic
-        uart = UART16550(console: console, irq: { [unowned plic] in plic.setSourceLevel(Int(VirtBoard.uartIRQ), $0) })
-        bus.attach(finisher, at: VirtBoard.testDevice, size: 0x1000)
-        bus.attach(clint, at: VirtBoard.clint, size: VirtBoard.clintSize)
-        bus.attach(plic, at: VirtBoard.plic, size: VirtBoard.plicSize)
-        bus.attach(uart, at: VirtBoard.uart, size: 0x100)
-        for (base, device) in try VirtBoard.virtioSlots(disks: config.disks, dma: bus,
-                                                        irq: { [unowned plic] in plic.setSourceLevel($0, $1) }) {
-            bus.attach(device, at: base, size: VirtBoard.virtioStride)
-        }
+        devices = try BoardDevices(config: config, io: true, clock: { clock.ticks() }, clintSink: sink, plicSink: sink,
+                                   console: console, dma: bus)
+        for r in devices.regions { bus.attach(r.device, at: r.base, size: r.size) }
         harts = (0..<config.harts).map { Hart(id: $0, memory: bus) }
         sink.machine = self
         try boot()
@@ -119,11 +103,7 @@ public final class Machine: InterruptSink {
                 throw MachineError("image at 0x\(String(chunk.address, radix: 16)) does not fit in RAM")
             }
         }
-        for hart in harts {
-            hart.pc = image.entry
-            hart[register: 10] = UInt64(hart.id)
-            hart[register: 11] = image.deviceTreeAddress
-        }
+        image.start(harts)
     }
 
     // MARK: - Running
@@ -138,7 +118,7 @@ public final class Machine: InterruptSink {
 
     /// Feeds console input to the UART (any thread).
     public func consoleInput(_ bytes: [UInt8]) {
-        uart.enqueueInput(bytes)
+        devices.uart?.enqueueInput(bytes)
         wakeUp.lock(); wakeUp.signal(); wakeUp.unlock()
     }
 
@@ -148,8 +128,7 @@ public final class Machine: InterruptSink {
         let budget = harts.count == 1 ? 100_000 : 10_000
         while true {
             if shouldStop { return .stopped }
-            clint.updateTimers()
-            uart.poll()
+            devices.poll()
             var ran = false
             for (h, hart) in harts.enumerated() {
                 if waiting[h] {
@@ -158,13 +137,7 @@ public final class Machine: InterruptSink {
                 }
                 ran = true
                 if hart.run(budget: budget) == .waitingForInterrupt { waiting[h] = true }
-                if let request = finisher.take() {
-                    switch request {
-                    case .pass: return .pass
-                    case .fail(let code): return .fail(code)
-                    case .reset: return .reset
-                    }
-                }
+                if let exit = devices.takeExit() { return exit }
             }
             if !ran { idle() }
         }
@@ -173,8 +146,7 @@ public final class Machine: InterruptSink {
     /// Every hart waits for an interrupt: sleep until the next timer or console input.
     private func idle() {
         let now = clock.ticks()
-        var deadline = clint.nextDeadline ?? .max
-        for hart in harts { if let d = hart.supervisorTimerDeadline { deadline = min(deadline, d) } }
+        let deadline = devices.nextDeadline(harts: harts) ?? .max
         let ticks = deadline > now ? min(deadline - now, 100_000) : 0  // at most 10 ms
         guard ticks > 0 else { return }
         wakeUp.lock()

@@ -1,0 +1,98 @@
+import RISCV
+
+/// The devices of one VM on QEMU's virt board, wired in one place for the
+/// single-process `Machine` and for a cluster node's part of a VM: the CLINT, and
+/// where the VM's I/O lives also the PLIC, the UART (IRQ 10), the test finisher and the
+/// eight virtio-mmio slots (IRQs 1..8, disks filling from the top as QEMU's
+/// `-drive if=virtio` does). Who receives the interrupt lines, where console bytes go
+/// and how DMA reaches memory are the caller's: a `Machine` has one bus, a node routes
+/// lines and DMA across the cluster.
+public final class BoardDevices {
+    public struct Region {
+        public var base: UInt64
+        public var size: UInt64
+        public var device: MMIODevice
+    }
+
+    public let clint: CLINT
+    public let plic: PLIC?
+    public let uart: UART16550?
+    public let finisher: TestFinisher?
+    /// Every device with its guest-physical window, lowest address first.
+    public let regions: [Region]
+
+    /// Checks `config` against the board's limits and builds its devices. `io`: build
+    /// the VM's I/O devices here (a cluster node without them has only the CLINT of
+    /// the VCPUs it runs). `clock` is mtime (10 MHz ticks).
+    public init(config: MachineConfig, io: Bool, clock: @escaping () -> UInt64,
+                clintSink: InterruptSink, plicSink: InterruptSink, console: ConsoleSink, dma: DMAMemory) throws {
+        guard config.harts >= 1, config.harts <= 64 else { throw MachineError("harts must be 1...64, not \(config.harts)") }
+        guard config.disks.count <= VirtBoard.virtioSlots else {
+            throw MachineError("at most \(VirtBoard.virtioSlots) disks, not \(config.disks.count)")
+        }
+        clint = CLINT(harts: config.harts, sink: clintSink, clock: clock)
+        var regions = [Region(base: VirtBoard.clint, size: VirtBoard.clintSize, device: clint)]
+        if io {
+            let plic = PLIC(harts: config.harts, sink: plicSink)
+            let uart = UART16550(console: console, irq: { [unowned plic] in plic.setSourceLevel(Int(VirtBoard.uartIRQ), $0) })
+            let finisher = TestFinisher()
+            regions.append(Region(base: VirtBoard.testDevice, size: 0x1000, device: finisher))
+            regions.append(Region(base: VirtBoard.plic, size: VirtBoard.plicSize, device: plic))
+            regions.append(Region(base: VirtBoard.uart, size: 0x100, device: uart))
+            for (base, device) in try VirtBoard.virtioSlots(disks: config.disks, dma: dma,
+                                                            irq: { [unowned plic] in plic.setSourceLevel($0, $1) }) {
+                regions.append(Region(base: base, size: VirtBoard.virtioStride, device: device))
+            }
+            self.plic = plic
+            self.uart = uart
+            self.finisher = finisher
+        } else {
+            plic = nil
+            uart = nil
+            finisher = nil
+        }
+        self.regions = regions.sorted { $0.base < $1.base }
+    }
+
+    /// The device answering `address` and the offset into its window.
+    public func device(at address: UInt64) -> (MMIODevice, UInt64)? {
+        for r in regions where address >= r.base && address - r.base < r.size { return (r.device, address - r.base) }
+        return nil
+    }
+
+    /// Time-driven device state (timer lines, UART receive), once per scheduling turn.
+    public func poll() {
+        clint.updateTimers()
+        uart?.poll()
+    }
+
+    /// How the guest asked to end, if it wrote the finisher since the last call.
+    public func takeExit() -> MachineExit? {
+        switch finisher?.take() {
+        case .pass?: return .pass
+        case .fail(let code)?: return .fail(code)
+        case .reset?: return .reset
+        case nil: return nil
+        }
+    }
+
+    /// The earliest mtime at which a timer of `harts` (the CLINT's mtimecmp or a hart's
+    /// Sstc stimecmp) needs attention, if any: how long an idle VM may sleep.
+    public func nextDeadline(harts: [Hart]) -> UInt64? {
+        var d = clint.nextDeadline
+        for h in harts { if let s = h.supervisorTimerDeadline { d = min(d ?? .max, s) } }
+        return d
+    }
+}
+
+extension BootImage {
+    /// Points `harts` at the entry as QEMU's virt board does: pc = entry, a0 = hart id,
+    /// a1 = the device tree's address.
+    public func start(_ harts: [Hart]) {
+        for hart in harts {
+            hart.pc = entry
+            hart[register: 10] = UInt64(hart.id)
+            hart[register: 11] = deviceTreeAddress
+        }
+    }
+}
