@@ -29,14 +29,16 @@ import Transport
         private(set) var nodeTransports: [String: any MessageTransport] = [:]
         private let done = DispatchGroup()
 
-        init(nodes count: Int, cpus: Int, heartbeatMillis: UInt32 = 100) throws {
+        /// `clocks`: the coordinator's and each node's (real time when nil).
+        init(nodes count: Int, cpus: Int, heartbeatMillis: UInt32 = 100,
+             clocks: (coordinator: ClusterClock, nodes: [ClusterClock])? = nil) throws {
             var logger = Logger(label: "test.cluster")
             logger.logLevel = .error
             let network = self.network
             coordinator = CoordinatorRuntime(
                 configuration: CoordinatorConfiguration(listen: [coordinatorEndpoint], secret: InProcessClusterTests.secret,
                                                         machine: .init(heartbeatMillis: heartbeatMillis)),
-                logger: logger, transport: Transports.inMemory(network))
+                logger: logger, clock: clocks?.coordinator ?? ClusterClock(), transport: Transports.inMemory(network))
             start("coordinator") { [coordinator] in _ = try? coordinator.run() }
             // Nodes and clients dial once the coordinator listens (nodes would retry; a client does not).
             let listening = Date().addingTimeInterval(10)
@@ -51,7 +53,7 @@ import Transport
                 let node = NodeRuntime(
                     configuration: NodeConfiguration(coordinator: coordinatorEndpoint, listen: .unix(path: "/\(name)"), name: name,
                                                      cpus: cpus, memoryBytes: 512 << 20, secret: InProcessClusterTests.secret),
-                    logger: logger, transport: factory)
+                    logger: logger, clock: clocks?.nodes[i] ?? ClusterClock(), transport: factory)
                 nodes.append(node)
                 start(name) { _ = try? node.run() }
             }
@@ -193,6 +195,33 @@ import Transport
             #expect(out.state == .stopped && out.exit == .pass, "\(out.detail)\n\(out.console.suffix(800))")
             #expect(Self.comparable(out.console) == Self.comparable(expected))
         }
+    }
+
+    /// Virtual time: the coordinator's clock and three nodes' clocks advance in steps.
+    /// Node 1's clock runs at half speed, so its heartbeats (every 100 ms of its time)
+    /// reach the coordinator 2 intervals apart: late, but within the 3 intervals before
+    /// suspicion and the 6 before death, so it stays alive. Node 2's clock stands
+    /// still: it sends no heartbeat after joining and is declared dead.
+    @Test func aSlowNodeWithinTheAgreedIntervalStaysAliveAndASilentOneDies() throws {
+        let coordinatorTime = ManualTime(), times = [ManualTime(), ManualTime(), ManualTime()]
+        let cluster = try LocalCluster(nodes: 3, cpus: 1, heartbeatMillis: 100,
+                                       clocks: (ClusterClock(source: coordinatorTime), times.map { ClusterClock(source: $0) }))
+        defer { cluster.stop() }
+        let client = try cluster.client()
+        defer { client.close() }
+        try cluster.waitForNodes(3, client: client)
+        for _ in 0..<40 {  // 2 s of coordinator time, 20 heartbeat intervals
+            coordinatorTime.advance(by: .milliseconds(50))
+            times[0].advance(by: .milliseconds(50))
+            times[1].advance(by: .milliseconds(25))
+            cluster.coordinator.wake()
+            for n in cluster.nodes { n.wake() }
+            Thread.sleep(forTimeInterval: 0.03)
+        }
+        let (_, nodes) = try client.request(.nodes)
+        #expect(nodes.contains("name: node0, status: alive"), "\(nodes)")
+        #expect(nodes.contains("name: node1, status: alive"), "\(nodes)")
+        #expect(nodes.contains("name: node2, status: dead"), "\(nodes)")
     }
 
     /// A node whose network dies (its transport shut down, no goodbye) fails the VM
