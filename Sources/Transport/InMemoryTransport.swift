@@ -1,14 +1,91 @@
 import Foundation
 import Protocol
 
+/// Where an in-memory transport does its work: one dispatch queue per transport (its
+/// "loop thread"), or one `ManualExecutor` for the whole network, which runs nothing
+/// until a test drives it.
+public protocol InMemoryExecutor: AnyObject, Sendable {
+    func async(_ block: @escaping @Sendable () -> Void)
+    func asyncAfter(milliseconds: UInt64, _ block: @escaping @Sendable () -> Void)
+    /// Runs `block` after everything already queued (dispatch), or now (manual: the
+    /// caller is the thread that drives the executor).
+    func sync(_ block: () -> Void)
+}
+
+final class DispatchExecutor: InMemoryExecutor, @unchecked Sendable {
+    let queue: DispatchQueue
+    init(label: String) { queue = DispatchQueue(label: label) }
+    func async(_ block: @escaping @Sendable () -> Void) { queue.async(execute: block) }
+    func asyncAfter(milliseconds: UInt64, _ block: @escaping @Sendable () -> Void) {
+        queue.asyncAfter(deadline: .now() + .milliseconds(Int(milliseconds)), execute: block)
+    }
+    func sync(_ block: () -> Void) { queue.sync(execute: block) }
+}
+
+/// A deterministic executor: work runs only in `runPending()`, in the order it was
+/// queued, on the caller's thread; delayed work waits for `time` to pass its due time.
+/// With it and `ManualTime`, a test that drives every runtime from one thread replays
+/// the same run every time.
+public final class ManualExecutor: InMemoryExecutor, @unchecked Sendable {
+    private let lock = NSLock()
+    private var ready: [@Sendable () -> Void] = []
+    private var delayed: [(due: UInt64, seq: UInt64, block: @Sendable () -> Void)] = []
+    private var seq: UInt64 = 0
+    private let now: @Sendable () -> UInt64
+
+    /// `now`: the virtual time in nanoseconds (a ManualTime's).
+    public init(now: @escaping @Sendable () -> UInt64) { self.now = now }
+
+    public func async(_ block: @escaping @Sendable () -> Void) {
+        lock.lock()
+        ready.append(block)
+        lock.unlock()
+    }
+
+    public func asyncAfter(milliseconds: UInt64, _ block: @escaping @Sendable () -> Void) {
+        lock.lock()
+        seq += 1
+        delayed.append((now() + milliseconds * 1_000_000, seq, block))
+        lock.unlock()
+    }
+
+    public func sync(_ block: () -> Void) { block() }
+
+    /// Runs queued work (and delayed work now due) until none is left; returns how
+    /// many blocks ran.
+    @discardableResult
+    public func runPending() -> Int {
+        var count = 0
+        while true {
+            lock.lock()
+            let t = now()
+            if let i = delayed.indices.filter({ delayed[$0].due <= t }).min(by: { (delayed[$0].due, delayed[$0].seq) < (delayed[$1].due, delayed[$1].seq) }) {
+                ready.append(delayed.remove(at: i).block)
+            }
+            guard !ready.isEmpty else { lock.unlock(); return count }
+            let block = ready.removeFirst()
+            lock.unlock()
+            block()
+            count += 1
+        }
+    }
+}
+
 /// The address space of in-memory transports: a registry of listening endpoints. Each
 /// test makes its own network, so tests never see each other's endpoints.
 public final class InMemoryNetwork: @unchecked Sendable {
     private let lock = NSLock()
     private var listeners: [Endpoint: InMemoryTransport] = [:]
     private var nextPort = 1
+    private let shared: InMemoryExecutor?
 
-    public init() {}
+    /// Each transport on its own dispatch queue.
+    public init() { shared = nil }
+
+    /// Every transport on `executor` (a `ManualExecutor` for deterministic tests).
+    public init(executor: InMemoryExecutor) { shared = executor }
+
+    func makeExecutor() -> InMemoryExecutor { shared ?? DispatchExecutor(label: "disco.transport.memory") }
 
     func bind(_ endpoint: Endpoint, to transport: InMemoryTransport) throws(TransportError) -> Endpoint {
         lock.lock()
@@ -74,7 +151,7 @@ public final class InMemoryTransport: MessageTransport, @unchecked Sendable {
     private let configuration: TransportConfiguration
     private let handler: @Sendable (TransportEvent) -> Void
     /// Events are delivered here, one at a time, like the libuv loop thread.
-    private let queue = DispatchQueue(label: "disco.transport.memory")
+    private let queue: InMemoryExecutor
     private let lock = NSLock()
     private var links: [ConnectionID: Link] = [:]
     private var nextID: UInt64 = 1
@@ -83,6 +160,7 @@ public final class InMemoryTransport: MessageTransport, @unchecked Sendable {
     public init(network: InMemoryNetwork, configuration: TransportConfiguration,
                 handler: @escaping @Sendable (TransportEvent) -> Void) {
         self.network = network
+        self.queue = network.makeExecutor()
         self.configuration = configuration
         self.handler = handler
     }
@@ -139,7 +217,7 @@ public final class InMemoryTransport: MessageTransport, @unchecked Sendable {
         guard first else { return }
         network.unbind(self)
         for id in ids { queue.sync { self.drop(id, reason: "transport shut down", forGood: true, tellPeer: true, quiet: true) } }
-        queue.sync {}
+        queue.sync {}  // what was queued before the shutdown has run (dispatch)
     }
 
     public var connectionCount: Int {
@@ -309,7 +387,7 @@ public final class InMemoryTransport: MessageTransport, @unchecked Sendable {
         lock.unlock()
         if established || !reconnect { handler(.disconnected(link.id, reason: reason, willReconnect: reconnect)) }
         if reconnect {
-            queue.asyncAfter(deadline: .now() + .milliseconds(Int(delay))) { self.dial(link) }
+            queue.asyncAfter(milliseconds: delay) { self.dial(link) }
         }
     }
 }
