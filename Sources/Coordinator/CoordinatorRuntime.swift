@@ -55,10 +55,22 @@ public final class CoordinatorRuntime: @unchecked Sendable {
     public func wake() { mailbox.wake() }
 
     public func run() throws -> String {
+        defer { finish() }
+        try start()
+        while true {
+            if let reason = turn() { return reason }
+        }
+    }
+
+    private var tickNanos: UInt64 { UInt64(configuration.machine.heartbeatMillis) * 500_000 }
+    private var nextTick: UInt64 = 0
+
+    /// Makes the transport and listens (the first part of `run`, for a test that drives
+    /// turns itself).
+    public func start() throws {
         let identity = Hello(role: .coordinator, nodeID: -1, nonce: [UInt8](repeating: 0, count: 32), name: "coordinator")
         let mailbox = self.mailbox
         transport = try makeTransport(TransportConfiguration(secret: configuration.secret, identity: identity)) { mailbox.post($0) }
-        defer { transport.shutdown() }
         for endpoint in configuration.listen {
             let b = try transport.listen(on: endpoint)
             boundLock.lock()
@@ -66,31 +78,38 @@ public final class CoordinatorRuntime: @unchecked Sendable {
             boundLock.unlock()
         }
         logger.info("coordinator listening on \(boundEndpoints.map(\.description).joined(separator: ", "))")
-        let tickNanos = UInt64(configuration.machine.heartbeatMillis) * 500_000
-        var nextTick = clock.nanoseconds()
-        while true {
-            if let reason = mailbox.stopRequested {
-                carryOut(machine.handle(.stopping(reason: reason), now: clock.nanoseconds()))
-                return reason
-            }
-            // Sleep in real time for at most one tick; with virtual time the test wakes us.
-            for event in mailbox.wait(until: Date().addingTimeInterval(Double(tickNanos) / 1e9)) {
-                let e: CoordinatorStateMachine.Event
-                switch event {
-                case .connected(let id, let peer): e = .connected(id, peer: peer)
-                case .received(let id, let m): e = .received(id, m)
-                case .disconnected(let id, let reason, _): e = .disconnected(id, reason: reason)
-                case .writable: continue
-                }
-                carryOut(machine.handle(e, now: clock.nanoseconds()))
-            }
-            let now = clock.nanoseconds()
-            if now >= nextTick {
-                carryOut(machine.handle(.tick, now: now))
-                nextTick = now + tickNanos
-            }
-        }
+        nextTick = clock.nanoseconds()
     }
+
+    /// One turn: handle what arrived (with `wait`, sleeping up to one tick for it in
+    /// real time; virtual time in tests moves on `wake()`) and tick the failure
+    /// detector when due. Returns why the coordinator stopped once it has.
+    public func turn(wait: Bool = true) -> String? {
+        if let reason = mailbox.stopRequested {
+            carryOut(machine.handle(.stopping(reason: reason), now: clock.nanoseconds()))
+            return reason
+        }
+        let events = wait ? mailbox.wait(until: Date().addingTimeInterval(Double(tickNanos) / 1e9)) : mailbox.takeAll()
+        for event in events {
+            let e: CoordinatorStateMachine.Event
+            switch event {
+            case .connected(let id, let peer): e = .connected(id, peer: peer)
+            case .received(let id, let m): e = .received(id, m)
+            case .disconnected(let id, let reason, _): e = .disconnected(id, reason: reason)
+            case .writable: continue
+            }
+            carryOut(machine.handle(e, now: clock.nanoseconds()))
+        }
+        let now = clock.nanoseconds()
+        if now >= nextTick {
+            carryOut(machine.handle(.tick, now: now))
+            nextTick = now + tickNanos
+        }
+        return nil
+    }
+
+    /// Closes the transport (the last part of `run`).
+    public func finish() { transport?.shutdown() }
 
     private func carryOut(_ directives: [CoordinatorStateMachine.Directive]) {
         for d in directives {

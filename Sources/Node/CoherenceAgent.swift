@@ -166,6 +166,13 @@ public final class CoherenceAgent {
         parked.lazy.flatMap { (r, list) in list.enumerated().map { (r, $0.offset, $0.element) } }
     }
 
+    /// The parked accesses in requester order: accesses parked on one line are
+    /// performed in an order that does not depend on the dictionary's hash seed, so a
+    /// run can be replayed exactly.
+    private var allParkedInOrder: [(UInt64, Int, Parked)] {
+        Array(allParked).sorted { ($0.0, $0.1) < ($1.0, $1.1) }
+    }
+
     /// Requesters (CPU tokens) whose parked access was just performed: they should
     /// re-execute the parked instruction before anything else (no interrupt first).
     public var completed: [UInt64] = []
@@ -262,7 +269,7 @@ public final class CoherenceAgent {
     /// request at this point of its directive list, so the grant (`exclusive` or not)
     /// says what the home may do, not the directory's state after the whole list.
     private func completeParked(on line: LineAddress, exclusive: Bool = true) {
-        for (requester, index, p) in Array(allParked) where p.line == line && p.result == nil {
+        for (requester, index, p) in allParkedInOrder where p.line == line && p.result == nil {
             // A read grant to the home leaves remote sharers in place: only loads may go.
             guard let result = performParked(p, homeMayWrite: exclusive) else { continue }
             parked[requester]?[index].result = result
@@ -294,7 +301,7 @@ public final class CoherenceAgent {
     }
 
     private func retry(_ line: LineAddress) {
-        for (requester, index, p) in Array(allParked) where p.line == line && p.result == nil {
+        for (requester, index, p) in allParkedInOrder where p.line == line && p.result == nil {
             let write = p.access != .load
             // Asking may itself complete the access (a grant right away).
             let granted = if isLocal(line) { acquireLocal(line, write: write) }

@@ -88,31 +88,48 @@ public final class NodeRuntime: @unchecked Sendable {
     /// Joins the cluster and runs until `stop()` or a fatal condition; returns why it
     /// stopped. Throws if the node cannot start (bad address, no memory).
     public func run() throws -> String {
+        defer { finish() }
+        try start()
+        while true {
+            if let reason = turn() { return reason }
+        }
+    }
+
+    /// Makes the transport, listens and dials the coordinator (the first part of `run`,
+    /// for a test that drives turns itself).
+    public func start() throws {
         let identity = Hello(role: .node, nodeID: -1, nonce: [UInt8](repeating: 0, count: 32),
                              cpus: UInt16(clamping: configuration.cpus), memoryBytes: configuration.memoryBytes,
                              name: configuration.name, listenAddress: "")
         let mailbox = self.mailbox
         transport = try makeTransport(TransportConfiguration(secret: configuration.secret, identity: identity)) { mailbox.post($0) }
-        defer { transport.shutdown() }
         let bound = try transport.listen(on: configuration.listen)
         self.identity = identity
         self.identity.listenAddress = bound.description
         transport.updateIdentity(self.identity)
         coordinator = transport.connect(to: configuration.coordinator, reconnect: true)
         logger.info("node \(configuration.name) listening on \(bound), joining \(configuration.coordinator)")
-
-        while true {
-            if let reason = stopRequested {
-                apply(state.handle(.stopping(reason: reason), now: clock.localNanoseconds()))
-                return reason
-            }
-            process(mailbox.takeAll())
-            if case .stopped(let reason) = state.phase { return reason }
-            apply(state.handle(.tick, now: clock.localNanoseconds()))
-            flush()
-            if !runOneSlice() { idle() }
-        }
     }
+
+    /// One turn of the loop: handle what arrived, heartbeat, run one VCPU slice; with
+    /// `wait`, sleep when nothing can run. Returns why the node stopped once it has.
+    /// Without `wait` nothing blocks, except a device's DMA waiting for a remote line
+    /// (`pumpCoherence`), which a single-threaded driver must not start.
+    public func turn(wait: Bool = true) -> String? {
+        if let reason = stopRequested {
+            apply(state.handle(.stopping(reason: reason), now: clock.localNanoseconds()))
+            return reason
+        }
+        process(mailbox.takeAll())
+        if case .stopped(let reason) = state.phase { return reason }
+        apply(state.handle(.tick, now: clock.localNanoseconds()))
+        flush()
+        if !runOneSlice(), wait { idle() }
+        return nil
+    }
+
+    /// Closes the transport (the last part of `run`).
+    public func finish() { transport?.shutdown() }
 
     // MARK: - Events
 

@@ -1,0 +1,109 @@
+import Cluster
+import Coordinator
+import Foundation
+import Logging
+import Node
+import Protocol
+import Testing
+import Transport
+
+/// A whole cluster driven from one thread in virtual time: the coordinator, the nodes
+/// and a client on one `ManualExecutor`, every clock a `ManualTime` that moves 20 µs
+/// per round, each runtime taking one non-blocking turn per round. Nothing depends on
+/// the host's timing, so a run can be replayed exactly.
+@Suite struct DeterministicClusterTests {
+    static let secret = Array("deterministic-cluster".utf8)
+
+    struct Run: Equatable {
+        var console = ""
+        var state: VMState?
+        var exit: VMExit?
+        var rounds = 0
+    }
+
+    final class Events: @unchecked Sendable {
+        private let lock = NSLock()
+        private var items: [TransportEvent] = []
+        func post(_ e: TransportEvent) { lock.lock(); items.append(e); lock.unlock() }
+        func take() -> [TransportEvent] { lock.lock(); defer { items.removeAll(); lock.unlock() }; return items }
+    }
+
+    /// Boots `elf` on `vcpus` VCPUs over `nodes` nodes; returns what the client saw and
+    /// how many rounds it took.
+    static func run(_ elf: String, vcpus: Int, nodes count: Int, maxRounds: Int = 400_000) throws -> Run {
+        let time = ManualTime()
+        let executor = ManualExecutor(now: { time.nanoseconds() })
+        let network = InMemoryNetwork(executor: executor)
+        var logger = Logger(label: "test.deterministic")
+        logger.logLevel = .critical
+        let coordinatorEndpoint = Endpoint.unix(path: "/coordinator")
+        let coordinator = CoordinatorRuntime(
+            configuration: CoordinatorConfiguration(listen: [coordinatorEndpoint], secret: secret, machine: .init(heartbeatMillis: 100)),
+            logger: logger, clock: ClusterClock(source: time), transport: Transports.inMemory(network))
+        try coordinator.start()
+        defer { coordinator.finish() }
+        var nodes: [NodeRuntime] = []
+        for i in 0..<count {
+            let node = NodeRuntime(
+                configuration: NodeConfiguration(coordinator: coordinatorEndpoint, listen: .unix(path: "/node\(i)"), name: "node\(i)",
+                                                 cpus: (vcpus + count - 1) / count, memoryBytes: 256 << 20, secret: secret),
+                logger: logger, clock: ClusterClock(source: time), transport: Transports.inMemory(network))
+            try node.start()
+            nodes.append(node)
+        }
+        defer { for n in nodes { n.finish() } }
+        let events = Events()
+        let client = InMemoryTransport(network: network, configuration: TransportConfiguration(
+            secret: secret, identity: Hello(role: .client, nodeID: -1, nonce: [], name: "client"))) { events.post($0) }
+        defer { client.shutdown() }
+        let connection = client.connect(to: coordinatorEndpoint, reconnect: false)
+        let spec = VMSpec(name: "det", vcpus: vcpus, memoryBytes: 64 << 20, firmware: VMSpec.Firmware.none, kernel: elf)
+
+        var out = Run()
+        var created: UInt32?
+        var asked = false
+        var joined = 0
+        for round in 0..<maxRounds {
+            executor.runPending()
+            _ = coordinator.turn(wait: false)
+            for n in nodes { _ = n.turn(wait: false) }
+            executor.runPending()
+            for e in events.take() {
+                switch e {
+                case .received(_, .vmResponse(2, true, let vm, _)): created = vm
+                case .received(_, .vmResponse(1, _, _, let body)): joined = body.components(separatedBy: "status: alive").count - 1
+                case .received(_, .console(_, let bytes)): out.console += String(decoding: bytes, as: UTF8.self)
+                case .received(_, .vmStatus(_, let state, let exit, _)) where state == .stopped || state == .failed:
+                    out.state = state
+                    out.exit = exit
+                    out.rounds = round
+                    return out
+                default: break
+                }
+            }
+            // Ask for the members until every node has joined, then create the VM.
+            if created == nil, round % 50 == 0 {
+                if joined < count {
+                    _ = client.send(.vmRequest(id: 1, request: .nodes), on: connection)
+                } else if !asked {
+                    asked = true
+                    _ = client.send(.vmRequest(id: 2, request: .create(spec: spec.yamlText())), on: connection)
+                }
+            }
+            time.advance(byNanos: 20_000)
+        }
+        return out
+    }
+
+    @Test(arguments: [("litmus.elf", 2, 2), ("smp.elf", 4, 2)])
+    func aRunReplaysExactly(guest: String, vcpus: Int, nodes: Int) throws {
+        let elf = InProcessClusterTests.guest(guest)
+        try #require(FileManager.default.fileExists(atPath: elf), "run make -C guests")
+        let first = try Self.run(elf, vcpus: vcpus, nodes: nodes)
+        #expect(first.state == .stopped && first.exit == .pass, "\(first.console.suffix(600))")
+        let (expected, _) = try InProcessClusterTests.reference(elf, harts: vcpus)
+        #expect(InProcessClusterTests.comparable(first.console) == InProcessClusterTests.comparable(expected))
+        let second = try Self.run(elf, vcpus: vcpus, nodes: nodes)
+        #expect(second == first, "rounds \(first.rounds) vs \(second.rounds)")
+    }
+}
