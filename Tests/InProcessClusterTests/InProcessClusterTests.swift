@@ -147,14 +147,14 @@ import Transport
     }
 
     /// The guest's console on the single-process machine (the reference here).
-    static func reference(_ elf: String, harts: Int) throws -> (String, MachineExit) {
+    static func reference(_ elf: String, harts: Int, disks: [String] = []) throws -> (String, MachineExit) {
         final class Capture: ConsoleSink {
             var bytes: [UInt8] = []
             func write(_ b: UnsafeRawBufferPointer) { bytes.append(contentsOf: b) }
         }
         let capture = Capture()
         let machine = try Machine(config: MachineConfig(harts: harts, memoryBytes: 64 << 20, bios: .none, kernel: elf,
-                                                        disks: [], bootargs: nil), console: capture)
+                                                        disks: disks.map { DiskConfig(path: $0) }, bootargs: nil), console: capture)
         let exit = machine.run()
         return (String(decoding: capture.bytes, as: UTF8.self), exit)
     }
@@ -181,9 +181,7 @@ import Transport
     }
 
     /// Two SMP VMs side by side on the same two nodes (each spans both): every VCPU
-    /// runs, each VM's console gets its own output. (Remote MMIO answers reaching the
-    /// right VM, with request ids that collide, is NodeVMTests' job: in smp.elf only
-    /// hart 0, on the device node, touches the UART.)
+    /// runs, each VM's console gets its own output.
     @Test func twoVMsSideBySideOnTheSameNodes() throws {
         let guest = Self.guest("smp.elf")
         try #require(FileManager.default.fileExists(atPath: guest), "run make -C guests")
@@ -222,6 +220,32 @@ import Transport
         #expect(nodes.contains("name: node0, status: alive"), "\(nodes)")
         #expect(nodes.contains("name: node1, status: alive"), "\(nodes)")
         #expect(nodes.contains("name: node2, status: dead"), "\(nodes)")
+    }
+
+    /// Two VMs on the same two nodes whose VCPU 1 (on node 1) reads its VM's virtio
+    /// slots (on node 0) over and over, so both have remote MMIO reads in flight at
+    /// once, numbered from 1 in each VM. The VMs differ in their disks, so an answer
+    /// that reached the wrong VM would print the other VM's device ids (or leave a VCPU
+    /// waiting for ever). Whether ids collide at the wrong moment depends on timing;
+    /// NodeVMTests holds the matching rule itself deterministically.
+    @Test func twoVMsWithRemoteMMIOReadsInFlight() throws {
+        let guest = Self.guest("mmio.elf")
+        try #require(FileManager.default.fileExists(atPath: guest), "run make -C guests")
+        let disk = FileManager.default.temporaryDirectory.appendingPathComponent("disco-mmio-\(UUID().uuidString).img").path
+        try #require(FileManager.default.createFile(atPath: disk, contents: Data(count: 1 << 20)))
+        defer { try? FileManager.default.removeItem(atPath: disk) }
+        let (withDisk, _) = try Self.reference(guest, harts: 2, disks: [disk])
+        let (without, _) = try Self.reference(guest, harts: 2)
+        #expect(withDisk != without)
+        let cluster = try LocalCluster(nodes: 2, cpus: 2)
+        defer { cluster.stop() }
+        var a = spec("mmio.elf", vcpus: 2, name: "a")
+        a.disks = [VMSpec.Disk(path: disk)]
+        let outs = try Self.run([a, spec("mmio.elf", vcpus: 2, name: "b")], on: cluster)
+        for (out, expected) in zip(outs, [withDisk, without]) {
+            #expect(out.state == .stopped && out.exit == .pass, "\(out.detail)\n\(out.console.suffix(800))")
+            #expect(Self.comparable(out.console) == Self.comparable(expected))
+        }
     }
 
     /// A node whose network dies (its transport shut down, no goodbye) fails the VM

@@ -36,6 +36,24 @@ import Testing
         try expectSameAsQEMU("litmus.elf", harts: nodes, nodes: nodes)
     }
 
+    /// Every hart reads the virtio slots (hart 1 from the node without the devices);
+    /// QEMU's slots are modern (version 2) with force-legacy off, and its
+    /// virtio-blk-device lands in the last slot as disco's first disk does.
+    @Test func mmioFromEveryHartOnTwoNodes() throws {
+        let elf = Paths.guest("mmio.elf")
+        try #require(FileManager.default.fileExists(atPath: elf), "guest \(elf) is not built: run make -C guests")
+        let disk = FileManager.default.temporaryDirectory.appendingPathComponent("disco-mmio-\(UUID().uuidString).img").path
+        try #require(FileManager.default.createFile(atPath: disk, contents: Data(count: 1 << 20)))
+        defer { try? FileManager.default.removeItem(atPath: disk) }
+        let qemu = try runOnQEMU(elf, harts: 2, extra: ["-global", "virtio-mmio.force-legacy=false",
+                                                        "-drive", "file=\(disk),format=raw,if=none,id=d0",
+                                                        "-device", "virtio-blk-device,drive=d0"])
+        let disco = try runOnDisco(elf, harts: 2, extra: ["--nodes", "2", "--disk", disk])
+        #expect(qemu.status == 0 && disco.status == 0, "\(disco.errorOutput.suffix(1000))")
+        #expect(qemu.output.contains("device ids 2"), "\(qemu.output.suffix(500))")
+        #expect(comparable(disco.output) == comparable(qemu.output), "\(disco.output.suffix(1000))")
+    }
+
     @Test func isaSuiteOnTwoNodes() throws {
         try expectSameAsQEMU("isa.elf", harts: 2, nodes: 2)
     }
