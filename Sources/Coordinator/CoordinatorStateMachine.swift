@@ -42,7 +42,7 @@ public struct CoordinatorStateMachine: Sendable {
         public var strategy: PlacementPolicy.Strategy
 
         public init(heartbeatMillis: UInt32 = 500, suspectAfterIntervals: Int = 3, deadAfterIntervals: Int = 6,
-                    lineSize: Int = 128, strategy: PlacementPolicy.Strategy = .roundRobin) {
+                    lineSize: Int = 128, strategy: PlacementPolicy.Strategy = .compact) {
             self.heartbeatMillis = heartbeatMillis
             self.suspectAfterIntervals = suspectAfterIntervals
             self.deadAfterIntervals = deadAfterIntervals
@@ -62,6 +62,8 @@ public struct CoordinatorStateMachine: Sendable {
     public struct VMRecord: Sendable {
         public var placement: VMPlacement
         public var name: String
+        /// Bytes of guest memory homed on each node.
+        public var memoryOnNodes: [NodeID: UInt64]
         public var owner: ConnectionID?
         public var state: VMState
         public var exit: VMExit?
@@ -323,7 +325,7 @@ public struct CoordinatorStateMachine: Sendable {
                             memoryBase: nodes[n]!.frames.base, memoryBytes: nodes[n]!.frames.size)
             },
             epochNanos: nowNanos, lineSize: UInt32(configuration.lineSize))
-        vms[id] = VMRecord(placement: placement, name: spec.name, owner: owner, state: .starting)
+        vms[id] = VMRecord(placement: placement, name: spec.name, memoryOnNodes: placed.memoryBytes, owner: owner, state: .starting)
         for n in participants { sendNode(n, .vmStart(placement)) }
         let homes = placed.memoryBytes.sorted { $0.key < $1.key }.map { "\($0.key): \(MemorySize.format($0.value))" }
         log(.info, "VM \(id) '\(spec.name)': \(spec.vcpus) VCPUs on nodes \(placed.vcpuNodes), memory on [\(homes.joined(separator: ", "))]")
@@ -335,7 +337,8 @@ public struct CoordinatorStateMachine: Sendable {
     var listText: String {
         let rows = vms.keys.sorted().map { id -> String in
             let r = vms[id]!
-            return "- {vm: \(id), name: \(r.name), state: \(r.state), vcpus: \(r.placement.vcpuNodes.count), nodes: \(r.participants.sorted())\(r.detail.isEmpty ? "" : ", detail: \"\(r.detail)\"")}"
+            let memory = r.memoryOnNodes.sorted { $0.key < $1.key }.map { "\($0.key): \(MemorySize.format($0.value))" }
+            return "- {vm: \(id), name: \(r.name), state: \(r.state), vcpus: \(r.placement.vcpuNodes.count), nodes: \(r.participants.sorted()), vcpu_nodes: \(r.placement.vcpuNodes), memory_nodes: {\(memory.joined(separator: ", "))}\(r.detail.isEmpty ? "" : ", detail: \"\(r.detail)\"")}"
         }
         return rows.isEmpty ? "[]" : rows.joined(separator: "\n")
     }

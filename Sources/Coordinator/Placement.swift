@@ -5,6 +5,11 @@ import Cluster
 /// the failed node). Pure logic over membership, testable without sockets.
 public struct PlacementPolicy: Sendable {
     public enum Strategy: String, Sendable, CaseIterable {
+        /// A VM kept together: on one node if one has free CPUs and memory for all of
+        /// it, else on as few nodes as have free CPUs for its VCPUs (most free first);
+        /// memory interleaved over those nodes. Only an overcommitted cluster spreads
+        /// the rest round-robin.
+        case compact
         /// VCPU i on the i-th node in turn; memory interleaved in chunks over those nodes.
         case roundRobin = "round-robin"
         /// Everything on the node with the most free CPUs (no remote memory at all).
@@ -56,7 +61,7 @@ public struct PlacementPolicy: Sendable {
     /// Memory is spread in chunks of this size (a power of two, at least a page).
     public var chunkBytes: UInt64
 
-    public init(strategy: Strategy = .roundRobin, chunkBytes: UInt64 = 2 << 20) {
+    public init(strategy: Strategy = .compact, chunkBytes: UInt64 = 2 << 20) {
         precondition(chunkBytes >= 4096 && chunkBytes & (chunkBytes - 1) == 0, "chunks are a power of two of pages")
         self.strategy = strategy
         self.chunkBytes = chunkBytes
@@ -89,35 +94,59 @@ public struct PlacementPolicy: Sendable {
             let count = Int((memoryBytes + chunkBytes - 1) / chunkBytes)
             return Placement(vcpuNodes: Array(repeating: best.id, count: vcpus), chunks: Array(repeating: best.id, count: count),
                              chunkBytes: chunkBytes, totalBytes: memoryBytes)
+        case .compact:
+            let freeCPUs = ordered.map { (node: $0, free: max(0, $0.cpus - load[$0.id, default: 0])) }
+            let mostFreeFirst = freeCPUs.sorted { ($0.free, $1.node.id) > ($1.free, $0.node.id) }
+            if let whole = mostFreeFirst.first(where: { $0.free >= vcpus && $0.node.freeMemoryBytes >= memoryBytes }) {
+                let count = Int((memoryBytes + chunkBytes - 1) / chunkBytes)
+                return Placement(vcpuNodes: Array(repeating: whole.node.id, count: vcpus),
+                                 chunks: Array(repeating: whole.node.id, count: count), chunkBytes: chunkBytes, totalBytes: memoryBytes)
+            }
+            var vcpuNodes: [NodeID] = []
+            for (node, free) in mostFreeFirst where free > 0 && vcpuNodes.count < vcpus {
+                vcpuNodes += Array(repeating: node.id, count: min(free, vcpus - vcpuNodes.count))
+            }
+            // Overcommitted: the VCPUs left go round-robin from the least loaded node.
+            let start = ordered.indices.min { load[ordered[$0].id, default: 0] < load[ordered[$1].id, default: 0] }!
+            var next = start
+            while vcpuNodes.count < vcpus {
+                vcpuNodes.append(ordered[next % ordered.count].id)
+                next += 1
+            }
+            return try interleave(memoryBytes, over: Array(Set(vcpuNodes)).sorted(), vcpuNodes: vcpuNodes, nodes: ordered)
         case .roundRobin:
             // Start from the least loaded node so VMs spread over the cluster.
             let start = ordered.indices.min { load[ordered[$0].id, default: 0] < load[ordered[$1].id, default: 0] }!
             let vcpuNodes = (0..<vcpus).map { ordered[(start + $0) % ordered.count].id }
-            let hosts = Array(Set(vcpuNodes)).sorted()
-            // Interleave chunks over the VCPU hosts, skipping full ones.
-            var free = Dictionary(uniqueKeysWithValues: ordered.map { ($0.id, $0.freeMemoryBytes) })
-            var chunks: [NodeID] = []
-            var left = memoryBytes
-            var i = 0
-            var stalled = 0
-            while left > 0 {
-                let node = hosts[i % hosts.count]
-                let chunk = min(chunkBytes, left)
-                if free[node, default: 0] >= chunk {
-                    free[node]! -= chunk
-                    chunks.append(node)
-                    left -= chunk
-                    stalled = 0
-                } else {
-                    stalled += 1
-                    if stalled >= hosts.count {
-                        throw PlacementError(description: "not enough free memory on the VCPUs' nodes for \(memoryBytes >> 20) MiB")
-                    }
-                }
-                i += 1
-            }
-            return Placement(vcpuNodes: vcpuNodes, chunks: chunks, chunkBytes: chunkBytes, totalBytes: memoryBytes)
+            return try interleave(memoryBytes, over: Array(Set(vcpuNodes)).sorted(), vcpuNodes: vcpuNodes, nodes: ordered)
         }
+    }
+
+    /// Memory in chunks over `hosts` in turn, skipping hosts that are full.
+    private func interleave(_ memoryBytes: UInt64, over hosts: [NodeID], vcpuNodes: [NodeID],
+                            nodes ordered: [NodeCapacity]) throws -> Placement {
+        var free = Dictionary(uniqueKeysWithValues: ordered.map { ($0.id, $0.freeMemoryBytes) })
+        var chunks: [NodeID] = []
+        var left = memoryBytes
+        var i = 0
+        var stalled = 0
+        while left > 0 {
+            let node = hosts[i % hosts.count]
+            let chunk = min(chunkBytes, left)
+            if free[node, default: 0] >= chunk {
+                free[node]! -= chunk
+                chunks.append(node)
+                left -= chunk
+                stalled = 0
+            } else {
+                stalled += 1
+                if stalled >= hosts.count {
+                    throw PlacementError(description: "not enough free memory on the VCPUs' nodes for \(memoryBytes >> 20) MiB")
+                }
+            }
+            i += 1
+        }
+        return Placement(vcpuNodes: vcpuNodes, chunks: chunks, chunkBytes: chunkBytes, totalBytes: memoryBytes)
     }
 
     /// The VMs that depended on `node` (VCPUs or memory there).

@@ -17,9 +17,10 @@ import Transport
         Hello(role: .node, nodeID: -1, nonce: [], cpus: cpus, memoryBytes: memory, name: "n\(i)", listenAddress: "unix:/tmp/n\(i).sock")
     }
 
-    /// A coordinator with `count` nodes joined and one client.
-    func cluster(_ count: Int, heartbeatMillis: UInt32 = 100) -> SM {
-        var sm = SM(configuration: .init(heartbeatMillis: heartbeatMillis))
+    /// A coordinator with `count` nodes joined and one client; VMs spread round-robin
+    /// unless `strategy` says otherwise, so that most tests see VMs over several nodes.
+    func cluster(_ count: Int, heartbeatMillis: UInt32 = 100, strategy: PlacementPolicy.Strategy = .roundRobin) -> SM {
+        var sm = SM(configuration: .init(heartbeatMillis: heartbeatMillis, strategy: strategy))
         for i in 0..<count { _ = sm.handle(.connected(node(i), peer: hello(i)), now: 0) }
         _ = sm.handle(.connected(client, peer: Hello(role: .client, nodeID: -1, nonce: [], name: "cli")), now: 0)
         return sm
@@ -73,6 +74,28 @@ import Transport
         #expect(vm2 == 2)
         guard case .vmStart(let q)? = sent(ds2, to: node(0)).first else { Issue.record("no vmStart"); return }
         #expect(Set(q.chunks.map(\.frameBase)).isDisjoint(with: p.chunks.map(\.frameBase)))
+    }
+
+    @Test func compactPlacementKeepsEachVMOnOneNodeWhenItFits() throws {
+        // Three 2-VCPU VMs on three nodes of 2 CPUs each: one node per VM, and the list says so.
+        var sm = cluster(3, strategy: .compact)
+        var homes: [[Int32]] = []
+        for _ in 0..<3 {
+            let (vm, ds) = create(&sm)
+            guard case .vmStart(let p)? = ds.lazy.compactMap({ d -> Message? in
+                if case .send(let m, _) = d, case .vmStart = m { return m } else { return nil }
+            }).first else { Issue.record("no vmStart"); return }
+            #expect(Set(p.vcpuNodes).count == 1 && Set(p.chunks.map(\.node)) == Set(p.vcpuNodes), "VM \(vm!): \(p.vcpuNodes)")
+            homes.append(p.vcpuNodes)
+        }
+        #expect(Set(homes.map { $0[0] }) == [0, 1, 2])
+        #expect(sm.listText.contains("vcpu_nodes: [0, 0], memory_nodes: {0: 16M}"), "\(sm.listText)")
+        // A fourth finds no node with two free CPUs: it takes the least loaded ones, one VCPU each.
+        let (_, ds) = create(&sm)
+        guard case .vmStart(let p)? = ds.lazy.compactMap({ d -> Message? in
+            if case .send(let m, _) = d, case .vmStart = m { return m } else { return nil }
+        }).first else { Issue.record("no vmStart"); return }
+        #expect(p.vcpuNodes.count == 2)
     }
 
     @Test func aVMRunsOnlyWhenEveryParticipantLoaded() {

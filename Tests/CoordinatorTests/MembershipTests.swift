@@ -68,10 +68,10 @@ import Testing
     let nodes = (0..<4).map { P.NodeCapacity(id: $0, cpus: 2, freeMemoryBytes: 1 << 30) }
 
     @Test func roundRobinSpreadsVCPUsAndInterleavesMemory() throws {
-        let p = try P().place(vcpus: 4, memoryBytes: 64 << 20, on: nodes)
+        let p = try P(strategy: .roundRobin).place(vcpus: 4, memoryBytes: 64 << 20, on: nodes)
         #expect(p.vcpuNodes == [0, 1, 2, 3])
         #expect(p.memoryBytes == [0: 16 << 20, 1: 16 << 20, 2: 16 << 20, 3: 16 << 20])
-        let two = try P().place(vcpus: 2, memoryBytes: 5 << 20, on: nodes, load: [0: 2, 1: 1])
+        let two = try P(strategy: .roundRobin).place(vcpus: 2, memoryBytes: 5 << 20, on: nodes, load: [0: 2, 1: 1])
         #expect(two.vcpuNodes == [2, 3])
         #expect(two.memoryBytes == [2: 3 << 20, 3: 2 << 20])
     }
@@ -79,14 +79,14 @@ import Testing
     @Test func memorySpillsToHostsWithRoomOrFails() throws {
         let tight = [P.NodeCapacity(id: 0, cpus: 1, freeMemoryBytes: 2 << 20),
                      P.NodeCapacity(id: 1, cpus: 1, freeMemoryBytes: 8 << 20)]
-        let p = try P().place(vcpus: 2, memoryBytes: 8 << 20, on: tight)
+        let p = try P(strategy: .roundRobin).place(vcpus: 2, memoryBytes: 8 << 20, on: tight)
         #expect(p.memoryBytes == [0: 2 << 20, 1: 6 << 20])
-        #expect(throws: P.PlacementError.self) { try P().place(vcpus: 2, memoryBytes: 12 << 20, on: tight) }
+        #expect(throws: P.PlacementError.self) { try P(strategy: .roundRobin).place(vcpus: 2, memoryBytes: 12 << 20, on: tight) }
         #expect(throws: P.PlacementError.self) { try P().place(vcpus: 1, memoryBytes: 1, on: []) }
     }
 
     @Test func chunksCoverMemoryInGuestOrder() throws {
-        let p = try P(chunkBytes: 1 << 20).place(vcpus: 2, memoryBytes: (5 << 20) + 4096, on: nodes)
+        let p = try P(strategy: .roundRobin, chunkBytes: 1 << 20).place(vcpus: 2, memoryBytes: (5 << 20) + 4096, on: nodes)
         #expect(p.chunks == [0, 1, 0, 1, 0, 1])
         #expect(p.bytes(ofChunk: 0) == 1 << 20)
         #expect(p.bytes(ofChunk: 5) == 4096)
@@ -106,8 +106,24 @@ import Testing
         #expect(p.memoryBytes == [2: 64 << 20])
     }
 
+    @Test func compactKeepsAVMTogetherAndSpreadsOnlyWhatDoesNotFit() throws {
+        // Fits on one node: the one with the most free CPUs (lowest id on a tie).
+        let one = try P().place(vcpus: 2, memoryBytes: 8 << 20, on: nodes, load: [0: 1])
+        #expect(one.vcpuNodes == [1, 1] && one.memoryBytes == [1: 8 << 20])
+        // Three VCPUs on 2-CPU nodes: two nodes, the emptier first, memory over both.
+        let three = try P().place(vcpus: 3, memoryBytes: 4 << 20, on: nodes, load: [0: 1, 1: 1])
+        #expect(three.vcpuNodes == [2, 2, 3])
+        #expect(Set(three.chunks) == [2, 3])
+        // A node with CPUs but no room for the memory is not chosen alone.
+        let small = [P.NodeCapacity(id: 0, cpus: 4, freeMemoryBytes: 2 << 20), P.NodeCapacity(id: 1, cpus: 2, freeMemoryBytes: 1 << 30)]
+        #expect(try P().place(vcpus: 2, memoryBytes: 8 << 20, on: small).vcpuNodes == [1, 1])
+        // Overcommitted: every CPU is busy, the VCPUs go round-robin from the least loaded.
+        let busy = try P().place(vcpus: 2, memoryBytes: 4 << 20, on: nodes, load: [0: 2, 1: 2, 2: 3, 3: 2])
+        #expect(busy.vcpuNodes == [0, 1])
+    }
+
     @Test func nodeFailureTakesDownOnlyTheVMsThatUsedIt() throws {
-        let policy = P()
+        let policy = P(strategy: .roundRobin)
         let vmA = try policy.place(vcpus: 2, memoryBytes: 4 << 20, on: Array(nodes[0...1]))
         let vmB = try policy.place(vcpus: 1, memoryBytes: 4 << 20, on: [nodes[2]])
         let vmC = try policy.place(vcpus: 2, memoryBytes: 4 << 20, on: Array(nodes[1...2]))
