@@ -96,6 +96,9 @@ public struct DirectoryStateMachine: Sendable {
     /// FLASH-style miss counters: per 4 KiB page, per requesting node, the number of
     /// requests the home served (the home's own CPUs included when they had to wait).
     public private(set) var missCounts: [UInt64: [NodeID: UInt64]] = [:]
+    /// The part of `missCounts` that asked to write (getModified, upgrade): the page
+    /// policy must not replicate a page that is written.
+    public private(set) var writeMissCounts: [UInt64: [NodeID: UInt64]] = [:]
 
     public init(home: NodeID, geometry: LineGeometry = LineGeometry()) {
         self.home = home
@@ -126,7 +129,10 @@ public struct DirectoryStateMachine: Sendable {
     }
 
     /// Clears the miss counters (the policy reads them once per interval).
-    public mutating func resetMissCounts() { missCounts.removeAll(keepingCapacity: true) }
+    public mutating func resetMissCounts() {
+        missCounts.removeAll(keepingCapacity: true)
+        writeMissCounts.removeAll(keepingCapacity: true)
+    }
 
     // MARK: - Events
 
@@ -179,7 +185,7 @@ public struct DirectoryStateMachine: Sendable {
         case .request(let kind, _, let from) where from == home:
             startLocal(kind, line, &entry, &out)
         case .request(let kind, _, let from):
-            countMiss(line, from)
+            countMiss(line, from, write: kind != .getShared)
             startRemote(kind, line, from, &entry, &out)
         case .putShared(_, let from):
             if case .shared(var sharers) = entry.state {
@@ -265,13 +271,13 @@ public struct DirectoryStateMachine: Sendable {
                 out.append(.localGrant(line: line, exclusive: false))
                 return
             }
-            countMiss(line, home)
+            countMiss(line, home, write: true)
             entry.state = .busy(Transaction(requester: home, request: kind, awaitingAcks: sharers,
                                             awaitingRecallFrom: nil, sharersAfter: NodeSet(),
                                             requesterHadCopy: false))
             for node in sharers { out.append(.sendInvalidate(line: line, to: node)) }
         case .exclusive(let owner):
-            countMiss(line, home)
+            countMiss(line, home, write: write)
             entry.state = .busy(Transaction(requester: home, request: kind, awaitingAcks: NodeSet(),
                                             awaitingRecallFrom: owner,
                                             sharersAfter: write ? NodeSet() : NodeSet([owner]),
@@ -303,8 +309,10 @@ public struct DirectoryStateMachine: Sendable {
         }
     }
 
-    private mutating func countMiss(_ line: LineAddress, _ node: NodeID) {
-        missCounts[LineGeometry.page(of: line), default: [:]][node, default: 0] += 1
+    private mutating func countMiss(_ line: LineAddress, _ node: NodeID, write: Bool) {
+        let page = LineGeometry.page(of: line)
+        missCounts[page, default: [:]][node, default: 0] += 1
+        if write { writeMissCounts[page, default: [:]][node, default: 0] += 1 }
     }
 }
 

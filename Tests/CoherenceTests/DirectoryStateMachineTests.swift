@@ -118,8 +118,11 @@ import Testing
         _ = dir.handle(.request(.getShared, line: 0x8000_0000, from: 0))  // local hit: not a miss
         #expect(dir.missCounts[0x8000_0000] == [1: 2])
         #expect(dir.missCounts[0x8000_1000] == [2: 1])
+        // Only requests to write count as write misses.
+        #expect(dir.writeMissCounts[0x8000_0000] == nil)
+        #expect(dir.writeMissCounts[0x8000_1000] == [2: 1])
         dir.resetMissCounts()
-        #expect(dir.missCounts.isEmpty)
+        #expect(dir.missCounts.isEmpty && dir.writeMissCounts.isEmpty)
     }
 
     @Test func staleAnswersAreIgnored() {

@@ -1,0 +1,192 @@
+import Cluster
+
+/// Disco's dynamic page placement policy, as a pure state machine: the nodes' per-page,
+/// per-node miss counts come in (the directory's FLASH-style counters), decisions to
+/// migrate or replicate a guest page go out. It follows the policy Disco took from
+/// Verghese et al. (ASPLOS 1996): per page a miss counter per node, a write counter and
+/// a migration counter, all reset every `resetInterval`, and four thresholds.
+///
+/// - A page is **hot** when one node's misses on it reach `trigger`.
+/// - It is **shared** when some other node's misses reach `sharing`; otherwise the hot
+///   node is its only real user and the page **migrates** there (unless it is already
+///   homed there, or it moved `migrateLimit` times this interval: ping-pong).
+/// - A shared page with fewer than `writeLimit` write misses is read-shared and is
+///   **replicated** to every node whose misses reach `sharing` and that has no copy; a
+///   page written more is write-shared and stays where it is.
+///
+/// A page with a decision outstanding gets no other until `moveDone` or `moveFailed`;
+/// its counters restart after each decision, so the same misses never count twice.
+/// The policy only decides: the coordinator sends the commands and the nodes carry
+/// them out (recall, copy, switch the pmap, shoot down TLBs) and report back.
+public struct PagePolicy: Sendable {
+    /// A guest-physical page of one VM.
+    public struct Page: Hashable, Sendable, CustomStringConvertible {
+        public var vm: UInt32
+        /// Guest-physical address of the page (4 KiB aligned).
+        public var address: UInt64
+        public init(vm: UInt32, address: UInt64) {
+            self.vm = vm
+            self.address = address & ~0xfff
+        }
+        public var description: String { "VM \(vm) page 0x\(String(address, radix: 16))" }
+    }
+
+    public struct Parameters: Sendable, Equatable {
+        /// Misses from one node in an interval that make a page hot.
+        public var trigger: UInt64
+        /// Misses from a second node that make a hot page shared.
+        public var sharing: UInt64
+        /// A shared page with this many write misses or more is not replicated.
+        public var writeLimit: UInt64
+        /// Migrations of one page per interval; the next hot report is ignored.
+        public var migrateLimit: UInt64
+        /// How often every counter restarts.
+        public var resetInterval: Duration
+        /// Off: no decisions at all (`numaPolicy: off`).
+        public var enabled: Bool
+
+        public init(trigger: UInt64 = 128, sharing: UInt64 = 32, writeLimit: UInt64 = 1, migrateLimit: UInt64 = 1,
+                    resetInterval: Duration = .milliseconds(100), enabled: Bool = true) {
+            self.trigger = trigger
+            self.sharing = sharing
+            self.writeLimit = writeLimit
+            self.migrateLimit = migrateLimit
+            self.resetInterval = resetInterval
+            self.enabled = enabled
+        }
+    }
+
+    /// What the coordinator knows of a page's copies.
+    public struct Placement: Sendable, Equatable {
+        public var home: NodeID
+        /// Nodes holding a read-only replica (not the home).
+        public var replicas: Set<NodeID>
+        public init(home: NodeID, replicas: Set<NodeID> = []) {
+            self.home = home
+            self.replicas = replicas
+        }
+    }
+
+    /// Misses the home of a page served since the last report, by requesting node.
+    public struct Report: Sendable, Equatable {
+        public var page: Page
+        public var placement: Placement
+        public var misses: [NodeID: UInt64]
+        public var writeMisses: UInt64
+        public init(page: Page, placement: Placement, misses: [NodeID: UInt64], writeMisses: UInt64) {
+            self.page = page
+            self.placement = placement
+            self.misses = misses
+            self.writeMisses = writeMisses
+        }
+    }
+
+    public enum Event: Sendable, Equatable {
+        case misses([Report])
+        /// The move or replication of `page` finished (`migrated`: it was a migration).
+        case moveDone(Page, migrated: Bool)
+        case moveFailed(Page)
+        /// Time passed: counters restart every reset interval.
+        case tick
+    }
+
+    public enum Decision: Sendable, Equatable {
+        case migrate(Page, from: NodeID, to: NodeID)
+        case replicate(Page, to: [NodeID])
+    }
+
+    struct Counters: Sendable {
+        var misses: [NodeID: UInt64] = [:]
+        var writeMisses: UInt64 = 0
+        var migrations: UInt64 = 0
+    }
+
+    public var defaults: Parameters
+    /// Per-VM overrides of `defaults`.
+    public private(set) var perVM: [UInt32: Parameters] = [:]
+    private var counters: [Page: Counters] = [:]
+    /// Pages with a decision not yet carried out.
+    public private(set) var outstanding: Set<Page> = []
+    private var lastReset: [UInt32: UInt64] = [:]
+
+    public init(defaults: Parameters = Parameters()) {
+        self.defaults = defaults
+    }
+
+    public func parameters(for vm: UInt32) -> Parameters { perVM[vm] ?? defaults }
+
+    public mutating func set(_ parameters: Parameters, for vm: UInt32) { perVM[vm] = parameters }
+
+    /// Forgets a VM that ended.
+    public mutating func remove(vm: UInt32) {
+        perVM[vm] = nil
+        lastReset[vm] = nil
+        counters = counters.filter { $0.key.vm != vm }
+        outstanding = outstanding.filter { $0.vm != vm }
+    }
+
+    /// Handles one event at `now` (nanoseconds); returns the decisions it makes, in
+    /// page order.
+    public mutating func handle(_ event: Event, now: UInt64) -> [Decision] {
+        switch event {
+        case .misses(let reports):
+            var out: [Decision] = []
+            for r in reports.sorted(by: { ($0.page.vm, $0.page.address) < ($1.page.vm, $1.page.address) }) {
+                if let d = absorb(r, now: now) { out.append(d) }
+            }
+            return out
+        case .moveDone(let page, let migrated):
+            outstanding.remove(page)
+            if migrated { counters[page, default: Counters()].migrations += 1 }
+            return []
+        case .moveFailed(let page):
+            outstanding.remove(page)
+            return []
+        case .tick:
+            let vms = Set(counters.keys.map(\.vm)).union(lastReset.keys)
+            for vm in vms {
+                let (seconds, attoseconds) = parameters(for: vm).resetInterval.components
+                let interval = UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
+                let since = lastReset[vm] ?? 0
+                guard now >= since &+ interval else { continue }
+                lastReset[vm] = now
+                counters = counters.filter { $0.key.vm != vm || outstanding.contains($0.key) }
+            }
+            return []
+        }
+    }
+
+    private mutating func absorb(_ r: Report, now: UInt64) -> Decision? {
+        let p = parameters(for: r.page.vm)
+        if lastReset[r.page.vm] == nil { lastReset[r.page.vm] = now }
+        guard p.enabled, !outstanding.contains(r.page) else { return nil }
+        var c = counters[r.page, default: Counters()]
+        for (n, m) in r.misses { c.misses[n, default: 0] += m }
+        c.writeMisses += r.writeMisses
+        defer { counters[r.page] = c }
+        // The node with the most misses (the lowest id on a tie) decides whether it is hot.
+        guard let (hot, hotMisses) = c.misses.max(by: { ($0.value, $1.key) < ($1.value, $0.key) }),
+              hotMisses >= p.trigger else { return nil }
+        let sharers = c.misses.filter { $0.key != hot && $0.value >= p.sharing }.map(\.key)
+        if sharers.isEmpty {
+            // One real user. At its home already, or moved too often: leave it.
+            guard hot != r.placement.home, c.migrations < p.migrateLimit else { return nil }
+            restart(&c)
+            outstanding.insert(r.page)
+            return .migrate(r.page, from: r.placement.home, to: hot)
+        }
+        // Shared: replicate when read-shared, leave write-shared pages alone.
+        guard c.writeMisses < p.writeLimit else { return nil }
+        let readers = ([hot] + sharers).filter { $0 != r.placement.home && !r.placement.replicas.contains($0) }.sorted()
+        guard !readers.isEmpty else { return nil }
+        restart(&c)
+        outstanding.insert(r.page)
+        return .replicate(r.page, to: readers)
+    }
+
+    /// A decision was made on the page: its misses start counting again.
+    private func restart(_ c: inout Counters) {
+        c.misses.removeAll()
+        c.writeMisses = 0
+    }
+}
