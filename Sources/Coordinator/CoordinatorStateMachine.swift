@@ -16,6 +16,12 @@ import Transport
 /// `vmStatus(running)` to every participant) → stopped or failed (the device node
 /// reports the guest's exit, a client stops it, or a node it used dies). A finished
 /// VM stays listed; late messages about it are ignored.
+///
+/// Frames: each node homing some of a VM's memory gives it one run from its
+/// `FrameAllocator`. When the VM has finished and every live node of it has answered
+/// `vmStop` with `vmDropped`, the homes get `scrubFrames` for their runs; each run goes
+/// back to its allocator when the home reports `framesScrubbed`. A dead node's slice
+/// is never used again, so its runs are not either.
 public struct CoordinatorStateMachine: Sendable {
     public enum Event: Sendable {
         /// A connection finished its handshake (`peer` is what it said about itself).
@@ -59,6 +65,11 @@ public struct CoordinatorStateMachine: Sendable {
         var alive = true
     }
 
+    public struct FrameRun: Sendable, Equatable {
+        public var base: UInt64
+        public var bytes: UInt64
+    }
+
     public struct VMRecord: Sendable {
         public var placement: VMPlacement
         public var name: String
@@ -69,6 +80,12 @@ public struct CoordinatorStateMachine: Sendable {
         public var exit: VMExit?
         public var ready: Set<NodeID> = []
         public var detail = ""
+        /// The run of frames the VM has on each home, until the home scrubbed it.
+        public var frameRuns: [NodeID: FrameRun] = [:]
+        /// Nodes that answered `vmStop` with `vmDropped`.
+        public var dropped: Set<NodeID> = []
+        /// `scrubFrames` went out to the homes.
+        public var scrubbing = false
         public var participants: Set<NodeID> {
             Set(placement.vcpuNodes.map(Int.init) + placement.chunks.map { Int($0.node) })
         }
@@ -188,6 +205,8 @@ public struct CoordinatorStateMachine: Sendable {
                 for vm in vms.keys.sorted() where vms[vm]!.isActive && vms[vm]!.participants.contains(n) {
                     finish(vm, state: .failed, exit: nil, detail: "node \(n) died (\(reason))")
                 }
+                // A dead node drops nothing any more: the VMs waiting for it may scrub.
+                for vm in vms.keys.sorted() where !vms[vm]!.isActive && vms[vm]!.participants.contains(n) { scrubIfDropped(vm) }
             case .accepted, .rejected:
                 break
             }
@@ -225,8 +244,30 @@ public struct CoordinatorStateMachine: Sendable {
             case .stopped, .failed:
                 finish(vm, state: state, exit: exit, detail: detail)
             }
+        case .vmDropped(let vm):
+            guard let r = vms[vm], !r.isActive, r.participants.contains(n) else { return }
+            vms[vm]!.dropped.insert(n)
+            scrubIfDropped(vm)
+        case .framesScrubbed(let vm, let base, let bytes):
+            guard let run = vms[vm]?.frameRuns[n], run == FrameRun(base: base, bytes: bytes), vms[vm]!.scrubbing,
+                  nodes[n]?.frames.release(base, bytes) == true else {
+                return log(.warning, "node \(n) reported frames 0x\(String(base, radix: 16)) + \(bytes) of VM \(vm) scrubbed, which it was not asked to scrub")
+            }
+            vms[vm]!.frameRuns[n] = nil
+            log(.debug, "node \(n): \(MemorySize.format(bytes)) of VM \(vm)'s frames are free again")
         default:
             log(.warning, "unexpected \(message.type) from node \(n)")
+        }
+    }
+
+    /// Once every live node of a finished VM dropped it, its homes scrub its frames.
+    private mutating func scrubIfDropped(_ vm: UInt32) {
+        guard let r = vms[vm], !r.isActive, !r.scrubbing else { return }
+        let live = r.participants.filter { nodes[$0]?.alive == true }
+        guard live.isSubset(of: r.dropped) else { return }
+        vms[vm]!.scrubbing = true
+        for (n, run) in r.frameRuns.sorted(by: { $0.key < $1.key }) where nodes[n]?.alive == true {
+            sendNode(n, .scrubFrames(vm: vm, base: run.base, bytes: run.bytes))
         }
     }
 
@@ -301,11 +342,13 @@ public struct CoordinatorStateMachine: Sendable {
         // Each node's chunks lie one after another in one run of its frames.
         var allocators = nodes.mapValues(\.frames)
         var runBase: [NodeID: UInt64] = [:]
+        var runs: [NodeID: FrameRun] = [:]
         for (n, bytes) in placed.memoryBytes {
             guard let base = allocators[n]?.allocate(bytes) else {
-                throw CreateError(description: "node \(n) has no room for \(bytes >> 20) MiB more")
+                throw CreateError(description: "node \(n) has no run of \(MemorySize.format(bytes)) free (largest \(MemorySize.format(allocators[n]?.largestRun ?? 0)))")
             }
             runBase[n] = base
+            runs[n] = FrameRun(base: base, bytes: (bytes + 4095) & ~4095)
         }
         var used: [NodeID: UInt64] = [:]
         var chunks: [MemoryChunk] = []
@@ -325,7 +368,8 @@ public struct CoordinatorStateMachine: Sendable {
                             memoryBase: nodes[n]!.frames.base, memoryBytes: nodes[n]!.frames.size)
             },
             epochNanos: nowNanos, lineSize: UInt32(configuration.lineSize))
-        vms[id] = VMRecord(placement: placement, name: spec.name, memoryOnNodes: placed.memoryBytes, owner: owner, state: .starting)
+        vms[id] = VMRecord(placement: placement, name: spec.name, memoryOnNodes: placed.memoryBytes, owner: owner,
+                           state: .starting, frameRuns: runs)
         for n in participants { sendNode(n, .vmStart(placement)) }
         let homes = placed.memoryBytes.sorted { $0.key < $1.key }.map { "\($0.key): \(MemorySize.format($0.value))" }
         log(.info, "VM \(id) '\(spec.name)': \(spec.vcpus) VCPUs on nodes \(placed.vcpuNodes), memory on [\(homes.joined(separator: ", "))]")
@@ -346,7 +390,7 @@ public struct CoordinatorStateMachine: Sendable {
     var nodesText: String {
         let rows = membership.members.keys.sorted().map { id -> String in
             let m = membership.members[id]!
-            return "- {node: \(id), name: \(m.name), status: \(m.status), cpus: \(m.resources.cpus), memory: \(MemorySize.format(m.resources.memoryBytes)), address: \"\(nodes[id]?.listenAddress ?? "")\"}"
+            return "- {node: \(id), name: \(m.name), status: \(m.status), cpus: \(m.resources.cpus), memory: \(MemorySize.format(m.resources.memoryBytes)), free: \(MemorySize.format(nodes[id]?.frames.freeBytes ?? 0)), address: \"\(nodes[id]?.listenAddress ?? "")\"}"
         }
         return rows.isEmpty ? "[]" : rows.joined(separator: "\n")
     }

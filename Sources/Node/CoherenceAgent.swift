@@ -108,6 +108,39 @@ public final class CoherenceAgent {
         return true
     }
 
+    // MARK: - Frames of a stopped VM
+
+    /// Forgets every parked access of VM `vm`'s requesters (its harts and its DMA
+    /// engine): the VM is gone, and an access performed later could write frames that
+    /// another VM has been given meanwhile.
+    public func forgetParked(vm: UInt32) {
+        parked = parked.filter { $0.key >> 32 != UInt64(vm) }
+        completed.removeAll { $0 >> 32 == UInt64(vm) }
+    }
+
+    /// Starts taking back every line of home frames [base, base + bytes) that another
+    /// node holds (the directory recalls or invalidates them as for a home CPU's
+    /// write). Returns the lines to wait for (`isHome`), or nil if the range is not
+    /// home memory of this node.
+    public func beginScrub(_ base: UInt64, _ bytes: UInt64) -> [LineAddress]? {
+        guard base % 4096 == 0, bytes % 4096 == 0, isLocal(base), bytes <= localSize - (base - localBase) else { return nil }
+        let lines = directory.trackedLines.filter { $0 >= base && $0 - base < bytes }.sorted()
+        for line in lines { _ = acquireLocal(line, write: true) }
+        if !retryLines.isEmpty { settle() }
+        return lines
+    }
+
+    /// Whether the home's CPUs could write `line` now: no other node holds a copy.
+    public func isHome(_ line: LineAddress) -> Bool { directory.localRights(line).write }
+
+    /// Zeroes home frames [base, base + bytes) (whole pages; the kernel gives zero pages
+    /// back on the next touch). Only for frames whose lines are all home.
+    public func zero(_ base: UInt64, _ bytes: UInt64) {
+        guard base % 4096 == 0, bytes % 4096 == 0, isLocal(base), bytes <= localSize - (base - localBase) else { return }
+        let p = local + Int(base - localBase)
+        if madvise(p, Int(bytes), MADV_DONTNEED) != 0 { p.initializeMemory(as: UInt8.self, repeating: 0, count: Int(bytes)) }
+    }
+
     // MARK: - CPU accesses
 
     /// A host pointer to a whole home page if the home's CPUs may access every line

@@ -124,6 +124,7 @@ public final class NodeRuntime: @unchecked Sendable {
         if case .stopped(let reason) = state.phase { return reason }
         apply(state.handle(.tick, now: clock.localNanoseconds()))
         flush()
+        finishScrubs()
         if !runOneSlice(), wait { idle() }
         return nil
     }
@@ -214,6 +215,13 @@ public final class NodeRuntime: @unchecked Sendable {
                 if vms.removeValue(forKey: vm) != nil { logger.info("VM \(vm) dropped: \(reason)") }
                 released.remove(vm)
                 scheduler.remove(vm: vm)
+                agent?.forgetParked(vm: vm)
+            case .scrubFrames(let vm, let base, let bytes):
+                guard let lines = agent?.beginScrub(base, bytes) else {
+                    logger.warning("scrubFrames for VM \(vm) names frames 0x\(String(base, radix: 16)) + \(bytes) that are not home here")
+                    continue
+                }
+                scrubs.append(Scrub(vm: vm, base: base, bytes: bytes, lines: lines))
             case .consoleInput(let vm, let bytes):
                 vms[vm]?.receive(.console(vm: vm, bytes: bytes), from: -1)
             case .setClockOffset(let offset):
@@ -281,6 +289,29 @@ public final class NodeRuntime: @unchecked Sendable {
         for (id, exit) in exited {
             apply(state.handle(.vmExited(id, VMExit(exit)), now: clock.localNanoseconds()))
         }
+    }
+
+    /// A stopped VM's home frames being taken back before they are zeroed and freed.
+    private struct Scrub {
+        var vm: UInt32
+        var base: UInt64
+        var bytes: UInt64
+        /// Lines another node held when the scrub began.
+        var lines: [LineAddress]
+    }
+    private var scrubs: [Scrub] = []
+
+    /// Finishes the scrubs whose lines are all home: zero the frames, tell the coordinator.
+    private func finishScrubs() {
+        guard let agent, !scrubs.isEmpty else { return }
+        var left: [Scrub] = []
+        for var s in scrubs {
+            s.lines.removeAll { agent.isHome($0) }
+            guard s.lines.isEmpty else { left.append(s); continue }
+            agent.zero(s.base, s.bytes)
+            apply(state.handle(.framesScrubbed(s.vm, base: s.base, bytes: s.bytes), now: clock.localNanoseconds()))
+        }
+        scrubs = left
     }
 
     /// Runs the next runnable VCPU for one slice; false if none could run.

@@ -30,6 +30,8 @@ public struct NodeStateMachine: Sendable {
         case vmLoadFailed(UInt32, reason: String)
         /// The guest ended (device node: the finisher).
         case vmExited(UInt32, VMExit)
+        /// The frames `scrubFrames` named are home and zeroed.
+        case framesScrubbed(UInt32, base: UInt64, bytes: UInt64)
         /// Time passed (heartbeats).
         case tick
         case stopping(reason: String)
@@ -48,6 +50,8 @@ public struct NodeStateMachine: Sendable {
         /// Forget the VM: its VCPUs never run again.
         case dropVM(UInt32, reason: String)
         case consoleInput(UInt32, [UInt8])
+        /// Take back and zero these home frames of a dropped VM; answer `framesScrubbed`.
+        case scrubFrames(UInt32, base: UInt64, bytes: UInt64)
         case setClockOffset(Int64)
         /// Send the node's counters to the coordinator (`stats`).
         case reportStats
@@ -141,6 +145,8 @@ public struct NodeStateMachine: Sendable {
             log(.info, "VM \(vm) finished: \(exit)")
             forget(vm, reason: "finished: \(exit)")
             out.append(.sendCoordinator(.vmStatus(vm: vm, state: .stopped, exit: exit, detail: Self.describe(exit))))
+        case .framesScrubbed(let vm, let base, let bytes):
+            out.append(.sendCoordinator(.framesScrubbed(vm: vm, base: base, bytes: bytes)))
         case .tick:
             guard nodeID != nil, now >= nextHeartbeatNanos else { break }
             heartbeatSequence += 1
@@ -203,6 +209,11 @@ public struct NodeStateMachine: Sendable {
                 forget(vm, reason: reason)
             }
             finished.insert(vm)
+            // After the drop above: nothing of the VM is left here to touch its frames.
+            out.append(.sendCoordinator(.vmDropped(vm: vm)))
+        case .scrubFrames(let vm, let base, let bytes):
+            guard finished.contains(vm), vms[vm] == nil else { return log(.warning, "scrubFrames for VM \(vm), which runs here") }
+            out.append(.scrubFrames(vm, base: base, bytes: bytes))
         case .console(let vm, let bytes):
             if vms[vm] != nil { out.append(.consoleInput(vm, bytes)) }
         case .vmStatus(let vm, .running, _, _):

@@ -42,6 +42,9 @@ extension Message {
         case .vmStatus: return .vmStatus
         case .vmStart: return .vmStart
         case .vmStop: return .vmStop
+        case .vmDropped: return .vmDropped
+        case .scrubFrames: return .scrubFrames
+        case .framesScrubbed: return .framesScrubbed
         }
     }
 
@@ -244,6 +247,12 @@ extension Message {
         case .vmStop(let vm, let reason):
             w.put(vm)
             w.put(reason)
+        case .vmDropped(let vm):
+            w.put(vm)
+        case .scrubFrames(let vm, let base, let bytes), .framesScrubbed(let vm, let base, let bytes):
+            w.put(vm)
+            w.put(base)
+            w.put(bytes)
         }
     }
 
@@ -428,6 +437,13 @@ extension Message {
                                         epochNanos: try r.u64("epochNanos"), lineSize: try r.u32("lineSize")))
         case .vmStop:
             return .vmStop(vm: try r.u32("vm"), reason: try r.string("reason"))
+        case .vmDropped:
+            return .vmDropped(vm: try r.u32("vm"))
+        case .scrubFrames, .framesScrubbed:
+            let vm = try r.u32("vm"), base = try r.u64("base"), bytes = try r.u64("bytes")
+            guard base % 4096 == 0, bytes % 4096 == 0 else { throw .invalidValue(field: "base") }
+            return type == .scrubFrames ? .scrubFrames(vm: vm, base: base, bytes: bytes)
+                                        : .framesScrubbed(vm: vm, base: base, bytes: bytes)
         }
     }
 }

@@ -82,6 +82,14 @@ public enum Message: Equatable, Sendable {
     case vmStart(VMPlacement)
     /// Coordinator to nodes: stop the VM and free what it holds.
     case vmStop(vm: UInt32, reason: String)
+    /// Node to coordinator, in answer to `vmStop`: none of the VM's VCPUs, devices or
+    /// parked accesses is left on this node, so nothing here touches its frames again.
+    case vmDropped(vm: UInt32)
+    /// Coordinator to a home node, once every node of the VM has dropped it: take every
+    /// line of the VM's frames [base, base + bytes) back from other nodes and zero them.
+    case scrubFrames(vm: UInt32, base: UInt64, bytes: UInt64)
+    /// Home node to coordinator: those frames are home, zeroed, and free for reuse.
+    case framesScrubbed(vm: UInt32, base: UInt64, bytes: UInt64)
 }
 
 /// One byte per message kind on the wire. Values are stable; new kinds get new codes.
@@ -96,6 +104,7 @@ public enum MessageType: UInt8, CaseIterable, Sendable {
     case pageCommand = 0x30, pageCommandDone = 0x31, vcpuState = 0x32
     case ethernetFrame = 0x40, console = 0x41, stats = 0x42
     case vmRequest = 0x50, vmResponse = 0x51, vmStatus = 0x52, vmStart = 0x53, vmStop = 0x54
+    case vmDropped = 0x55, scrubFrames = 0x56, framesScrubbed = 0x57
 }
 
 // MARK: - Payload types

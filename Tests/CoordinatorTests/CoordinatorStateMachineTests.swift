@@ -186,6 +186,43 @@ import Transport
         #expect(sent(ds, to: client) == [.vmStatus(vm: a!, state: .failed, exit: nil, detail: sm.vms[a!]!.detail)])
     }
 
+    @Test func framesComeBackOnceEveryNodeDroppedTheVMAndTheHomesScrubbedThem() throws {
+        var sm = cluster(2)
+        let (vm, ds) = create(&sm)
+        guard case .vmStart(let p)? = sent(ds, to: node(0)).first else { Issue.record("no vmStart"); return }
+        #expect(sm.nodesText.contains("free: 248M"))  // 8M of 256M on each node
+        let runs = sm.vms[vm!]!.frameRuns
+        #expect(runs.count == 2 && runs.values.allSatisfy { $0.bytes == 8 << 20 })
+        // Stopped: no scrub before both nodes dropped it.
+        _ = sm.handle(.received(client, .vmRequest(id: 3, request: .stop(vm: vm!))), now: 0)
+        // One node's drop is not enough.
+        #expect(sm.handle(.received(node(0), .vmDropped(vm: vm!)), now: 0).isEmpty)
+        let scrub = sm.handle(.received(node(1), .vmDropped(vm: vm!)), now: 0)
+        let r0 = runs[0]!, r1 = runs[1]!
+        #expect(sent(scrub, to: node(0)) == [.scrubFrames(vm: vm!, base: r0.base, bytes: r0.bytes)])
+        #expect(sent(scrub, to: node(1)) == [.scrubFrames(vm: vm!, base: r1.base, bytes: r1.bytes)])
+        // A home that lies about what it scrubbed frees nothing.
+        _ = sm.handle(.received(node(1), .framesScrubbed(vm: vm!, base: r0.base, bytes: r0.bytes)), now: 0)
+        #expect(sm.vms[vm!]!.frameRuns.count == 2)
+        _ = sm.handle(.received(node(0), .framesScrubbed(vm: vm!, base: r0.base, bytes: r0.bytes)), now: 0)
+        _ = sm.handle(.received(node(1), .framesScrubbed(vm: vm!, base: r1.base, bytes: r1.bytes)), now: 0)
+        #expect(sm.vms[vm!]!.frameRuns.isEmpty)
+        #expect(sm.nodesText.components(separatedBy: "free: 256M").count - 1 == 2, "\(sm.nodesText)")
+        // The next VM gets the same frames again.
+        let (_, again) = create(&sm)
+        guard case .vmStart(let q)? = sent(again, to: node(0)).first else { Issue.record("no vmStart"); return }
+        #expect(Set(q.chunks.map(\.frameBase)) == Set(p.chunks.map(\.frameBase)))
+    }
+
+    @Test func aDeadNodeCountsAsDroppedButItsFramesAreNotScrubbed() {
+        var sm = cluster(2)
+        let (vm, _) = create(&sm)
+        _ = sm.handle(.disconnected(node(1), reason: "gone"), now: 0)  // fails the VM
+        let scrub = sm.handle(.received(node(0), .vmDropped(vm: vm!)), now: 0)
+        #expect(sent(scrub, to: node(0)).count == 1)
+        #expect(sent(scrub, to: node(1)).isEmpty)
+    }
+
     @Test func heartbeatsAreAnsweredWithTheClusterTime() {
         var sm = cluster(1)
         let ds = sm.handle(.received(node(0), .heartbeat(sequence: 1, sentAtNanos: 42)), now: 5_000)
@@ -211,7 +248,9 @@ import Transport
 }
 
 @Suite struct FrameAllocatorTests {
-    @Test func allocatesWholePagesInOrderUntilFull() {
+    func release(_ a: inout FrameAllocator, _ start: UInt64, _ bytes: UInt64) -> Bool { a.release(start, bytes) }
+
+    @Test func allocatesWholePagesFirstFitUntilFull() {
         var a = FrameAllocator(base: 0x1_0000_0000, size: 5 * 4096)
         #expect(a.allocate(4096) == 0x1_0000_0000)
         #expect(a.allocate(1) == 0x1_0000_1000)        // rounded up to a page
@@ -219,5 +258,31 @@ import Transport
         #expect(a.freeBytes == 3 * 4096)
         #expect(a.allocate(3 * 4096) == 0x1_0000_2000)
         #expect(a.freeBytes == 0)
+    }
+
+    @Test func releasedRunsAreReusedAndMerged() {
+        var a = FrameAllocator(base: 0, size: 8 * 4096)
+        let x = a.allocate(2 * 4096)!, y = a.allocate(2 * 4096)!, z = a.allocate(4 * 4096)!
+        #expect(a.freeBytes == 0)
+        #expect(release(&a, y, 2 * 4096))
+        #expect(a.allocate(3 * 4096) == nil)          // two pages free, not three
+        #expect(release(&a, x, 2 * 4096))               // merges with y's run
+        #expect(a.free.count == 1 && a.largestRun == 4 * 4096)
+        #expect(a.allocate(3 * 4096) == 0)
+        #expect(release(&a, 0, 3 * 4096))
+        #expect(release(&a, z, 4 * 4096))               // everything back: one run again
+        #expect(a == FrameAllocator(base: 0, size: 8 * 4096))
+    }
+
+    @Test func bogusReleasesChangeNothing() {
+        var a = FrameAllocator(base: 0x10000, size: 4 * 4096)
+        let x = a.allocate(4096)!
+        let before = a
+        #expect(!release(&a, x + 4096, 4096))           // already free
+        #expect(!release(&a, 0, 4096))                  // outside the slice
+        #expect(!release(&a, x + 1, 4096))              // not page aligned
+        #expect(a == before)
+        #expect(release(&a, x, 4096))
+        #expect(!release(&a, x, 4096))                  // twice
     }
 }

@@ -30,7 +30,7 @@ import Transport
         private let done = DispatchGroup()
 
         /// `clocks`: the coordinator's and each node's (real time when nil).
-        init(nodes count: Int, cpus: Int, heartbeatMillis: UInt32 = 100,
+        init(nodes count: Int, cpus: Int, memoryBytes: UInt64 = 512 << 20, heartbeatMillis: UInt32 = 100,
              clocks: (coordinator: ClusterClock, nodes: [ClusterClock])? = nil) throws {
             var logger = Logger(label: "test.cluster")
             logger.logLevel = .error
@@ -52,7 +52,7 @@ import Transport
                 }
                 let node = NodeRuntime(
                     configuration: NodeConfiguration(coordinator: coordinatorEndpoint, listen: .unix(path: "/\(name)"), name: name,
-                                                     cpus: cpus, memoryBytes: 512 << 20, secret: InProcessClusterTests.secret),
+                                                     cpus: cpus, memoryBytes: memoryBytes, secret: InProcessClusterTests.secret),
                     logger: logger, clock: clocks?.nodes[i] ?? ClusterClock(), transport: factory)
                 nodes.append(node)
                 start(name) { _ = try? node.run() }
@@ -164,8 +164,8 @@ import Transport
             .filter { !$0.hasPrefix("instret:") }.joined(separator: "\n")
     }
 
-    func spec(_ guest: String, vcpus: Int, name: String = "t") -> VMSpec {
-        VMSpec(name: name, vcpus: vcpus, memoryBytes: 64 << 20, firmware: VMSpec.Firmware.none, kernel: Self.guest(guest))
+    func spec(_ guest: String, vcpus: Int, name: String = "t", memory: UInt64 = 64 << 20) -> VMSpec {
+        VMSpec(name: name, vcpus: vcpus, memoryBytes: memory, firmware: VMSpec.Firmware.none, kernel: Self.guest(guest))
     }
 
     @Test(arguments: [("smp.elf", 4, 2), ("smp.elf", 4, 4), ("litmus.elf", 2, 2)])
@@ -245,6 +245,33 @@ import Transport
         for (out, expected) in zip(outs, [withDisk, without]) {
             #expect(out.state == .stopped && out.exit == .pass, "\(out.detail)\n\(out.console.suffix(800))")
             #expect(Self.comparable(out.console) == Self.comparable(expected))
+        }
+    }
+
+    /// Frames come back: VMs of 48 MiB one after another on two nodes of 64 MiB each.
+    /// Without reuse the third would find no room; without zeroing, a VM would find
+    /// the last one's counters in its BSS and smp.elf would print WRONG.
+    @Test func framesAreReusedAfterAVMStops() throws {
+        let guest = Self.guest("smp.elf")
+        try #require(FileManager.default.fileExists(atPath: guest), "run make -C guests")
+        let (expected, _) = try Self.reference(guest, harts: 2)
+        let cluster = try LocalCluster(nodes: 2, cpus: 2, memoryBytes: 64 << 20)
+        defer { cluster.stop() }
+        let client = try cluster.client()
+        defer { client.close() }
+        for i in 0..<6 {
+            // Wait until the last VM's frames are scrubbed and free again.
+            let deadline = Date().addingTimeInterval(20)
+            var nodes = ""
+            while Date() < deadline {
+                nodes = try client.request(.nodes).body
+                if nodes.components(separatedBy: "free: 64M").count - 1 == 2 { break }
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+            #expect(nodes.components(separatedBy: "free: 64M").count - 1 == 2, "frames not back before VM \(i): \(nodes)")
+            let out = try Self.run([spec("smp.elf", vcpus: 2, name: "seq\(i)", memory: 48 << 20)], on: cluster)[0]
+            #expect(out.state == .stopped && out.exit == .pass, "VM \(i): \(out.detail)\n\(out.console.suffix(600))")
+            #expect(Self.comparable(out.console) == Self.comparable(expected), "VM \(i)")
         }
     }
 

@@ -8,44 +8,13 @@ import Testing
 /// bounds its work per call; the bound must never cost a line, or the access parked on
 /// it waits forever (nothing else asks for the line again).
 @Suite struct CoherenceAgentSettleTests {
-    static let base0: UInt64 = 0x1_0000_0000
-    static let base1: UInt64 = 0x1_1000_0000
-
-    /// Two agents and in-order channels between them.
-    final class Pair {
-        let agents: [CoherenceAgent]
-        var channels: [[Message]] = [[], []]  // index: receiving node
-        var completed: [Set<UInt64>] = [[], []]
-        init() throws {
-            let slices = [CoherenceAgent.Slice(node: 0, base: base0, size: 64 << 10),
-                          CoherenceAgent.Slice(node: 1, base: base1, size: 64 << 10)]
-            agents = try (0..<2).map { try CoherenceAgent(node: $0, slices: slices) }
-        }
-        func collect() {
-            for (n, a) in agents.enumerated() {
-                for (to, m) in a.outgoing { channels[to].append(m) }
-                a.outgoing.removeAll()
-                completed[n].formUnion(a.completed)
-                a.completed.removeAll()
-                a.revoked.removeAll()
-            }
-        }
-        /// Delivers everything in flight, in order, until nothing is.
-        func drain() {
-            collect()
-            while let to = channels.indices.first(where: { !channels[$0].isEmpty }) {
-                let m = channels[to].removeFirst()
-                #expect(agents[to].receive(m, from: 1 - to), "rejected \(m.type)")
-                collect()
-            }
-        }
-    }
+    static let base0 = AgentPair.base0
 
     /// More lines than one settle round handles each have a store parked behind a
     /// read grant (the grant served the load parked with it, not the store). Every
     /// store must still be performed.
     @Test func everyParkedStoreBehindAReadGrantCompletes() throws {
-        let pair = try Pair()
+        let pair = try AgentPair()
         let (home, other) = (pair.agents[0], pair.agents[1])
         let count = 100
         let lines = (0..<count).map { Self.base0 + UInt64($0) * 128 }

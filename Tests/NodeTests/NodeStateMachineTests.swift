@@ -106,8 +106,17 @@ import Transport
         var sm = joined(0)
         _ = sm.handle(.fromCoordinator(.vmStart(placement())), now: 0)
         _ = sm.handle(.vmLoaded(5), now: 0)
-        #expect(sm.handle(.fromCoordinator(.vmStop(vm: 5, reason: "node 2 died")), now: 0).contains(.dropVM(5, reason: "node 2 died")))
+        let stop = sm.handle(.fromCoordinator(.vmStop(vm: 5, reason: "node 2 died")), now: 0)
+        // Dropped first, then said so.
+        #expect(stop.suffix(2) == [.dropVM(5, reason: "node 2 died"), .sendCoordinator(.vmDropped(vm: 5))])
         #expect(sm.vms.isEmpty)
+        // A VM this node never ran (or already forgot) is answered too.
+        #expect(sm.handle(.fromCoordinator(.vmStop(vm: 9, reason: "x")), now: 0) == [.sendCoordinator(.vmDropped(vm: 9))])
+        // Scrubbing its frames comes only for a VM that is gone here.
+        #expect(sm.handle(.fromCoordinator(.scrubFrames(vm: 5, base: 0x1000, bytes: 4096)), now: 0) == [.scrubFrames(5, base: 0x1000, bytes: 4096)])
+        #expect(sm.handle(.framesScrubbed(5, base: 0x1000, bytes: 4096), now: 0) == [.sendCoordinator(.framesScrubbed(vm: 5, base: 0x1000, bytes: 4096))])
+        _ = sm.handle(.fromCoordinator(.vmStart(placement(vm: 6))), now: 0)
+        #expect(!sm.handle(.fromCoordinator(.scrubFrames(vm: 6, base: 0x1000, bytes: 4096)), now: 0).contains(.scrubFrames(6, base: 0x1000, bytes: 4096)))
     }
 
     @Test func messagesForAPeerWaitUntilItConnects() {

@@ -101,6 +101,9 @@ struct MessageGenerator {
                                         },
                                         epochNanos: int(), lineSize: int()))
         case .vmStop: return .vmStop(vm: int(), reason: string())
+        case .vmDropped: return .vmDropped(vm: int())
+        case .scrubFrames: return .scrubFrames(vm: int(), base: int(UInt64.self) & ~0xfff, bytes: int(UInt64.self) & ~0xfff)
+        case .framesScrubbed: return .framesScrubbed(vm: int(), base: int(UInt64.self) & ~0xfff, bytes: int(UInt64.self) & ~0xfff)
         }
     }
 
