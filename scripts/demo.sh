@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 make -s -C guests
 swift build -c release --product disco
+# The C libuv baseline `disco bench transport` measures against.
+swift build -c release --product uv-pingpong
 bin="$(swift build -c release --show-bin-path)/disco"
 "$bin" run --nodes 2 --smp 4 --bios none --kernel guests/build/smp.elf
 exec "$bin" demo --nodes 2 "$@"

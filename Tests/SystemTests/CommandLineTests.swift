@@ -12,6 +12,15 @@ import Testing
         #expect(result.output.isEmpty)
     }
 
+    /// Every bench subcommand works right after the README's set-up: the transport
+    /// bench finds its C baseline beside `disco` (a short run; the figures are not checked).
+    @Test func benchTransportFindsItsBaseline() throws {
+        let result = try runProcess(Paths.disco, ["bench", "transport", "--rounds", "200", "--messages", "10000",
+                                                  "--pages", "1000", "--sockets", "unix"], timeout: 60)
+        #expect(result.status == 0, "\(result.errorOutput)")
+        #expect(result.output.contains("(C libuv baseline)"), "\(result.output)")
+    }
+
     @Test func unknownFlag() throws {
         try expectUsageError(["run", "--frobnicate"], mentioning: "frobnicate")
     }
