@@ -34,6 +34,29 @@ public struct VMSpec: Equatable, Sendable {
     public var disks: [Disk]
     public var bootargs: String?
     public var consoleLog: String?
+    /// Where the VM's memory is homed on a cluster.
+    public var placement: MemoryPlacement = .interleave
+
+    /// Where a VM's memory lives on a cluster (`placement:` in a spec, `--placement`).
+    public enum MemoryPlacement: Equatable, Sendable, CustomStringConvertible {
+        /// In chunks over the nodes that run the VM's VCPUs.
+        case interleave
+        /// All of it on one node, wherever the VCPUs run.
+        case node(Int)
+
+        public init(parsing text: String) throws {
+            if text == "interleave" { self = .interleave; return }
+            if text.hasPrefix("node:"), let n = Int(text.dropFirst(5)), n >= 0 { self = .node(n); return }
+            throw SpecError("bad placement '\(text)' (known: interleave, node:N)")
+        }
+
+        public var description: String {
+            switch self {
+            case .interleave: return "interleave"
+            case .node(let n): return "node:\(n)"
+            }
+        }
+    }
 
     public static let defaultMemoryBytes: UInt64 = 128 << 20
     public static let maxVCPUs = 64
@@ -179,6 +202,8 @@ extension VMSpec {
                 spec.firmware = s == "none" ? Firmware.none : .file(resolve(s))
             case "kernel":
                 spec.kernel = resolve(try scalar(value, key))
+            case "placement":
+                spec.placement = try MemoryPlacement(parsing: try scalar(value, key))
             case "bootargs", "append":
                 spec.bootargs = try scalar(value, key)
             case "console-log":
@@ -202,7 +227,7 @@ extension VMSpec {
                     return disk
                 }
             default:
-                throw SpecError("unknown spec key '\(key)' (known: name, vcpus, memory, bios, kernel, disks, bootargs, console-log)")
+                throw SpecError("unknown spec key '\(key)' (known: name, vcpus, memory, bios, kernel, disks, bootargs, console-log, placement)")
             }
         }
         return spec
@@ -236,6 +261,7 @@ extension VMSpec {
         if let kernel { root["kernel"] = absolute(kernel) }
         if let bootargs { root["bootargs"] = bootargs }
         if let consoleLog { root["console-log"] = absolute(consoleLog) }
+        if placement != .interleave { root["placement"] = placement.description }
         if !disks.isEmpty {
             root["disks"] = disks.map { ["path": absolute($0.path), "readonly": $0.readOnly] as [String: Any] }
         }

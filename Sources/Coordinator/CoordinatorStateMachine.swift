@@ -338,7 +338,7 @@ public struct CoordinatorStateMachine: Sendable {
         let placed = try policy.place(
             vcpus: spec.vcpus, memoryBytes: spec.memoryBytes,
             on: alive.map { PlacementPolicy.NodeCapacity(id: $0, cpus: nodes[$0]!.cpus, freeMemoryBytes: nodes[$0]!.frames.freeBytes) },
-            load: load)
+            load: load, memoryOn: { if case .node(let n) = spec.placement { return n } else { return nil } }())
         // Each node's chunks lie one after another in one run of its frames.
         var allocators = nodes.mapValues(\.frames)
         var runBase: [NodeID: UInt64] = [:]

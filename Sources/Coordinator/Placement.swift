@@ -76,9 +76,23 @@ public struct PlacementPolicy: Sendable {
     }
 
     /// Places a VM of `vcpus` VCPUs and `memoryBytes` of memory on `nodes` (alive ones),
-    /// given how many VCPUs each node already runs.
+    /// given how many VCPUs each node already runs. `memoryOn`: all memory on that node
+    /// (the VCPUs placed as the strategy says).
     public func place(vcpus: Int, memoryBytes: UInt64, on nodes: [NodeCapacity],
-                      load: [NodeID: Int] = [:]) throws -> Placement {
+                      load: [NodeID: Int] = [:], memoryOn: NodeID? = nil) throws -> Placement {
+        if let home = memoryOn {
+            guard let target = nodes.first(where: { $0.id == home }) else {
+                throw PlacementError(description: "node \(home) is not a live node")
+            }
+            guard target.freeMemoryBytes >= memoryBytes else {
+                throw PlacementError(description: "node \(home) has no \(memoryBytes >> 20) MiB free")
+            }
+            // The VCPUs as if the VM needed only a page; then every chunk on `home`.
+            var p = try place(vcpus: vcpus, memoryBytes: 4096, on: nodes, load: load)
+            p.chunks = Array(repeating: home, count: Int((memoryBytes + chunkBytes - 1) / chunkBytes))
+            p.totalBytes = memoryBytes
+            return p
+        }
         guard !nodes.isEmpty else { throw PlacementError(description: "no nodes are alive") }
         guard vcpus >= 1 else { throw PlacementError(description: "a VM needs at least one VCPU") }
         guard memoryBytes >= 4096 else { throw PlacementError(description: "a VM needs at least one page of memory") }

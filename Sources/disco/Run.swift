@@ -25,7 +25,7 @@ struct Run: ParsableCommand {
 
     @OptionGroup var vm: VMOptions
 
-    @Option(help: ArgumentHelp("Boot on an embedded local cluster of this many node processes (VCPUs round-robin over them, memory homed on them) instead of in this process.", valueName: "n"))
+    @Option(help: ArgumentHelp("Boot on an embedded local cluster of this many node processes (⌈vcpus/n⌉ CPUs each; the VM's VCPUs fill them, its memory is homed on them) instead of in this process.", valueName: "n"))
     var nodes: Int?
 
     mutating func run() throws {
@@ -47,7 +47,7 @@ struct Run: ParsableCommand {
 
 /// The VM flags shared by `run` and the commands that boot something.
 struct VMOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("A YAML spec file (name, vcpus, memory, bios, kernel, disks, bootargs, console-log); flags override it.", valueName: "file"))
+    @Option(help: ArgumentHelp("A YAML spec file (name, vcpus, memory, bios, kernel, disks, bootargs, console-log, placement); flags override it.", valueName: "file"))
     var spec: String?
 
     @Option(help: ArgumentHelp("Firmware entered in M-mode at 0x80000000, or 'none' to enter the kernel in M-mode.", valueName: "path|none"))
@@ -71,6 +71,9 @@ struct VMOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Write the console output to this file instead of the terminal.", valueName: "path"))
     var consoleLog: String?
 
+    @Option(help: ArgumentHelp("On a cluster: 'interleave' (memory in chunks over the VCPUs' nodes, the default) or 'node:N' (all of it on node N).", valueName: "interleave|node:N"))
+    var placement: String?
+
     func resolvedSpec() throws -> VMSpec {
         var spec = try spec.map { try VMSpec.load(file: $0) } ?? VMSpec()
         if let bios { spec.firmware = bios == "none" ? VMSpec.Firmware.none : .file(bios) }
@@ -80,6 +83,7 @@ struct VMOptions: ParsableArguments {
         if !disk.isEmpty { spec.disks = disk.map { VMSpec.Disk(path: $0) } }
         if let append { spec.bootargs = append }
         if let consoleLog { spec.consoleLog = consoleLog }
+        if let placement { spec.placement = try VMSpec.MemoryPlacement(parsing: placement) }
         return spec
     }
 }

@@ -85,6 +85,7 @@ import Testing
         spec.kernel = "/abs/u-boot.bin"
         spec.bootargs = "console=ttyS0 'quoted' #not a comment"
         spec.disks = [VMSpec.Disk(path: "a.img"), VMSpec.Disk(path: "/b.img", readOnly: true)]
+        spec.placement = .node(2)
         let text = spec.yamlText(baseDirectory: "/work/dir")
         let back = try VMSpec.parse(yaml: text)
         var expected = spec
@@ -95,5 +96,16 @@ import Testing
         none.firmware = VMSpec.Firmware.none
         none.kernel = "/k.elf"
         #expect(try VMSpec.parse(yaml: none.yamlText()) == none)
+    }
+
+    @Test func placementIsInterleaveOrOneNode() throws {
+        #expect(try VMSpec.parse(yaml: "placement: node:3").placement == .node(3))
+        #expect(try VMSpec.parse(yaml: "placement: interleave").placement == .interleave)
+        #expect(try VMSpec.parse(yaml: "name: x").placement == .interleave)
+        for bad in ["node:", "node:-1", "first-touch", "node:x"] {
+            #expect(throws: SpecError("bad placement '\(bad)' (known: interleave, node:N)")) {
+                try VMSpec.parse(yaml: "placement: '\(bad)'")
+            }
+        }
     }
 }

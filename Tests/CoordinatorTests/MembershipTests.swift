@@ -122,6 +122,19 @@ import Testing
         #expect(busy.vcpuNodes == [0, 1])
     }
 
+    @Test func memoryCanBeHomedOnOneChosenNode() throws {
+        let p = try P().place(vcpus: 2, memoryBytes: 8 << 20, on: nodes, load: [1: 1], memoryOn: 3)
+        #expect(p.vcpuNodes == [0, 0])          // the VCPUs as compact places them
+        #expect(p.memoryBytes == [3: 8 << 20])
+        #expect(p.nodes == [0, 3])
+        #expect(throws: P.PlacementError(description: "node 7 is not a live node")) {
+            try P().place(vcpus: 1, memoryBytes: 4096, on: nodes, memoryOn: 7)
+        }
+        #expect(throws: P.PlacementError(description: "node 1 has no 2048 MiB free")) {
+            try P().place(vcpus: 1, memoryBytes: 2 << 30, on: nodes, memoryOn: 1)
+        }
+    }
+
     @Test func nodeFailureTakesDownOnlyTheVMsThatUsedIt() throws {
         let policy = P(strategy: .roundRobin)
         let vmA = try policy.place(vcpus: 2, memoryBytes: 4 << 20, on: Array(nodes[0...1]))

@@ -54,6 +54,18 @@ import Testing
         #expect(comparable(disco.output) == comparable(qemu.output), "\(disco.output.suffix(1000))")
     }
 
+    /// All memory on node 1 while VCPU 0 runs on node 0: every one of its accesses is remote.
+    @Test func memoryOnTheOtherNode() throws {
+        let elf = Paths.guest("smp.elf")
+        try #require(FileManager.default.fileExists(atPath: elf), "guest \(elf) is not built: run make -C guests")
+        let qemu = try runOnQEMU(elf, harts: 2)
+        let disco = try runOnDisco(elf, harts: 2, extra: ["--nodes", "2", "--placement", "node:1"])
+        #expect(disco.status == 0, "\(disco.errorOutput.suffix(1000))")
+        #expect(comparable(disco.output) == comparable(qemu.output))
+        let bad = try runOnDisco(elf, harts: 2, extra: ["--nodes", "2", "--placement", "node:5"])
+        #expect(bad.status != 0 && bad.errorOutput.contains("node 5 is not a live node"), "\(bad.errorOutput)")
+    }
+
     @Test func isaSuiteOnTwoNodes() throws {
         try expectSameAsQEMU("isa.elf", harts: 2, nodes: 2)
     }
