@@ -331,9 +331,6 @@ public struct VMPlacement: Equatable, Sendable {
     /// Coherence line size in bytes.
     public var lineSize: UInt32
 
-    /// The nodes that home some of the VM's memory, in increasing order.
-    public var memoryNodes: [Int32] { Array(Set(chunks.map(\.node))).sorted() }
-
     public init(vm: UInt32, spec: String, vcpuNodes: [Int32], deviceNode: Int32, chunkPages: UInt32,
                 chunks: [MemoryChunk], nodes: [NodeAddress], epochNanos: UInt64, lineSize: UInt32) {
         self.vm = vm
