@@ -37,10 +37,7 @@ public final class ManualTime: TimeSource, @unchecked Sendable {
         lock.unlock()
     }
 
-    public func advance(by duration: Duration) {
-        let (s, atto) = duration.components
-        advance(byNanos: UInt64(max(0, s)) &* 1_000_000_000 &+ UInt64(max(0, atto) / 1_000_000_000))
-    }
+    public func advance(by duration: Duration) { advance(byNanos: duration.wholeNanoseconds) }
 }
 
 /// The cluster-wide time base of one process, in nanoseconds: the coordinator's
@@ -100,5 +97,14 @@ public struct ClockOffsetEstimator: Sendable, Equatable {
         let midpoint = sentLocal + rtt / 2
         offsetNanos = Int64(bitPattern: remote) &- Int64(bitPattern: midpoint)
         return true
+    }
+}
+
+extension Duration {
+    /// The duration in whole nanoseconds (0 for a negative one).
+    public var wholeNanoseconds: UInt64 {
+        let (seconds, attoseconds) = components
+        guard seconds >= 0, attoseconds >= 0 else { return 0 }
+        return UInt64(seconds) &* 1_000_000_000 &+ UInt64(attoseconds / 1_000_000_000)
     }
 }

@@ -145,8 +145,7 @@ public struct PagePolicy: Sendable {
         case .tick:
             let vms = Set(counters.keys.map(\.vm)).union(lastReset.keys)
             for vm in vms {
-                let (seconds, attoseconds) = parameters(for: vm).resetInterval.components
-                let interval = UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
+                let interval = parameters(for: vm).resetInterval.wholeNanoseconds
                 let since = lastReset[vm] ?? 0
                 guard now >= since &+ interval else { continue }
                 lastReset[vm] = now

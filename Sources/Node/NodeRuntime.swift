@@ -60,7 +60,6 @@ public final class NodeRuntime: @unchecked Sendable {
     private var scheduler = VCPUScheduler()
     private var agent: CoherenceAgent?
     private var vms: [UInt32: NodeVM] = [:]
-    private var released: Set<UInt32> = []
     private let sliceBudget = 2_000
     /// The slice a VCPU gets right after the message that woke it.
     private let wokenBudget = 256
@@ -209,11 +208,9 @@ public final class NodeRuntime: @unchecked Sendable {
                 startVM(placement, spec)
             case .releaseVM(let vm):
                 guard let v = vms[vm] else { continue }
-                released.insert(vm)
                 scheduler.add(vm: vm, count: v.harts.count)
             case .dropVM(let vm, let reason):
                 if vms.removeValue(forKey: vm) != nil { logger.info("VM \(vm) dropped: \(reason)") }
-                released.remove(vm)
                 scheduler.remove(vm: vm)
                 agent?.forgetParked(vm: vm)
             case .scrubFrames(let vm, let base, let bytes):
@@ -316,7 +313,7 @@ public final class NodeRuntime: @unchecked Sendable {
 
     /// Runs the next runnable VCPU for one slice; false if none could run.
     private func runOneSlice() -> Bool {
-        for id in released { vms[id]?.pollDevices() }
+        for (id, phase) in state.vms where phase == .released { vms[id]?.pollDevices() }
         let vms = self.vms
         guard let v = scheduler.next(hasWakeUp: { vms[$0.vm]?.harts[$0.index].hasWakeUpInterrupt ?? false }),
               let vm = vms[v.vm] else { return false }
@@ -343,7 +340,7 @@ public final class NodeRuntime: @unchecked Sendable {
             let harts = vm.harts.enumerated().map { i, h in
                 "\(h.id):\(scheduler.states[.init(vm: id, index: i)].map { "\($0)" } ?? "held") pc=0x\(String(h.pc, radix: 16)) retired=\(h.instructionsRetired)"
             }
-            logger.debug("VM \(id) released=\(released.contains(id)) harts [\(harts.joined(separator: ", "))]; misses \(agent.remoteMisses), lines in \(agent.linesReceived) out \(agent.linesSent)")
+            logger.debug("VM \(id) phase=\(state.vms[id].map { "\($0)" } ?? "gone") harts [\(harts.joined(separator: ", "))]; misses \(agent.remoteMisses), lines in \(agent.linesReceived) out \(agent.linesSent)")
         }
     }
 
@@ -378,7 +375,7 @@ public final class NodeRuntime: @unchecked Sendable {
         if state.nodeID != nil {
             seconds = min(seconds, state.nextHeartbeatNanos > now ? Double(state.nextHeartbeatNanos - now) / 1e9 : 0)
         }
-        for id in released {
+        for (id, phase) in state.vms where phase == .released {
             guard let vm = vms[id], let d = vm.nextDeadline else { continue }
             let t = vm.currentTime()
             seconds = min(seconds, d > t ? Double(d - t) / 10_000_000 : 0)
