@@ -36,6 +36,9 @@ public struct VMSpec: Equatable, Sendable {
     public var consoleLog: String?
     /// Where the VM's memory is homed on a cluster.
     public var placement: MemoryPlacement = .interleave
+    /// Whether the monitor moves the VM's pages to the nodes that use them
+    /// (`numaPolicy: on|off`, `disco run --numa-policy`).
+    public var numaPolicy: Bool = true
 
     /// Where a VM's memory lives on a cluster (`placement:` in a spec, `--placement`).
     public enum MemoryPlacement: Equatable, Sendable, CustomStringConvertible {
@@ -204,6 +207,8 @@ extension VMSpec {
                 spec.kernel = resolve(try scalar(value, key))
             case "placement":
                 spec.placement = try MemoryPlacement(parsing: try scalar(value, key))
+            case "numaPolicy", "numa-policy":
+                spec.numaPolicy = try parseSwitch(try scalar(value, key), key)
             case "bootargs", "append":
                 spec.bootargs = try scalar(value, key)
             case "console-log":
@@ -227,10 +232,19 @@ extension VMSpec {
                     return disk
                 }
             default:
-                throw SpecError("unknown spec key '\(key)' (known: name, vcpus, memory, bios, kernel, disks, bootargs, console-log, placement)")
+                throw SpecError("unknown spec key '\(key)' (known: name, vcpus, memory, bios, kernel, disks, bootargs, console-log, placement, numaPolicy)")
             }
         }
         return spec
+    }
+
+    /// `on`/`off` (also true/false, yes/no).
+    public static func parseSwitch(_ text: String, _ key: String) throws -> Bool {
+        switch text.lowercased() {
+        case "on", "true", "yes": return true
+        case "off", "false", "no": return false
+        default: throw SpecError("spec key '\(key)' must be on or off, not '\(text)'")
+        }
     }
 
     public static func load(file path: String) throws -> VMSpec {
@@ -262,6 +276,7 @@ extension VMSpec {
         if let bootargs { root["bootargs"] = bootargs }
         if let consoleLog { root["console-log"] = absolute(consoleLog) }
         if placement != .interleave { root["placement"] = placement.description }
+        if !numaPolicy { root["numaPolicy"] = "off" }
         if !disks.isEmpty {
             root["disks"] = disks.map { ["path": absolute($0.path), "readonly": $0.readOnly] as [String: Any] }
         }

@@ -134,6 +134,12 @@ public struct DirectoryStateMachine: Sendable {
         writeMissCounts.removeAll(keepingCapacity: true)
     }
 
+    /// Forgets the counters of one page (it moved away: its next misses are another's).
+    public mutating func forgetCounts(page: UInt64) {
+        missCounts[page] = nil
+        writeMissCounts[page] = nil
+    }
+
     // MARK: - Events
 
     public mutating func handle(_ event: Event) -> [Directive] {

@@ -70,6 +70,23 @@ public struct CoordinatorStateMachine: Sendable {
         public var bytes: UInt64
     }
 
+    /// Where a guest page lives: its home node and machine page there.
+    public struct PageHome: Sendable, Equatable {
+        public var node: NodeID
+        public var frame: UInt64
+    }
+
+    /// A move sent to a page's home and not yet reported done.
+    struct PendingMove: Sendable {
+        var vm: UInt32
+        var page: UInt64
+        var from: PageHome
+        var to: PageHome
+        var startedNanos: UInt64
+        /// The client that asked for it, answered when it ends.
+        var client: (ConnectionID, UInt64)?
+    }
+
     public struct VMRecord: Sendable {
         public var placement: VMPlacement
         public var name: String
@@ -80,8 +97,16 @@ public struct CoordinatorStateMachine: Sendable {
         public var exit: VMExit?
         public var ready: Set<NodeID> = []
         public var detail = ""
-        /// The run of frames the VM has on each home, until the home scrubbed it.
-        public var frameRuns: [NodeID: FrameRun] = [:]
+        /// The runs of frames the VM has on each home, until the home scrubbed them: the
+        /// run it was created with, less pages that moved away, plus pages moved in.
+        public var frameRuns: [NodeID: [FrameRun]] = [:]
+        /// Bytes of guest RAM.
+        public var memoryBytes: UInt64 = 0
+        /// The authoritative pmap's changes: guest pages no longer at their chunk's frame.
+        public var movedPages: [UInt64: PageHome] = [:]
+        /// Pages moved, and how long each move took (nanoseconds, command to done).
+        public var migrations: Int = 0
+        public var moveNanos: [UInt64] = []
         /// Nodes that answered `vmStop` with `vmDropped`.
         public var dropped: Set<NodeID> = []
         /// `scrubFrames` went out to the homes.
@@ -99,6 +124,10 @@ public struct CoordinatorStateMachine: Sendable {
     private var clients: Set<ConnectionID> = []
     public private(set) var vms: [UInt32: VMRecord] = [:]
     private var nextVM: UInt32 = 1
+    private var pendingMoves: [UInt64: PendingMove] = [:]
+    /// Decides which pages move, from the nodes' `pageAccesses` reports.
+    public private(set) var pagePolicy = PagePolicy()
+    private var nextMoveID: UInt64 = 1
     /// The latest counters each node reported.
     private var nodeStats: [NodeID: StatsReport] = [:]
     /// Cluster time (nanoseconds) of the event being handled.
@@ -136,6 +165,7 @@ public struct CoordinatorStateMachine: Sendable {
             }
         case .tick:
             apply(membership.handle(.tick(now: duration)))
+            _ = pagePolicy.handle(.tick, now: nowNanos)
         case .stopping(let reason):
             for vm in vms.keys.sorted() where vms[vm]!.isActive {
                 finish(vm, state: .stopped, exit: .stopped, detail: "the coordinator is stopping (\(reason))")
@@ -248,12 +278,17 @@ public struct CoordinatorStateMachine: Sendable {
             guard let r = vms[vm], !r.isActive, r.participants.contains(n) else { return }
             vms[vm]!.dropped.insert(n)
             scrubIfDropped(vm)
+        case .pageCommandDone(let id, let ok, let detail):
+            moveDone(id, ok: ok, detail: detail, from: n)
+        case .pageAccesses(let vm, let entries):
+            pageAccesses(vm, entries, from: n)
         case .framesScrubbed(let vm, let base, let bytes):
-            guard let run = vms[vm]?.frameRuns[n], run == FrameRun(base: base, bytes: bytes), vms[vm]!.scrubbing,
+            guard let i = vms[vm]?.frameRuns[n]?.firstIndex(of: FrameRun(base: base, bytes: bytes)), vms[vm]!.scrubbing,
                   nodes[n]?.frames.release(base, bytes) == true else {
                 return log(.warning, "node \(n) reported frames 0x\(String(base, radix: 16)) + \(bytes) of VM \(vm) scrubbed, which it was not asked to scrub")
             }
-            vms[vm]!.frameRuns[n] = nil
+            vms[vm]!.frameRuns[n]!.remove(at: i)
+            if vms[vm]!.frameRuns[n]!.isEmpty { vms[vm]!.frameRuns[n] = nil }
             log(.debug, "node \(n): \(MemorySize.format(bytes)) of VM \(vm)'s frames are free again")
         default:
             log(.warning, "unexpected \(message.type) from node \(n)")
@@ -266,8 +301,8 @@ public struct CoordinatorStateMachine: Sendable {
         let live = r.participants.filter { nodes[$0]?.alive == true }
         guard live.isSubset(of: r.dropped) else { return }
         vms[vm]!.scrubbing = true
-        for (n, run) in r.frameRuns.sorted(by: { $0.key < $1.key }) where nodes[n]?.alive == true {
-            sendNode(n, .scrubFrames(vm: vm, base: run.base, bytes: run.bytes))
+        for (n, runs) in r.frameRuns.sorted(by: { $0.key < $1.key }) where nodes[n]?.alive == true {
+            for run in runs { sendNode(n, .scrubFrames(vm: vm, base: run.base, bytes: run.bytes)) }
         }
     }
 
@@ -276,6 +311,12 @@ public struct CoordinatorStateMachine: Sendable {
         vms[vm]!.state = state
         vms[vm]!.exit = exit
         vms[vm]!.detail = detail
+        pagePolicy.remove(vm: vm)
+        // Moves under way end with the VM (its nodes drop them); their frames are scrubbed with its runs.
+        for (id, m) in pendingMoves.sorted(by: { $0.key < $1.key }) where m.vm == vm {
+            pendingMoves[id] = nil
+            if let (c, rid) = m.client { send(.vmResponse(id: rid, ok: false, createdVM: nil, body: "move failed: VM \(vm) ended"), to: c) }
+        }
         for p in r.participants.sorted() { sendNode(p, .vmStop(vm: vm, reason: detail)) }
         if let owner = r.owner { send(.vmStatus(vm: vm, state: state, exit: exit, detail: detail), to: owner) }
         log(.info, "VM \(vm) '\(r.name)' \(state): \(detail)")
@@ -319,7 +360,121 @@ public struct CoordinatorStateMachine: Sendable {
             reply(true, nodesText)
         case .stats:
             reply(true, statsText)
+        case .migrate(let vm, let page, let node):
+            if let error = migrate(vm, page: page, to: Int(node), client: (client, rid)) { reply(false, error) }
         }
+    }
+
+    // MARK: - Page moves
+
+    /// Where guest page `page` of the VM lives now (the authoritative pmap).
+    func pageHome(_ r: VMRecord, _ page: UInt64) -> PageHome? {
+        let offset = page &- Self.ramBase
+        guard offset < r.memoryBytes else { return nil }
+        if let moved = r.movedPages[page] { return moved }
+        let chunkBytes = UInt64(r.placement.chunkPages) * 4096
+        let chunk = r.placement.chunks[Int(offset / chunkBytes)]
+        return PageHome(node: Int(chunk.node), frame: chunk.frameBase + offset % chunkBytes)
+    }
+
+    static let ramBase: UInt64 = 0x8000_0000
+
+    /// Starts moving a page of a running VM to node `target`: a frame there, and the
+    /// command to the page's home. Returns why not, or nil when the command went out.
+    mutating func migrate(_ vm: UInt32, page: UInt64, to target: NodeID, client: (ConnectionID, UInt64)?) -> String? {
+        guard let r = vms[vm], r.state == .running else { return "no running VM \(vm)" }
+        guard page % 4096 == 0, let from = pageHome(r, page) else {
+            return "0x\(String(page, radix: 16)) is not a page of VM \(vm)'s RAM"
+        }
+        guard r.participants.contains(target), nodes[target]?.alive == true else {
+            return "node \(target) does not take part in VM \(vm) (nodes \(r.participants.sorted()))"
+        }
+        guard from.node != target else { return "page 0x\(String(page, radix: 16)) is on node \(target) already" }
+        guard !pendingMoves.values.contains(where: { $0.vm == vm && $0.page == page }) else {
+            return "page 0x\(String(page, radix: 16)) is being moved"
+        }
+        guard let frame = nodes[target]?.frames.allocate(4096) else { return "node \(target) has no free frame" }
+        let id = nextMoveID
+        nextMoveID += 1
+        // The new frame belongs to the VM from now on: a VM that stops mid-move scrubs it.
+        vms[vm]!.frameRuns[target, default: []].append(FrameRun(base: frame, bytes: 4096))
+        pendingMoves[id] = PendingMove(vm: vm, page: page, from: from, to: PageHome(node: target, frame: frame),
+                                       startedNanos: nowNanos, client: client)
+        sendNode(from.node, .pageCommand(PageCommand(id: id, kind: .migrate, vm: vm, guestPage: page,
+                                                      targetNode: Int32(target), frame: frame)))
+        return nil
+    }
+
+    /// A node's remote accesses per page go to the policy; its decisions go out as moves.
+    private mutating func pageAccesses(_ vm: UInt32, _ entries: [PageAccessCount], from n: NodeID) {
+        guard let r = vms[vm], r.state == .running, r.participants.contains(n) else { return }
+        var reports: [PagePolicy.Report] = []
+        for e in entries {
+            guard let home = pageHome(r, e.guestPage) else { continue }
+            reports.append(PagePolicy.Report(page: .init(vm: vm, address: e.guestPage), placement: .init(home: home.node),
+                                             misses: [n: UInt64(e.accesses)], writeMisses: UInt64(e.writes)))
+        }
+        for d in pagePolicy.handle(.misses(reports), now: nowNanos) {
+            switch d {
+            case .migrate(let page, _, let to):
+                if let why = migrate(vm, page: page.address, to: to, client: nil) {
+                    log(.debug, "\(page): no migration to node \(to): \(why)")
+                    _ = pagePolicy.handle(.moveFailed(page), now: nowNanos)
+                }
+            case .replicate(let page, _):
+                // Replicas are not carried out yet: the page stays where it is.
+                _ = pagePolicy.handle(.moveFailed(page), now: nowNanos)
+            }
+        }
+    }
+
+    /// The old home reports a move finished (or refused).
+    private mutating func moveDone(_ id: UInt64, ok: Bool, detail: String, from n: NodeID) {
+        guard let m = pendingMoves[id], m.from.node == n else {
+            return log(.warning, "node \(n) reported move \(id) done, which it was not asked to do")
+        }
+        pendingMoves[id] = nil
+        let page = "0x\(String(m.page, radix: 16))"
+        _ = pagePolicy.handle(ok ? .moveDone(.init(vm: m.vm, address: m.page), migrated: true) : .moveFailed(.init(vm: m.vm, address: m.page)),
+                              now: nowNanos)
+        // A VM that stopped meanwhile scrubs both frames with the rest of its runs.
+        if vms[m.vm]?.isActive == true {
+            if ok {
+                vms[m.vm]!.movedPages[m.page] = m.to
+                // The old frame is zeroed and all its lines are home: free again.
+                if removeFrame(m.from.frame, of: m.vm, on: m.from.node), nodes[m.from.node]?.frames.release(m.from.frame, 4096) != true {
+                    log(.warning, "frame 0x\(String(m.from.frame, radix: 16)) of node \(m.from.node) was free already")
+                }
+                vms[m.vm]!.memoryOnNodes[m.from.node, default: 0] -= 4096
+                if vms[m.vm]!.memoryOnNodes[m.from.node] == 0 { vms[m.vm]!.memoryOnNodes[m.from.node] = nil }
+                vms[m.vm]!.memoryOnNodes[m.to.node, default: 0] += 4096
+                vms[m.vm]!.migrations += 1
+                vms[m.vm]!.moveNanos.append(nowNanos &- m.startedNanos)
+                if vms[m.vm]!.moveNanos.count > 4096 { vms[m.vm]!.moveNanos.removeFirst(2048) }
+                log(.debug, "VM \(m.vm) page \(page) moved from node \(m.from.node) to \(m.to.node) in \((nowNanos &- m.startedNanos) / 1000) us")
+            } else {
+                // Refused before any data went: the new frame was never written.
+                if removeFrame(m.to.frame, of: m.vm, on: m.to.node) { _ = nodes[m.to.node]?.frames.release(m.to.frame, 4096) }
+                log(.warning, "VM \(m.vm) page \(page): move to node \(m.to.node) failed: \(detail)")
+            }
+        }
+        if let (c, rid) = m.client {
+            send(.vmResponse(id: rid, ok: ok, createdVM: nil,
+                             body: ok ? "moved VM \(m.vm) page \(page) from node \(m.from.node) to node \(m.to.node) in \((nowNanos &- m.startedNanos) / 1000) us"
+                                      : "move failed: \(detail)"), to: c)
+        }
+    }
+
+    /// Takes one page out of the VM's frame runs on `node` (splitting a run). False if
+    /// the VM had no such frame there.
+    private mutating func removeFrame(_ frame: UInt64, of vm: UInt32, on node: NodeID) -> Bool {
+        guard var runs = vms[vm]?.frameRuns[node],
+              let i = runs.firstIndex(where: { frame >= $0.base && frame - $0.base < $0.bytes }) else { return false }
+        let run = runs.remove(at: i)
+        if frame > run.base { runs.append(FrameRun(base: run.base, bytes: frame - run.base)) }
+        if frame + 4096 < run.base + run.bytes { runs.append(FrameRun(base: frame + 4096, bytes: run.base + run.bytes - frame - 4096)) }
+        vms[vm]!.frameRuns[node] = runs.isEmpty ? nil : runs.sorted { $0.base < $1.base }
+        return true
     }
 
     struct CreateError: Error, CustomStringConvertible { var description: String }
@@ -342,13 +497,13 @@ public struct CoordinatorStateMachine: Sendable {
         // Each node's chunks lie one after another in one run of its frames.
         var allocators = nodes.mapValues(\.frames)
         var runBase: [NodeID: UInt64] = [:]
-        var runs: [NodeID: FrameRun] = [:]
+        var runs: [NodeID: [FrameRun]] = [:]
         for (n, bytes) in placed.memoryBytes {
             guard let base = allocators[n]?.allocate(bytes) else {
                 throw CreateError(description: "node \(n) has no run of \(MemorySize.format(bytes)) free (largest \(MemorySize.format(allocators[n]?.largestRun ?? 0)))")
             }
             runBase[n] = base
-            runs[n] = FrameRun(base: base, bytes: (bytes + 4095) & ~4095)
+            runs[n] = [FrameRun(base: base, bytes: (bytes + 4095) & ~4095)]
         }
         var used: [NodeID: UInt64] = [:]
         var chunks: [MemoryChunk] = []
@@ -368,8 +523,11 @@ public struct CoordinatorStateMachine: Sendable {
                             memoryBase: nodes[n]!.frames.base, memoryBytes: nodes[n]!.frames.size)
             },
             epochNanos: nowNanos, lineSize: UInt32(configuration.lineSize))
+        var parameters = pagePolicy.defaults
+        parameters.enabled = spec.numaPolicy
+        pagePolicy.set(parameters, for: id)
         vms[id] = VMRecord(placement: placement, name: spec.name, memoryOnNodes: placed.memoryBytes, owner: owner,
-                           state: .starting, frameRuns: runs)
+                           state: .starting, frameRuns: runs, memoryBytes: spec.memoryBytes)
         for n in participants { sendNode(n, .vmStart(placement)) }
         let homes = placed.memoryBytes.sorted { $0.key < $1.key }.map { "\($0.key): \(MemorySize.format($0.value))" }
         log(.info, "VM \(id) '\(spec.name)': \(spec.vcpus) VCPUs on nodes \(placed.vcpuNodes), memory on [\(homes.joined(separator: ", "))]")
@@ -403,6 +561,13 @@ public struct CoordinatorStateMachine: Sendable {
                 c.name == "hottest_page" ? "\(c.name): 0x\(String(UInt64(bitPattern: c.value), radix: 16))" : "\(c.name): \(c.value)"
             }
             lines.append("  - {node: \(n), uptime_s: \(report.uptimeNanos / 1_000_000_000), \(fields.joined(separator: ", "))}")
+        }
+        lines.append("vms:")
+        for id in vms.keys.sorted() where vms[id]!.isActive {
+            let r = vms[id]!
+            let sorted = r.moveNanos.sorted()
+            func percentile(_ p: Double) -> UInt64 { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] / 1000 }
+            lines.append("  - {vm: \(id), migrations: \(r.migrations), move_us_p50: \(percentile(0.5)), move_us_p99: \(percentile(0.99))}")
         }
         return lines.joined(separator: "\n")
     }

@@ -141,6 +141,71 @@ public final class CoherenceAgent {
         if madvise(p, Int(bytes), MADV_DONTNEED) != 0 { p.initializeMemory(as: UInt8.self, repeating: 0, count: Int(bytes)) }
     }
 
+    // MARK: - Remote accesses (the page policy's input)
+
+    public struct AccessCount: Sendable, Equatable {
+        public var accesses: UInt32 = 0
+        public var writes: UInt32 = 0
+        mutating func add(write: Bool, weight: UInt32) {
+            accesses &+= weight
+            if write { writes &+= weight }
+        }
+    }
+    static let accessSampling: UInt64 = 16
+    private var accessSample: UInt64 = 0
+    private var remoteAccessCounts: [UInt64: AccessCount] = [:]
+
+    /// This node's CPU and DMA accesses to lines homed elsewhere since the last call,
+    /// per machine page (sampled: one access in 16 counts 16), and restarts the count.
+    public func takeRemoteAccessCounts() -> [UInt64: AccessCount] {
+        defer { remoteAccessCounts.removeAll(keepingCapacity: true) }
+        return remoteAccessCounts
+    }
+
+    // MARK: - Pages that move
+
+    /// Whether an access of VM `vm` (a hart or its DMA engine) parked on a line of
+    /// machine page `page` is still waiting to be performed. A node freezing a page
+    /// for a move answers only once this is false: every request it will ever make
+    /// for the old frame has then been sent.
+    public func hasWaitingAccess(vm: UInt32, page: UInt64) -> Bool {
+        guard !parked.isEmpty else { return false }
+        return allParked.contains { $0.0 >> 32 == UInt64(vm) && $0.2.result == nil && LineGeometry.page(of: $0.2.line) == page }
+    }
+
+    /// Whether `requester` has an access at `address` of `size` bytes that was
+    /// performed and not yet picked up: it must be picked up even while the page is
+    /// frozen, or the instruction would perform it a second time.
+    public func hasPerformedAccess(requester: UInt64, address: UInt64, size: Int) -> Bool {
+        guard !parked.isEmpty, let list = parked[requester] else { return false }
+        return list.contains { $0.address == address && $0.size == size && $0.result != nil }
+    }
+
+    /// A page of VM `vm` moved from machine page `from` to `to`: accesses performed on
+    /// the old frame and not yet picked up are found at the new address.
+    public func rebasePerformed(vm: UInt32, from: UInt64, to: UInt64) {
+        guard !parked.isEmpty else { return }
+        for (r, list) in parked where r >> 32 == UInt64(vm) {
+            parked[r] = list.map { p in
+                guard p.result != nil, LineGeometry.page(of: p.address) == from else { return p }
+                var q = p
+                q.address = to + (p.address - from)
+                q.line = geometry.line(of: q.address)
+                return q
+            }
+        }
+    }
+
+    /// The 4 KiB of home page `page` (all its lines must be home), or nil if it is not
+    /// home memory of this node.
+    public func readPage(_ page: UInt64) -> [UInt8]? {
+        guard page % 4096 == 0, isLocal(page), localSize - (page - localBase) >= 4096 else { return nil }
+        return [UInt8](UnsafeRawBufferPointer(start: local + Int(page - localBase), count: 4096))
+    }
+
+    /// Forgets the miss counters of home page `page` (its guest page moved away).
+    public func forgetCounts(page: UInt64) { directory.forgetCounts(page: page) }
+
     // MARK: - CPU accesses
 
     /// A host pointer to a whole home page if the home's CPUs may access every line
@@ -249,6 +314,12 @@ public final class CoherenceAgent {
             }
             value = perform(access, local + Int(address - localBase), size)
             return .ok
+        }
+        // The page policy's input: one remote access in `accessSampling` is counted, for
+        // that many (the slow path stays cheap).
+        accessSample &+= 1
+        if accessSample & (Self.accessSampling - 1) == 0 {
+            remoteAccessCounts[address & ~0xfff, default: AccessCount()].add(write: write, weight: UInt32(Self.accessSampling))
         }
         // A hit in the remote cache: performed in place, no directives to carry out.
         if let v = cache.withHit(line, write: write, { perform(access, $0 + Int(address - line), size) }) {

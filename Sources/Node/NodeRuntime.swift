@@ -60,6 +60,10 @@ public final class NodeRuntime: @unchecked Sendable {
     private var scheduler = VCPUScheduler()
     private var agent: CoherenceAgent?
     private var vms: [UInt32: NodeVM] = [:]
+    /// Pages of this node's VMs being moved (the node's part in each move).
+    private var moves = PageMoveStateMachine(node: -1)
+    /// Lines of old frames being recalled for a move, by move id.
+    private var moveRecalls: [UInt64: [LineAddress]] = [:]
     private let sliceBudget = 2_000
     /// The slice a VCPU gets right after the message that woke it.
     private let wokenBudget = 256
@@ -124,6 +128,8 @@ public final class NodeRuntime: @unchecked Sendable {
         apply(state.handle(.tick, now: clock.localNanoseconds()))
         flush()
         finishScrubs()
+        advanceMoves()
+        reportAccesses()
         if !runOneSlice(), wait { idle() }
         return nil
     }
@@ -143,7 +149,9 @@ public final class NodeRuntime: @unchecked Sendable {
                 apply(state.handle(.peerConnected(id, node: Int(peer.nodeID)), now: now))
             }
         case .received(let id, let message):
-            if id == coordinator {
+            if id == coordinator, case .pageCommand(let c) = message {
+                pageCommand(c)
+            } else if id == coordinator {
                 apply(state.handle(.fromCoordinator(message), now: now))
             } else if let n = state.node(of: id) {
                 fromPeer(message, n)
@@ -176,6 +184,19 @@ public final class NodeRuntime: @unchecked Sendable {
             }
         case .interrupt(let vm, _, _, _), .ipi(let vm, _):
             vms[vm]?.receive(message, from: n)
+        case .pageFreeze(let id, let vm, let page):
+            applyMoves(moves.handle(.freeze(id: id, vm: vm, page: page, from: n)))
+        case .pageFrozen(let id):
+            applyMoves(moves.handle(.frozen(id: id, from: n)))
+        case .pageData(let id, let vm, let page, let frame, let data):
+            guard let v = vms[vm], moves.moves[id]?.phase == .frozen, agent?.home(of: frame) == state.nodeID,
+                  data.withUnsafeBytes({ agent?.initialize($0, at: frame) }) == true else {
+                logger.warning("rejected pageData \(id) for VM \(vm) frame 0x\(String(frame, radix: 16)) from node \(n)")
+                return
+            }
+            applyMoves(moves.handle(.data(id: id, vm: vm, page: page, frame: frame, from: n, others: others(of: v))))
+        case .pageMoved(let id, let vm, let page, let node, let frame):
+            applyMoves(moves.handle(.moved(id: id, vm: vm, page: page, node: Int(node), frame: frame, from: n)))
         default:
             logger.warning("unexpected \(message.type) from node \(n)")
         }
@@ -186,6 +207,7 @@ public final class NodeRuntime: @unchecked Sendable {
         for d in directives {
             switch d {
             case .joined(let j):
+                moves = PageMoveStateMachine(node: Int(j.nodeID))
                 // Peers learn who we are from our hello.
                 identity.nodeID = j.nodeID
                 transport.updateIdentity(identity)
@@ -213,6 +235,8 @@ public final class NodeRuntime: @unchecked Sendable {
                 if vms.removeValue(forKey: vm) != nil { logger.info("VM \(vm) dropped: \(reason)") }
                 scheduler.remove(vm: vm)
                 agent?.forgetParked(vm: vm)
+                for m in moves.moves.values where m.vm == vm { moveRecalls[m.id] = nil }
+                applyMoves(moves.handle(.dropVM(vm)))
             case .scrubFrames(let vm, let base, let bytes):
                 guard let lines = agent?.beginScrub(base, bytes) else {
                     logger.warning("scrubFrames for VM \(vm) names frames 0x\(String(base, radix: 16)) + \(bytes) that are not home here")
@@ -285,6 +309,96 @@ public final class NodeRuntime: @unchecked Sendable {
         }
         for (id, exit) in exited {
             apply(state.handle(.vmExited(id, VMExit(exit)), now: clock.localNanoseconds()))
+        }
+    }
+
+    // MARK: - Page moves
+
+    /// The VM's nodes other than this one.
+    private func others(of vm: NodeVM) -> [NodeID] {
+        let me = state.nodeID ?? -1
+        var out: [NodeID] = []
+        for n in vm.placement.nodes where Int(n.nodeID) != me { out.append(Int(n.nodeID)) }
+        return out
+    }
+
+    /// The coordinator asks this node, as the page's home, to move it.
+    private func pageCommand(_ c: PageCommand) {
+        guard let agent, let me = state.nodeID, let vm = vms[c.vm], let old = vm.frame(ofGuestPage: c.guestPage),
+              agent.home(of: old) == me else {
+            _ = transport.send(.pageCommandDone(id: c.id, ok: false,
+                                                detail: "VM \(c.vm) page 0x\(String(c.guestPage, radix: 16)) is not homed on this node"),
+                               on: coordinator)
+            return
+        }
+        applyMoves(moves.handle(.command(c, oldFrame: old, others: others(of: vm))))
+    }
+
+    private func applyMoves(_ directives: [PageMoveStateMachine.Directive]) {
+        for d in directives {
+            switch d {
+            case .freeze(let vm, let page):
+                vms[vm]?.freeze(page)
+            case .send(let m, let n):
+                send(m, toNode: n)
+            case .recall(let id, let frame):
+                moveRecalls[id] = agent?.beginScrub(frame, 4096) ?? []
+            case .sendPage(let id, let vm, let page, let frame, let to, let toFrame):
+                guard let agent, let data = agent.readPage(frame) else { continue }
+                agent.zero(frame, 4096)
+                agent.forgetCounts(page: frame)
+                send(.pageData(id: id, vm: vm, guestPage: page, frame: toFrame, data: data), toNode: to)
+            case .switchPage(let vm, let page, _, let frame):
+                vms[vm]?.switchPage(page, to: frame)
+            case .done(let id, let ok, let detail):
+                _ = transport.send(.pageCommandDone(id: id, ok: ok, detail: detail), on: coordinator)
+            case .log(let text):
+                logger.warning("\(text)")
+            }
+        }
+        flushCoherence()
+    }
+
+    /// How often the node tells the coordinator its remote accesses per page.
+    private let accessReportNanos: UInt64 = 20_000_000
+    private var nextAccessReport: UInt64 = 0
+
+    /// Sends the remote accesses counted since the last report, per VM and guest page.
+    private func reportAccesses() {
+        let now = clock.localNanoseconds()
+        guard let agent, now >= nextAccessReport else { return }
+        nextAccessReport = now + accessReportNanos
+        let counts = agent.takeRemoteAccessCounts()
+        guard !counts.isEmpty else { return }
+        var perVM: [UInt32: [PageAccessCount]] = [:]
+        for (page, c) in counts {
+            for (id, vm) in vms {
+                guard let g = vm.guestPage(ofMachinePage: page) else { continue }
+                perVM[id, default: []].append(PageAccessCount(guestPage: g, accesses: c.accesses, writes: c.writes))
+                break
+            }
+        }
+        for (id, entries) in perVM.sorted(by: { $0.key < $1.key }) {
+            _ = transport.send(.pageAccesses(vm: id, entries: entries.sorted { $0.guestPage < $1.guestPage }), on: coordinator)
+        }
+    }
+
+    /// Feeds the move state machine what it waits for: drained accesses, recalled lines.
+    private func advanceMoves() {
+        guard let agent, !moves.moves.isEmpty else { return }
+        for m in moves.awaitingDrain {
+            let frame = vms[m.vm]?.frame(ofGuestPage: m.page)
+            if frame.map({ !agent.hasWaitingAccess(vm: m.vm, page: $0) }) ?? true {
+                applyMoves(moves.handle(.drained(id: m.id)))
+            }
+        }
+        for m in moves.awaitingLines {
+            let left = (moveRecalls[m.id] ?? []).filter { !agent.isHome($0) }
+            moveRecalls[m.id] = left
+            if left.isEmpty {
+                moveRecalls[m.id] = nil
+                applyMoves(moves.handle(.linesHome(id: m.id)))
+            }
         }
     }
 
@@ -394,7 +508,7 @@ public final class NodeRuntime: @unchecked Sendable {
         flushCoherence()
         for event in mailbox.wait(until: Date().addingTimeInterval(0.1)) {
             switch event {
-            case .received(let id, let m) where m.isCoherence && state.node(of: id) != nil:
+            case .received(let id, let m) where (m.isCoherence || m.isPageMove) && state.node(of: id) != nil:
                 handle(event)
             case .connected, .disconnected, .writable:
                 handle(event)
@@ -403,6 +517,7 @@ public final class NodeRuntime: @unchecked Sendable {
             }
         }
         flushCoherence()
+        advanceMoves()
         return true
     }
 

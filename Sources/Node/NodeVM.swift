@@ -26,9 +26,16 @@ public final class NodeVM: PhysicalMemory {
     private let agent: CoherenceAgent
     private let ramBase = VirtBoard.ramBase
     private let ramSize: UInt64
-    /// log2 of the chunk size in bytes, and each chunk's machine base by guest order.
+    /// log2 of the chunk size in bytes.
     private let chunkShift: UInt64
-    private let chunkBases: [UInt64]
+    /// The pmap as this node caches it: the machine page of each guest page, in guest
+    /// order. It starts as the placement's chunks and changes as pages move
+    /// (`switchPage`); the coordinator holds the authoritative copy.
+    private var frames: [UInt64]
+    /// Machine page → guest page for pages no longer at their chunk's frame.
+    private var movedIn: [UInt64: UInt64] = [:]
+    /// Guest pages frozen for a move, with the ids of the local harts held on each.
+    private var frozen: [UInt64: Set<Int>] = [:]
     /// (machine base, chunk index) sorted by base, for machine → guest lookups.
     private let chunksByBase: [(base: UInt64, index: Int)]
     private let vcpuNodes: [Int]
@@ -78,7 +85,11 @@ public final class NodeVM: PhysicalMemory {
         self.agent = agent
         self.ramSize = config.memoryBytes
         self.chunkShift = 12 + UInt64(chunkPages.trailingZeroBitCount)
-        self.chunkBases = placement.chunks.map(\.frameBase)
+        let pages = Int((config.memoryBytes + 4095) / 4096)
+        let chunkPagesInt = Int(chunkPages)
+        var frames = [UInt64](repeating: 0, count: pages)
+        for i in 0..<pages { frames[i] = placement.chunks[i / chunkPagesInt].frameBase + UInt64(i % chunkPagesInt) * 4096 }
+        self.frames = frames
         self.chunksByBase = placement.chunks.enumerated().map { (base: $0.element.frameBase, index: $0.offset) }.sorted { $0.base < $1.base }
         self.vcpuNodes = placement.vcpuNodes.map(Int.init)
         self.epochNanos = placement.epochNanos
@@ -134,11 +145,18 @@ public final class NodeVM: PhysicalMemory {
     @inline(__always) public func machineAddress(_ gpa: UInt64) -> UInt64? {
         let offset = gpa &- ramBase
         guard offset < ramSize else { return nil }
-        return chunkBases[Int(offset >> chunkShift)] &+ (offset & ((1 << chunkShift) - 1))
+        return frames[Int(offset >> 12)] | (offset & 0xfff)
     }
 
     /// The guest-physical page mapped to machine page `page`, if this VM maps it.
     public func guestPage(ofMachinePage page: UInt64) -> UInt64? {
+        if !movedIn.isEmpty, let g = movedIn[page] { return g }
+        guard let g = chunkGuestPage(ofMachinePage: page), frames[Int((g - ramBase) >> 12)] == page else { return nil }
+        return g
+    }
+
+    /// The guest page whose chunk frame is machine page `page` (where it started).
+    private func chunkGuestPage(ofMachinePage page: UInt64) -> UInt64? {
         // The last chunk starting at or below `page`.
         var lo = 0, hi = chunksByBase.count
         while lo < hi {
@@ -159,15 +177,58 @@ public final class NodeVM: PhysicalMemory {
         for h in harts { h.dropDirectMappings(page: gpa) }
     }
 
+    // MARK: - Pages that move (PageMoveStateMachine)
+
+    /// The machine page guest page `gpa` is mapped to now, if it is RAM.
+    public func frame(ofGuestPage gpa: UInt64) -> UInt64? { machineAddress(gpa & ~0xfff) }
+
+    /// Whether guest page `gpa` is frozen for a move.
+    public func isFrozen(_ gpa: UInt64) -> Bool { !frozen.isEmpty && frozen[gpa & ~0xfff] != nil }
+
+    /// Holds every new access to guest page `gpa` until `switchPage`: the harts' fast
+    /// paths to it go, and their slow-path accesses wait.
+    public func freeze(_ gpa: UInt64) {
+        let page = gpa & ~0xfff
+        guard machineAddress(page) != nil, frozen[page] == nil else { return }
+        frozen[page] = []
+        for h in harts { h.dropDirectMappings(page: page) }
+    }
+
+    /// Maps guest page `gpa` to machine page `frame` and lets the accesses held on it go.
+    public func switchPage(_ gpa: UInt64, to frame: UInt64) {
+        let page = gpa & ~0xfff
+        guard let old = machineAddress(page) else { return }
+        movedIn[old] = nil
+        frames[Int((page - ramBase) >> 12)] = frame
+        if chunkGuestPage(ofMachinePage: frame) != page { movedIn[frame] = page }
+        agent.rebasePerformed(vm: vm, from: old, to: frame)
+        for h in harts { h.dropDirectMappings(page: page) }
+        if let held = frozen.removeValue(forKey: page) {
+            for hart in held.sorted() { if let i = localIndex[hart] { woken.append(i) } }
+        }
+    }
+
+    /// An access to a frozen page: an access already performed is picked up; anything
+    /// else waits for the move (the hart parks until `switchPage`).
+    @inline(__always) private func heldByMove(_ address: UInt64, _ m: UInt64, _ size: Int, _ hart: Int) -> Bool {
+        guard !frozen.isEmpty, frozen[address & ~0xfff] != nil else { return false }
+        if agent.hasPerformedAccess(requester: requester(hart), address: m, size: size) { return false }
+        frozen[address & ~0xfff]!.insert(hart)
+        return true
+    }
+
     // MARK: - PhysicalMemory
 
     public func directPage(_ pageAddress: UInt64, for access: AccessType) -> UnsafeMutableRawPointer? {
-        guard let m = machineAddress(pageAddress) else { return nil }
+        guard let m = machineAddress(pageAddress), !isFrozen(pageAddress) else { return nil }
         return agent.directPage(m, write: access == .write)
     }
 
     public func load(_ address: UInt64, size: Int, hart: Int, value: inout UInt64) -> BusStatus {
-        if let m = machineAddress(address) { return agent.load(m, size: size, requester: requester(hart), value: &value) }
+        if let m = machineAddress(address) {
+            if heldByMove(address, m, size, hart) { return .retry }
+            return agent.load(m, size: size, requester: requester(hart), value: &value)
+        }
         let owner = mmioOwner(address)
         if owner == node {
             guard let (device, offset) = localDevice(address) else { return .accessFault }
@@ -178,7 +239,10 @@ public final class NodeVM: PhysicalMemory {
     }
 
     public func store(_ address: UInt64, size: Int, value: UInt64, hart: Int) -> BusStatus {
-        if let m = machineAddress(address) { return agent.store(m, size: size, value: value, requester: requester(hart)) }
+        if let m = machineAddress(address) {
+            if heldByMove(address, m, size, hart) { return .retry }
+            return agent.store(m, size: size, value: value, requester: requester(hart))
+        }
         let owner = mmioOwner(address)
         if owner == node {
             guard let (device, offset) = localDevice(address) else { return .accessFault }
@@ -194,6 +258,7 @@ public final class NodeVM: PhysicalMemory {
     public func atomic(_ op: AtomicOp, _ address: UInt64, size: Int, operand: UInt64, expected: UInt64,
                        hart: Int, old: inout UInt64) -> BusStatus {
         if let m = machineAddress(address) {
+            if heldByMove(address, m, size, hart) { return .retry }
             return agent.atomic(op, m, size: size, operand: operand, expected: expected, requester: requester(hart), old: &old)
         }
         // On a device an AMO is a read followed by a write of the result, as on QEMU.
@@ -311,9 +376,15 @@ public final class NodeVM: PhysicalMemory {
     /// One DMA access through the coherence agent, waiting (without running harts or
     /// devices) until the line is here.
     private func dmaAccess(_ gpa: UInt64, size: Int, write: Bool, value: UInt64) -> UInt64? {
-        guard let m = machineAddress(gpa) else { return nil }
+        guard machineAddress(gpa) != nil else { return nil }
         let deadline = Date().addingTimeInterval(10)
         while true {
+            // A page frozen for a move: wait for it to land (the pump handles moves).
+            if isFrozen(gpa) {
+                guard Date() < deadline, let wait = waitForCoherence, wait() else { return nil }
+                continue
+            }
+            let m = machineAddress(gpa)!
             var v: UInt64 = 0
             let status = write ? agent.store(m, size: size, value: value, requester: dmaRequester)
                                : agent.load(m, size: size, requester: dmaRequester, value: &v)

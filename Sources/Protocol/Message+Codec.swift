@@ -33,10 +33,15 @@ extension Message {
         case .timeSync: return .timeSync
         case .pageCommand: return .pageCommand
         case .pageCommandDone: return .pageCommandDone
+        case .pageFreeze: return .pageFreeze
+        case .pageFrozen: return .pageFrozen
+        case .pageData: return .pageData
+        case .pageMoved: return .pageMoved
         case .vcpuState: return .vcpuState
         case .ethernetFrame: return .ethernetFrame
         case .console: return .console
         case .stats: return .stats
+        case .pageAccesses: return .pageAccesses
         case .vmRequest: return .vmRequest
         case .vmResponse: return .vmResponse
         case .vmStatus: return .vmStatus
@@ -49,6 +54,14 @@ extension Message {
     }
 
     /// A message of the coherence protocol (docs/coherence.md).
+    /// The node-to-node messages of a page move (a device's DMA may wait on one).
+    public var isPageMove: Bool {
+        switch self {
+        case .pageFreeze, .pageFrozen, .pageData, .pageMoved: return true
+        default: return false
+        }
+    }
+
     public var isCoherence: Bool {
         switch self {
         case .coherenceRequest, .lineData, .upgradeGrant, .invalidate, .invalidateAck, .recall, .recallReply,
@@ -166,6 +179,24 @@ extension Message {
             w.put(id)
             w.put(ok)
             w.put(detail)
+        case .pageFreeze(let id, let vm, let page):
+            w.put(id)
+            w.put(vm)
+            w.put(page)
+        case .pageFrozen(let id):
+            w.put(id)
+        case .pageData(let id, let vm, let page, let frame, let data):
+            w.put(id)
+            w.put(vm)
+            w.put(page)
+            w.put(frame)
+            w.put(bytes: data)
+        case .pageMoved(let id, let vm, let page, let node, let frame):
+            w.put(id)
+            w.put(vm)
+            w.put(page)
+            w.put(node)
+            w.put(frame)
         case .vcpuState(let s):
             w.put(s.vm)
             w.put(s.vcpu)
@@ -193,6 +224,14 @@ extension Message {
                 w.put(c.name)
                 w.put(c.value)
             }
+        case .pageAccesses(let vm, let entries):
+            w.put(vm)
+            w.put(UInt32(entries.count))
+            for e in entries {
+                w.put(e.guestPage)
+                w.put(e.accesses)
+                w.put(e.writes)
+            }
         case .vmRequest(let id, let request):
             w.put(id)
             switch request {
@@ -205,6 +244,11 @@ extension Message {
             case .list: w.put(UInt8(3))
             case .nodes: w.put(UInt8(4))
             case .stats: w.put(UInt8(5))
+            case .migrate(let vm, let page, let node):
+                w.put(UInt8(6))
+                w.put(vm)
+                w.put(page)
+                w.put(node)
             }
         case .vmResponse(let id, let ok, let createdVM, let body):
             w.put(id)
@@ -358,6 +402,25 @@ extension Message {
                                             targetNode: try r.int(Int32.self, "targetNode"), frame: try r.u64("frame")))
         case .pageCommandDone:
             return .pageCommandDone(id: try r.u64("id"), ok: try r.bool("ok"), detail: try r.string("detail"))
+        case .pageFreeze:
+            let id = try r.u64("id"), vm = try r.u32("vm"), page = try r.u64("guestPage")
+            guard page % 4096 == 0 else { throw .invalidValue(field: "guestPage") }
+            return .pageFreeze(id: id, vm: vm, guestPage: page)
+        case .pageFrozen:
+            return .pageFrozen(id: try r.u64("id"))
+        case .pageData:
+            let id = try r.u64("id"), vm = try r.u32("vm"), page = try r.u64("guestPage"), frame = try r.u64("frame")
+            let data = try r.bytes("data")
+            guard page % 4096 == 0 else { throw .invalidValue(field: "guestPage") }
+            guard frame % 4096 == 0 else { throw .invalidValue(field: "frame") }
+            guard data.count == 4096 else { throw .invalidValue(field: "data") }
+            return .pageData(id: id, vm: vm, guestPage: page, frame: frame, data: data)
+        case .pageMoved:
+            let id = try r.u64("id"), vm = try r.u32("vm"), page = try r.u64("guestPage")
+            let node = try r.int(Int32.self, "node"), frame = try r.u64("frame")
+            guard page % 4096 == 0 else { throw .invalidValue(field: "guestPage") }
+            guard frame % 4096 == 0 else { throw .invalidValue(field: "frame") }
+            return .pageMoved(id: id, vm: vm, guestPage: page, node: node, frame: frame)
         case .vcpuState:
             let vm = try r.u32("vm"), vcpu = try r.u32("vcpu"), pc = try r.u64("pc"), privilege = try r.u8("privilege")
             guard privilege == 0 || privilege == 1 || privilege == 3 else { throw .invalidValue(field: "privilege") }
@@ -385,6 +448,17 @@ extension Message {
             counters.reserveCapacity(n)
             for _ in 0..<n { counters.append(Counter(name: try r.string("counters"), value: try r.i64("counters"))) }
             return .stats(StatsReport(nodeID: node, uptimeNanos: uptime, counters: counters))
+        case .pageAccesses:
+            let vm = try r.u32("vm")
+            let n = try r.count("entries", minimumElementSize: 16)
+            var entries: [PageAccessCount] = []
+            entries.reserveCapacity(n)
+            for _ in 0..<n {
+                let page = try r.u64("entries"), accesses = try r.u32("entries"), writes = try r.u32("entries")
+                guard page % 4096 == 0, writes <= accesses else { throw .invalidValue(field: "entries") }
+                entries.append(PageAccessCount(guestPage: page, accesses: accesses, writes: writes))
+            }
+            return .pageAccesses(vm: vm, entries: entries)
         case .vmRequest:
             let id = try r.u64("id")
             let request: VMRequest
@@ -394,6 +468,10 @@ extension Message {
             case 3: request = .list
             case 4: request = .nodes
             case 5: request = .stats
+            case 6:
+                let vm = try r.u32("vm"), page = try r.u64("guestPage"), node = try r.int(Int32.self, "node")
+                guard page % 4096 == 0 else { throw .invalidValue(field: "guestPage") }
+                request = .migrate(vm: vm, guestPage: page, node: node)
             default: throw .invalidValue(field: "request")
             }
             return .vmRequest(id: id, request: request)

@@ -64,6 +64,17 @@ public enum Message: Equatable, Sendable {
     /// Coordinator to node: move, copy or fold back a page of a VM.
     case pageCommand(PageCommand)
     case pageCommandDone(id: UInt64, ok: Bool, detail: String)
+    /// Page move, home to every other node of the VM: stop using guest page `guestPage`
+    /// (drop fast paths, hold new accesses) and answer once no access of yours to it is
+    /// still in flight.
+    case pageFreeze(id: UInt64, vm: UInt32, guestPage: UInt64)
+    /// Node to the moving page's home: frozen, nothing of mine in flight on that page.
+    case pageFrozen(id: UInt64)
+    /// Home to the move's target: the page's 4 KiB, to install at machine frame `frame`.
+    case pageData(id: UInt64, vm: UInt32, guestPage: UInt64, frame: UInt64, data: [UInt8])
+    /// Target to every other node of the VM: the page now lives at `frame` on `node`;
+    /// switch the pmap and let held accesses go.
+    case pageMoved(id: UInt64, vm: UInt32, guestPage: UInt64, node: Int32, frame: UInt64)
     /// A VCPU's architectural state, for placing or moving it.
     case vcpuState(VCPUState)
     /// A frame on the VMs' virtual Ethernet segment.
@@ -72,6 +83,10 @@ public enum Message: Equatable, Sendable {
     case console(vm: UInt32, bytes: [UInt8])
     /// Periodic counters from a node.
     case stats(StatsReport)
+    /// Node to coordinator, every report interval: this node's accesses (sampled) to
+    /// guest pages of `vm` homed on other nodes since its last report, the page
+    /// policy's input.
+    case pageAccesses(vm: UInt32, entries: [PageAccessCount])
     /// CLI or coordinator: create, stop or list VMs, list nodes.
     case vmRequest(id: UInt64, request: VMRequest)
     /// The answer to a vmRequest: `ok` and a human-readable or YAML body.
@@ -102,7 +117,8 @@ public enum MessageType: UInt8, CaseIterable, Sendable {
     case mmioRequest = 0x20, mmioResponse = 0x21, interrupt = 0x22, ipi = 0x23
     case tlbShootdown = 0x24, tlbShootdownAck = 0x25, timeSync = 0x26
     case pageCommand = 0x30, pageCommandDone = 0x31, vcpuState = 0x32
-    case ethernetFrame = 0x40, console = 0x41, stats = 0x42
+    case pageFreeze = 0x33, pageFrozen = 0x34, pageData = 0x35, pageMoved = 0x36
+    case ethernetFrame = 0x40, console = 0x41, stats = 0x42, pageAccesses = 0x43
     case vmRequest = 0x50, vmResponse = 0x51, vmStatus = 0x52, vmStart = 0x53, vmStop = 0x54
     case vmDropped = 0x55, scrubFrames = 0x56, framesScrubbed = 0x57
 }
@@ -268,6 +284,18 @@ public struct StatsReport: Equatable, Sendable {
     }
 }
 
+/// One guest page's remote accesses by the reporting node (`writes` of them stores or AMOs).
+public struct PageAccessCount: Equatable, Sendable {
+    public var guestPage: UInt64
+    public var accesses: UInt32
+    public var writes: UInt32
+    public init(guestPage: UInt64, accesses: UInt32, writes: UInt32) {
+        self.guestPage = guestPage
+        self.accesses = accesses
+        self.writes = writes
+    }
+}
+
 public struct Counter: Equatable, Sendable {
     public var name: String
     public var value: Int64
@@ -284,6 +312,9 @@ public enum VMRequest: Equatable, Sendable {
     case list
     case nodes
     case stats
+    /// Move guest page `guestPage` of `vm` to node `node` (the monitor's migration,
+    /// by hand: tests, experiments). Answered when the move is done or failed.
+    case migrate(vm: UInt32, guestPage: UInt64, node: Int32)
 }
 
 /// How a guest ended, as the device node saw it (QEMU's test finisher, or a stop).

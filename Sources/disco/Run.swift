@@ -74,6 +74,9 @@ struct VMOptions: ParsableArguments {
     @Option(help: ArgumentHelp("On a cluster: 'interleave' (memory in chunks over the VCPUs' nodes, the default) or 'node:N' (all of it on node N).", valueName: "interleave|node:N"))
     var placement: String?
 
+    @Option(help: ArgumentHelp("On a cluster: 'on' (the default) moves pages to the nodes that use them; 'off' leaves them where they were placed.", valueName: "on|off"))
+    var numaPolicy: String?
+
     func resolvedSpec() throws -> VMSpec {
         var spec = try spec.map { try VMSpec.load(file: $0) } ?? VMSpec()
         if let bios { spec.firmware = bios == "none" ? VMSpec.Firmware.none : .file(bios) }
@@ -84,6 +87,7 @@ struct VMOptions: ParsableArguments {
         if let append { spec.bootargs = append }
         if let consoleLog { spec.consoleLog = consoleLog }
         if let placement { spec.placement = try VMSpec.MemoryPlacement(parsing: placement) }
+        if let numaPolicy { spec.numaPolicy = try VMSpec.parseSwitch(numaPolicy, "--numa-policy") }
         return spec
     }
 }

@@ -192,13 +192,13 @@ import Transport
         guard case .vmStart(let p)? = sent(ds, to: node(0)).first else { Issue.record("no vmStart"); return }
         #expect(sm.nodesText.contains("free: 248M"))  // 8M of 256M on each node
         let runs = sm.vms[vm!]!.frameRuns
-        #expect(runs.count == 2 && runs.values.allSatisfy { $0.bytes == 8 << 20 })
+        #expect(runs.count == 2 && runs.values.allSatisfy { $0.count == 1 && $0[0].bytes == 8 << 20 })
         // Stopped: no scrub before both nodes dropped it.
         _ = sm.handle(.received(client, .vmRequest(id: 3, request: .stop(vm: vm!))), now: 0)
         // One node's drop is not enough.
         #expect(sm.handle(.received(node(0), .vmDropped(vm: vm!)), now: 0).isEmpty)
         let scrub = sm.handle(.received(node(1), .vmDropped(vm: vm!)), now: 0)
-        let r0 = runs[0]!, r1 = runs[1]!
+        let r0 = runs[0]![0], r1 = runs[1]![0]
         #expect(sent(scrub, to: node(0)) == [.scrubFrames(vm: vm!, base: r0.base, bytes: r0.bytes)])
         #expect(sent(scrub, to: node(1)) == [.scrubFrames(vm: vm!, base: r1.base, bytes: r1.bytes)])
         // A home that lies about what it scrubbed frees nothing.

@@ -325,4 +325,53 @@ import Transport
         let after = try Self.run([spec("smp.elf", vcpus: 2, name: "after")], on: cluster, aliveNodes: 2)[0]
         #expect(after.exit == .pass, "\(after.detail)")
     }
+
+    /// Pages of a running SMP guest move between its two nodes at random, code, data
+    /// and stacks alike, while its VCPUs race on them: the guest still prints what it
+    /// prints on one machine, and every frame comes back once it has stopped.
+    @Test(arguments: [("smp.elf", 4), ("litmus.elf", 2)])
+    func pagesMoveWhileTheGuestRuns(guest: String, vcpus: Int) throws {
+        try #require(FileManager.default.fileExists(atPath: Self.guest(guest)), "run make -C guests")
+        let (expected, _) = try Self.reference(Self.guest(guest), harts: vcpus)
+        let cluster = try LocalCluster(nodes: 2, cpus: vcpus / 2, memoryBytes: 64 << 20)
+        defer { cluster.stop() }
+        let client = try cluster.client()
+        defer { client.close() }
+        try cluster.waitForNodes(2, client: client)
+        let (ok, vm, body) = try client.requestWithVM(.create(spec: spec(guest, vcpus: vcpus, memory: 16 << 20).yamlText()))
+        try #require(ok, "\(body)")
+        let id = try #require(vm)
+        var rng = SystemRandomNumberGenerator()
+        var console = "", end: (VMState, VMExit?, String)?
+        var moved = 0, refused: [String] = []
+        let deadline = Date().addingTimeInterval(120)
+        while end == nil && Date() < deadline {
+            let page = 0x8000_0000 + UInt64.random(in: 0..<64, using: &rng) * 4096
+            let (done, answer) = try client.request(.migrate(vm: id, guestPage: page, node: Int32.random(in: 0...1, using: &rng)))
+            // The page policy moves pages too: a page it is moving is refused.
+            if done { moved += 1 } else if !answer.contains("already") && !answer.contains("no running VM") && !answer.contains("ended") && !answer.contains("being moved") { refused.append(answer) }
+            for m in try client.events(until: Date()) {
+                switch m {
+                case .console(id, let bytes): console += String(decoding: bytes, as: UTF8.self)
+                case .vmStatus(id, let state, let exit, let detail) where state == .stopped || state == .failed:
+                    end = (state, exit, detail)
+                default: break
+                }
+            }
+        }
+        #expect(end?.0 == .stopped && end?.1 == .pass, "\(end.map { "\($0)" } ?? "timed out")\n\(console.suffix(800))")
+        #expect(Self.comparable(console) == Self.comparable(expected))
+        #expect(moved >= 10, "only \(moved) moves while the guest ran")
+        print("moves while \(guest) ran: \(moved)")
+        #expect(refused.isEmpty, "\(refused.prefix(5))")
+        // Every frame, the moved pages' included, is free again once the VM is gone.
+        var nodes = ""
+        let freed = Date().addingTimeInterval(20)
+        while Date() < freed {
+            nodes = try client.request(.nodes).body
+            if nodes.components(separatedBy: "free: 64M").count - 1 == 2 { break }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        #expect(nodes.components(separatedBy: "free: 64M").count - 1 == 2, "frames not back: \(nodes)")
+    }
 }

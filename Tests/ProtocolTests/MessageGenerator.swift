@@ -68,6 +68,12 @@ struct MessageGenerator {
             return .pageCommand(PageCommand(id: int(), kind: pick(PageCommand.Kind.self), vm: int(), guestPage: int(),
                                             targetNode: int(), frame: int()))
         case .pageCommandDone: return .pageCommandDone(id: int(), ok: bool(), detail: string())
+        case .pageFreeze: return .pageFreeze(id: int(), vm: int(), guestPage: int() & ~0xfff)
+        case .pageFrozen: return .pageFrozen(id: int())
+        case .pageData:
+            return .pageData(id: int(), vm: int(), guestPage: int() & ~0xfff, frame: int() & ~0xfff,
+                             data: (0..<4096).map { _ in UInt8(truncatingIfNeeded: rng.next()) })
+        case .pageMoved: return .pageMoved(id: int(), vm: int(), guestPage: int() & ~0xfff, node: int(), frame: int() & ~0xfff)
         case .vcpuState:
             return .vcpuState(VCPUState(vm: int(), vcpu: int(), pc: int(), privilege: [0, 1, 3][Int(rng.next() % 3)],
                                         registers: (0..<32).map { _ in int() },
@@ -79,13 +85,19 @@ struct MessageGenerator {
         case .stats:
             return .stats(StatsReport(nodeID: int(), uptimeNanos: int(),
                                       counters: (0..<Int(rng.next() % 10)).map { _ in Counter(name: string(), value: int()) }))
+        case .pageAccesses:
+            return .pageAccesses(vm: int(), entries: (0..<Int(rng.next() % 20)).map { _ in
+                let a: UInt32 = int()
+                return PageAccessCount(guestPage: int() & ~0xfff, accesses: a, writes: a / 2)
+            })
         case .vmRequest:
             let request: VMRequest
-            switch rng.next() % 5 {
+            switch rng.next() % 6 {
             case 0: request = .create(spec: string())
             case 1: request = .stop(vm: int())
             case 2: request = .list
             case 3: request = .nodes
+            case 4: request = .migrate(vm: int(), guestPage: int() & ~0xfff, node: int())
             default: request = .stats
             }
             return .vmRequest(id: int(), request: request)
