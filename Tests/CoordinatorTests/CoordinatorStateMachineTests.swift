@@ -245,6 +245,82 @@ import Transport
         let output = sm.handle(.received(node(0), .console(vm: vm!, bytes: [66])), now: 0)
         #expect(sent(output, to: client) == [.console(vm: vm!, bytes: [66])])
     }
+
+    // MARK: - Page moves
+
+    /// A running 2-VCPU VM over nodes 0 and 1 (one-page chunks), with its placement.
+    func runningVM(_ sm: inout SM, spec: String? = nil) -> (UInt32, VMPlacement)? {
+        let (vm, ds) = create(&sm, spec: spec)
+        guard let vm, case .vmStart(let p)? = sent(ds, to: node(0)).first else { return nil }
+        for n in p.vcpuNodes { _ = sm.handle(.received(node(Int(n)), .vmStatus(vm: vm, state: .starting, exit: nil, detail: "")), now: 0) }
+        return sm.vms[vm]?.state == .running ? (vm, p) : nil
+    }
+
+    func migrate(_ sm: inout SM, _ vm: UInt32, _ page: UInt64, to n: Int32, rid: UInt64 = 40) -> [SM.Directive] {
+        sm.handle(.received(client, .vmRequest(id: rid, request: .migrate(vm: vm, guestPage: page, node: n))), now: 5 * Self.ms)
+    }
+
+    @Test func aMoveGoesToThePagesHomeAndItsFramesAreAccountedWhenItIsDone() throws {
+        var sm = cluster(2)
+        let (vm, p) = try #require(runningVM(&sm))
+        let home = Int(p.chunks[0].node), other = 1 - home
+        let ds = migrate(&sm, vm, 0x8000_0000, to: Int32(other))
+        guard case .pageCommand(let c)? = sent(ds, to: node(home)).first else { Issue.record("no pageCommand: \(ds)"); return }
+        #expect(c.kind == .migrate && c.vm == vm && c.guestPage == 0x8000_0000 && c.targetNode == Int32(other))
+        #expect(sent(ds, to: client).isEmpty)  // answered when done
+        // The new frame is the VM's already; the same page cannot move twice at once.
+        #expect(sm.vms[vm]!.frameRuns[other]!.contains(.init(base: c.frame, bytes: 4096)))
+        let twice = migrate(&sm, vm, 0x8000_0000, to: Int32(other), rid: 41)
+        #expect(sent(twice, to: client) == [.vmResponse(id: 41, ok: false, createdVM: nil, body: "page 0x80000000 is being moved")])
+        // Only the page's home may report it done.
+        _ = sm.handle(.received(node(other), .pageCommandDone(id: c.id, ok: true, detail: "")), now: 6 * Self.ms)
+        #expect(sm.vms[vm]!.movedPages.isEmpty)
+        let done = sm.handle(.received(node(home), .pageCommandDone(id: c.id, ok: true, detail: "")), now: 6 * Self.ms)
+        guard case .vmResponse(40, true, nil, let body)? = sent(done, to: client).first else { Issue.record("\(done)"); return }
+        #expect(body.contains("from node \(home) to node \(other)"))
+        #expect(sm.pageHome(sm.vms[vm]!, 0x8000_0000) == .init(node: other, frame: c.frame))
+        // The old frame left the VM's runs (the run split around it) and is free again.
+        let homeRuns = sm.vms[vm]!.frameRuns[home]!
+        #expect(homeRuns.reduce(0) { $0 + $1.bytes } == (8 << 20) - 4096)
+        #expect(!homeRuns.contains { p.chunks[0].frameBase >= $0.base && p.chunks[0].frameBase < $0.base + $0.bytes })
+        #expect(sm.vms[vm]!.memoryOnNodes[other] == (8 << 20) + 4096 && sm.vms[vm]!.migrations == 1)
+        #expect(sm.statsText.contains("{vm: \(vm), migrations: 1, move_us_p50: 1000"))
+        // It moves back from its new home.
+        let back = migrate(&sm, vm, 0x8000_0000, to: Int32(home), rid: 42)
+        guard case .pageCommand(let c2)? = sent(back, to: node(other)).first else { Issue.record("\(back)"); return }
+        #expect(c2.targetNode == Int32(home))
+        // A refused move gives its new frame back.
+        _ = sm.handle(.received(node(other), .pageCommandDone(id: c2.id, ok: false, detail: "no")), now: 7 * Self.ms)
+        #expect(!sm.vms[vm]!.frameRuns[home]!.contains(.init(base: c2.frame, bytes: 4096)))
+        #expect(sm.pageHome(sm.vms[vm]!, 0x8000_0000)?.node == other)
+    }
+
+    @Test func movesThatCannotBeAreRefused() throws {
+        var sm = cluster(3)
+        let (vm, p) = try #require(runningVM(&sm))
+        let home = Int(p.chunks[0].node)
+        func refusal(_ ds: [SM.Directive]) -> String? {
+            if case .vmResponse(_, false, _, let body)? = sent(ds, to: client).first { return body } else { return nil }
+        }
+        #expect(refusal(migrate(&sm, vm, 0x8000_0000, to: Int32(home)))?.contains("already") == true)
+        #expect(refusal(migrate(&sm, vm, 0x8000_0000, to: 2))?.contains("does not take part") == true)
+        #expect(refusal(migrate(&sm, vm, 0x8000_0800, to: 1 - Int32(home)))?.contains("not a page") == true)
+        #expect(refusal(migrate(&sm, vm, 0x9000_0000, to: 1 - Int32(home)))?.contains("not a page") == true)
+        #expect(refusal(migrate(&sm, 99, 0x8000_0000, to: 0))?.contains("no running VM") == true)
+    }
+
+    @Test func hotRemoteAccessesMoveAPageUnlessThePolicyIsOff() throws {
+        for policy in [true, false] {
+            var sm = cluster(2)
+            let (vm, p) = try #require(runningVM(&sm, spec: spec + (policy ? "" : "numaPolicy: off\n")))
+            let home = Int(p.chunks[0].node), other = 1 - home
+            let report = Message.pageAccesses(vm: vm, entries: [PageAccessCount(guestPage: 0x8000_0000, accesses: 200, writes: 200)])
+            let ds = sm.handle(.received(node(other), report), now: Self.ms)
+            let commands = sent(ds, to: node(home)).filter { if case .pageCommand = $0 { true } else { false } }
+            #expect(commands.count == (policy ? 1 : 0), "policy \(policy): \(ds)")
+            if case .pageCommand(let c)? = commands.first { #expect(c.targetNode == Int32(other)) }
+        }
+    }
 }
 
 @Suite struct FrameAllocatorTests {
