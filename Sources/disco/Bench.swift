@@ -7,7 +7,7 @@ import Platform
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks: guest MIPS against QEMU (cpu), the transport against raw libuv (transport), the distributed machine (cluster).",
-        subcommands: [BenchCPU.self, BenchTransport.self, BenchCluster.self],
+        subcommands: [BenchCPU.self, BenchTransport.self, BenchCluster.self, BenchNUMA.self],
         defaultSubcommand: BenchCPU.self
     )
 }
