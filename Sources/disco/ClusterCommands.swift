@@ -210,8 +210,8 @@ struct StatsCommand: ParsableCommand {
 
 struct VMCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "vm", abstract: "Create, list or stop VMs on a running cluster.",
-        subcommands: [Create.self, List.self, Stop.self])
+        commandName: "vm", abstract: "Create, list or stop VMs on a running cluster, or move a page of one.",
+        subcommands: [Create.self, List.self, Stop.self, Migrate.self])
 
     struct Create: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a VM from a spec file; prints its id.")
@@ -238,5 +238,22 @@ struct VMCommand: ParsableCommand {
         @Argument(help: "The VM id.") var vm: UInt32
         @OptionGroup var client: ClientOptions
         func run() throws { client.ask(.stop(vm: vm)) }
+    }
+
+    struct Migrate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Move one guest page of a running VM to another of its nodes (what the page policy does).",
+            discussion: "Prints the move's time once every node maps the new frame. Example: disco vm migrate 1 0x80001000 --to 1")
+        @Argument(help: "The VM id.") var vm: UInt32
+        @Argument(help: "The guest-physical page address (hex with 0x, or decimal; 4 KiB aligned).") var page: String
+        @Option(help: "The node to move it to.") var to: Int32
+        @OptionGroup var client: ClientOptions
+        func run() throws {
+            let text = page.lowercased()
+            guard let address = text.hasPrefix("0x") ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text), address % 4096 == 0 else {
+                fail("'\(page)' is not a 4 KiB-aligned guest-physical address")
+            }
+            client.ask(.migrate(vm: vm, guestPage: address, node: to))
+        }
     }
 }
