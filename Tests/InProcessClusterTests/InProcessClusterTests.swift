@@ -343,12 +343,13 @@ import Transport
         let id = try #require(vm)
         var rng = SystemRandomNumberGenerator()
         var console = "", end: (VMState, VMExit?, String)?
-        var moved = 0, refused: [String] = []
+        var moved = 0, refused: [String] = [], moveMicros: [Int] = []
         let deadline = Date().addingTimeInterval(120)
         while end == nil && Date() < deadline {
             let page = 0x8000_0000 + UInt64.random(in: 0..<64, using: &rng) * 4096
             let (done, answer) = try client.request(.migrate(vm: id, guestPage: page, node: Int32.random(in: 0...1, using: &rng)))
             // The page policy moves pages too: a page it is moving is refused.
+            if done, let us = answer.split(separator: " ").dropLast().last.flatMap({ Int($0) }) { moveMicros.append(us) }
             if done { moved += 1 } else if !answer.contains("already") && !answer.contains("no running VM") && !answer.contains("ended") && !answer.contains("being moved") { refused.append(answer) }
             for m in try client.events(until: Date()) {
                 switch m {
@@ -362,7 +363,8 @@ import Transport
         #expect(end?.0 == .stopped && end?.1 == .pass, "\(end.map { "\($0)" } ?? "timed out")\n\(console.suffix(800))")
         #expect(Self.comparable(console) == Self.comparable(expected))
         #expect(moved >= 10, "only \(moved) moves while the guest ran")
-        print("moves while \(guest) ran: \(moved)")
+        moveMicros.sort()
+        print("moves while \(guest) ran: \(moved), median \(moveMicros.isEmpty ? 0 : moveMicros[moveMicros.count / 2]) us (debug build, in-memory transport)")
         #expect(refused.isEmpty, "\(refused.prefix(5))")
         // Every frame, the moved pages' included, is free again once the VM is gone.
         var nodes = ""

@@ -6,15 +6,15 @@ import Testing
 /// memory-model litmus tests; OpenSBI and U-Boot across two nodes; and a node killed
 /// under `disco up` failing only the VMs that depended on it.
 @Suite(.serialized) struct ClusterTests {
-    func onCluster(_ elf: String, harts: Int, nodes: Int, timeout: TimeInterval = 240) throws -> ProcessResult {
-        try runOnDisco(elf, harts: harts, extra: ["--nodes", "\(nodes)"], timeout: timeout)
+    func onCluster(_ elf: String, harts: Int, nodes: Int, policy: String = "on", timeout: TimeInterval = 240) throws -> ProcessResult {
+        try runOnDisco(elf, harts: harts, extra: ["--nodes", "\(nodes)", "--numa-policy", policy], timeout: timeout)
     }
 
-    func expectSameAsQEMU(_ guest: String, harts: Int, nodes: Int) throws {
+    func expectSameAsQEMU(_ guest: String, harts: Int, nodes: Int, policy: String = "on") throws {
         let elf = Paths.guest(guest)
         try #require(FileManager.default.fileExists(atPath: elf), "guest \(elf) is not built: run make -C guests")
         let qemu = try runOnQEMU(elf, harts: harts)
-        let disco = try onCluster(elf, harts: harts, nodes: nodes)
+        let disco = try onCluster(elf, harts: harts, nodes: nodes, policy: policy)
         #expect(!disco.stoppedEarly, "\(guest) on \(nodes) nodes did not finish: \(disco.output.suffix(1500)) \(disco.errorOutput.suffix(1500))")
         #expect(qemu.status == 0)
         #expect(disco.status == qemu.status, "exit status \(disco.status): \(disco.errorOutput.suffix(1500))")
@@ -25,6 +25,19 @@ import Testing
     @Test(arguments: [1, 2, 4])
     func smpGuestOverNodes(nodes: Int) throws {
         try expectSameAsQEMU("smp.elf", harts: 4, nodes: nodes)
+    }
+
+    /// The same guests with the page policy off (pages stay where placed) match too.
+    @Test(arguments: [2, 4])
+    func smpGuestOverNodesWithThePolicyOff(nodes: Int) throws {
+        try expectSameAsQEMU("smp.elf", harts: 4, nodes: nodes, policy: "off")
+    }
+
+    /// The NUMA-unaware guest (first touch by hart 0, private partitions) prints QEMU's
+    /// checksum whether or not its pages move.
+    @Test(arguments: ["on", "off"])
+    func numaGuestMatchesQEMU(policy: String) throws {
+        try expectSameAsQEMU("numa.elf", harts: 2, nodes: 2, policy: policy)
     }
 
     @Test func smpGuestOneHartPerNode() throws {
