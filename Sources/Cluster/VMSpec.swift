@@ -39,6 +39,21 @@ public struct VMSpec: Equatable, Sendable {
     /// Whether the monitor moves the VM's pages to the nodes that use them
     /// (`numaPolicy: on|off`, `disco run --numa-policy`).
     public var numaPolicy: Bool = true
+    /// The page policy's parameters for this VM (`numaParameters:`); nil ones keep the
+    /// coordinator's defaults.
+    public var numaParameters = NUMAParameters()
+
+    /// `numaParameters: {trigger: 128, sharing: 32, writeLimit: 1, migrateLimit: 1, resetMillis: 100}`.
+    public struct NUMAParameters: Equatable, Sendable {
+        public var trigger: UInt64?
+        public var sharing: UInt64?
+        public var writeLimit: UInt64?
+        public var migrateLimit: UInt64?
+        public var resetMillis: UInt64?
+        public init() {}
+        public static let keys = ["trigger", "sharing", "writeLimit", "migrateLimit", "resetMillis"]
+        var isEmpty: Bool { self == NUMAParameters() }
+    }
 
     /// Where a VM's memory lives on a cluster (`placement:` in a spec, `--placement`).
     public enum MemoryPlacement: Equatable, Sendable, CustomStringConvertible {
@@ -209,6 +224,22 @@ extension VMSpec {
                 spec.placement = try MemoryPlacement(parsing: try scalar(value, key))
             case "numaPolicy", "numa-policy":
                 spec.numaPolicy = try parseSwitch(try scalar(value, key), key)
+            case "numaParameters":
+                guard let m = value.mapping else { throw SpecError("spec key 'numaParameters' must be a mapping (\(NUMAParameters.keys.joined(separator: ", ")))") }
+                for (k, v) in m {
+                    let name = k.scalar?.string ?? "?"
+                    guard let n = UInt64(try scalar(v, name)), n >= 1 else {
+                        throw SpecError("numaParameters '\(name)' must be a whole number of at least 1")
+                    }
+                    switch name {
+                    case "trigger": spec.numaParameters.trigger = n
+                    case "sharing": spec.numaParameters.sharing = n
+                    case "writeLimit": spec.numaParameters.writeLimit = n
+                    case "migrateLimit": spec.numaParameters.migrateLimit = n
+                    case "resetMillis": spec.numaParameters.resetMillis = n
+                    default: throw SpecError("unknown numaParameters key '\(name)' (known: \(NUMAParameters.keys.joined(separator: ", ")))")
+                    }
+                }
             case "bootargs", "append":
                 spec.bootargs = try scalar(value, key)
             case "console-log":
@@ -232,7 +263,7 @@ extension VMSpec {
                     return disk
                 }
             default:
-                throw SpecError("unknown spec key '\(key)' (known: name, vcpus, memory, bios, kernel, disks, bootargs, console-log, placement, numaPolicy)")
+                throw SpecError("unknown spec key '\(key)' (known: name, vcpus, memory, bios, kernel, disks, bootargs, console-log, placement, numaPolicy, numaParameters)")
             }
         }
         return spec
@@ -277,6 +308,15 @@ extension VMSpec {
         if let consoleLog { root["console-log"] = absolute(consoleLog) }
         if placement != .interleave { root["placement"] = placement.description }
         if !numaPolicy { root["numaPolicy"] = "off" }
+        if !numaParameters.isEmpty {
+            var m: [String: Any] = [:]
+            if let v = numaParameters.trigger { m["trigger"] = Int(v) }
+            if let v = numaParameters.sharing { m["sharing"] = Int(v) }
+            if let v = numaParameters.writeLimit { m["writeLimit"] = Int(v) }
+            if let v = numaParameters.migrateLimit { m["migrateLimit"] = Int(v) }
+            if let v = numaParameters.resetMillis { m["resetMillis"] = Int(v) }
+            root["numaParameters"] = m
+        }
         if !disks.isEmpty {
             root["disks"] = disks.map { ["path": absolute($0.path), "readonly": $0.readOnly] as [String: Any] }
         }

@@ -525,6 +525,12 @@ public struct CoordinatorStateMachine: Sendable {
             epochNanos: nowNanos, lineSize: UInt32(configuration.lineSize))
         var parameters = pagePolicy.defaults
         parameters.enabled = spec.numaPolicy
+        let given = spec.numaParameters
+        if let v = given.trigger { parameters.trigger = v }
+        if let v = given.sharing { parameters.sharing = v }
+        if let v = given.writeLimit { parameters.writeLimit = v }
+        if let v = given.migrateLimit { parameters.migrateLimit = v }
+        if let v = given.resetMillis { parameters.resetInterval = .milliseconds(Int64(clamping: v)) }
         pagePolicy.set(parameters, for: id)
         vms[id] = VMRecord(placement: placement, name: spec.name, memoryOnNodes: placed.memoryBytes, owner: owner,
                            state: .starting, frameRuns: runs, memoryBytes: spec.memoryBytes)

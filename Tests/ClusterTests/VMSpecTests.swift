@@ -98,6 +98,18 @@ import Testing
         #expect(try VMSpec.parse(yaml: none.yamlText()) == none)
     }
 
+    @Test func numaPolicyAndItsParametersRoundTrip() throws {
+        let spec = try VMSpec.parse(yaml: "kernel: /k\nnumaPolicy: off\nnumaParameters: {trigger: 64, resetMillis: 50}\n")
+        #expect(spec.numaPolicy == false)
+        #expect(spec.numaParameters.trigger == 64 && spec.numaParameters.resetMillis == 50 && spec.numaParameters.sharing == nil)
+        #expect(try VMSpec.parse(yaml: spec.yamlText()) == spec)
+        #expect(try VMSpec.parse(yaml: "kernel: /k\n").numaPolicy == true)
+        for bad in ["numaPolicy: maybe", "numaParameters: 5", "numaParameters: {trigger: 0}", "numaParameters: {trigger: x}",
+                    "numaParameters: {speed: 3}"] {
+            #expect(throws: SpecError.self, "\(bad)") { try VMSpec.parse(yaml: "kernel: /k\n\(bad)\n") }
+        }
+    }
+
     @Test func placementIsInterleaveOrOneNode() throws {
         #expect(try VMSpec.parse(yaml: "placement: node:3").placement == .node(3))
         #expect(try VMSpec.parse(yaml: "placement: interleave").placement == .interleave)

@@ -309,10 +309,10 @@ import Transport
         #expect(refusal(migrate(&sm, 99, 0x8000_0000, to: 0))?.contains("no running VM") == true)
     }
 
-    @Test func hotRemoteAccessesMoveAPageUnlessThePolicyIsOff() throws {
-        for policy in [true, false] {
+    @Test func hotRemoteAccessesMoveAPageUnlessThePolicyIsOffOrTheVMsTriggerIsHigher() throws {
+        for (policy, extra) in [(true, ""), (false, "numaPolicy: off\n"), (false, "numaParameters: {trigger: 1000}\n")] {
             var sm = cluster(2)
-            let (vm, p) = try #require(runningVM(&sm, spec: spec + (policy ? "" : "numaPolicy: off\n")))
+            let (vm, p) = try #require(runningVM(&sm, spec: spec + extra))
             let home = Int(p.chunks[0].node), other = 1 - home
             let report = Message.pageAccesses(vm: vm, entries: [PageAccessCount(guestPage: 0x8000_0000, accesses: 200, writes: 200)])
             let ds = sm.handle(.received(node(other), report), now: Self.ms)
