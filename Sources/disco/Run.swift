@@ -47,7 +47,7 @@ struct Run: ParsableCommand {
 
 /// The VM flags shared by `run` and the commands that boot something.
 struct VMOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("A YAML spec file (name, vcpus, memory, bios, kernel, disks, bootargs, console-log, placement); flags override it.", valueName: "file"))
+    @Option(help: ArgumentHelp("A YAML spec file (name, vcpus, memory, bios, kernel, disks, bootargs, console-log, placement, numaPolicy, numaParameters); flags override it.", valueName: "file"))
     var spec: String?
 
     @Option(help: ArgumentHelp("Firmware entered in M-mode at 0x80000000, or 'none' to enter the kernel in M-mode.", valueName: "path|none"))
