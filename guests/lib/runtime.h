@@ -19,4 +19,20 @@ extern volatile u64 software_interrupts[8];
 
 static inline u64 read_csr_mhartid(void) { u64 v; __asm__ volatile("csrr %0, mhartid" : "=r"(v)); return v; }
 static inline u64 read_instret(void) { u64 v; __asm__ volatile("csrr %0, minstret" : "=r"(v)); return v; }
+
+/* A sense-reversing barrier for `harts` harts: each hart keeps its own sense (start
+ * at 0); the last to arrive resets the count and flips the shared sense. */
+struct barrier { volatile u32 count; volatile u32 sense; };
+static inline void barrier_wait(struct barrier *b, int harts, u32 *local_sense) {
+    *local_sense = !*local_sense;
+    u32 arrived;
+    __asm__ volatile("amoadd.w %0, %2, (%1)" : "=r"(arrived) : "r"(&b->count), "r"(1) : "memory");
+    if ((int)arrived + 1 == harts) {
+        b->count = 0;
+        __asm__ volatile("fence" ::: "memory");
+        b->sense = *local_sense;
+    } else {
+        while (b->sense != *local_sense) __asm__ volatile("pause");
+    }
+}
 #endif

@@ -13,21 +13,10 @@
 static u64 data[DATA_WORDS] __attribute__((aligned(4096)));
 static u64 table[TABLE_WORDS] __attribute__((aligned(4096)));
 static volatile u64 sums[8];
-static volatile u32 barrier_count, barrier_sense;
 static int harts;
 
-static void barrier(u32 *local_sense) {
-    *local_sense = !*local_sense;
-    u32 arrived;
-    __asm__ volatile("amoadd.w %0, %2, (%1)" : "=r"(arrived) : "r"(&barrier_count), "r"(1) : "memory");
-    if ((int)arrived + 1 == harts) {
-        barrier_count = 0;
-        __asm__ volatile("fence" ::: "memory");
-        barrier_sense = *local_sense;
-    } else {
-        while (barrier_sense != *local_sense) __asm__ volatile("pause");
-    }
-}
+static struct barrier all_harts;
+static void barrier(u32 *local_sense) { barrier_wait(&all_harts, harts, local_sense); }
 
 int main(u64 hartid, const void *fdt) {
     u32 sense = 0;

@@ -8,7 +8,6 @@
 
 static volatile u64 amo_counter, lrsc_counter, swap_counter, acks;
 static volatile u32 lrsc_lock, swap_lock;
-static volatile u32 barrier_count, barrier_sense;
 static int harts;
 
 static void lock_lrsc(volatile u32 *l) {
@@ -31,18 +30,8 @@ static void lock_swap(volatile u32 *l) {
     } while (old);
 }
 
-static void barrier(u32 *local_sense) {
-    *local_sense = !*local_sense;
-    u32 arrived;
-    __asm__ volatile("amoadd.w %0, %2, (%1)" : "=r"(arrived) : "r"(&barrier_count), "r"(1) : "memory");
-    if ((int)arrived + 1 == harts) {
-        barrier_count = 0;
-        __asm__ volatile("fence" ::: "memory");
-        barrier_sense = *local_sense;
-    } else {
-        while (barrier_sense != *local_sense) __asm__ volatile("pause");
-    }
-}
+static struct barrier all_harts;
+static void barrier(u32 *local_sense) { barrier_wait(&all_harts, harts, local_sense); }
 
 static void report(const char *what, u64 got, u64 want) {
     puts("smp: ");
