@@ -176,9 +176,9 @@ public final class CoherenceAgent {
     /// Whether `requester` has an access at `address` of `size` bytes that was
     /// performed and not yet picked up: it must be picked up even while the page is
     /// frozen, or the instruction would perform it a second time.
-    public func hasPerformedAccess(requester: UInt64, address: UInt64, size: Int) -> Bool {
+    public func hasPerformedAccess(_ access: Access, requester: UInt64, address: UInt64, size: Int) -> Bool {
         guard !parked.isEmpty, let list = parked[requester] else { return false }
-        return list.contains { $0.address == address && $0.size == size && $0.result != nil }
+        return list.contains { $0.address == address && $0.size == size && $0.access == access && $0.result != nil }
     }
 
     /// A page of VM `vm` moved from machine page `from` to `to`: accesses performed on

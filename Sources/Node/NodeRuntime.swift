@@ -189,7 +189,10 @@ public final class NodeRuntime: @unchecked Sendable {
         case .pageFrozen(let id):
             applyMoves(moves.handle(.frozen(id: id, from: n)))
         case .pageData(let id, let vm, let page, let frame, let data):
-            guard let v = vms[vm], moves.moves[id]?.phase == .frozen, agent?.home(of: frame) == state.nodeID,
+            // Written only for the move this node froze for, from that move's home: a
+            // node that lies writes no frame.
+            guard let v = vms[vm], let m = moves.moves[id], m.phase == .frozen, m.home == n, m.vm == vm, m.page == page,
+                  agent?.home(of: frame) == state.nodeID,
                   data.withUnsafeBytes({ agent?.initialize($0, at: frame) }) == true else {
                 logger.warning("rejected pageData \(id) for VM \(vm) frame 0x\(String(frame, radix: 16)) from node \(n)")
                 return

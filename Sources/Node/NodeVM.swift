@@ -210,9 +210,12 @@ public final class NodeVM: PhysicalMemory {
 
     /// An access to a frozen page: an access already performed is picked up; anything
     /// else waits for the move (the hart parks until `switchPage`).
-    @inline(__always) private func heldByMove(_ address: UInt64, _ m: UInt64, _ size: Int, _ hart: Int) -> Bool {
+    /// Only the same access (kind and operands) may be picked up: any other would be
+    /// performed on the old frame.
+    @inline(__always) private func heldByMove(_ access: @autoclosure () -> CoherenceAgent.Access,
+                                              _ address: UInt64, _ m: UInt64, _ size: Int, _ hart: Int) -> Bool {
         guard !frozen.isEmpty, frozen[address & ~0xfff] != nil else { return false }
-        if agent.hasPerformedAccess(requester: requester(hart), address: m, size: size) { return false }
+        if agent.hasPerformedAccess(access(), requester: requester(hart), address: m, size: size) { return false }
         frozen[address & ~0xfff]!.insert(hart)
         return true
     }
@@ -226,7 +229,7 @@ public final class NodeVM: PhysicalMemory {
 
     public func load(_ address: UInt64, size: Int, hart: Int, value: inout UInt64) -> BusStatus {
         if let m = machineAddress(address) {
-            if heldByMove(address, m, size, hart) { return .retry }
+            if heldByMove(.load, address, m, size, hart) { return .retry }
             return agent.load(m, size: size, requester: requester(hart), value: &value)
         }
         let owner = mmioOwner(address)
@@ -240,7 +243,7 @@ public final class NodeVM: PhysicalMemory {
 
     public func store(_ address: UInt64, size: Int, value: UInt64, hart: Int) -> BusStatus {
         if let m = machineAddress(address) {
-            if heldByMove(address, m, size, hart) { return .retry }
+            if heldByMove(.store(value), address, m, size, hart) { return .retry }
             return agent.store(m, size: size, value: value, requester: requester(hart))
         }
         let owner = mmioOwner(address)
@@ -258,7 +261,7 @@ public final class NodeVM: PhysicalMemory {
     public func atomic(_ op: AtomicOp, _ address: UInt64, size: Int, operand: UInt64, expected: UInt64,
                        hart: Int, old: inout UInt64) -> BusStatus {
         if let m = machineAddress(address) {
-            if heldByMove(address, m, size, hart) { return .retry }
+            if heldByMove(.atomic(op, operand: operand, expected: expected), address, m, size, hart) { return .retry }
             return agent.atomic(op, m, size: size, operand: operand, expected: expected, requester: requester(hart), old: &old)
         }
         // On a device an AMO is a read followed by a write of the result, as on QEMU.
