@@ -15,13 +15,80 @@ public struct VMSpec: Equatable, Sendable {
         case file(String)
     }
 
-    /// A virtio-blk disk backed by a host file.
+    /// A virtio-blk disk backed by a host file: raw, or a qcow2 image (such as a
+    /// copy-on-write overlay on a shared base image).
     public struct Disk: Equatable, Sendable {
         public var path: String
         public var readOnly: Bool
-        public init(path: String, readOnly: Bool = false) {
+        /// The virtio-mmio slot (0...7, at 0x10001000 + 0x1000·slot); nil fills the
+        /// free slots from the top, as QEMU does.
+        public var slot: Int?
+        /// "raw" or "qcow2"; nil detects the format from the file, as QEMU does.
+        public var format: String?
+        public init(path: String, readOnly: Bool = false, slot: Int? = nil, format: String? = nil) {
             self.path = path
             self.readOnly = readOnly
+            self.slot = slot
+            self.format = format
+        }
+
+        public static let formats = ["raw", "qcow2"]
+        public static let keys = ["path", "readonly", "slot", "format"]
+
+        /// A `--disk` value as QEMU writes drive options: `FILE[,slot=N][,readonly=on|off][,format=raw|qcow2]`;
+        /// a comma in the file name is written twice.
+        public init(parsingOption text: String) throws {
+            var fields: [String] = []
+            var current = ""
+            var chars = text[...]
+            while let c = chars.popFirst() {
+                if c == "," {
+                    if chars.first == "," && fields.isEmpty {
+                        current.append(",")
+                        chars = chars.dropFirst()
+                    } else {
+                        fields.append(current)
+                        current = ""
+                    }
+                } else {
+                    current.append(c)
+                }
+            }
+            fields.append(current)
+            guard let path = fields.first, !path.isEmpty else {
+                throw SpecError("--disk '\(text)': no file name (use FILE[,slot=N][,readonly=on][,format=raw|qcow2])")
+            }
+            self.init(path: path)
+            var seen = Set<String>()
+            for option in fields.dropFirst() {
+                let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2 else {
+                    throw SpecError("--disk '\(text)': '\(option)' is not key=value (known keys: slot, readonly, format)")
+                }
+                guard seen.insert(parts[0]).inserted else { throw SpecError("--disk '\(text)': '\(parts[0])' given twice") }
+                switch parts[0] {
+                case "slot":
+                    guard let n = Int(parts[1]) else { throw SpecError("--disk '\(text)': slot must be a number 0...7, not '\(parts[1])'") }
+                    slot = n
+                case "readonly", "read-only":
+                    readOnly = try VMSpec.parseSwitch(parts[1], "readonly")
+                case "format":
+                    format = parts[1]
+                default:
+                    throw SpecError("--disk '\(text)': unknown option '\(parts[0])' (known: slot, readonly, format)")
+                }
+            }
+            try check()
+        }
+
+        /// The slot and format are ones the platform has.
+        public func check() throws {
+            if let slot, !(0..<VMSpec.maxDisks).contains(slot) {
+                throw SpecError("disk '\(path)': slot \(slot) does not exist (virtio-mmio slots are 0...\(VMSpec.maxDisks - 1))")
+            }
+            if let format, !Self.formats.contains(format) {
+                throw SpecError("disk '\(path)': unknown format '\(format)' (known: \(Self.formats.joined(separator: ", ")))")
+            }
         }
     }
 
@@ -109,6 +176,15 @@ public struct VMSpec: Equatable, Sendable {
         guard disks.count <= Self.maxDisks else {
             throw SpecError("at most \(Self.maxDisks) disks (virtio-mmio slots), not \(disks.count)")
         }
+        var slotOwner: [Int: String] = [:]
+        for disk in disks {
+            try disk.check()
+            guard let slot = disk.slot else { continue }
+            if let other = slotOwner[slot] {
+                throw SpecError("disks '\(other)' and '\(disk.path)' both want virtio slot \(slot)")
+            }
+            slotOwner[slot] = disk.path
+        }
         if firmware == nil || firmware == Firmware.none, kernel == nil {
             throw SpecError("nothing to boot: give a firmware (--bios) or a kernel (--kernel)")
         }
@@ -183,6 +259,7 @@ extension VMSpec {
     /// disks:
     ///   - disk.img
     ///   - { path: base.img, readonly: true }
+    ///   - { path: vm1.qcow2, slot: 0 }      # at 0x10001000; format detected (raw or qcow2)
     /// bootargs: console=ttyS0
     /// console-log: demo.log
     /// ```
@@ -248,7 +325,7 @@ extension VMSpec {
                 guard let items = value.sequence else { throw SpecError("spec key 'disks' must be a list") }
                 spec.disks = try items.map { item in
                     if let path = item.scalar?.string { return Disk(path: resolve(path)) }
-                    guard let m = item.mapping else { throw SpecError("each disk is a path or {path:, readonly:}") }
+                    guard let m = item.mapping else { throw SpecError("each disk is a path or {path:, readonly:, slot:, format:}") }
                     var disk = Disk(path: "")
                     for (k, v) in m {
                         switch k.scalar?.string {
@@ -256,10 +333,16 @@ extension VMSpec {
                         case "readonly", "read-only":
                             guard let b = v.bool else { throw SpecError("disk 'readonly' must be true or false") }
                             disk.readOnly = b
-                        default: throw SpecError("unknown disk key '\(k.scalar?.string ?? "?")' (known: path, readonly)")
+                        case "slot":
+                            guard let n = Int(try scalar(v, "slot")) else { throw SpecError("disk 'slot' must be a number 0...\(maxDisks - 1)") }
+                            disk.slot = n
+                        case "format":
+                            disk.format = try scalar(v, "format")
+                        default: throw SpecError("unknown disk key '\(k.scalar?.string ?? "?")' (known: \(Disk.keys.joined(separator: ", ")))")
                         }
                     }
                     guard !disk.path.isEmpty else { throw SpecError("a disk needs a path") }
+                    try disk.check()
                     return disk
                 }
             default:
@@ -318,7 +401,12 @@ extension VMSpec {
             root["numaParameters"] = m
         }
         if !disks.isEmpty {
-            root["disks"] = disks.map { ["path": absolute($0.path), "readonly": $0.readOnly] as [String: Any] }
+            root["disks"] = disks.map { disk -> [String: Any] in
+                var m: [String: Any] = ["path": absolute(disk.path), "readonly": disk.readOnly]
+                if let slot = disk.slot { m["slot"] = slot }
+                if let format = disk.format { m["format"] = format }
+                return m
+            }
         }
         return (try? Yams.dump(object: root, sortKeys: true)) ?? ""
     }

@@ -10,6 +10,7 @@ extension VMSpec {
         case .none?, nil: bios = .none
         }
         return MachineConfig(harts: vcpus, memoryBytes: memoryBytes, bios: bios, kernel: kernel,
-                             disks: disks.map { DiskConfig(path: $0.path, readOnly: $0.readOnly) }, bootargs: bootargs)
+                             disks: disks.map { DiskConfig(path: $0.path, readOnly: $0.readOnly, slot: $0.slot,
+                                                                      format: $0.format.flatMap(DiskFormat.init(rawValue:))) }, bootargs: bootargs)
     }
 }

@@ -66,6 +66,15 @@ public final class BoardDevices {
         uart?.poll()
     }
 
+    /// The VM's disks, in slot order.
+    public var disks: [VirtioBlock] { regions.compactMap { $0.device as? VirtioBlock } }
+
+    /// Writes every disk's metadata back, syncs and closes it: when the VM ends (the
+    /// process may exit without running deinitializers) or before a reset reopens them.
+    public func closeDisks() {
+        for disk in disks { disk.close() }
+    }
+
     /// How the guest asked to end, if it wrote the finisher since the last call.
     public func takeExit() -> MachineExit? {
         switch finisher?.take() {

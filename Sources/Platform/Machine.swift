@@ -8,12 +8,19 @@ public enum BootFirmware: Equatable, Sendable {
     case file(String)
 }
 
+/// A virtio-blk disk of a VM: the image file, its format (nil: detected from the
+/// file, raw or qcow2) and the virtio-mmio slot it sits in (nil: the slots fill from
+/// the top, as QEMU's `-device virtio-blk-device` without `bus=` does).
 public struct DiskConfig: Equatable, Sendable {
     public var path: String
     public var readOnly: Bool
-    public init(path: String, readOnly: Bool = false) {
+    public var slot: Int?
+    public var format: DiskFormat?
+    public init(path: String, readOnly: Bool = false, slot: Int? = nil, format: DiskFormat? = nil) {
         self.path = path
         self.readOnly = readOnly
+        self.slot = slot
+        self.format = format
     }
 }
 
@@ -115,6 +122,10 @@ public final class Machine: InterruptSink {
     }
 
     private var shouldStop: Bool { stopLock.lock(); defer { stopLock.unlock() }; return stopRequested }
+
+    /// Writes back, syncs and closes the VM's disks; call it once `run()` has returned
+    /// and before another machine opens the same disks (a reset).
+    public func closeDisks() { devices.closeDisks() }
 
     /// Feeds console input to the UART (any thread).
     public func consoleInput(_ bytes: [UInt8]) {

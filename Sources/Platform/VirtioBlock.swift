@@ -5,16 +5,20 @@ import Glibc
 
 /// A virtio block device on the virtio-mmio transport, version 2 ("modern",
 /// virtio 1.x): split virtqueue 0 carries requests; IN, OUT, FLUSH and GET_ID
-/// are served from a raw image file with pread/pwrite/fsync. Every guest address
-/// goes through the bus with bounds checks: a descriptor pointing outside RAM or a
-/// malformed chain marks the device DEVICE_NEEDS_RESET instead of crashing.
+/// are served from a `DiskImage` (raw or qcow2); FLUSH returns once the image's
+/// metadata and data are on the disk. Every guest address goes through the bus
+/// with bounds checks: a descriptor pointing outside RAM or a malformed chain marks
+/// the device DEVICE_NEEDS_RESET instead of crashing. A request the image cannot
+/// serve (a corrupt table, an I/O error) answers IOERR and is reported once on
+/// stderr.
 public final class VirtioBlock: MMIODevice {
     private let bus: DMAMemory
-    private let fd: Int32
-    public let path: String
+    public let image: DiskImage
+    public var path: String { image.path }
     public let readOnly: Bool
     public let capacitySectors: UInt64
     private let irq: (Bool) -> Void
+    private var reportedErrors = 0
 
     // Transport state.
     private var deviceFeatureSelect: UInt32 = 0
@@ -38,23 +42,29 @@ public final class VirtioBlock: MMIODevice {
         public var description: String
     }
 
-    public init(path: String, readOnly: Bool, bus: DMAMemory, irq: @escaping (Bool) -> Void) throws {
-        let fd = open(path, (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC)
-        guard fd >= 0 else { throw OpenError(description: "disk '\(path)': \(String(cString: strerror(errno)))") }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else {
-            close(fd)
-            throw OpenError(description: "disk '\(path)': \(String(cString: strerror(errno)))")
-        }
-        self.fd = fd
-        self.path = path
-        self.readOnly = readOnly
-        self.capacitySectors = UInt64(st.st_size) / 512
+    /// Opens the disk at `path` (`format` nil: detected from the file) as a device.
+    public convenience init(path: String, format: DiskFormat? = nil, readOnly: Bool, bus: DMAMemory,
+                            irq: @escaping (Bool) -> Void) throws {
+        try self.init(image: DiskImages.open(path: path, format: format, readOnly: readOnly), bus: bus, irq: irq)
+    }
+
+    public init(image: DiskImage, bus: DMAMemory, irq: @escaping (Bool) -> Void) {
+        self.image = image
+        self.readOnly = image.isReadOnly
+        self.capacitySectors = image.virtualSize / 512
         self.bus = bus
         self.irq = irq
     }
 
-    deinit { close(fd) }
+    /// Writes back and syncs the image, then closes it (later requests answer IOERR).
+    public func close() { image.close() }
+
+    /// A failed request is the guest's business (IOERR); the reason is the user's.
+    private func report(_ error: Error) {
+        guard reportedErrors < 10 else { return }
+        reportedErrors += 1
+        FileHandle.standardError.write(Data("disco: virtio-blk: \(error)\n".utf8))
+    }
 
     private var deviceFeatures: UInt64 {
         Self.featureVersion1 | Self.featureFlush | (readOnly ? Self.featureReadOnly : 0)
@@ -199,8 +209,13 @@ public final class VirtioBlock: MMIODevice {
             for d in data {
                 guard d.writable else { throw Broken() }
                 var buffer = [UInt8](repeating: 0, count: Int(d.length))
-                let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
-                if n != Int(d.length) { result = 1; break }
+                do {
+                    try buffer.withUnsafeMutableBytes { try image.read(at: UInt64(offset), into: $0) }
+                } catch {
+                    report(error)
+                    result = 1
+                    break
+                }
                 try put(d.address, buffer)
                 written += d.length
                 offset += Int64(d.length)
@@ -210,12 +225,22 @@ public final class VirtioBlock: MMIODevice {
             if sector > capacitySectors || total > (capacitySectors - sector) * 512 { result = 1; break }
             for d in data {
                 guard !d.writable, let buffer = bus.copyOut(at: d.address, count: Int(d.length)) else { throw Broken() }
-                let n = buffer.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(offset)) }
-                if n != Int(d.length) { result = 1; break }
+                do {
+                    try buffer.withUnsafeBytes { try image.write(at: UInt64(offset), from: $0) }
+                } catch {
+                    report(error)
+                    result = 1
+                    break
+                }
                 offset += Int64(d.length)
             }
         case 4:  // FLUSH
-            result = fsync(fd) == 0 ? 0 : 1
+            do {
+                try image.flush()
+            } catch {
+                report(error)
+                result = 1
+            }
         case 8:  // GET_ID: up to 20 bytes, no terminator needed
             let id = Array("disco-\((path as NSString).lastPathComponent)".utf8.prefix(20))
             if let d = data.first, d.writable {
@@ -231,23 +256,3 @@ public final class VirtioBlock: MMIODevice {
     }
 }
 
-extension VirtBoard {
-    /// The eight virtio-mmio slots of a VM: a virtio-blk device for each disk, empty
-    /// slots for the rest. Like QEMU, the first disk takes the highest slot (it comes
-    /// first in the device tree). Slot i raises PLIC source 1 + i through `irq`.
-    public static func virtioSlots(disks: [DiskConfig], dma: DMAMemory, irq: @escaping (_ source: Int, _ level: Bool) -> Void)
-        throws -> [(base: UInt64, device: MMIODevice)]
-    {
-        try (0..<virtioSlots).map { i in
-            let base = virtioBase + UInt64(i) * virtioStride
-            let diskIndex = virtioSlots - 1 - i
-            guard diskIndex < disks.count else { return (base, EmptyVirtioSlot()) }
-            let disk = disks[diskIndex]
-            do {
-                return (base, try VirtioBlock(path: disk.path, readOnly: disk.readOnly, bus: dma, irq: { irq(1 + i, $0) }))
-            } catch {
-                throw MachineError("\(error)")
-            }
-        }
-    }
-}

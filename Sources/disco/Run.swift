@@ -18,6 +18,8 @@ struct Run: ParsableCommand {
               disco run --smp 2 --memory 256M \\
                 --bios /usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin \\
                 --kernel /usr/lib/u-boot/qemu-riscv64_smode/u-boot.bin --disk disk.img
+              disco disk create --backing base.raw vm1.qcow2
+              disco run --bios none --kernel guests/build/blk.elf --disk vm1.qcow2,slot=0
               disco run --spec vm.yaml
               disco run --nodes 2 --smp 4 --bios none --kernel guests/build/smp.elf
             """
@@ -62,7 +64,7 @@ struct VMOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Guest RAM size, e.g. 256M or 1G (a bare number means MiB).", valueName: "size"))
     var memory: String?
 
-    @Option(help: ArgumentHelp("A raw disk image on a virtio-blk device (repeatable, up to 8).", valueName: "path"))
+    @Option(help: ArgumentHelp("A disk on a virtio-blk device (repeatable, up to 8): raw or qcow2 (detected from the file), optionally ',slot=N' (virtio-mmio slot 0-7, at 0x10001000+0x1000*N; without it disks fill from slot 7 down), ',readonly=on', ',format=raw|qcow2'.", valueName: "file[,slot=N]"))
     var disk: [String] = []
 
     @Option(help: ArgumentHelp("Kernel command line placed in /chosen/bootargs.", valueName: "args"))
@@ -83,7 +85,7 @@ struct VMOptions: ParsableArguments {
         if let kernel { spec.kernel = kernel }
         if let smp { spec.vcpus = smp }
         if let memory { spec.memoryBytes = try MemorySize.parse(memory) }
-        if !disk.isEmpty { spec.disks = disk.map { VMSpec.Disk(path: $0) } }
+        if !disk.isEmpty { spec.disks = try disk.map { try VMSpec.Disk(parsingOption: $0) } }
         if let append { spec.bootargs = append }
         if let consoleLog { spec.consoleLog = consoleLog }
         if let placement { spec.placement = try VMSpec.MemoryPlacement(parsing: placement) }

@@ -35,6 +35,9 @@ func runVM(spec: VMSpec) -> Int32 {
 
     while true {
         let exit = machine.run()
+        // The disks' metadata goes back to the files now: exit() skips deinitializers,
+        // and a reset reopens the same files.
+        machine.closeDisks()
         switch exit {
         case .pass:
             return 0

@@ -9,7 +9,7 @@ struct SpecCheck: ParsableCommand {
         abstract: "Check a VM spec file (YAML) and print what it describes.",
         discussion: """
             Keys: name, vcpus, memory (e.g. 256M), bios (a path or 'none'), kernel,
-            disks (paths or {path:, readonly:}), bootargs, console-log. Relative paths
+            disks (paths or {path:, readonly:, slot:, format:}), bootargs, console-log. Relative paths
             are taken from the spec file's directory. Exit status 2 on any problem.
             """
     )
@@ -27,7 +27,10 @@ struct SpecCheck: ParsableCommand {
                 memory: \(MemorySize.format(spec.memoryBytes))
                 bios: \(spec.firmware.map { if case .file(let p) = $0 { p } else { "none" } } ?? "none")
                 kernel: \(spec.kernel ?? "-")
-                disks: \(spec.disks.map { $0.path + ($0.readOnly ? " (read-only)" : "") }.joined(separator: ", "))
+                disks: \(spec.disks.map { d in
+                    d.path + (d.slot.map { " (slot \($0))" } ?? "") + (d.format.map { " (\($0))" } ?? "")
+                        + (d.readOnly ? " (read-only)" : "")
+                }.joined(separator: ", "))
                 """)
         } catch let error as SpecError {
             fail(error.description)
