@@ -32,11 +32,21 @@ final class ImageFile {
         let flags = create ? (O_RDWR | O_CREAT | O_EXCL) : (readOnly ? O_RDONLY : O_RDWR)
         let fd = Glibc.open(path, flags | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw DiskImageError(path, ImageFile.errnoText()) }
-        if lock && flock(fd, (readOnly ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0 {
-            let busy = errno == EWOULDBLOCK
-            Glibc.close(fd)
-            throw DiskImageError(path, busy ? "in use by another VM or process (it holds a lock on the file)"
-                                             : ImageFile.errnoText())
+        if lock {
+            // A child another thread forks holds our descriptors until it execs (they are
+            // close-on-exec), and with them the lock: a conflict that lasts is real.
+            var tries = 0
+            while flock(fd, (readOnly ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0 {
+                let busy = errno == EWOULDBLOCK
+                if busy && tries < 100 {
+                    tries += 1
+                    usleep(5_000)
+                    continue
+                }
+                let text = ImageFile.errnoText()
+                Glibc.close(fd)
+                throw DiskImageError(path, busy ? "in use by another VM or process (it holds a lock on the file)" : text)
+            }
         }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
