@@ -121,3 +121,52 @@ import Testing
         }
     }
 }
+
+@Suite struct VMSpecDiskTests {
+    @Test func diskOptionsReadLikeQEMUDriveOptions() throws {
+        #expect(try VMSpec.Disk(parsingOption: "disk.img") == VMSpec.Disk(path: "disk.img"))
+        #expect(try VMSpec.Disk(parsingOption: "vm.qcow2,slot=0") == VMSpec.Disk(path: "vm.qcow2", slot: 0))
+        #expect(try VMSpec.Disk(parsingOption: "b.raw,readonly=on,slot=7,format=raw")
+                == VMSpec.Disk(path: "b.raw", readOnly: true, slot: 7, format: "raw"))
+        #expect(try VMSpec.Disk(parsingOption: "odd,,name.img,slot=2") == VMSpec.Disk(path: "odd,name.img", slot: 2))
+        #expect(try VMSpec.Disk(parsingOption: "dir=x/a.img") == VMSpec.Disk(path: "dir=x/a.img"))
+        for (bad, message) in [("", "no file name"), (",slot=1", "no file name"), ("a,slot=8", "slot 8 does not exist"),
+                               ("a,slot=x", "slot must be a number"), ("a,bus=1", "unknown option 'bus'"),
+                               ("a,slot", "is not key=value"), ("a,format=vmdk", "unknown format 'vmdk'"),
+                               ("a,readonly=maybe", "must be on or off"), ("a,slot=1,slot=2", "'slot' given twice")] {
+            #expect(throws: SpecError.self, "\(bad)") { try VMSpec.Disk(parsingOption: bad) }
+            do { _ = try VMSpec.Disk(parsingOption: bad) } catch let e as SpecError {
+                #expect(e.description.contains(message), "\(e.description)")
+            }
+        }
+    }
+
+    @Test func specDisksTakeASlotAndAFormatAndRoundTrip() throws {
+        let spec = try VMSpec.parse(yaml: """
+            kernel: /k
+            disks:
+              - { path: vm.qcow2, slot: 0 }
+              - { path: base.raw, readonly: true, format: raw }
+              - c.img
+            """, baseDirectory: "/d")
+        #expect(spec.disks == [VMSpec.Disk(path: "/d/vm.qcow2", slot: 0), VMSpec.Disk(path: "/d/base.raw", readOnly: true, format: "raw"),
+                               VMSpec.Disk(path: "/d/c.img")])
+        #expect(try VMSpec.parse(yaml: spec.yamlText()) == spec)
+        for (bad, message) in [("{path: a, slot: 9}", "slot 9 does not exist"), ("{path: a, slot: x}", "must be a number"),
+                               ("{path: a, format: vhd}", "unknown format 'vhd'"), ("{path: a, bus: 1}", "unknown disk key 'bus'")] {
+            do {
+                _ = try VMSpec.parse(yaml: "kernel: /k\ndisks:\n  - \(bad)\n")
+                Issue.record("accepted \(bad)")
+            } catch let e as SpecError {
+                #expect(e.description.contains(message), "\(e.description)")
+            }
+        }
+    }
+
+    @Test func twoDisksOnOneSlotAreRefused() {
+        let spec = VMSpec(kernel: "/k", disks: [.init(path: "/a", slot: 3), .init(path: "/b"), .init(path: "/c", slot: 3)])
+        #expect(throws: SpecError("disks '/a' and '/c' both want virtio slot 3")) { try spec.validate(fileExists: { _ in true }) }
+        let fine = VMSpec(kernel: "/k", disks: [.init(path: "/a", slot: 3), .init(path: "/b"), .init(path: "/c", slot: 4)])
+        #expect(throws: Never.self) { try fine.validate(fileExists: { _ in true }) }
+    }
+}

@@ -53,4 +53,42 @@ import Testing
         clint.write(offset: base + 0x4000 + 8, size: 8, value: 500)   // hart 1's
         #expect(b.nextDeadline(harts: harts) == 500)
     }
+
+    @Test func disksWithoutASlotFillFromTheTopAndNamedSlotsAreKept() throws {
+        func slots(_ wanted: [Int?]) throws -> [Int] {
+            try VirtBoard.slotAssignment(wanted.enumerated().map { DiskConfig(path: "d\($0.offset)", slot: $0.element) })
+        }
+        #expect(try slots([nil]) == [7])
+        #expect(try slots([nil, nil, nil]) == [7, 6, 5])
+        #expect(try slots([0]) == [0])
+        #expect(try slots([0, nil]) == [0, 7])
+        #expect(try slots([nil, 7, nil]) == [6, 7, 5])  // order-independent, unlike QEMU's command line
+        #expect(try slots([3, nil, nil, nil, nil, nil, nil, nil]) == [3, 7, 6, 5, 4, 2, 1, 0])
+        #expect(throws: MachineError("disks 'd0' and 'd1' both want slot 2")) { try slots([2, 2]) }
+        #expect(throws: MachineError("disk 'd0': slot 8 does not exist (0...7)")) { try slots([8]) }
+        #expect(throws: MachineError("disk 'd0': slot -1 does not exist (0...7)")) { try slots([-1]) }
+    }
+
+    @Test func aDiskInSlotZeroAnswersAt0x10001000() throws {
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
+        try writeFile(dir.path("a.raw"), [UInt8](repeating: 0, count: 4096))
+        try QCow2Image.create(path: dir.path("b.qcow2"), options: .init(size: 8192))
+        let b = try board(io: true, config: MachineConfig(harts: 1, memoryBytes: 1 << 20, bios: .none, kernel: nil,
+                                                        disks: [DiskConfig(path: dir.path("a.raw"), slot: 0),
+                                                                DiskConfig(path: dir.path("b.qcow2"))], bootargs: nil))
+        let ids = (0..<8).map { b.device(at: VirtBoard.virtioBase + 0x1000 * UInt64($0)).map { $0.0.read(offset: 8, size: 4) } }
+        #expect(ids == [2, 0, 0, 0, 0, 0, 0, 2])
+        #expect(b.device(at: VirtBoard.virtioBase)?.0.read(offset: 0x100, size: 8) == 8)
+        #expect(b.device(at: VirtBoard.virtioBase + 0x7000)?.0.read(offset: 0x100, size: 8) == 16)
+        #expect(b.disks.map { $0.image.format } == [.raw, .qcow2])
+        b.closeDisks()
+        // A disk that cannot be opened names itself; the ones opened before it are released.
+        #expect(throws: MachineError.self) {
+            try board(io: true, config: MachineConfig(harts: 1, memoryBytes: 1 << 20, bios: .none, kernel: nil,
+                                                      disks: [DiskConfig(path: dir.path("a.raw")), DiskConfig(path: dir.path("none"))],
+                                                      bootargs: nil))
+        }
+        _ = try RawDiskImage(path: dir.path("a.raw"), readOnly: false)
+    }
 }

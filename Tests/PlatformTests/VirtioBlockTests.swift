@@ -113,4 +113,49 @@ import Testing
         dev.write(offset: 0x050, size: 4, value: 0)
         #expect(dev.read(offset: 0x070, size: 4) & 64 != 0)
     }
+
+    /// The same requests on a qcow2 overlay: reads come from the backing file, a write
+    /// lands in the overlay only, and FLUSH makes it visible to a fresh reader.
+    @Test func aQCow2OverlayServesReadsWritesAndFlush() throws {
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
+        var base = [UInt8](repeating: 0, count: 1 << 20)
+        for i in 0..<512 { base[512 + i] = UInt8(i & 0xff) }
+        try writeFile(dir.path("base.raw"), base)
+        try QCow2Image.create(path: dir.path("ov.qcow2"), options: .init(backing: "base.raw"))
+        let bus = try SystemBus(ramSize: 1 << 20, clock: { 0 })
+        let dev = try VirtioBlock(path: dir.path("ov.qcow2"), readOnly: false, bus: bus, irq: { _ in })
+        #expect(dev.image.format == .qcow2)
+        #expect(dev.read(offset: 0x100, size: 8) == 2048)  // 1 MiB in sectors
+        dev.write(offset: 0x070, size: 4, value: 0xf)
+        dev.write(offset: 0x038, size: 4, value: 8)
+        dev.write(offset: 0x080, size: 4, value: desc)
+        dev.write(offset: 0x090, size: 4, value: avail)
+        dev.write(offset: 0x0a0, size: 4, value: used)
+        dev.write(offset: 0x044, size: 4, value: 1)
+        var served: UInt16 = 0
+        func request(type: UInt32, sector: UInt64, deviceWrites: Bool) -> UInt8 {
+            submit(bus, type: type, sector: sector, dataAddress: buffer, length: 512, deviceWrites: deviceWrites)
+            served += 1
+            put(bus, avail + 2, served)
+            put(bus, avail + 4 + 2 * UInt64((served - 1) % 8), UInt16(0))
+            dev.write(offset: 0x050, size: 4, value: 0)
+            return bus.copyOut(at: statusByte, count: 1)![0]
+        }
+        #expect(request(type: 0, sector: 1, deviceWrites: true) == 0)
+        #expect(bus.copyOut(at: buffer, count: 4) == [0, 1, 2, 3])
+        _ = [UInt8](repeating: 0xcd, count: 512).withUnsafeBytes { bus.copyIn($0, at: buffer) }
+        #expect(request(type: 1, sector: 3, deviceWrites: false) == 0)
+        #expect(request(type: 4, sector: 0, deviceWrites: false) == 0)  // FLUSH
+        // A fresh reader (no lock: the device holds it) sees the flushed write; the base is untouched.
+        let reader = try QCow2Image(path: dir.path("ov.qcow2"), readOnly: true, lock: false)
+        #expect(try reader.read(at: 1536, count: 512) == [UInt8](repeating: 0xcd, count: 512))
+        #expect(try reader.read(at: 512, count: 4) == [0, 1, 2, 3])
+        #expect(try readFile(dir.path("base.raw")) == base)
+        // The device holds the image: a second writer is refused.
+        #expect(throws: DiskImageError.self) { try QCow2Image(path: dir.path("ov.qcow2"), readOnly: false) }
+        dev.close()
+        #expect(request(type: 0, sector: 1, deviceWrites: true) == 1)  // closed: IOERR
+        _ = try QCow2Image(path: dir.path("ov.qcow2"), readOnly: false)
+    }
 }
