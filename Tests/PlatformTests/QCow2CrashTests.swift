@@ -103,7 +103,7 @@ import Testing
             let again = try QCow2Image(path: path, readOnly: false)
             try again.write(at: 1000, [UInt8](repeating: 0x5a, count: 3000))
             try again.flush()
-            #expect(try again.read(at: 1000, count: 3000) == [UInt8](repeating: 0x5a, count: 3000))
+            #expect(try firstDifference(again.read(at: 1000, count: 3000), [UInt8](repeating: 0x5a, count: 3000)) == nil)
             #expect(try again.report(refcounts: true).errors == [], "after a crash at \(budget) and more writes")
             again.close()
         }
