@@ -21,6 +21,8 @@ final class ImageFile {
     /// applied only up to `tornPrefix` bytes, as a SIGKILL between pages can leave it.
     var writeBudget: Int?
     var tornPrefix = 0
+    /// True once the write budget is spent: the simulated process is dead.
+    var crashed: Bool { writeBudget.map { $0 <= 0 } ?? false }
     /// Test hook: counts `pwrite` calls and syncs.
     private(set) var writes = 0
     private(set) var syncs = 0

@@ -177,7 +177,14 @@ public final class QCow2Image: DiskImage {
 
     public func close() {
         guard file.isOpen else { return }
-        if !file.readOnly { try? flush() }
+        if !file.readOnly && !file.crashed {
+            do {
+                try flush()
+            } catch {
+                // Nobody is left to take the error: say what may be lost.
+                FileHandle.standardError.write(Data("disco: \(error) (while closing: writes since the last flush may be lost)\n".utf8))
+            }
+        }
         file.close()
         backing?.close()
     }

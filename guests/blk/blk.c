@@ -8,6 +8,8 @@
  *            whole disk, pass;
  *   hang     the same writes and FLUSH, print "flushed", then keep writing the upper
  *            half without flushing until killed;
+ *   noflush  the writes of "write", checked and summed, but never a FLUSH: what the
+ *            host does with unflushed data when the VM powers off;
  *   verify   check that the writes of "write SEED COUNT" are on the disk, print the
  *            checksum, pass.
  * A sector's bytes depend only on SEED and its number, so overlapping writes agree
@@ -260,7 +262,14 @@ int main(u64 hartid, const void *fdt) {
     puts("\n");
     init();
 
-    if (equal(mode, "write") || equal(mode, "hang")) {
+    if (equal(mode, "noflush")) {
+        write_phase(seed, count);
+        puts("blk: wrote ");
+        put_u64(count);
+        puts(" requests without a flush\n");
+        verify_phase(seed, count);
+        checksum();
+    } else if (equal(mode, "write") || equal(mode, "hang")) {
         write_phase(seed, count);
         if (request(4, 0, 0) != 0) die("flush failed");
         puts("blk: wrote and flushed ");
@@ -283,7 +292,7 @@ int main(u64 hartid, const void *fdt) {
         verify_phase(seed, count);
         checksum();
     } else {
-        die("unknown mode (layout, write, hang, verify)");
+        die("unknown mode (layout, write, noflush, hang, verify)");
     }
     puts("blk: done\n");
     pass();
