@@ -86,6 +86,13 @@ public final class Machine: InterruptSink {
         try boot()
     }
 
+    /// The disks go back to their files (and release their locks) and the devices let go
+    /// of the bus, which they hold for DMA while it holds them.
+    deinit {
+        devices.closeDisks()
+        bus.detachAll()
+    }
+
     /// Forwards device interrupt lines to the harts once the machine exists.
     private final class Sink: InterruptSink {
         weak var machine: Machine?

@@ -40,6 +40,10 @@ public final class SystemBus: PhysicalMemory {
     deinit { munmap(ram, Int(ramSize)) }
 
     /// Attaches a device at [base, base + size). Ranges must not overlap RAM or each other.
+    /// Drops every device: devices that DMA hold the bus, so the machine breaks the
+    /// cycle when it goes away.
+    public func detachAll() { devices.removeAll() }
+
     public func attach(_ device: MMIODevice, at base: UInt64, size: UInt64) {
         precondition(base + size <= ramBase || base >= ramBase + ramSize, "device overlaps RAM")
         precondition(!devices.contains { base < $0.base + $0.size && $0.base < base + size }, "devices overlap")

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import Platform
 @testable import RISCV
@@ -91,4 +92,29 @@ import Testing
         }
         _ = try RawDiskImage(path: dir.path("a.raw"), readOnly: false)
     }
+
+    /// Devices that DMA hold the bus that holds them: a machine that goes away must
+    /// break that cycle, or its RAM leaks and its disks stay open and locked (a second
+    /// machine in the same process could not open them).
+    @Test func aMachineThatGoesAwayReleasesItsBusAndDisks() throws {
+        let guest = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("guests/build/mmio.elf").path
+        try #require(FileManager.default.fileExists(atPath: guest), "run make -C guests")
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
+        try writeFile(dir.path("d.raw"), [UInt8](repeating: 0, count: 4096))
+        weak var bus: SystemBus?
+        weak var disk: VirtioBlock?
+        do {
+            let m = try Machine(config: MachineConfig(harts: 1, memoryBytes: 1 << 20, bios: .none, kernel: guest,
+                                                      disks: [DiskConfig(path: dir.path("d.raw"))], bootargs: nil),
+                                console: NullConsole())
+            bus = m.bus
+            disk = m.devices.disks.first
+            #expect(disk != nil)
+        }
+        #expect(bus == nil && disk == nil)
+        _ = try RawDiskImage(path: dir.path("d.raw"), readOnly: false)
+    }
 }
+
