@@ -76,12 +76,14 @@ public struct CoordinatorStateMachine: Sendable {
         public var frame: UInt64
     }
 
-    /// A move sent to a page's home and not yet reported done.
+    /// A migration or replication sent to a page's home and not yet reported done.
     struct PendingMove: Sendable {
+        var kind: PageCommand.Kind
         var vm: UInt32
         var page: UInt64
         var from: PageHome
-        var to: PageHome
+        /// The new home (migrate) or the replicas (replicate), each with its new frame.
+        var targets: [PageHome]
         var startedNanos: UInt64
         /// The client that asked for it, answered when it ends.
         var client: (ConnectionID, UInt64)?
@@ -104,9 +106,16 @@ public struct CoordinatorStateMachine: Sendable {
         public var memoryBytes: UInt64 = 0
         /// The authoritative pmap's changes: guest pages no longer at their chunk's frame.
         public var movedPages: [UInt64: PageHome] = [:]
+        /// Read-only replicas: guest page → node → the replica's frame there (the home's
+        /// copy is the page's entry in the pmap).
+        public var replicas: [UInt64: [NodeID: UInt64]] = [:]
         /// Pages moved, and how long each move took (nanoseconds, command to done).
         public var migrations: Int = 0
         public var moveNanos: [UInt64] = []
+        /// Replicas made, and the collapses that dropped them again.
+        public var replications: Int = 0
+        public var collapses: Int = 0
+        public var replicateNanos: [UInt64] = []
         /// Nodes that answered `vmStop` with `vmDropped`.
         public var dropped: Set<NodeID> = []
         /// `scrubFrames` went out to the homes.
@@ -282,6 +291,8 @@ public struct CoordinatorStateMachine: Sendable {
             moveDone(id, ok: ok, detail: detail, from: n)
         case .pageAccesses(let vm, let entries):
             pageAccesses(vm, entries, from: n)
+        case .pageReplicasDropped(let vm, let page, let holders):
+            replicasDropped(vm, page: page, holders: holders.map(Int.init), from: n)
         case .framesScrubbed(let vm, let base, let bytes):
             guard let i = vms[vm]?.frameRuns[n]?.firstIndex(of: FrameRun(base: base, bytes: bytes)), vms[vm]!.scrubbing,
                   nodes[n]?.frames.release(base, bytes) == true else {
@@ -362,6 +373,8 @@ public struct CoordinatorStateMachine: Sendable {
             reply(true, statsText)
         case .migrate(let vm, let page, let node):
             if let error = migrate(vm, page: page, to: Int(node), client: (client, rid)) { reply(false, error) }
+        case .replicate(let vm, let page, let nodes):
+            if let error = replicate(vm, page: page, to: nodes.map(Int.init), client: (client, rid)) { reply(false, error) }
         }
     }
 
@@ -390,18 +403,50 @@ public struct CoordinatorStateMachine: Sendable {
             return "node \(target) does not take part in VM \(vm) (nodes \(r.participants.sorted()))"
         }
         guard from.node != target else { return "page 0x\(String(page, radix: 16)) is on node \(target) already" }
+        guard r.replicas[page] == nil else { return "page 0x\(String(page, radix: 16)) is replicated" }
+        return command(.migrate, vm, page, from: from, to: [target], client: client)
+    }
+
+    /// Starts replicating a page of a running VM onto `targets` (nodes of the VM other
+    /// than the page's home, without a replica yet): a frame on each, and the command
+    /// to the page's home. Returns why not, or nil when the command went out.
+    mutating func replicate(_ vm: UInt32, page: UInt64, to targets: [NodeID], client: (ConnectionID, UInt64)?) -> String? {
+        guard let r = vms[vm], r.state == .running else { return "no running VM \(vm)" }
+        guard page % 4096 == 0, let from = pageHome(r, page) else {
+            return "0x\(String(page, radix: 16)) is not a page of VM \(vm)'s RAM"
+        }
+        guard !targets.isEmpty, Set(targets).count == targets.count else { return "name each replica's node once" }
+        for t in targets {
+            guard r.participants.contains(t), nodes[t]?.alive == true else {
+                return "node \(t) does not take part in VM \(vm) (nodes \(r.participants.sorted()))"
+            }
+            guard t != from.node else { return "page 0x\(String(page, radix: 16)) is homed on node \(t)" }
+            guard r.replicas[page]?[t] == nil else { return "node \(t) holds a replica of page 0x\(String(page, radix: 16)) already" }
+        }
+        return command(.replicate, vm, page, from: from, to: targets, client: client)
+    }
+
+    /// A frame on each target (the VM's from now on: a VM that stops mid-move scrubs
+    /// them) and the command to the page's home.
+    private mutating func command(_ kind: PageCommand.Kind, _ vm: UInt32, _ page: UInt64, from: PageHome, to targets: [NodeID],
+                                  client: (ConnectionID, UInt64)?) -> String? {
         guard !pendingMoves.values.contains(where: { $0.vm == vm && $0.page == page }) else {
             return "page 0x\(String(page, radix: 16)) is being moved"
         }
-        guard let frame = nodes[target]?.frames.allocate(4096) else { return "node \(target) has no free frame" }
+        var homes: [PageHome] = []
+        for t in targets {
+            guard let frame = nodes[t]?.frames.allocate(4096) else {
+                for h in homes { _ = nodes[h.node]?.frames.release(h.frame, 4096) }
+                return "node \(t) has no free frame"
+            }
+            homes.append(PageHome(node: t, frame: frame))
+        }
+        for h in homes { vms[vm]!.frameRuns[h.node, default: []].append(FrameRun(base: h.frame, bytes: 4096)) }
         let id = nextMoveID
         nextMoveID += 1
-        // The new frame belongs to the VM from now on: a VM that stops mid-move scrubs it.
-        vms[vm]!.frameRuns[target, default: []].append(FrameRun(base: frame, bytes: 4096))
-        pendingMoves[id] = PendingMove(vm: vm, page: page, from: from, to: PageHome(node: target, frame: frame),
-                                       startedNanos: nowNanos, client: client)
-        sendNode(from.node, .pageCommand(PageCommand(id: id, kind: .migrate, vm: vm, guestPage: page,
-                                                      targetNode: Int32(target), frame: frame)))
+        pendingMoves[id] = PendingMove(kind: kind, vm: vm, page: page, from: from, targets: homes, startedNanos: nowNanos, client: client)
+        sendNode(from.node, .pageCommand(PageCommand(id: id, kind: kind, vm: vm, guestPage: page,
+                                                      targets: homes.map { PageTarget(node: Int32($0.node), frame: $0.frame) })))
         return nil
     }
 
@@ -411,8 +456,16 @@ public struct CoordinatorStateMachine: Sendable {
         var reports: [PagePolicy.Report] = []
         for e in entries {
             guard let home = pageHome(r, e.guestPage) else { continue }
-            reports.append(PagePolicy.Report(page: .init(vm: vm, address: e.guestPage), placement: .init(home: home.node),
-                                             misses: [n: UInt64(e.accesses)], writeMisses: UInt64(e.writes)))
+            let placement = PagePolicy.Placement(home: home.node, replicas: Set(r.replicas[e.guestPage]?.keys.map { $0 } ?? []))
+            // Entries for pages homed on the reporting node say whether its own CPUs used
+            // them (they never miss: see PagePolicy.Report.homeUse).
+            if home.node == n {
+                reports.append(PagePolicy.Report(page: .init(vm: vm, address: e.guestPage), placement: placement, misses: [:],
+                                                 writeMisses: 0, homeUse: e.writes > 0 ? .write : e.accesses > 0 ? .read : nil))
+            } else {
+                reports.append(PagePolicy.Report(page: .init(vm: vm, address: e.guestPage), placement: placement,
+                                                 misses: [n: UInt64(e.accesses)], writeMisses: UInt64(e.writes)))
+            }
         }
         for d in pagePolicy.handle(.misses(reports), now: nowNanos) {
             switch d {
@@ -421,48 +474,80 @@ public struct CoordinatorStateMachine: Sendable {
                     log(.debug, "\(page): no migration to node \(to): \(why)")
                     _ = pagePolicy.handle(.moveFailed(page), now: nowNanos)
                 }
-            case .replicate(let page, _):
-                // Replicas are not carried out yet: the page stays where it is.
-                _ = pagePolicy.handle(.moveFailed(page), now: nowNanos)
+            case .replicate(let page, let to):
+                if let why = replicate(vm, page: page.address, to: to, client: nil) {
+                    log(.debug, "\(page): no replicas on nodes \(to): \(why)")
+                    _ = pagePolicy.handle(.moveFailed(page), now: nowNanos)
+                }
             }
         }
     }
 
-    /// The old home reports a move finished (or refused).
+    /// The home reports a migration or replication finished (or refused).
     private mutating func moveDone(_ id: UInt64, ok: Bool, detail: String, from n: NodeID) {
         guard let m = pendingMoves[id], m.from.node == n else {
             return log(.warning, "node \(n) reported move \(id) done, which it was not asked to do")
         }
         pendingMoves[id] = nil
         let page = "0x\(String(m.page, radix: 16))"
-        _ = pagePolicy.handle(ok ? .moveDone(.init(vm: m.vm, address: m.page), migrated: true) : .moveFailed(.init(vm: m.vm, address: m.page)),
+        let nanos = nowNanos &- m.startedNanos
+        _ = pagePolicy.handle(ok ? .moveDone(.init(vm: m.vm, address: m.page), migrated: m.kind == .migrate) : .moveFailed(.init(vm: m.vm, address: m.page)),
                               now: nowNanos)
-        // A VM that stopped meanwhile scrubs both frames with the rest of its runs.
+        let targets = m.targets.map(\.node)
+        // A VM that stopped meanwhile scrubs every frame with the rest of its runs.
         if vms[m.vm]?.isActive == true {
-            if ok {
-                vms[m.vm]!.movedPages[m.page] = m.to
+            if ok && m.kind == .migrate, let to = m.targets.first {
+                vms[m.vm]!.movedPages[m.page] = to
                 // The old frame is zeroed and all its lines are home: free again.
                 if removeFrame(m.from.frame, of: m.vm, on: m.from.node), nodes[m.from.node]?.frames.release(m.from.frame, 4096) != true {
                     log(.warning, "frame 0x\(String(m.from.frame, radix: 16)) of node \(m.from.node) was free already")
                 }
                 vms[m.vm]!.memoryOnNodes[m.from.node, default: 0] -= 4096
                 if vms[m.vm]!.memoryOnNodes[m.from.node] == 0 { vms[m.vm]!.memoryOnNodes[m.from.node] = nil }
-                vms[m.vm]!.memoryOnNodes[m.to.node, default: 0] += 4096
+                vms[m.vm]!.memoryOnNodes[to.node, default: 0] += 4096
                 vms[m.vm]!.migrations += 1
-                vms[m.vm]!.moveNanos.append(nowNanos &- m.startedNanos)
-                if vms[m.vm]!.moveNanos.count > 4096 { vms[m.vm]!.moveNanos.removeFirst(2048) }
-                log(.debug, "VM \(m.vm) page \(page) moved from node \(m.from.node) to \(m.to.node) in \((nowNanos &- m.startedNanos) / 1000) us")
+                Self.record(nanos, in: &vms[m.vm]!.moveNanos)
+                log(.debug, "VM \(m.vm) page \(page) moved from node \(m.from.node) to \(to.node) in \(nanos / 1000) us")
+            } else if ok {
+                for t in m.targets { vms[m.vm]!.replicas[m.page, default: [:]][t.node] = t.frame }
+                vms[m.vm]!.replications += m.targets.count
+                Self.record(nanos, in: &vms[m.vm]!.replicateNanos)
+                log(.debug, "VM \(m.vm) page \(page) replicated from node \(m.from.node) to \(targets) in \(nanos / 1000) us")
             } else {
-                // Refused before any data went: the new frame was never written.
-                if removeFrame(m.to.frame, of: m.vm, on: m.to.node) { _ = nodes[m.to.node]?.frames.release(m.to.frame, 4096) }
-                log(.warning, "VM \(m.vm) page \(page): move to node \(m.to.node) failed: \(detail)")
+                // Refused before any data went: the new frames were never written.
+                for t in m.targets where removeFrame(t.frame, of: m.vm, on: t.node) { _ = nodes[t.node]?.frames.release(t.frame, 4096) }
+                log(.warning, "VM \(m.vm) page \(page): \(m.kind) to nodes \(targets) failed: \(detail)")
             }
         }
         if let (c, rid) = m.client {
-            send(.vmResponse(id: rid, ok: ok, createdVM: nil,
-                             body: ok ? "moved VM \(m.vm) page \(page) from node \(m.from.node) to node \(m.to.node) in \((nowNanos &- m.startedNanos) / 1000) us"
-                                      : "move failed: \(detail)"), to: c)
+            let body: String
+            if !ok { body = "\(m.kind) failed: \(detail)" }
+            else if m.kind == .migrate { body = "moved VM \(m.vm) page \(page) from node \(m.from.node) to node \(targets[0]) in \(nanos / 1000) us" }
+            else { body = "replicated VM \(m.vm) page \(page) of node \(m.from.node) on nodes \(targets) in \(nanos / 1000) us" }
+            send(.vmResponse(id: rid, ok: ok, createdVM: nil, body: body), to: c)
         }
+    }
+
+    /// Keeps the latest durations for the percentiles `disco stats` shows.
+    private static func record(_ nanos: UInt64, in list: inout [UInt64]) {
+        list.append(nanos)
+        if list.count > 4096 { list.removeFirst(2048) }
+    }
+
+    /// A page's home reports that a write collapsed its replicas: their frames (zeroed
+    /// by their nodes before they answered the home) are free again.
+    private mutating func replicasDropped(_ vm: UInt32, page: UInt64, holders: [NodeID], from n: NodeID) {
+        guard let r = vms[vm], r.isActive, let home = pageHome(r, page), home.node == n, let replicas = r.replicas[page],
+              Set(holders) == Set(replicas.keys) else {
+            return log(.warning, "node \(n) reported replicas of VM \(vm) page 0x\(String(page, radix: 16)) on \(holders) dropped, which it does not home")
+        }
+        vms[vm]!.replicas[page] = nil
+        vms[vm]!.collapses += 1
+        for (node, frame) in replicas.sorted(by: { $0.key < $1.key }) where removeFrame(frame, of: vm, on: node) {
+            _ = nodes[node]?.frames.release(frame, 4096)
+        }
+        _ = pagePolicy.handle(.collapsed(.init(vm: vm, address: page)), now: nowNanos)
+        log(.debug, "VM \(vm) page 0x\(String(page, radix: 16)): a write collapsed its replicas on \(holders.sorted())")
     }
 
     /// Takes one page out of the VM's frame runs on `node` (splitting a run). False if
@@ -551,6 +636,9 @@ public struct CoordinatorStateMachine: Sendable {
         return rows.isEmpty ? "[]" : rows.joined(separator: "\n")
     }
 
+    /// Free machine memory on node `n` (bytes).
+    public func freeBytes(of n: NodeID) -> UInt64 { nodes[n]?.frames.freeBytes ?? 0 }
+
     var nodesText: String {
         let rows = membership.members.keys.sorted().map { id -> String in
             let m = membership.members[id]!
@@ -571,9 +659,12 @@ public struct CoordinatorStateMachine: Sendable {
         lines.append("vms:")
         for id in vms.keys.sorted() where vms[id]!.isActive {
             let r = vms[id]!
-            let sorted = r.moveNanos.sorted()
-            func percentile(_ p: Double) -> UInt64 { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] / 1000 }
-            lines.append("  - {vm: \(id), migrations: \(r.migrations), move_us_p50: \(percentile(0.5)), move_us_p99: \(percentile(0.99))}")
+            func percentile(_ list: [UInt64], _ p: Double) -> UInt64 {
+                let sorted = list.sorted()
+                return sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] / 1000
+            }
+            let replicated = r.replicas.values.reduce(0) { $0 + $1.count }
+            lines.append("  - {vm: \(id), migrations: \(r.migrations), move_us_p50: \(percentile(r.moveNanos, 0.5)), move_us_p99: \(percentile(r.moveNanos, 0.99)), replications: \(r.replications), replicate_us_p50: \(percentile(r.replicateNanos, 0.5)), replicate_us_p99: \(percentile(r.replicateNanos, 0.99)), collapses: \(r.collapses), replicas: \(replicated)}")
         }
         return lines.joined(separator: "\n")
     }

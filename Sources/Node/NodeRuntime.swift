@@ -200,6 +200,23 @@ public final class NodeRuntime: @unchecked Sendable {
             applyMoves(moves.handle(.data(id: id, vm: vm, page: page, frame: frame, from: n, others: others(of: v))))
         case .pageMoved(let id, let vm, let page, let node, let frame):
             applyMoves(moves.handle(.moved(id: id, vm: vm, page: page, node: Int(node), frame: frame, from: n)))
+        case .pageReplica(let id, let vm, let page, let frame, let data):
+            // Written only from the page's home, into a frame of this node that is no
+            // page's mapping here, and (for a first replica) for the freeze of that home.
+            guard let v = vms[vm], let master = v.frame(ofGuestPage: page), agent?.home(of: master) == n,
+                  agent?.home(of: frame) == state.nodeID, v.guestPage(ofMachinePage: frame) == nil,
+                  moves.moves[id].map({ $0.phase == .frozen && $0.home == n && $0.vm == vm && $0.page == page }) ?? true,
+                  data.withUnsafeBytes({ agent?.initialize($0, at: frame) }) == true else {
+                logger.warning("rejected pageReplica \(id) for VM \(vm) frame 0x\(String(frame, radix: 16)) from node \(n)")
+                return
+            }
+            applyMoves(moves.handle(.replica(id: id, vm: vm, page: page, frame: frame, from: n)))
+        case .pageThaw(let id, let vm, let page):
+            applyMoves(moves.handle(.thaw(id: id, vm: vm, page: page, from: n)))
+        case .pageCollapse(let id, let vm, let page):
+            applyMoves(moves.handle(.collapse(id: id, vm: vm, page: page, from: n)))
+        case .pageCollapsed(let id):
+            applyMoves(moves.handle(.collapsed(id: id, from: n)))
         default:
             logger.warning("unexpected \(message.type) from node \(n)")
         }
@@ -353,6 +370,21 @@ public final class NodeRuntime: @unchecked Sendable {
                 send(.pageData(id: id, vm: vm, guestPage: page, frame: toFrame, data: data), toNode: to)
             case .switchPage(let vm, let page, _, let frame):
                 vms[vm]?.switchPage(page, to: frame)
+            case .gate(let frame):
+                agent?.gate(frame)
+            case .ungate(let frame):
+                agent?.ungate(frame)
+            case .sendReplica(let id, let vm, let page, let frame, let to, let toFrame):
+                guard let data = agent?.readPage(frame) else { continue }
+                send(.pageReplica(id: id, vm: vm, guestPage: page, frame: toFrame, data: data), toNode: to)
+            case .installReplica(let vm, let page, let frame):
+                vms[vm]?.installReplica(page, frame: frame)
+            case .thaw(let vm, let page):
+                vms[vm]?.thaw(page)
+            case .dropReplica(let vm, let page):
+                vms[vm]?.dropReplica(page)
+            case .report(let m):
+                _ = transport.send(m, on: coordinator)
             case .done(let id, let ok, let detail):
                 _ = transport.send(.pageCommandDone(id: id, ok: ok, detail: detail), on: coordinator)
             case .log(let text):
@@ -366,29 +398,45 @@ public final class NodeRuntime: @unchecked Sendable {
     private let accessReportNanos: UInt64 = 20_000_000
     private var nextAccessReport: UInt64 = 0
 
-    /// Sends the remote accesses counted since the last report, per VM and guest page.
+    /// Sends the remote accesses counted since the last report, per VM and guest page,
+    /// and which of its own pages that other nodes hold lines of this node used (one
+    /// access, one write if it wrote). Those pages' fast paths go, so the next use is
+    /// seen again.
     private func reportAccesses() {
         let now = clock.localNanoseconds()
         guard let agent, now >= nextAccessReport else { return }
         nextAccessReport = now + accessReportNanos
         let counts = agent.takeRemoteAccessCounts()
-        guard !counts.isEmpty else { return }
+        let touches = agent.takeHomeTouches()
+        guard !counts.isEmpty || !touches.isEmpty else { return }
         var perVM: [UInt32: [PageAccessCount]] = [:]
-        for (page, c) in counts {
+        func add(_ page: UInt64, _ accesses: UInt32, _ writes: UInt32) {
             for (id, vm) in vms {
                 guard let g = vm.guestPage(ofMachinePage: page) else { continue }
-                perVM[id, default: []].append(PageAccessCount(guestPage: g, accesses: c.accesses, writes: c.writes))
-                break
+                perVM[id, default: []].append(PageAccessCount(guestPage: g, accesses: accesses, writes: writes))
+                return
             }
+        }
+        for (page, c) in counts { add(page, c.accesses, c.writes) }
+        for (page, wrote) in touches {
+            add(page, 1, wrote ? 1 : 0)
+            for vm in vms.values { vm.revoke(machinePage: page) }
         }
         for (id, entries) in perVM.sorted(by: { $0.key < $1.key }) {
             _ = transport.send(.pageAccesses(vm: id, entries: entries.sorted { $0.guestPage < $1.guestPage }), on: coordinator)
         }
     }
 
-    /// Feeds the move state machine what it waits for: drained accesses, recalled lines.
+    /// Feeds the move state machine what it waits for: drained accesses, recalled lines,
+    /// writes waiting at a replicated page's gate.
     private func advanceMoves() {
-        guard let agent, !moves.moves.isEmpty else { return }
+        guard let agent else { return }
+        for frame in agent.takeWritesWanted() {
+            guard let (id, vm) = vms.first(where: { $0.value.guestPage(ofMachinePage: frame) != nil }),
+                  let page = vm.guestPage(ofMachinePage: frame) else { continue }
+            applyMoves(moves.handle(.writeWanted(vm: id, page: page)))
+        }
+        guard !moves.moves.isEmpty else { return }
         for m in moves.awaitingDrain {
             let frame = vms[m.vm]?.frame(ofGuestPage: m.page)
             if frame.map({ !agent.hasWaitingAccess(vm: m.vm, page: $0) }) ?? true {

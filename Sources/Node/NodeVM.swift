@@ -36,6 +36,10 @@ public final class NodeVM: PhysicalMemory {
     private var movedIn: [UInt64: UInt64] = [:]
     /// Guest pages frozen for a move, with the ids of the local harts held on each.
     private var frozen: [UInt64: Set<Int>] = [:]
+    /// Guest pages this node holds a read-only replica of, and the replica's frame
+    /// here: reads and fetches use it; a write drops it first and goes to the page's
+    /// home, which collapses the other replicas before granting it.
+    private var replicas: [UInt64: UInt64] = [:]
     /// (machine base, chunk index) sorted by base, for machine → guest lookups.
     private let chunksByBase: [(base: UInt64, index: Int)]
     private let vcpuNodes: [Int]
@@ -203,9 +207,64 @@ public final class NodeVM: PhysicalMemory {
         if chunkGuestPage(ofMachinePage: frame) != page { movedIn[frame] = page }
         agent.rebasePerformed(vm: vm, from: old, to: frame)
         for h in harts { h.dropDirectMappings(page: page) }
+        release(page)
+    }
+
+    /// Lets the accesses held on frozen guest page `page` go (they re-execute).
+    private func release(_ page: UInt64) {
         if let held = frozen.removeValue(forKey: page) {
             for hart in held.sorted() { if let i = localIndex[hart] { woken.append(i) } }
         }
+    }
+
+    /// A replication ended without changing this node's mapping: held accesses go.
+    public func thaw(_ gpa: UInt64) { release(gpa & ~0xfff) }
+
+    // MARK: - Replicas
+
+    /// The frame of this node's replica of guest page `gpa`, if it holds one.
+    public func replicaFrame(ofGuestPage gpa: UInt64) -> UInt64? { replicas.isEmpty ? nil : replicas[gpa & ~0xfff] }
+
+    public var replicaCount: Int { replicas.count }
+
+    /// Reads of guest page `gpa` go to this node's read-only copy at `frame` (written
+    /// already) from now on; held accesses go.
+    public func installReplica(_ gpa: UInt64, frame: UInt64) {
+        let page = gpa & ~0xfff
+        guard machineAddress(page) != nil else { return }
+        replicas[page] = frame
+        for h in harts { h.dropDirectMappings(page: page) }
+        release(page)
+    }
+
+    /// Drops this node's replica of guest page `gpa`, if any: no hart can read it after
+    /// this returns, and its frame is zeroed (the coordinator frees it once the home
+    /// reports the collapse). Returns the frame.
+    @discardableResult
+    public func dropReplica(_ gpa: UInt64) -> UInt64? {
+        let page = gpa & ~0xfff
+        guard let frame = replicas.removeValue(forKey: page) else { return nil }
+        for h in harts { h.dropDirectMappings(page: page) }
+        agent.zero(frame, 4096)
+        droppedReplicas &+= 1
+        return frame
+    }
+
+    /// Replicas this node dropped (its own writes and the homes' collapses).
+    public private(set) var droppedReplicas: UInt64 = 0
+
+    /// The machine address a read of guest-physical `gpa` (RAM, mapped at `m`) of
+    /// `size` bytes by `requester` uses: the local replica if there is one, unless the
+    /// read was already performed on `m` before the replica came (it is picked up there).
+    @inline(__always) private func readAddress(_ gpa: UInt64, _ m: UInt64, _ size: Int, _ requester: UInt64) -> UInt64 {
+        guard !replicas.isEmpty, let r = replicas[gpa & ~0xfff],
+              !agent.hasPerformedAccess(.load, requester: requester, address: m, size: size) else { return m }
+        return r | (gpa & 0xfff)
+    }
+
+    /// A write to guest-physical `gpa`: the local replica of its page goes first.
+    @inline(__always) private func prepareWrite(_ gpa: UInt64) {
+        if !replicas.isEmpty, replicas[gpa & ~0xfff] != nil { dropReplica(gpa) }
     }
 
     /// An access to a frozen page: an access already performed is picked up; anything
@@ -224,13 +283,16 @@ public final class NodeVM: PhysicalMemory {
 
     public func directPage(_ pageAddress: UInt64, for access: AccessType) -> UnsafeMutableRawPointer? {
         guard let m = machineAddress(pageAddress), !isFrozen(pageAddress) else { return nil }
+        if !replicas.isEmpty, let r = replicas[pageAddress & ~0xfff] {
+            return access == .write ? nil : agent.directPage(r, write: false)
+        }
         return agent.directPage(m, write: access == .write)
     }
 
     public func load(_ address: UInt64, size: Int, hart: Int, value: inout UInt64) -> BusStatus {
         if let m = machineAddress(address) {
             if heldByMove(.load, address, m, size, hart) { return .retry }
-            return agent.load(m, size: size, requester: requester(hart), value: &value)
+            return agent.load(readAddress(address, m, size, requester(hart)), size: size, requester: requester(hart), value: &value)
         }
         let owner = mmioOwner(address)
         if owner == node {
@@ -244,6 +306,7 @@ public final class NodeVM: PhysicalMemory {
     public func store(_ address: UInt64, size: Int, value: UInt64, hart: Int) -> BusStatus {
         if let m = machineAddress(address) {
             if heldByMove(.store(value), address, m, size, hart) { return .retry }
+            prepareWrite(address)
             return agent.store(m, size: size, value: value, requester: requester(hart))
         }
         let owner = mmioOwner(address)
@@ -262,6 +325,7 @@ public final class NodeVM: PhysicalMemory {
                        hart: Int, old: inout UInt64) -> BusStatus {
         if let m = machineAddress(address) {
             if heldByMove(.atomic(op, operand: operand, expected: expected), address, m, size, hart) { return .retry }
+            prepareWrite(address)
             return agent.atomic(op, m, size: size, operand: operand, expected: expected, requester: requester(hart), old: &old)
         }
         // On a device an AMO is a read followed by a write of the result, as on QEMU.
@@ -389,8 +453,9 @@ public final class NodeVM: PhysicalMemory {
             }
             let m = machineAddress(gpa)!
             var v: UInt64 = 0
+            if write { prepareWrite(gpa) }
             let status = write ? agent.store(m, size: size, value: value, requester: dmaRequester)
-                               : agent.load(m, size: size, requester: dmaRequester, value: &v)
+                               : agent.load(readAddress(gpa, m, size, dmaRequester), size: size, requester: dmaRequester, value: &v)
             switch status {
             case .ok: return v
             case .accessFault: return nil

@@ -266,7 +266,7 @@ import Transport
         let home = Int(p.chunks[0].node), other = 1 - home
         let ds = migrate(&sm, vm, 0x8000_0000, to: Int32(other))
         guard case .pageCommand(let c)? = sent(ds, to: node(home)).first else { Issue.record("no pageCommand: \(ds)"); return }
-        #expect(c.kind == .migrate && c.vm == vm && c.guestPage == 0x8000_0000 && c.targetNode == Int32(other))
+        #expect(c.kind == .migrate && c.vm == vm && c.guestPage == 0x8000_0000 && c.targets == [PageTarget(node: Int32(other), frame: c.targets.first?.frame ?? 0)])
         #expect(sent(ds, to: client).isEmpty)  // answered when done
         // The new frame is the VM's already; the same page cannot move twice at once.
         #expect(sm.vms[vm]!.frameRuns[other]!.contains(.init(base: c.frame, bytes: 4096)))
@@ -288,11 +288,39 @@ import Transport
         // It moves back from its new home.
         let back = migrate(&sm, vm, 0x8000_0000, to: Int32(home), rid: 42)
         guard case .pageCommand(let c2)? = sent(back, to: node(other)).first else { Issue.record("\(back)"); return }
-        #expect(c2.targetNode == Int32(home))
+        #expect(c2.targets.map(\.node) == [Int32(home)])
         // A refused move gives its new frame back.
         _ = sm.handle(.received(node(other), .pageCommandDone(id: c2.id, ok: false, detail: "no")), now: 7 * Self.ms)
         #expect(!sm.vms[vm]!.frameRuns[home]!.contains(.init(base: c2.frame, bytes: 4096)))
         #expect(sm.pageHome(sm.vms[vm]!, 0x8000_0000)?.node == other)
+    }
+
+    @Test func replicasGetFramesAndAWriteCollapseGivesThemBack() throws {
+        var sm = cluster(3)
+        let (vm, p) = try #require(runningVM(&sm, spec: spec.replacingOccurrences(of: "vcpus: 2", with: "vcpus: 3")))
+        let home = Int(p.chunks[0].node)
+        let others = [0, 1, 2].filter { $0 != home }
+        let free = others.map { sm.freeBytes(of: $0) }
+        let ds = sm.handle(.received(client, .vmRequest(id: 50, request: .replicate(vm: vm, guestPage: 0x8000_0000,
+                                                                                   nodes: others.map(Int32.init)))), now: 5 * Self.ms)
+        guard case .pageCommand(let c)? = sent(ds, to: node(home)).first else { Issue.record("no pageCommand: \(ds)"); return }
+        #expect(c.kind == .replicate && c.targets.map(\.node) == others.map(Int32.init))
+        #expect(others.map { sm.freeBytes(of: $0) } == free.map { $0 - 4096 })
+        // Migrating a page with a replication under way is refused; done, the replicas are in the pmap.
+        let done = sm.handle(.received(node(home), .pageCommandDone(id: c.id, ok: true, detail: "")), now: 6 * Self.ms)
+        guard case .vmResponse(50, true, nil, let body)? = sent(done, to: client).first else { Issue.record("\(done)"); return }
+        #expect(body.contains("replicated VM \(vm) page 0x80000000"))
+        #expect(sm.vms[vm]!.replicas[0x8000_0000] == Dictionary(uniqueKeysWithValues: c.targets.map { (Int($0.node), $0.frame) }))
+        let moving = migrate(&sm, vm, 0x8000_0000, to: Int32(others[0]), rid: 51)
+        #expect(sent(moving, to: client).first.map { "\($0)" }?.contains("is replicated") == true)
+        // Only the home reports a collapse, and only of the replicas it has.
+        _ = sm.handle(.received(node(others[0]), .pageReplicasDropped(vm: vm, guestPage: 0x8000_0000, nodes: others.map(Int32.init))), now: 7 * Self.ms)
+        _ = sm.handle(.received(node(home), .pageReplicasDropped(vm: vm, guestPage: 0x8000_0000, nodes: [Int32(others[0])])), now: 7 * Self.ms)
+        #expect(sm.vms[vm]!.replicas[0x8000_0000] != nil)
+        _ = sm.handle(.received(node(home), .pageReplicasDropped(vm: vm, guestPage: 0x8000_0000, nodes: others.map(Int32.init))), now: 7 * Self.ms)
+        #expect(sm.vms[vm]!.replicas.isEmpty && sm.vms[vm]!.collapses == 1 && sm.vms[vm]!.replications == 2)
+        #expect(others.map { sm.freeBytes(of: $0) } == free)
+        #expect(sm.statsText.contains("replications: 2") && sm.statsText.contains("collapses: 1"))
     }
 
     @Test func movesThatCannotBeAreRefused() throws {
@@ -318,7 +346,7 @@ import Transport
             let ds = sm.handle(.received(node(other), report), now: Self.ms)
             let commands = sent(ds, to: node(home)).filter { if case .pageCommand = $0 { true } else { false } }
             #expect(commands.count == (policy ? 1 : 0), "policy \(policy): \(ds)")
-            if case .pageCommand(let c)? = commands.first { #expect(c.targetNode == Int32(other)) }
+            if case .pageCommand(let c)? = commands.first { #expect(c.targets == [PageTarget(node: Int32(other), frame: c.targets.first?.frame ?? 0)]) }
         }
     }
 }
@@ -361,4 +389,9 @@ import Transport
         #expect(release(&a, x, 4096))
         #expect(!release(&a, x, 4096))                  // twice
     }
+}
+
+extension PageCommand {
+    /// The first target's frame (a migration's new frame).
+    var frame: UInt64 { targets.first?.frame ?? 0 }
 }

@@ -36,6 +36,31 @@ import Testing
         #expect(p.handle(report([1: 10, 2: 5, 3: 4], home: 0, replicas: [3]), now: 0) == [.replicate(page, to: [1, 2])])
     }
 
+    @Test func aPageItsHomeUsesIsSharedWithTheHome() {
+        var p = P(defaults: small)
+        // The home read it this interval: node 1's misses replicate it instead of moving it.
+        #expect(p.handle(.misses([P.Report(page: page, placement: P.Placement(home: 0), misses: [:], writeMisses: 0, homeUse: .read)]),
+                         now: 0).isEmpty)
+        #expect(p.handle(report([1: 10]), now: ms) == [.replicate(page, to: [1])])
+        // A page the home writes is write-shared: it stays.
+        let written = P.Page(vm: 1, address: 0x8000_7000)
+        _ = p.handle(.misses([P.Report(page: written, placement: P.Placement(home: 0), misses: [:], writeMisses: 0, homeUse: .write)]), now: 0)
+        #expect(p.handle(report([1: 10], page: written), now: ms).isEmpty)
+        // Home use is forgotten with the interval: then node 1 alone uses it, and it moves.
+        _ = p.handle(.tick, now: 200 * ms)
+        #expect(p.handle(report([1: 10], page: written), now: 201 * ms) == [.migrate(written, from: 0, to: 1)])
+    }
+
+    @Test func aCollapsedPageIsWriteSharedForTheRestOfTheInterval() {
+        var p = P(defaults: small)
+        #expect(p.handle(report([1: 10, 2: 5]), now: 0) == [.replicate(page, to: [1, 2])])
+        _ = p.handle(.moveDone(page, migrated: false), now: ms)
+        _ = p.handle(.collapsed(page), now: 2 * ms)
+        #expect(p.handle(report([1: 10, 2: 5]), now: 3 * ms).isEmpty)
+        _ = p.handle(.tick, now: 200 * ms)
+        #expect(p.handle(report([1: 10, 2: 5]), now: 201 * ms) == [.replicate(page, to: [1, 2])])
+    }
+
     @Test func writeSharedPagesStayWhereTheyAre() {
         var p = P(defaults: small)
         #expect(p.handle(report([1: 10, 2: 8], writes: 1), now: 0).isEmpty)
