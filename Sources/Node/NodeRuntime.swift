@@ -76,7 +76,8 @@ public final class NodeRuntime: @unchecked Sendable {
         self.logger = logger
         self.clock = clock
         self.startedAt = clock.nanoseconds()
-        self.makeTransport = transport ?? Transports.network(logger: logger)
+        // The execution thread drives its own sockets: no hand-off on the miss path.
+        self.makeTransport = transport ?? Transports.network(logger: logger, driven: true)
         self.state = NodeStateMachine(heartbeatMillis: configuration.heartbeatMillis)
     }
 
@@ -105,7 +106,9 @@ public final class NodeRuntime: @unchecked Sendable {
                              cpus: UInt16(clamping: configuration.cpus), memoryBytes: configuration.memoryBytes,
                              name: configuration.name, listenAddress: "")
         let mailbox = self.mailbox
-        transport = try makeTransport(TransportConfiguration(secret: configuration.secret, identity: identity)) { mailbox.post($0) }
+        let made = try makeTransport(TransportConfiguration(secret: configuration.secret, identity: identity)) { mailbox.post($0) }
+        transport = made
+        if made.isDriven { mailbox.onWake { [weak made] in made?.wakeUp() } }
         let bound = try transport.listen(on: configuration.listen)
         self.identity = identity
         self.identity.listenAddress = bound.description
@@ -123,6 +126,7 @@ public final class NodeRuntime: @unchecked Sendable {
             apply(state.handle(.stopping(reason: reason), now: clock.localNanoseconds()))
             return reason
         }
+        transport.poll()
         process(mailbox.takeAll())
         if case .stopped(let reason) = state.phase { return reason }
         apply(state.handle(.tick, now: clock.localNanoseconds()))
@@ -545,7 +549,16 @@ public final class NodeRuntime: @unchecked Sendable {
             let t = vm.currentTime()
             seconds = min(seconds, d > t ? Double(d - t) / 10_000_000 : 0)
         }
-        process(mailbox.wait(until: Date().addingTimeInterval(seconds)))
+        process(waitForEvents(until: Date().addingTimeInterval(seconds)))
+    }
+
+    /// Blocks until an event arrives, a wake-up or `deadline`; returns what arrived. A
+    /// driven transport is run here, on this thread.
+    private func waitForEvents(until deadline: Date) -> [TransportEvent] {
+        guard transport.isDriven else { return mailbox.wait(until: deadline) }
+        if mailbox.count == 0 && stopRequested == nil { transport.wait(until: deadline) }
+        transport.poll()
+        return mailbox.takeAll()
     }
 
     /// Events put aside while a device's DMA waited for a line (handled next turn).
@@ -557,7 +570,7 @@ public final class NodeRuntime: @unchecked Sendable {
     private func pumpCoherence() -> Bool {
         guard stopRequested == nil else { return false }
         flushCoherence()
-        for event in mailbox.wait(until: Date().addingTimeInterval(0.1)) {
+        for event in waitForEvents(until: Date().addingTimeInterval(0.1)) {
             switch event {
             case .received(let id, let m) where (m.isCoherence || m.isPageMove) && state.node(of: id) != nil:
                 handle(event)
