@@ -35,7 +35,7 @@ public struct VMSpec: Equatable, Sendable {
     public var bootargs: String?
     public var consoleLog: String?
     /// Where the VM's memory is homed on a cluster.
-    public var placement: MemoryPlacement = .interleave
+    public var placement: MemoryPlacement = .firstTouch
     /// Whether the monitor moves the VM's pages to the nodes that use them
     /// (`numaPolicy: on|off`, `disco run --numa-policy`).
     public var numaPolicy: Bool = true
@@ -57,19 +57,24 @@ public struct VMSpec: Equatable, Sendable {
 
     /// Where a VM's memory lives on a cluster (`placement:` in a spec, `--placement`).
     public enum MemoryPlacement: Equatable, Sendable, CustomStringConvertible {
+        /// Each page on the node of the VCPU (or device) that touches it first, as a
+        /// commodity OS expects of a NUMA machine (the default).
+        case firstTouch
         /// In chunks over the nodes that run the VM's VCPUs.
         case interleave
         /// All of it on one node, wherever the VCPUs run.
         case node(Int)
 
         public init(parsing text: String) throws {
+            if text == "first-touch" { self = .firstTouch; return }
             if text == "interleave" { self = .interleave; return }
             if text.hasPrefix("node:"), let n = Int(text.dropFirst(5)), n >= 0 { self = .node(n); return }
-            throw SpecError("bad placement '\(text)' (known: interleave, node:N)")
+            throw SpecError("bad placement '\(text)' (known: first-touch, interleave, node:N)")
         }
 
         public var description: String {
             switch self {
+            case .firstTouch: return "first-touch"
             case .interleave: return "interleave"
             case .node(let n): return "node:\(n)"
             }
@@ -306,7 +311,7 @@ extension VMSpec {
         if let kernel { root["kernel"] = absolute(kernel) }
         if let bootargs { root["bootargs"] = bootargs }
         if let consoleLog { root["console-log"] = absolute(consoleLog) }
-        if placement != .interleave { root["placement"] = placement.description }
+        if placement != .firstTouch { root["placement"] = placement.description }
         if !numaPolicy { root["numaPolicy"] = "off" }
         if !numaParameters.isEmpty {
             var m: [String: Any] = [:]

@@ -104,8 +104,16 @@ public struct CoordinatorStateMachine: Sendable {
         public var frameRuns: [NodeID: [FrameRun]] = [:]
         /// Bytes of guest RAM.
         public var memoryBytes: UInt64 = 0
-        /// The authoritative pmap's changes: guest pages no longer at their chunk's frame.
+        /// The authoritative pmap's changes: guest pages no longer at their chunk's frame
+        /// (with first-touch placement: every page given a frame so far).
         public var movedPages: [UInt64: PageHome] = [:]
+        /// First-touch placement: pages get frames when first touched, from `freeFrames`.
+        public var firstTouch = false
+        /// First touch: the part of the VM's run on each node that no page has yet.
+        public var untouched: [NodeID: Range<UInt64>] = [:]
+        /// First touch: pages given a frame on their toucher's node, and elsewhere (it had none left).
+        public var touchedLocal = 0
+        public var touchedElsewhere = 0
         /// Read-only replicas: guest page → node → the replica's frame there (the home's
         /// copy is the page's entry in the pmap).
         public var replicas: [UInt64: [NodeID: UInt64]] = [:]
@@ -293,6 +301,8 @@ public struct CoordinatorStateMachine: Sendable {
             pageAccesses(vm, entries, from: n)
         case .pageReplicasDropped(let vm, let page, let holders):
             replicasDropped(vm, page: page, holders: holders.map(Int.init), from: n)
+        case .pageTouch(let vm, let page):
+            touch(vm, page: page, from: n)
         case .framesScrubbed(let vm, let base, let bytes):
             guard let i = vms[vm]?.frameRuns[n]?.firstIndex(of: FrameRun(base: base, bytes: bytes)), vms[vm]!.scrubbing,
                   nodes[n]?.frames.release(base, bytes) == true else {
@@ -385,6 +395,7 @@ public struct CoordinatorStateMachine: Sendable {
         let offset = page &- Self.ramBase
         guard offset < r.memoryBytes else { return nil }
         if let moved = r.movedPages[page] { return moved }
+        if r.firstTouch { return nil }
         let chunkBytes = UInt64(r.placement.chunkPages) * 4096
         let chunk = r.placement.chunks[Int(offset / chunkBytes)]
         return PageHome(node: Int(chunk.node), frame: chunk.frameBase + offset % chunkBytes)
@@ -392,13 +403,39 @@ public struct CoordinatorStateMachine: Sendable {
 
     static let ramBase: UInt64 = 0x8000_0000
 
+    /// First touch: node `n` touched a page that has no frame. It gets one on `n` (or,
+    /// with none left there, on the VM's node with the most left), and every node of
+    /// the VM learns where. A page assigned already is only told again to `n`.
+    private mutating func touch(_ vm: UInt32, page: UInt64, from n: NodeID) {
+        guard let r = vms[vm], r.isActive, r.firstTouch, r.participants.contains(n) else { return }
+        guard page % 4096 == 0, page &- Self.ramBase < r.memoryBytes else {
+            return log(.warning, "node \(n) touched 0x\(String(page, radix: 16)), which is not a page of VM \(vm)'s RAM")
+        }
+        if let home = r.movedPages[page] {
+            return sendNode(n, .pageAssigned(vm: vm, guestPage: page, node: Int32(home.node), frame: home.frame))
+        }
+        let home = r.untouched[n]?.isEmpty == false ? n
+            : r.untouched.filter { !$0.value.isEmpty }.max { ($0.value.count, $1.key) < ($1.value.count, $0.key) }?.key
+        guard let home, let frame = vms[vm]!.untouched[home]?.first else {
+            return log(.error, "VM \(vm) has no frame left for page 0x\(String(page, radix: 16))")
+        }
+        vms[vm]!.untouched[home] = (frame + 4096)..<vms[vm]!.untouched[home]!.upperBound
+        vms[vm]!.movedPages[page] = PageHome(node: home, frame: frame)
+        vms[vm]!.memoryOnNodes[home, default: 0] += 4096
+        if home == n { vms[vm]!.touchedLocal += 1 } else { vms[vm]!.touchedElsewhere += 1 }
+        for p in r.participants.sorted() {
+            sendNode(p, .pageAssigned(vm: vm, guestPage: page, node: Int32(home), frame: frame))
+        }
+    }
+
     /// Starts moving a page of a running VM to node `target`: a frame there, and the
     /// command to the page's home. Returns why not, or nil when the command went out.
     mutating func migrate(_ vm: UInt32, page: UInt64, to target: NodeID, client: (ConnectionID, UInt64)?) -> String? {
         guard let r = vms[vm], r.state == .running else { return "no running VM \(vm)" }
-        guard page % 4096 == 0, let from = pageHome(r, page) else {
+        guard page % 4096 == 0, page &- Self.ramBase < r.memoryBytes else {
             return "0x\(String(page, radix: 16)) is not a page of VM \(vm)'s RAM"
         }
+        guard let from = pageHome(r, page) else { return "page 0x\(String(page, radix: 16)) has not been touched yet" }
         guard r.participants.contains(target), nodes[target]?.alive == true else {
             return "node \(target) does not take part in VM \(vm) (nodes \(r.participants.sorted()))"
         }
@@ -412,9 +449,10 @@ public struct CoordinatorStateMachine: Sendable {
     /// to the page's home. Returns why not, or nil when the command went out.
     mutating func replicate(_ vm: UInt32, page: UInt64, to targets: [NodeID], client: (ConnectionID, UInt64)?) -> String? {
         guard let r = vms[vm], r.state == .running else { return "no running VM \(vm)" }
-        guard page % 4096 == 0, let from = pageHome(r, page) else {
+        guard page % 4096 == 0, page &- Self.ramBase < r.memoryBytes else {
             return "0x\(String(page, radix: 16)) is not a page of VM \(vm)'s RAM"
         }
+        guard let from = pageHome(r, page) else { return "page 0x\(String(page, radix: 16)) has not been touched yet" }
         guard !targets.isEmpty, Set(targets).count == targets.count else { return "name each replica's node once" }
         for t in targets {
             guard r.participants.contains(t), nodes[t]?.alive == true else {
@@ -596,6 +634,14 @@ public struct CoordinatorStateMachine: Sendable {
             chunks.append(MemoryChunk(node: Int32(n), frameBase: runBase[n]! + used[n, default: 0]))
             used[n, default: 0] += placed.bytes(ofChunk: i)
         }
+        // First touch on more than one node: the runs are the VM's reservation, and its
+        // pages take frames from them as they are touched. On one node it is that node.
+        let firstTouch = spec.placement == .firstTouch && runs.count > 1
+        var untouched: [NodeID: Range<UInt64>] = [:]
+        if firstTouch {
+            chunks = []
+            for (n, r) in runs { untouched[n] = r[0].base..<(r[0].base + r[0].bytes) }
+        }
         for (n, a) in allocators { nodes[n]?.frames = a }
         let id = nextVM
         nextVM += 1
@@ -607,7 +653,7 @@ public struct CoordinatorStateMachine: Sendable {
                 NodeAddress(nodeID: Int32(n), listenAddress: nodes[n]!.listenAddress,
                             memoryBase: nodes[n]!.frames.base, memoryBytes: nodes[n]!.frames.size)
             },
-            epochNanos: nowNanos, lineSize: UInt32(configuration.lineSize))
+            epochNanos: nowNanos, lineSize: UInt32(configuration.lineSize), firstTouch: firstTouch)
         var parameters = pagePolicy.defaults
         parameters.enabled = spec.numaPolicy
         let given = spec.numaParameters
@@ -617,11 +663,13 @@ public struct CoordinatorStateMachine: Sendable {
         if let v = given.migrateLimit { parameters.migrateLimit = v }
         if let v = given.resetMillis { parameters.resetInterval = .milliseconds(Int64(clamping: v)) }
         pagePolicy.set(parameters, for: id)
-        vms[id] = VMRecord(placement: placement, name: spec.name, memoryOnNodes: placed.memoryBytes, owner: owner,
+        vms[id] = VMRecord(placement: placement, name: spec.name, memoryOnNodes: firstTouch ? [:] : placed.memoryBytes, owner: owner,
                            state: .starting, frameRuns: runs, memoryBytes: spec.memoryBytes)
+        vms[id]!.firstTouch = firstTouch
+        vms[id]!.untouched = untouched
         for n in participants { sendNode(n, .vmStart(placement)) }
         let homes = placed.memoryBytes.sorted { $0.key < $1.key }.map { "\($0.key): \(MemorySize.format($0.value))" }
-        log(.info, "VM \(id) '\(spec.name)': \(spec.vcpus) VCPUs on nodes \(placed.vcpuNodes), memory on [\(homes.joined(separator: ", "))]")
+        log(.info, "VM \(id) '\(spec.name)': \(spec.vcpus) VCPUs on nodes \(placed.vcpuNodes), memory \(firstTouch ? "reserved" : "homed") on [\(homes.joined(separator: ", "))]\(firstTouch ? ", placed by first touch" : "")")
         return id
     }
 

@@ -155,6 +155,8 @@ public final class NodeRuntime: @unchecked Sendable {
         case .received(let id, let message):
             if id == coordinator, case .pageCommand(let c) = message {
                 pageCommand(c)
+            } else if id == coordinator, case .pageAssigned(let vm, let page, let node, let frame) = message {
+                vms[vm]?.assign(page, node: Int(node), frame: frame)
             } else if id == coordinator {
                 apply(state.handle(.fromCoordinator(message), now: now))
             } else if let n = state.node(of: id) {
@@ -207,7 +209,10 @@ public final class NodeRuntime: @unchecked Sendable {
         case .pageReplica(let id, let vm, let page, let frame, let data):
             // Written only from the page's home, into a frame of this node that is no
             // page's mapping here, and (for a first replica) for the freeze of that home.
-            guard let v = vms[vm], let master = v.frame(ofGuestPage: page), agent?.home(of: master) == n,
+            // (A page not yet assigned here, its assignment still on the way from the
+            // coordinator: only for a freeze of that home.)
+            guard let v = vms[vm], let master = v.frame(ofGuestPage: page),
+                  master == NodeVM.noFrame ? moves.moves[id] != nil : agent?.home(of: master) == n,
                   agent?.home(of: frame) == state.nodeID, v.guestPage(ofMachinePage: frame) == nil,
                   moves.moves[id].map({ $0.phase == .frozen && $0.home == n && $0.vm == vm && $0.page == page }) ?? true,
                   data.withUnsafeBytes({ agent?.initialize($0, at: frame) }) == true else {
@@ -574,6 +579,8 @@ public final class NodeRuntime: @unchecked Sendable {
             switch event {
             case .received(let id, let m) where (m.isCoherence || m.isPageMove) && state.node(of: id) != nil:
                 handle(event)
+            case .received(let id, .pageAssigned) where id == coordinator:
+                handle(event)
             case .connected, .disconnected, .writable:
                 handle(event)
             default:
@@ -589,6 +596,10 @@ public final class NodeRuntime: @unchecked Sendable {
     /// middle of the MMIO store that started the DMA), without running anything.
     private func flushCoherence() {
         guard let agent else { return }
+        for vm in vms.values where !vm.toCoordinator.isEmpty {
+            for m in vm.toCoordinator { _ = transport.send(m, on: coordinator) }
+            vm.toCoordinator.removeAll(keepingCapacity: true)
+        }
         for (to, m) in agent.outgoing { send(m, toNode: to) }
         agent.outgoing.removeAll(keepingCapacity: true)
         for (page, _) in agent.revoked { for vm in vms.values { vm.revoke(machinePage: page) } }

@@ -29,9 +29,20 @@ public final class NodeVM: PhysicalMemory {
     /// log2 of the chunk size in bytes.
     private let chunkShift: UInt64
     /// The pmap as this node caches it: the machine page of each guest page, in guest
-    /// order. It starts as the placement's chunks and changes as pages move
+    /// order. It starts as the placement's chunks (with first-touch placement: `noFrame`
+    /// everywhere, filled in as the coordinator assigns pages) and changes as pages move
     /// (`switchPage`); the coordinator holds the authoritative copy.
     private var frames: [UInt64]
+    /// A guest page with no frame yet (first touch): `machineAddress` gives this.
+    public static let noFrame: UInt64 = .max
+    /// First touch: local harts waiting for a page's frame, and pages asked for.
+    private var touching: [UInt64: Set<Int>] = [:]
+    private var touchAsked: Set<UInt64> = []
+    /// First touch: the boot image, copied page by page into the frames this node is
+    /// given as the pages are first touched.
+    private var image: BootImage?
+    /// Messages for the coordinator (first touches), drained by the node.
+    public var toCoordinator: [Message] = []
     /// Machine page → guest page for pages no longer at their chunk's frame.
     private var movedIn: [UInt64: UInt64] = [:]
     /// Guest pages frozen for a move, with the ids of the local harts held on each.
@@ -76,7 +87,7 @@ public final class NodeVM: PhysicalMemory {
     public init(placement: VMPlacement, config: MachineConfig, node: Int, agent: CoherenceAgent, clock: ClusterClock) throws {
         let chunkPages = UInt64(placement.chunkPages)
         guard chunkPages > 0, chunkPages & (chunkPages - 1) == 0,
-              UInt64(placement.chunks.count) * chunkPages * 4096 >= config.memoryBytes else {
+              placement.firstTouch || UInt64(placement.chunks.count) * chunkPages * 4096 >= config.memoryBytes else {
             throw MachineError("VM \(placement.vm): the placement's memory chunks do not cover its \(config.memoryBytes >> 20) MiB")
         }
         guard placement.vcpuNodes.count == config.harts else {
@@ -91,8 +102,10 @@ public final class NodeVM: PhysicalMemory {
         self.chunkShift = 12 + UInt64(chunkPages.trailingZeroBitCount)
         let pages = Int((config.memoryBytes + 4095) / 4096)
         let chunkPagesInt = Int(chunkPages)
-        var frames = [UInt64](repeating: 0, count: pages)
-        for i in 0..<pages { frames[i] = placement.chunks[i / chunkPagesInt].frameBase + UInt64(i % chunkPagesInt) * 4096 }
+        var frames = [UInt64](repeating: Self.noFrame, count: pages)
+        if !placement.firstTouch {
+            for i in 0..<pages { frames[i] = placement.chunks[i / chunkPagesInt].frameBase + UInt64(i % chunkPagesInt) * 4096 }
+        }
         self.frames = frames
         self.chunksByBase = placement.chunks.enumerated().map { (base: $0.element.frameBase, index: $0.offset) }.sorted { $0.base < $1.base }
         self.vcpuNodes = placement.vcpuNodes.map(Int.init)
@@ -110,9 +123,15 @@ public final class NodeVM: PhysicalMemory {
     }
 
     /// Writes the boot image into the frames homed here and points the local harts at
-    /// the entry. Every node of the VM does this for its own frames.
+    /// the entry. Every node of the VM does this for its own frames; with first-touch
+    /// placement each page is written when this node is given its frame.
     public func boot() throws {
         let image = try BootImage(config: config, ramBase: ramBase)
+        if placement.firstTouch {
+            self.image = image
+            image.start(harts)
+            return
+        }
         for chunk in image.chunks {
             var offset = 0
             while offset < chunk.bytes.count {
@@ -179,6 +198,46 @@ public final class NodeVM: PhysicalMemory {
     public func revoke(machinePage: UInt64) {
         guard let gpa = guestPage(ofMachinePage: machinePage) else { return }
         for h in harts { h.dropDirectMappings(page: gpa) }
+    }
+
+    // MARK: - First touch
+
+    /// An access to a page with no frame yet: the hart waits for the coordinator's
+    /// `pageAssigned` (asked for once per page).
+    private func touch(_ gpa: UInt64, hart: Int?) -> BusStatus {
+        let page = gpa & ~0xfff
+        if let hart { touching[page, default: []].insert(hart) }
+        if touchAsked.insert(page).inserted { toCoordinator.append(.pageTouch(vm: vm, guestPage: page)) }
+        return .retry
+    }
+
+    /// Whether guest page `gpa` has a frame (always, but for untouched pages under
+    /// first-touch placement).
+    public func hasFrame(_ gpa: UInt64) -> Bool { machineAddress(gpa & ~0xfff).map { $0 != Self.noFrame } ?? false }
+
+    /// The coordinator gave guest page `gpa` frame `frame` on `node`: this node maps it
+    /// there, unless it already maps the page (a move or an earlier assignment told it
+    /// first). The node given the frame fills it from the boot image. The harts that
+    /// waited for it go.
+    public func assign(_ gpa: UInt64, node home: Int, frame: UInt64) {
+        let page = gpa & ~0xfff
+        let offset = page &- ramBase
+        guard offset < ramSize, frames[Int(offset >> 12)] == Self.noFrame else { return }
+        frames[Int(offset >> 12)] = frame
+        movedIn[frame] = page
+        if home == node, let image {
+            for chunk in image.chunks where chunk.address < page + 4096 && chunk.address + UInt64(chunk.bytes.count) > page {
+                let from = max(chunk.address, page), to = min(chunk.address + UInt64(chunk.bytes.count), page + 4096)
+                chunk.bytes.withUnsafeBytes { raw in
+                    _ = agent.initialize(UnsafeRawBufferPointer(rebasing: raw[Int(from - chunk.address)..<Int(to - chunk.address)]),
+                                         at: frame + (from - page))
+                }
+            }
+        }
+        touchAsked.remove(page)
+        if let held = touching.removeValue(forKey: page) {
+            for hart in held.sorted() { if let i = localIndex[hart] { woken.append(i) } }
+        }
     }
 
     // MARK: - Pages that move (PageMoveStateMachine)
@@ -282,7 +341,7 @@ public final class NodeVM: PhysicalMemory {
     // MARK: - PhysicalMemory
 
     public func directPage(_ pageAddress: UInt64, for access: AccessType) -> UnsafeMutableRawPointer? {
-        guard let m = machineAddress(pageAddress), !isFrozen(pageAddress) else { return nil }
+        guard let m = machineAddress(pageAddress), m != Self.noFrame, !isFrozen(pageAddress) else { return nil }
         if !replicas.isEmpty, let r = replicas[pageAddress & ~0xfff] {
             return access == .write ? nil : agent.directPage(r, write: false)
         }
@@ -292,6 +351,7 @@ public final class NodeVM: PhysicalMemory {
     public func load(_ address: UInt64, size: Int, hart: Int, value: inout UInt64) -> BusStatus {
         if let m = machineAddress(address) {
             if heldByMove(.load, address, m, size, hart) { return .retry }
+            if m == Self.noFrame { return touch(address, hart: hart) }
             return agent.load(readAddress(address, m, size, requester(hart)), size: size, requester: requester(hart), value: &value)
         }
         let owner = mmioOwner(address)
@@ -306,6 +366,7 @@ public final class NodeVM: PhysicalMemory {
     public func store(_ address: UInt64, size: Int, value: UInt64, hart: Int) -> BusStatus {
         if let m = machineAddress(address) {
             if heldByMove(.store(value), address, m, size, hart) { return .retry }
+            if m == Self.noFrame { return touch(address, hart: hart) }
             prepareWrite(address)
             return agent.store(m, size: size, value: value, requester: requester(hart))
         }
@@ -325,6 +386,7 @@ public final class NodeVM: PhysicalMemory {
                        hart: Int, old: inout UInt64) -> BusStatus {
         if let m = machineAddress(address) {
             if heldByMove(.atomic(op, operand: operand, expected: expected), address, m, size, hart) { return .retry }
+            if m == Self.noFrame { return touch(address, hart: hart) }
             prepareWrite(address)
             return agent.atomic(op, m, size: size, operand: operand, expected: expected, requester: requester(hart), old: &old)
         }
@@ -446,8 +508,10 @@ public final class NodeVM: PhysicalMemory {
         guard machineAddress(gpa) != nil else { return nil }
         let deadline = Date().addingTimeInterval(10)
         while true {
-            // A page frozen for a move: wait for it to land (the pump handles moves).
-            if isFrozen(gpa) {
+            // A page frozen for a move, or with no frame yet: wait for it (the pump
+            // handles moves and assignments).
+            if isFrozen(gpa) || !hasFrame(gpa) {
+                if !hasFrame(gpa) { _ = touch(gpa, hart: nil) }
                 guard Date() < deadline, let wait = waitForCoherence, wait() else { return nil }
                 continue
             }

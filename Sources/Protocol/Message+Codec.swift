@@ -331,6 +331,7 @@ extension Message {
             }
             w.put(p.epochNanos)
             w.put(p.lineSize)
+            w.put(p.firstTouch)
         case .vmStop(let vm, let reason):
             w.put(vm)
             w.put(reason)
@@ -600,9 +601,11 @@ extension Message {
                 nodes.append(NodeAddress(nodeID: try r.int(Int32.self, "nodes"), listenAddress: try r.string("nodes"),
                                          memoryBase: try r.u64("nodes"), memoryBytes: try r.u64("nodes")))
             }
+            let epoch = try r.u64("epochNanos"), lineSize = try r.u32("lineSize"), firstTouch = try r.bool("firstTouch")
+            guard !firstTouch || chunks.isEmpty else { throw .invalidValue(field: "chunks") }
             return .vmStart(VMPlacement(vm: vm, spec: spec, vcpuNodes: vcpuNodes, deviceNode: deviceNode,
                                         chunkPages: chunkPages, chunks: chunks, nodes: nodes,
-                                        epochNanos: try r.u64("epochNanos"), lineSize: try r.u32("lineSize")))
+                                        epochNanos: epoch, lineSize: lineSize, firstTouch: firstTouch))
         case .vmStop:
             return .vmStop(vm: try r.u32("vm"), reason: try r.string("reason"))
         case .vmDropped:

@@ -376,7 +376,8 @@ public struct MemoryChunk: Equatable, Sendable {
 
 /// Where a VM runs: its VCPUs, its devices and its memory, and how to reach the
 /// nodes involved. Guest page `p` lives in chunk `p / chunkPages` at machine address
-/// `chunks[p / chunkPages].frameBase + (p % chunkPages) * 4096`.
+/// `chunks[p / chunkPages].frameBase + (p % chunkPages) * 4096` (until it moves), or,
+/// with `firstTouch`, wherever the coordinator assigns it when it is first touched.
 public struct VMPlacement: Equatable, Sendable {
     public var vm: UInt32
     /// The VM spec as YAML (what `disco check-spec` validates).
@@ -395,9 +396,14 @@ public struct VMPlacement: Equatable, Sendable {
     public var epochNanos: UInt64
     /// Coherence line size in bytes.
     public var lineSize: UInt32
+    /// First-touch placement: no page has a frame yet (`chunks` is empty); the first
+    /// node to touch one asks the coordinator (`pageTouch`), which gives it a frame and
+    /// tells every node (`pageAssigned`).
+    public var firstTouch: Bool
 
     public init(vm: UInt32, spec: String, vcpuNodes: [Int32], deviceNode: Int32, chunkPages: UInt32,
-                chunks: [MemoryChunk], nodes: [NodeAddress], epochNanos: UInt64, lineSize: UInt32) {
+                chunks: [MemoryChunk], nodes: [NodeAddress], epochNanos: UInt64, lineSize: UInt32, firstTouch: Bool = false) {
+        self.firstTouch = firstTouch
         self.vm = vm
         self.spec = spec
         self.vcpuNodes = vcpuNodes

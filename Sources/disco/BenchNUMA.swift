@@ -18,8 +18,8 @@ struct BenchNUMA: ParsableCommand {
     @Option(help: ArgumentHelp("Directory of the built guests.", valueName: "path"))
     var guests: String = "guests/build"
 
-    @Option(help: ArgumentHelp("Memory placement of the VM ('interleave' or 'node:N').", valueName: "placement"))
-    var placement: String = "interleave"
+    @Option(help: ArgumentHelp("Memory placement of the VM (first-touch, interleave or node:N).", valueName: "placement"))
+    var placement: String = "first-touch"
 
     @Option(help: "Node counts to run on.")
     var nodes: [Int] = [1, 2, 4]

@@ -71,7 +71,7 @@ struct VMOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Write the console output to this file instead of the terminal.", valueName: "path"))
     var consoleLog: String?
 
-    @Option(help: ArgumentHelp("On a cluster: 'interleave' (memory in chunks over the VCPUs' nodes, the default) or 'node:N' (all of it on node N).", valueName: "interleave|node:N"))
+    @Option(help: ArgumentHelp("On a cluster: 'first-touch' (each page on the node of the VCPU that touches it first, the default), 'interleave' (memory in chunks over the VCPUs' nodes) or 'node:N' (all of it on node N).", valueName: "first-touch|interleave|node:N"))
     var placement: String?
 
     @Option(help: ArgumentHelp("On a cluster: 'on' (the default) moves pages to the nodes that use them; 'off' leaves them where they were placed.", valueName: "on|off"))

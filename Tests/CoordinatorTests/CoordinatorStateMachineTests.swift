@@ -30,7 +30,7 @@ import Transport
         ds.compactMap { if case .send(let m, c) = $0 { return m } else { return nil } }
     }
 
-    let spec = "name: t\nvcpus: 2\nmemory: 16M\nbios: none\nkernel: /k.elf\n"
+    let spec = "name: t\nvcpus: 2\nmemory: 16M\nbios: none\nkernel: /k.elf\nplacement: interleave\n"
 
     func create(_ sm: inout SM, spec: String? = nil, now: UInt64 = 0) -> (UInt32?, [SM.Directive]) {
         let ds = sm.handle(.received(client, .vmRequest(id: 7, request: .create(spec: spec ?? self.spec))), now: now)
@@ -321,6 +321,52 @@ import Transport
         #expect(sm.vms[vm]!.replicas.isEmpty && sm.vms[vm]!.collapses == 1 && sm.vms[vm]!.replications == 2)
         #expect(others.map { sm.freeBytes(of: $0) } == free)
         #expect(sm.statsText.contains("replications: 2") && sm.statsText.contains("collapses: 1"))
+    }
+
+    @Test func firstTouchGivesEachPageAFrameOnItsFirstTouchersNodeAndTellsEveryNode() throws {
+        var sm = cluster(2)
+        let ft = spec.replacingOccurrences(of: "placement: interleave\n", with: "")
+        let (vm, p) = try #require(runningVM(&sm, spec: ft))
+        #expect(p.firstTouch && p.chunks.isEmpty)
+        // Nothing is homed yet; the reservation (the VM's runs) covers all of its memory.
+        #expect(sm.vms[vm]!.memoryOnNodes.isEmpty)
+        #expect(sm.vms[vm]!.frameRuns.values.flatMap { $0 }.reduce(0) { $0 + $1.bytes } == 16 << 20)
+        #expect(sm.pageHome(sm.vms[vm]!, 0x8000_5000) == nil)
+        let refused = migrate(&sm, vm, 0x8000_5000, to: 0)
+        #expect(sent(refused, to: client).first.map { "\($0)" }?.contains("has not been touched yet") == true)
+        // Node 1 touches a page: it is homed on node 1, and both nodes hear of it.
+        let ds = sm.handle(.received(node(1), .pageTouch(vm: vm, guestPage: 0x8000_5000)), now: 5 * Self.ms)
+        guard case .pageAssigned(vm, 0x8000_5000, 1, let frame)? = sent(ds, to: node(1)).first else { Issue.record("\(ds)"); return }
+        #expect(sent(ds, to: node(0)) == [.pageAssigned(vm: vm, guestPage: 0x8000_5000, node: 1, frame: frame)])
+        #expect(sm.vms[vm]!.frameRuns[1]!.contains { frame >= $0.base && frame < $0.base + $0.bytes })
+        #expect(sm.pageHome(sm.vms[vm]!, 0x8000_5000) == .init(node: 1, frame: frame))
+        // A second touch (node 0 asked too before it heard) is answered with the same frame, to it alone.
+        let again = sm.handle(.received(node(0), .pageTouch(vm: vm, guestPage: 0x8000_5000)), now: 6 * Self.ms)
+        #expect(sent(again, to: node(0)) == [.pageAssigned(vm: vm, guestPage: 0x8000_5000, node: 1, frame: frame)])
+        #expect(sent(again, to: node(1)).isEmpty)
+        // Node 1's half of the reservation runs out: its next pages go to node 0.
+        var frames: Set<UInt64> = [frame]
+        var homes: [Int: Int] = [:]
+        for i in 0..<2100 {
+            let page = 0x8000_6000 + UInt64(i) * 4096
+            let d = sm.handle(.received(node(1), .pageTouch(vm: vm, guestPage: page)), now: 7 * Self.ms)
+            guard case .pageAssigned(_, page, let n, let f)? = sent(d, to: node(1)).first else { Issue.record("\(d)"); return }
+            #expect(frames.insert(f).inserted)
+            homes[Int(n), default: 0] += 1
+        }
+        #expect(homes == [1: 2047, 0: 53])
+        #expect(sm.vms[vm]!.memoryOnNodes == [1: 2048 * 4096, 0: 53 * 4096])
+        // Lies: a page outside RAM, a node outside the VM.
+        #expect(sent(sm.handle(.received(node(0), .pageTouch(vm: vm, guestPage: 0x9000_0000)), now: 8 * Self.ms), to: node(0)).isEmpty)
+        #expect(sm.handle(.received(node(0), .pageTouch(vm: 77, guestPage: 0x8000_0000)), now: 8 * Self.ms).isEmpty)
+    }
+
+    @Test func firstTouchOnOneNodeIsThatNode() throws {
+        // Two VCPUs fit on one node (compact placement): no touches to ask for.
+        var sm = cluster(2, strategy: .compact)
+        let ft = spec.replacingOccurrences(of: "placement: interleave\n", with: "")
+        let (_, p) = try #require(runningVM(&sm, spec: ft))
+        #expect(!p.firstTouch && p.chunks.count == 4096 && Set(p.chunks.map(\.node)).count == 1)
     }
 
     @Test func movesThatCannotBeAreRefused() throws {

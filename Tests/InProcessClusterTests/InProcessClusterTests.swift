@@ -164,18 +164,24 @@ import Transport
             .filter { !$0.hasPrefix("instret:") }.joined(separator: "\n")
     }
 
-    func spec(_ guest: String, vcpus: Int, name: String = "t", memory: UInt64 = 64 << 20) -> VMSpec {
-        VMSpec(name: name, vcpus: vcpus, memoryBytes: memory, firmware: VMSpec.Firmware.none, kernel: Self.guest(guest))
+    func spec(_ guest: String, vcpus: Int, name: String = "t", memory: UInt64 = 64 << 20,
+              placement: VMSpec.MemoryPlacement = .firstTouch) -> VMSpec {
+        var s = VMSpec(name: name, vcpus: vcpus, memoryBytes: memory, firmware: VMSpec.Firmware.none, kernel: Self.guest(guest))
+        s.placement = placement
+        return s
     }
 
-    @Test(arguments: [("smp.elf", 4, 2), ("smp.elf", 4, 4), ("litmus.elf", 2, 2)])
-    func guestRunsAsOnOneMachine(guest: String, vcpus: Int, nodes: Int) throws {
+    /// Memory placed by first touch (the default) and interleaved.
+    @Test(arguments: [("smp.elf", 4, 2), ("smp.elf", 4, 4), ("litmus.elf", 2, 2), ("smp.elf@interleave", 4, 2)])
+    func guestRunsAsOnOneMachine(guest name: String, vcpus: Int, nodes: Int) throws {
+        let guest = String(name.split(separator: "@")[0])
+        let placement: VMSpec.MemoryPlacement = name.hasSuffix("@interleave") ? .interleave : .firstTouch
         try #require(FileManager.default.fileExists(atPath: Self.guest(guest)), "run make -C guests")
         let (expected, exit) = try Self.reference(Self.guest(guest), harts: vcpus)
         #expect(exit == .pass)
         let cluster = try LocalCluster(nodes: nodes, cpus: (vcpus + nodes - 1) / nodes)
         defer { cluster.stop() }
-        let out = try Self.run([spec(guest, vcpus: vcpus)], on: cluster)[0]
+        let out = try Self.run([spec(guest, vcpus: vcpus, placement: placement)], on: cluster)[0]
         #expect(out.state == .stopped && out.exit == .pass, "\(out.detail)\n\(out.console.suffix(800))")
         #expect(Self.comparable(out.console) == Self.comparable(expected))
     }
@@ -339,7 +345,8 @@ import Transport
         let client = try cluster.client()
         defer { client.close() }
         try cluster.waitForNodes(2, client: client)
-        let (ok, vm, body) = try client.requestWithVM(.create(spec: spec(guest, vcpus: vcpus, memory: 16 << 20).yamlText()))
+        // Every page exists from the start (interleaved), so any may be picked.
+        let (ok, vm, body) = try client.requestWithVM(.create(spec: spec(guest, vcpus: vcpus, memory: 16 << 20, placement: .interleave).yamlText()))
         try #require(ok, "\(body)")
         let id = try #require(vm)
         var rng = SystemRandomNumberGenerator()

@@ -122,7 +122,7 @@ struct MessageGenerator {
                                         nodes: (0..<Int(rng.next() % 5)).map { _ in
                                             NodeAddress(nodeID: int(), listenAddress: string(), memoryBase: int(), memoryBytes: int())
                                         },
-                                        epochNanos: int(), lineSize: int()))
+                                        epochNanos: int(), lineSize: int(), firstTouch: k == 0 && bool()))
         case .vmStop: return .vmStop(vm: int(), reason: string())
         case .vmDropped: return .vmDropped(vm: int())
         case .scrubFrames: return .scrubFrames(vm: int(), base: int(UInt64.self) & ~0xfff, bytes: int(UInt64.self) & ~0xfff)
