@@ -43,15 +43,16 @@ public struct VMSpec: Equatable, Sendable {
     /// coordinator's defaults.
     public var numaParameters = NUMAParameters()
 
-    /// `numaParameters: {trigger: 128, sharing: 32, writeLimit: 1, migrateLimit: 1, resetMillis: 100}`.
+    /// `numaParameters: {trigger: 128, sharing: 32, writeLimit: 1, migrateLimit: 1, resetMillis: 100, settleMillis: 30}`.
     public struct NUMAParameters: Equatable, Sendable {
         public var trigger: UInt64?
         public var sharing: UInt64?
         public var writeLimit: UInt64?
         public var migrateLimit: UInt64?
         public var resetMillis: UInt64?
+        public var settleMillis: UInt64?
         public init() {}
-        public static let keys = ["trigger", "sharing", "writeLimit", "migrateLimit", "resetMillis"]
+        public static let keys = ["trigger", "sharing", "writeLimit", "migrateLimit", "resetMillis", "settleMillis"]
         var isEmpty: Bool { self == NUMAParameters() }
     }
 
@@ -242,6 +243,7 @@ extension VMSpec {
                     case "writeLimit": spec.numaParameters.writeLimit = n
                     case "migrateLimit": spec.numaParameters.migrateLimit = n
                     case "resetMillis": spec.numaParameters.resetMillis = n
+                    case "settleMillis": spec.numaParameters.settleMillis = n
                     default: throw SpecError("unknown numaParameters key '\(name)' (known: \(NUMAParameters.keys.joined(separator: ", ")))")
                     }
                 }
@@ -320,6 +322,7 @@ extension VMSpec {
             if let v = numaParameters.writeLimit { m["writeLimit"] = Int(v) }
             if let v = numaParameters.migrateLimit { m["migrateLimit"] = Int(v) }
             if let v = numaParameters.resetMillis { m["resetMillis"] = Int(v) }
+            if let v = numaParameters.settleMillis { m["settleMillis"] = Int(v) }
             root["numaParameters"] = m
         }
         if !disks.isEmpty {

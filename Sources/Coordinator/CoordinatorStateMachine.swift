@@ -662,6 +662,7 @@ public struct CoordinatorStateMachine: Sendable {
         if let v = given.writeLimit { parameters.writeLimit = v }
         if let v = given.migrateLimit { parameters.migrateLimit = v }
         if let v = given.resetMillis { parameters.resetInterval = .milliseconds(Int64(clamping: v)) }
+        if let v = given.settleMillis { parameters.settle = .milliseconds(Int64(clamping: v)) }
         pagePolicy.set(parameters, for: id)
         vms[id] = VMRecord(placement: placement, name: spec.name, memoryOnNodes: firstTouch ? [:] : placed.memoryBytes, owner: owner,
                            state: .starting, frameRuns: runs, memoryBytes: spec.memoryBytes)
@@ -684,6 +685,13 @@ public struct CoordinatorStateMachine: Sendable {
         return rows.isEmpty ? "[]" : rows.joined(separator: "\n")
     }
 
+    /// A per-VM counter of a node's report, `vm.<id>.<name>`: the VM and the name.
+    static func vmCounter(_ name: String) -> (vm: UInt32, name: String)? {
+        let parts = name.split(separator: ".", maxSplits: 2)
+        guard parts.count == 3, parts[0] == "vm", let vm = UInt32(parts[1]) else { return nil }
+        return (vm, String(parts[2]))
+    }
+
     /// Free machine memory on node `n` (bytes).
     public func freeBytes(of n: NodeID) -> UInt64 { nodes[n]?.frames.freeBytes ?? 0 }
 
@@ -699,20 +707,34 @@ public struct CoordinatorStateMachine: Sendable {
         let running = vms.values.filter { $0.state == .running }.count
         var lines = ["nodes_alive: \(membership.alive.count)", "vms_running: \(running)", "vms_total: \(vms.count)", "nodes:"]
         for (n, report) in nodeStats.sorted(by: { $0.key < $1.key }) where nodes[n]?.alive == true {
-            let fields = report.counters.map { c in
+            let fields = report.counters.filter { Self.vmCounter($0.name) == nil }.map { c in
                 c.name == "hottest_page" ? "\(c.name): 0x\(String(UInt64(bitPattern: c.value), radix: 16))" : "\(c.name): \(c.value)"
             }
             lines.append("  - {node: \(n), uptime_s: \(report.uptimeNanos / 1_000_000_000), \(fields.joined(separator: ", "))}")
         }
         lines.append("vms:")
-        for id in vms.keys.sorted() where vms[id]!.isActive {
+        // Active VMs, and ended ones the nodes still report counters of.
+        let reported = Set(nodeStats.values.flatMap { $0.counters.compactMap { Self.vmCounter($0.name)?.vm } })
+        for id in vms.keys.sorted() where vms[id]!.isActive || reported.contains(id) {
             let r = vms[id]!
             func percentile(_ list: [UInt64], _ p: Double) -> UInt64 {
                 let sorted = list.sorted()
                 return sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] / 1000
             }
             let replicated = r.replicas.values.reduce(0) { $0 + $1.count }
-            lines.append("  - {vm: \(id), migrations: \(r.migrations), move_us_p50: \(percentile(r.moveNanos, 0.5)), move_us_p99: \(percentile(r.moveNanos, 0.99)), replications: \(r.replications), replicate_us_p50: \(percentile(r.replicateNanos, 0.5)), replicate_us_p99: \(percentile(r.replicateNanos, 0.99)), collapses: \(r.collapses), replicas: \(replicated)}")
+            // Sampled data misses per node, from the nodes' latest reports.
+            var perNode: [NodeID: (local: Int64, remote: Int64)] = [:]
+            for (n, report) in nodeStats {
+                for c in report.counters {
+                    guard let (vm, name) = Self.vmCounter(c.name), vm == id else { continue }
+                    if name == "sampled_local_misses" { perNode[n, default: (0, 0)].local = c.value }
+                    if name == "sampled_remote_misses" { perNode[n, default: (0, 0)].remote = c.value }
+                }
+            }
+            let local = perNode.values.reduce(0) { $0 + $1.local }, remote = perNode.values.reduce(0) { $0 + $1.remote }
+            let share = local + remote == 0 ? "n/a" : String(format: "%.3f", Double(local) / Double(local + remote))
+            let nodesText = perNode.sorted { $0.key < $1.key }.map { "\($0.key): {local: \($0.value.local), remote: \($0.value.remote)}" }
+            lines.append("  - {vm: \(id), state: \(r.state), migrations: \(r.migrations), move_us_p50: \(percentile(r.moveNanos, 0.5)), move_us_p99: \(percentile(r.moveNanos, 0.99)), replications: \(r.replications), replicate_us_p50: \(percentile(r.replicateNanos, 0.5)), replicate_us_p99: \(percentile(r.replicateNanos, 0.99)), collapses: \(r.collapses), replicas: \(replicated), first_touch_local: \(r.touchedLocal), first_touch_elsewhere: \(r.touchedElsewhere), sampled_misses: {local: \(local), remote: \(remote), local_share: \(share), nodes: {\(nodesText.joined(separator: ", "))}}}")
         }
         return lines.joined(separator: "\n")
     }

@@ -6,7 +6,8 @@ import Cluster
 /// Verghese et al. (ASPLOS 1996): per page a miss counter per node, a write counter and
 /// a migration counter, all reset every `resetInterval`, and four thresholds.
 ///
-/// - A page is **hot** when one node's misses on it reach `trigger`.
+/// - A page is **hot** when one node's misses on it reach `trigger`. A page hot from one
+///   node alone migrates once it stayed so for `settle` (the other nodes report later).
 /// - It is **shared** when some other node's misses reach `sharing` or its home used
 ///   it itself this interval (`Report.homeUse`); otherwise the hot
 ///   node is its only real user and the page **migrates** there (unless it is already
@@ -43,16 +44,22 @@ public struct PagePolicy: Sendable {
         public var migrateLimit: UInt64
         /// How often every counter restarts.
         public var resetInterval: Duration
+        /// How long a page must stay hot from one node alone before it migrates there:
+        /// each node reports on its own schedule (every 20 ms), so the other nodes' and
+        /// the home's use of the page may not be known at the first hot report. Longer
+        /// than one report period; zero decides at once.
+        public var settle: Duration
         /// Off: no decisions at all (`numaPolicy: off`).
         public var enabled: Bool
 
         public init(trigger: UInt64 = 128, sharing: UInt64 = 32, writeLimit: UInt64 = 1, migrateLimit: UInt64 = 1,
-                    resetInterval: Duration = .milliseconds(100), enabled: Bool = true) {
+                    resetInterval: Duration = .milliseconds(100), settle: Duration = .milliseconds(30), enabled: Bool = true) {
             self.trigger = trigger
             self.sharing = sharing
             self.writeLimit = writeLimit
             self.migrateLimit = migrateLimit
             self.resetInterval = resetInterval
+            self.settle = settle
             self.enabled = enabled
         }
     }
@@ -117,6 +124,8 @@ public struct PagePolicy: Sendable {
         var migrations: UInt64 = 0
         /// The home used the page itself this interval.
         var homeUsed = false
+        /// When the page was first seen hot from one node alone (a migration waits `settle`).
+        var hotSince: UInt64?
     }
 
     public var defaults: Parameters
@@ -196,6 +205,8 @@ public struct PagePolicy: Sendable {
         if sharers.isEmpty && !c.homeUsed {
             // One real user. At its home already, or moved too often: leave it.
             guard hot != r.placement.home, c.migrations < p.migrateLimit else { return nil }
+            if c.hotSince == nil { c.hotSince = now }
+            guard now &- c.hotSince! >= p.settle.wholeNanoseconds else { return nil }
             restart(&c)
             outstanding.insert(r.page)
             return .migrate(r.page, from: r.placement.home, to: hot)
@@ -214,5 +225,6 @@ public struct PagePolicy: Sendable {
         c.misses.removeAll()
         c.writeMisses = 0
         c.homeUsed = false
+        c.hotSince = nil
     }
 }

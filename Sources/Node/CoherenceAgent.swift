@@ -133,6 +133,21 @@ public final class CoherenceAgent {
     /// Whether the home's CPUs could write `line` now: no other node holds a copy.
     public func isHome(_ line: LineAddress) -> Bool { directory.localRights(line).write }
 
+    /// Starts taking back the lines of home page `page` that another node holds
+    /// written (Modified): they come home and stay there read-only, as for a home CPU's
+    /// read; read-only copies elsewhere stay. Returns the lines to wait for
+    /// (`isHomeReadable`), or nil if the page is not home memory of this node.
+    public func beginDowngrade(_ page: UInt64) -> [LineAddress]? {
+        guard page % 4096 == 0, isLocal(page), localSize - (page - localBase) >= 4096 else { return nil }
+        let lines = directory.trackedLines.filter { $0 >= page && $0 - page < 4096 && !directory.localRights($0).read }.sorted()
+        for line in lines { _ = acquireLocal(line, write: false, touch: false) }
+        if !retryLines.isEmpty { settle() }
+        return lines
+    }
+
+    /// Whether the home's CPUs could read `line` now: no other node holds it written.
+    public func isHomeReadable(_ line: LineAddress) -> Bool { directory.localRights(line).read }
+
     /// Zeroes home frames [base, base + bytes) (whole pages; the kernel gives zero pages
     /// back on the next touch). Only for frames whose lines are all home.
     public func zero(_ base: UInt64, _ bytes: UInt64) {

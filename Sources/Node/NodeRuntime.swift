@@ -65,6 +65,11 @@ public final class NodeRuntime: @unchecked Sendable {
     /// Lines of old frames being recalled for a move, by move id.
     private var moveRecalls: [UInt64: [LineAddress]] = [:]
     private let sliceBudget = 2_000
+    /// One slice in this many is a miss-sampling slice (NodeVM.MissSample).
+    private let sampleEvery: UInt64 = 256
+    private var slicesRun: UInt64 = 0
+    /// The miss samples of VMs that ended here, still reported for a while.
+    private var endedMisses: [(vm: UInt32, misses: NodeVM.MissSample)] = []
     /// The slice a VCPU gets right after the message that woke it.
     private let wokenBudget = 256
     private let clock: ClusterClock
@@ -261,7 +266,13 @@ public final class NodeRuntime: @unchecked Sendable {
                 guard let v = vms[vm] else { continue }
                 scheduler.add(vm: vm, count: v.harts.count)
             case .dropVM(let vm, let reason):
-                if vms.removeValue(forKey: vm) != nil { logger.info("VM \(vm) dropped: \(reason)") }
+                if let v = vms.removeValue(forKey: vm) {
+                    logger.info("VM \(vm) dropped: \(reason)")
+                    endedMisses.append((vm, v.misses))
+                    if endedMisses.count > 16 { endedMisses.removeFirst() }
+                    // Its last counters reach the coordinator before this node says it dropped it.
+                    if let me = state.nodeID { _ = transport.send(.stats(statsReport(me)), on: coordinator) }
+                }
                 scheduler.remove(vm: vm)
                 agent?.forgetParked(vm: vm)
                 for m in moves.moves.values where m.vm == vm { moveRecalls[m.id] = nil }
@@ -370,8 +381,8 @@ public final class NodeRuntime: @unchecked Sendable {
                 vms[vm]?.freeze(page)
             case .send(let m, let n):
                 send(m, toNode: n)
-            case .recall(let id, let frame):
-                moveRecalls[id] = agent?.beginScrub(frame, 4096) ?? []
+            case .recall(let id, let frame, let keepShared):
+                moveRecalls[id] = (keepShared ? agent?.beginDowngrade(frame) : agent?.beginScrub(frame, 4096)) ?? []
             case .sendPage(let id, let vm, let page, let frame, let to, let toFrame):
                 guard let agent, let data = agent.readPage(frame) else { continue }
                 agent.zero(frame, 4096)
@@ -453,7 +464,7 @@ public final class NodeRuntime: @unchecked Sendable {
             }
         }
         for m in moves.awaitingLines {
-            let left = (moveRecalls[m.id] ?? []).filter { !agent.isHome($0) }
+            let left = (moveRecalls[m.id] ?? []).filter { m.kind == .replicate ? !agent.isHomeReadable($0) : !agent.isHome($0) }
             moveRecalls[m.id] = left
             if left.isEmpty {
                 moveRecalls[m.id] = nil
@@ -491,7 +502,11 @@ public final class NodeRuntime: @unchecked Sendable {
         let vms = self.vms
         guard let v = scheduler.next(hasWakeUp: { vms[$0.vm]?.harts[$0.index].hasWakeUpInterrupt ?? false }),
               let vm = vms[v.vm] else { return false }
+        slicesRun &+= 1
+        let sampled = slicesRun % sampleEvery == 0
+        if sampled { vm.beginSample(v.index) }
         scheduler.ran(v, VCPUScheduler.SliceEnd(vm.harts[v.index].run(budget: sliceBudget)))
+        if sampled { vm.endSample(v.index) }
         if vm.isDeviceNode { vm.checkFinisher() }
         flush()
         return true
@@ -524,6 +539,12 @@ public final class NodeRuntime: @unchecked Sendable {
         let harts = vms.values.flatMap(\.harts)
         counters.append(Counter(name: "vcpus", value: Int64(harts.count)))
         counters.append(Counter(name: "instructions", value: Int64(truncatingIfNeeded: harts.reduce(UInt64(0)) { $0 &+ $1.instructionsRetired })))
+        // Per VM: sampled data misses (local, remote, sampling slices).
+        for (id, m) in endedMisses.map({ ($0.vm, $0.misses) }) + vms.map({ ($0.key, $0.value.misses) }) {
+            counters.append(Counter(name: "vm.\(id).sampled_local_misses", value: Int64(truncatingIfNeeded: m.local)))
+            counters.append(Counter(name: "vm.\(id).sampled_remote_misses", value: Int64(truncatingIfNeeded: m.remote)))
+            counters.append(Counter(name: "vm.\(id).sample_slices", value: Int64(truncatingIfNeeded: m.slices)))
+        }
         if let agent {
             counters.append(Counter(name: "remote_misses", value: Int64(truncatingIfNeeded: agent.remoteMisses)))
             counters.append(Counter(name: "lines_received", value: Int64(truncatingIfNeeded: agent.linesReceived)))

@@ -43,6 +43,21 @@ public final class NodeVM: PhysicalMemory {
     private var image: BootImage?
     /// Messages for the coordinator (first touches), drained by the node.
     public var toCoordinator: [Message] = []
+
+    /// Sampled data misses of this VM's harts on this node (docs/memory.md, "Local and
+    /// remote misses"): during a sampling slice every data access takes the slow path,
+    /// and each line a slice touches counts once, as a miss of a cache that was cold
+    /// when the slice began: local when the line's memory (home frame or replica) is on
+    /// this node, remote otherwise.
+    public struct MissSample: Sendable, Equatable {
+        public var local: UInt64 = 0
+        public var remote: UInt64 = 0
+        /// Sampling slices run.
+        public var slices: UInt64 = 0
+    }
+    public private(set) var misses = MissSample()
+    private var sampling = false
+    private var sampledLines: Set<UInt64> = []
     /// Machine page → guest page for pages no longer at their chunk's frame.
     private var movedIn: [UInt64: UInt64] = [:]
     /// Guest pages frozen for a move, with the ids of the local harts held on each.
@@ -200,6 +215,28 @@ public final class NodeVM: PhysicalMemory {
         for h in harts { h.dropDirectMappings(page: gpa) }
     }
 
+    // MARK: - Miss sampling
+
+    /// Starts a sampling slice for local hart `index`: its data fast paths go, and until
+    /// `endSample` none is handed out, so every data access is seen.
+    public func beginSample(_ index: Int) {
+        sampling = true
+        sampledLines.removeAll(keepingCapacity: true)
+        misses.slices &+= 1
+        harts[index].dropAllDirectMappings()
+    }
+
+    public func endSample(_ index: Int) {
+        sampling = false
+        harts[index].dropAllDirectMappings()
+    }
+
+    /// A data access to machine address `m` in a sampling slice.
+    @inline(__always) private func sample(_ m: UInt64) {
+        guard sampling, sampledLines.insert(m >> 7).inserted else { return }
+        if agent.home(of: m) == node { misses.local &+= 1 } else { misses.remote &+= 1 }
+    }
+
     // MARK: - First touch
 
     /// An access to a page with no frame yet: the hart waits for the coordinator's
@@ -342,6 +379,7 @@ public final class NodeVM: PhysicalMemory {
 
     public func directPage(_ pageAddress: UInt64, for access: AccessType) -> UnsafeMutableRawPointer? {
         guard let m = machineAddress(pageAddress), m != Self.noFrame, !isFrozen(pageAddress) else { return nil }
+        if sampling && access != .execute { return nil }
         if !replicas.isEmpty, let r = replicas[pageAddress & ~0xfff] {
             return access == .write ? nil : agent.directPage(r, write: false)
         }
@@ -352,7 +390,9 @@ public final class NodeVM: PhysicalMemory {
         if let m = machineAddress(address) {
             if heldByMove(.load, address, m, size, hart) { return .retry }
             if m == Self.noFrame { return touch(address, hart: hart) }
-            return agent.load(readAddress(address, m, size, requester(hart)), size: size, requester: requester(hart), value: &value)
+            let a = readAddress(address, m, size, requester(hart))
+            if sampling { sample(a) }
+            return agent.load(a, size: size, requester: requester(hart), value: &value)
         }
         let owner = mmioOwner(address)
         if owner == node {
@@ -368,6 +408,7 @@ public final class NodeVM: PhysicalMemory {
             if heldByMove(.store(value), address, m, size, hart) { return .retry }
             if m == Self.noFrame { return touch(address, hart: hart) }
             prepareWrite(address)
+            if sampling { sample(m) }
             return agent.store(m, size: size, value: value, requester: requester(hart))
         }
         let owner = mmioOwner(address)
@@ -388,6 +429,7 @@ public final class NodeVM: PhysicalMemory {
             if heldByMove(.atomic(op, operand: operand, expected: expected), address, m, size, hart) { return .retry }
             if m == Self.noFrame { return touch(address, hart: hart) }
             prepareWrite(address)
+            if sampling { sample(m) }
             return agent.atomic(op, m, size: size, operand: operand, expected: expected, requester: requester(hart), old: &old)
         }
         // On a device an AMO is a read followed by a write of the result, as on QEMU.

@@ -67,8 +67,9 @@ public struct PageMoveStateMachine: Sendable {
         /// Drop the harts' fast paths to the guest page and hold new accesses to it.
         case freeze(vm: UInt32, page: UInt64)
         case send(Message, to: NodeID)
-        /// Take every line of the home frame `frame` back from the other nodes.
-        case recall(id: UInt64, frame: UInt64)
+        /// Take every line of the home frame `frame` back from the other nodes; with
+        /// `keepShared` (a replication) only the written ones, leaving read-only copies.
+        case recall(id: UInt64, frame: UInt64, keepShared: Bool)
         /// Copy home frame `frame` to `to`'s frame `toFrame` as `pageData`, then zero it.
         case sendPage(id: UInt64, vm: UInt32, page: UInt64, frame: UInt64, to: NodeID, toFrame: UInt64)
         /// Map the guest page to `frame` on `node` and let the held accesses go.
@@ -340,7 +341,7 @@ public struct PageMoveStateMachine: Sendable {
         guard var m = moves[id], case .freezing(let waiting, true) = m.phase, waiting.isEmpty else { return }
         m.phase = .recalling
         moves[id] = m
-        out.append(.recall(id: id, frame: m.oldFrame))
+        out.append(.recall(id: id, frame: m.oldFrame, keepShared: m.kind == .replicate))
     }
 
     /// Every replica is gone: writes may be granted again.

@@ -28,6 +28,9 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("Boot on an embedded local cluster of this many node processes (⌈vcpus/n⌉ CPUs each; the VM's VCPUs fill them, its memory is homed on them) instead of in this process.", valueName: "n"))
     var nodes: Int?
 
+    @Flag(help: "With --nodes: when the VM ends, print its page statistics (migrations, replications, collapses, move times, sampled local and remote misses) as the coordinator has them, on standard error.")
+    var stats = false
+
     mutating func run() throws {
         let spec: VMSpec
         do {
@@ -38,8 +41,9 @@ struct Run: ParsableCommand {
         }
         if let nodes {
             guard (1...64).contains(nodes) else { fail("--nodes must be 1...64") }
-            throw ExitCode(runOnCluster(spec: spec, nodes: nodes))
+            throw ExitCode(runOnCluster(spec: spec, nodes: nodes, printStats: stats))
         }
+        if stats { fail("--stats needs --nodes (the statistics are the cluster's)") }
         let outcome = runVM(spec: spec)
         throw ExitCode(outcome)
     }

@@ -84,4 +84,27 @@ import Testing
         _ = home.beginScrub(page, 4096)
         #expect(home.takeHomeTouches().isEmpty)
     }
+
+    @Test func aDowngradeBringsWrittenLinesHomeAndLeavesReadOnlyCopies() throws {
+        let pair = try AgentPair()
+        let (home, other) = (pair.agents[0], pair.agents[1])
+        var v: UInt64 = 0
+        #expect(other.store(page, size: 8, value: 9, requester: 1) == .retry)
+        #expect(other.load(page + 0x80, size: 8, requester: 2, value: &v) == .retry)
+        pair.drain()
+        #expect(other.store(page, size: 8, value: 9, requester: 1) == .ok)
+        #expect(other.load(page + 0x80, size: 8, requester: 2, value: &v) == .ok)
+        // Only the written line is waited for; it comes home readable, the other node keeps
+        // both lines read-only (its reads hit without a message).
+        #expect(home.beginDowngrade(page) == [page])
+        #expect(!home.isHomeReadable(page))
+        pair.drain()
+        #expect(home.isHomeReadable(page) && !home.isHome(page))
+        #expect(home.load(page, size: 8, requester: 3, value: &v) == .ok && v == 9)
+        #expect(other.load(page, size: 8, requester: 4, value: &v) == .ok && v == 9)
+        #expect(other.load(page + 0x80, size: 8, requester: 5, value: &v) == .ok)
+        pair.collect()
+        #expect(pair.channels.allSatisfy { $0.isEmpty })
+        #expect(home.beginDowngrade(page + 1) == nil && home.beginDowngrade(AgentPair.base1) == nil)
+    }
 }

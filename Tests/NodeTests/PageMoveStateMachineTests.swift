@@ -29,7 +29,7 @@ import Testing
         #expect(target.handle(.drained(id: 7)) == [.send(.pageFrozen(id: 7), to: 0)])
         #expect(home.handle(.frozen(id: 7, from: 1)).isEmpty)
         #expect(other.handle(.drained(id: 7)) == [.send(.pageFrozen(id: 7), to: 0)])
-        #expect(home.handle(.frozen(id: 7, from: 2)) == [.recall(id: 7, frame: 0x1000)])
+        #expect(home.handle(.frozen(id: 7, from: 2)) == [.recall(id: 7, frame: 0x1000, keepShared: false)])
         #expect(home.awaitingLines.map(\.id) == [7])
         // Lines home: the page goes to the target's new frame.
         #expect(home.handle(.linesHome(id: 7)) == [.sendPage(id: 7, vm: 1, page: 0x8000_3000, frame: 0x1000, to: 1, toFrame: 0x20_0000)])
@@ -127,7 +127,7 @@ import Testing
         #expect(start.first == .freeze(vm: 1, page: 0x8000_5000))
         #expect(sends(start).map(\.0) == [1, 2, 3])
         for n in 1...3 { _ = home.handle(.frozen(id: 9, from: n)) }
-        #expect(home.handle(.drained(id: 9)) == [.recall(id: 9, frame: 0x1000)])
+        #expect(home.handle(.drained(id: 9)) == [.recall(id: 9, frame: 0x1000, keepShared: true)])
         // Every line home: gate the page, a copy to each target, thaw the rest.
         let done = home.handle(.linesHome(id: 9))
         #expect(done == [.gate(frame: 0x1000),
