@@ -167,6 +167,8 @@ public final class CoherenceAgent {
         }
     }
     static let accessSampling: UInt64 = 16
+    /// What one remote miss (a request sent to the home) counts for the page policy.
+    static let missWeight: UInt32 = 256
     private var accessSample: UInt64 = 0
     private var remoteAccessCounts: [UInt64: AccessCount] = [:]
 
@@ -187,7 +189,9 @@ public final class CoherenceAgent {
     }
 
     /// This node's CPU and DMA accesses to lines homed elsewhere since the last call,
-    /// per machine page (sampled: one access in 16 counts 16), and restarts the count.
+    /// per machine page, and restarts the count: sampled (one access in 16 counts 16),
+    /// and each miss that sent a request to the home counts `missWeight` more, about
+    /// what it costs in accesses that hit.
     public func takeRemoteAccessCounts() -> [UInt64: AccessCount] {
         defer { remoteAccessCounts.removeAll(keepingCapacity: true) }
         return remoteAccessCounts
@@ -528,6 +532,10 @@ public final class CoherenceAgent {
             switch d {
             case .hit: hit = true
             case .miss: remoteMisses &+= 1
+            case .send(.request, _, _):
+                // A miss that needs a message costs hundreds of hits: the page policy
+                // weighs it so (an access that hits counts one, sampled).
+                remoteAccessCounts[LineGeometry.page(of: line), default: AccessCount()].add(write: write, weight: Self.missWeight)
             default: break
             }
         }
