@@ -197,7 +197,7 @@ extension Message {
             w.put(page)
         case .pageFrozen(let id):
             w.put(id)
-        case .pageData(let id, let vm, let page, let frame, let data):
+        case .pageData(let id, let vm, let page, let frame, let data), .pageReplica(let id, let vm, let page, let frame, let data):
             w.put(id)
             w.put(vm)
             w.put(page)
@@ -209,12 +209,6 @@ extension Message {
             w.put(page)
             w.put(node)
             w.put(frame)
-        case .pageReplica(let id, let vm, let page, let frame, let data):
-            w.put(id)
-            w.put(vm)
-            w.put(page)
-            w.put(frame)
-            w.put(bytes: data)
         case .pageThaw(let id, let vm, let page), .pageCollapse(let id, let vm, let page):
             w.put(id)
             w.put(vm)
@@ -461,26 +455,20 @@ extension Message {
             return .pageFreeze(id: id, vm: vm, guestPage: page)
         case .pageFrozen:
             return .pageFrozen(id: try r.u64("id"))
-        case .pageData:
+        case .pageData, .pageReplica:
             let id = try r.u64("id"), vm = try r.u32("vm"), page = try r.u64("guestPage"), frame = try r.u64("frame")
             let data = try r.bytes("data")
             guard page % 4096 == 0 else { throw .invalidValue(field: "guestPage") }
             guard frame % 4096 == 0 else { throw .invalidValue(field: "frame") }
             guard data.count == 4096 else { throw .invalidValue(field: "data") }
-            return .pageData(id: id, vm: vm, guestPage: page, frame: frame, data: data)
+            return type == .pageData ? .pageData(id: id, vm: vm, guestPage: page, frame: frame, data: data)
+                                     : .pageReplica(id: id, vm: vm, guestPage: page, frame: frame, data: data)
         case .pageMoved:
             let id = try r.u64("id"), vm = try r.u32("vm"), page = try r.u64("guestPage")
             let node = try r.int(Int32.self, "node"), frame = try r.u64("frame")
             guard page % 4096 == 0 else { throw .invalidValue(field: "guestPage") }
             guard frame % 4096 == 0 else { throw .invalidValue(field: "frame") }
             return .pageMoved(id: id, vm: vm, guestPage: page, node: node, frame: frame)
-        case .pageReplica:
-            let id = try r.u64("id"), vm = try r.u32("vm"), page = try r.u64("guestPage"), frame = try r.u64("frame")
-            let data = try r.bytes("data")
-            guard page % 4096 == 0 else { throw .invalidValue(field: "guestPage") }
-            guard frame % 4096 == 0 else { throw .invalidValue(field: "frame") }
-            guard data.count == 4096 else { throw .invalidValue(field: "data") }
-            return .pageReplica(id: id, vm: vm, guestPage: page, frame: frame, data: data)
         case .pageThaw, .pageCollapse:
             let id = try r.u64("id"), vm = try r.u32("vm"), page = try r.u64("guestPage")
             guard page % 4096 == 0 else { throw .invalidValue(field: "guestPage") }
