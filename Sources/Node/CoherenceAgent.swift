@@ -417,10 +417,42 @@ public final class CoherenceAgent {
         let p = Parked(line: line, address: address, size: size, access: access, result: nil)
         guard acquireRemote(line, home: home, write: write), let v = performParked(p, homeMayWrite: true) else {
             park(requester, p)
+            prefetchAfterMiss(line, home: home, write: write)
             return .retry
         }
         value = v
         return .ok
+    }
+
+    // MARK: - Sequential prefetch
+
+    /// Lines asked for ahead of a sequential run of misses (within the page).
+    static let prefetchDepth = 4
+    private var lastMissLine: LineAddress = .max
+    public private(set) var prefetches: UInt64 = 0
+
+    /// A miss on `line` shortly after one on a line before it (a stream through remote
+    /// memory): ask for the next `prefetchDepth` lines of the same page too, with the
+    /// same rights, so their round trips overlap. Only within the page: the page is not
+    /// frozen for a move (the access that missed got past the freeze), and a request for
+    /// another page could reach that page's old frame after this node said it was
+    /// drained.
+    private func prefetchAfterMiss(_ line: LineAddress, home: NodeID, write: Bool) {
+        let size = UInt64(geometry.lineSize)
+        defer { lastMissLine = line }
+        // Sequential: just after the last miss, or past lines prefetched for it.
+        let ahead = line &- lastMissLine
+        guard ahead >= size, ahead <= size * UInt64(Self.prefetchDepth + 1) else { return }
+        let page = LineGeometry.page(of: line)
+        var next = line + size
+        for _ in 0..<Self.prefetchDepth {
+            guard LineGeometry.page(of: next) == page else { break }
+            if cache.state(of: next) == nil {
+                _ = acquireRemote(next, home: home, write: write, prefetch: true)
+                prefetches &+= 1
+            }
+            next += size
+        }
     }
 
     @inline(__always)
@@ -524,15 +556,16 @@ public final class CoherenceAgent {
         return write ? now.write : now.read
     }
 
-    private func acquireRemote(_ line: LineAddress, home: NodeID, write: Bool) -> Bool {
+    /// `prefetch`: asked for ahead of a stream, not by an access (not counted as a miss).
+    private func acquireRemote(_ line: LineAddress, home: NodeID, write: Bool, prefetch: Bool = false) -> Bool {
         cacheDirectives.removeAll(keepingCapacity: true)
         cache.handle(.access(line: line, home: home, write: write), into: &cacheDirectives)
         var hit = false
         for d in cacheDirectives {
             switch d {
             case .hit: hit = true
-            case .miss: remoteMisses &+= 1
-            case .send(.request, _, _):
+            case .miss: if !prefetch { remoteMisses &+= 1 }
+            case .send(.request, _, _) where !prefetch:
                 // A miss that needs a message costs hundreds of hits: the page policy
                 // weighs it so (an access that hits counts one, sampled).
                 remoteAccessCounts[LineGeometry.page(of: line), default: AccessCount()].add(write: write, weight: Self.missWeight)
