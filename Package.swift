@@ -95,7 +95,7 @@ let package = Package(
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Cluster", "Protocol", "Transport"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
         // A whole cluster (coordinator, nodes, a client) in one test process on InMemoryTransport.
-        .testTarget(name: "InProcessClusterTests", dependencies: ["Coordinator", "Node", "Platform", "Protocol", "Transport", "Cluster"]),
+        .testTarget(name: "InProcessClusterTests", dependencies: ["Coordinator", "Node", "Platform", "Protocol", "Transport", "Cluster", "TestSupport"]),
         // Starts the real `disco` binary (and QEMU) as child processes.
         .testTarget(name: "SystemTests"),
     ],

@@ -102,7 +102,7 @@ public struct VMSpec: Equatable, Sendable {
     public var bootargs: String?
     public var consoleLog: String?
     /// Where the VM's memory is homed on a cluster.
-    public var placement: MemoryPlacement = .interleave
+    public var placement: MemoryPlacement = .firstTouch
     /// Whether the monitor moves the VM's pages to the nodes that use them
     /// (`numaPolicy: on|off`, `disco run --numa-policy`).
     public var numaPolicy: Bool = true
@@ -110,33 +110,39 @@ public struct VMSpec: Equatable, Sendable {
     /// coordinator's defaults.
     public var numaParameters = NUMAParameters()
 
-    /// `numaParameters: {trigger: 128, sharing: 32, writeLimit: 1, migrateLimit: 1, resetMillis: 100}`.
+    /// `numaParameters: {trigger: 128, sharing: 32, writeLimit: 1, migrateLimit: 1, resetMillis: 100, settleMillis: 30}`.
     public struct NUMAParameters: Equatable, Sendable {
         public var trigger: UInt64?
         public var sharing: UInt64?
         public var writeLimit: UInt64?
         public var migrateLimit: UInt64?
         public var resetMillis: UInt64?
+        public var settleMillis: UInt64?
         public init() {}
-        public static let keys = ["trigger", "sharing", "writeLimit", "migrateLimit", "resetMillis"]
+        public static let keys = ["trigger", "sharing", "writeLimit", "migrateLimit", "resetMillis", "settleMillis"]
         var isEmpty: Bool { self == NUMAParameters() }
     }
 
     /// Where a VM's memory lives on a cluster (`placement:` in a spec, `--placement`).
     public enum MemoryPlacement: Equatable, Sendable, CustomStringConvertible {
+        /// Each page on the node of the VCPU (or device) that touches it first, as a
+        /// commodity OS expects of a NUMA machine (the default).
+        case firstTouch
         /// In chunks over the nodes that run the VM's VCPUs.
         case interleave
         /// All of it on one node, wherever the VCPUs run.
         case node(Int)
 
         public init(parsing text: String) throws {
+            if text == "first-touch" { self = .firstTouch; return }
             if text == "interleave" { self = .interleave; return }
             if text.hasPrefix("node:"), let n = Int(text.dropFirst(5)), n >= 0 { self = .node(n); return }
-            throw SpecError("bad placement '\(text)' (known: interleave, node:N)")
+            throw SpecError("bad placement '\(text)' (known: first-touch, interleave, node:N)")
         }
 
         public var description: String {
             switch self {
+            case .firstTouch: return "first-touch"
             case .interleave: return "interleave"
             case .node(let n): return "node:\(n)"
             }
@@ -314,6 +320,7 @@ extension VMSpec {
                     case "writeLimit": spec.numaParameters.writeLimit = n
                     case "migrateLimit": spec.numaParameters.migrateLimit = n
                     case "resetMillis": spec.numaParameters.resetMillis = n
+                    case "settleMillis": spec.numaParameters.settleMillis = n
                     default: throw SpecError("unknown numaParameters key '\(name)' (known: \(NUMAParameters.keys.joined(separator: ", ")))")
                     }
                 }
@@ -389,7 +396,7 @@ extension VMSpec {
         if let kernel { root["kernel"] = absolute(kernel) }
         if let bootargs { root["bootargs"] = bootargs }
         if let consoleLog { root["console-log"] = absolute(consoleLog) }
-        if placement != .interleave { root["placement"] = placement.description }
+        if placement != .firstTouch { root["placement"] = placement.description }
         if !numaPolicy { root["numaPolicy"] = "off" }
         if !numaParameters.isEmpty {
             var m: [String: Any] = [:]
@@ -398,6 +405,7 @@ extension VMSpec {
             if let v = numaParameters.writeLimit { m["writeLimit"] = Int(v) }
             if let v = numaParameters.migrateLimit { m["migrateLimit"] = Int(v) }
             if let v = numaParameters.resetMillis { m["resetMillis"] = Int(v) }
+            if let v = numaParameters.settleMillis { m["settleMillis"] = Int(v) }
             root["numaParameters"] = m
         }
         if !disks.isEmpty {

@@ -37,7 +37,8 @@ public final class CoordinatorRuntime: @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         self.clock = clock
-        self.makeTransport = transport ?? Transports.network(logger: logger)
+        // This thread drives the sockets: a message is handled the moment it is read.
+        self.makeTransport = transport ?? Transports.network(logger: logger, driven: true)
         self.machine = CoordinatorStateMachine(configuration: configuration.machine)
     }
 
@@ -70,7 +71,9 @@ public final class CoordinatorRuntime: @unchecked Sendable {
     public func start() throws {
         let identity = Hello(role: .coordinator, nodeID: -1, nonce: [UInt8](repeating: 0, count: 32), name: "coordinator")
         let mailbox = self.mailbox
-        transport = try makeTransport(TransportConfiguration(secret: configuration.secret, identity: identity)) { mailbox.post($0) }
+        let made = try makeTransport(TransportConfiguration(secret: configuration.secret, identity: identity)) { mailbox.post($0) }
+        transport = made
+        if made.isDriven { mailbox.onWake { [weak made] in made?.wakeUp() } }
         for endpoint in configuration.listen {
             let b = try transport.listen(on: endpoint)
             boundLock.lock()
@@ -89,7 +92,15 @@ public final class CoordinatorRuntime: @unchecked Sendable {
             carryOut(machine.handle(.stopping(reason: reason), now: clock.nanoseconds()))
             return reason
         }
-        let events = wait ? mailbox.wait(until: Date().addingTimeInterval(Double(tickNanos) / 1e9)) : mailbox.takeAll()
+        let deadline = Date().addingTimeInterval(Double(tickNanos) / 1e9)
+        let events: [TransportEvent]
+        if transport.isDriven {
+            if wait && mailbox.count == 0 { transport.wait(until: deadline) }
+            transport.poll()
+            events = mailbox.takeAll()
+        } else {
+            events = wait ? mailbox.wait(until: deadline) : mailbox.takeAll()
+        }
         for event in events {
             let e: CoordinatorStateMachine.Event
             switch event {

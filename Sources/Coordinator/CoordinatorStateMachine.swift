@@ -76,12 +76,14 @@ public struct CoordinatorStateMachine: Sendable {
         public var frame: UInt64
     }
 
-    /// A move sent to a page's home and not yet reported done.
+    /// A migration or replication sent to a page's home and not yet reported done.
     struct PendingMove: Sendable {
+        var kind: PageCommand.Kind
         var vm: UInt32
         var page: UInt64
         var from: PageHome
-        var to: PageHome
+        /// The new home (migrate) or the replicas (replicate), each with its new frame.
+        var targets: [PageHome]
         var startedNanos: UInt64
         /// The client that asked for it, answered when it ends.
         var client: (ConnectionID, UInt64)?
@@ -102,11 +104,26 @@ public struct CoordinatorStateMachine: Sendable {
         public var frameRuns: [NodeID: [FrameRun]] = [:]
         /// Bytes of guest RAM.
         public var memoryBytes: UInt64 = 0
-        /// The authoritative pmap's changes: guest pages no longer at their chunk's frame.
+        /// The authoritative pmap's changes: guest pages no longer at their chunk's frame
+        /// (with first-touch placement: every page given a frame so far).
         public var movedPages: [UInt64: PageHome] = [:]
+        /// First-touch placement: pages get frames when first touched, from `freeFrames`.
+        public var firstTouch = false
+        /// First touch: the part of the VM's run on each node that no page has yet.
+        public var untouched: [NodeID: Range<UInt64>] = [:]
+        /// First touch: pages given a frame on their toucher's node, and elsewhere (it had none left).
+        public var touchedLocal = 0
+        public var touchedElsewhere = 0
+        /// Read-only replicas: guest page → node → the replica's frame there (the home's
+        /// copy is the page's entry in the pmap).
+        public var replicas: [UInt64: [NodeID: UInt64]] = [:]
         /// Pages moved, and how long each move took (nanoseconds, command to done).
         public var migrations: Int = 0
         public var moveNanos: [UInt64] = []
+        /// Replicas made, and the collapses that dropped them again.
+        public var replications: Int = 0
+        public var collapses: Int = 0
+        public var replicateNanos: [UInt64] = []
         /// Nodes that answered `vmStop` with `vmDropped`.
         public var dropped: Set<NodeID> = []
         /// `scrubFrames` went out to the homes.
@@ -282,6 +299,10 @@ public struct CoordinatorStateMachine: Sendable {
             moveDone(id, ok: ok, detail: detail, from: n)
         case .pageAccesses(let vm, let entries):
             pageAccesses(vm, entries, from: n)
+        case .pageReplicasDropped(let vm, let page, let holders):
+            replicasDropped(vm, page: page, holders: holders.map(Int.init), from: n)
+        case .pageTouch(let vm, let page):
+            touch(vm, page: page, from: n)
         case .framesScrubbed(let vm, let base, let bytes):
             guard let i = vms[vm]?.frameRuns[n]?.firstIndex(of: FrameRun(base: base, bytes: bytes)), vms[vm]!.scrubbing,
                   nodes[n]?.frames.release(base, bytes) == true else {
@@ -362,6 +383,8 @@ public struct CoordinatorStateMachine: Sendable {
             reply(true, statsText)
         case .migrate(let vm, let page, let node):
             if let error = migrate(vm, page: page, to: Int(node), client: (client, rid)) { reply(false, error) }
+        case .replicate(let vm, let page, let nodes):
+            if let error = replicate(vm, page: page, to: nodes.map(Int.init), client: (client, rid)) { reply(false, error) }
         }
     }
 
@@ -372,6 +395,7 @@ public struct CoordinatorStateMachine: Sendable {
         let offset = page &- Self.ramBase
         guard offset < r.memoryBytes else { return nil }
         if let moved = r.movedPages[page] { return moved }
+        if r.firstTouch { return nil }
         let chunkBytes = UInt64(r.placement.chunkPages) * 4096
         let chunk = r.placement.chunks[Int(offset / chunkBytes)]
         return PageHome(node: Int(chunk.node), frame: chunk.frameBase + offset % chunkBytes)
@@ -379,29 +403,88 @@ public struct CoordinatorStateMachine: Sendable {
 
     static let ramBase: UInt64 = 0x8000_0000
 
+    /// First touch: node `n` touched a page that has no frame. It gets one on `n` (or,
+    /// with none left there, on the VM's node with the most left), and every node of
+    /// the VM learns where. A page assigned already is only told again to `n`.
+    private mutating func touch(_ vm: UInt32, page: UInt64, from n: NodeID) {
+        guard let r = vms[vm], r.isActive, r.firstTouch, r.participants.contains(n) else { return }
+        guard page % 4096 == 0, page &- Self.ramBase < r.memoryBytes else {
+            return log(.warning, "node \(n) touched 0x\(String(page, radix: 16)), which is not a page of VM \(vm)'s RAM")
+        }
+        if let home = r.movedPages[page] {
+            return sendNode(n, .pageAssigned(vm: vm, guestPage: page, node: Int32(home.node), frame: home.frame))
+        }
+        let home = r.untouched[n]?.isEmpty == false ? n
+            : r.untouched.filter { !$0.value.isEmpty }.max { ($0.value.count, $1.key) < ($1.value.count, $0.key) }?.key
+        guard let home, let frame = vms[vm]!.untouched[home]?.first else {
+            return log(.error, "VM \(vm) has no frame left for page 0x\(String(page, radix: 16))")
+        }
+        vms[vm]!.untouched[home] = (frame + 4096)..<vms[vm]!.untouched[home]!.upperBound
+        vms[vm]!.movedPages[page] = PageHome(node: home, frame: frame)
+        vms[vm]!.memoryOnNodes[home, default: 0] += 4096
+        if home == n { vms[vm]!.touchedLocal += 1 } else { vms[vm]!.touchedElsewhere += 1 }
+        for p in r.participants.sorted() {
+            sendNode(p, .pageAssigned(vm: vm, guestPage: page, node: Int32(home), frame: frame))
+        }
+    }
+
     /// Starts moving a page of a running VM to node `target`: a frame there, and the
     /// command to the page's home. Returns why not, or nil when the command went out.
     mutating func migrate(_ vm: UInt32, page: UInt64, to target: NodeID, client: (ConnectionID, UInt64)?) -> String? {
         guard let r = vms[vm], r.state == .running else { return "no running VM \(vm)" }
-        guard page % 4096 == 0, let from = pageHome(r, page) else {
+        guard page % 4096 == 0, page &- Self.ramBase < r.memoryBytes else {
             return "0x\(String(page, radix: 16)) is not a page of VM \(vm)'s RAM"
         }
+        guard let from = pageHome(r, page) else { return "page 0x\(String(page, radix: 16)) has not been touched yet" }
         guard r.participants.contains(target), nodes[target]?.alive == true else {
             return "node \(target) does not take part in VM \(vm) (nodes \(r.participants.sorted()))"
         }
         guard from.node != target else { return "page 0x\(String(page, radix: 16)) is on node \(target) already" }
+        guard r.replicas[page] == nil else { return "page 0x\(String(page, radix: 16)) is replicated" }
+        return command(.migrate, vm, page, from: from, to: [target], client: client)
+    }
+
+    /// Starts replicating a page of a running VM onto `targets` (nodes of the VM other
+    /// than the page's home, without a replica yet): a frame on each, and the command
+    /// to the page's home. Returns why not, or nil when the command went out.
+    mutating func replicate(_ vm: UInt32, page: UInt64, to targets: [NodeID], client: (ConnectionID, UInt64)?) -> String? {
+        guard let r = vms[vm], r.state == .running else { return "no running VM \(vm)" }
+        guard page % 4096 == 0, page &- Self.ramBase < r.memoryBytes else {
+            return "0x\(String(page, radix: 16)) is not a page of VM \(vm)'s RAM"
+        }
+        guard let from = pageHome(r, page) else { return "page 0x\(String(page, radix: 16)) has not been touched yet" }
+        guard !targets.isEmpty, Set(targets).count == targets.count else { return "name each replica's node once" }
+        for t in targets {
+            guard r.participants.contains(t), nodes[t]?.alive == true else {
+                return "node \(t) does not take part in VM \(vm) (nodes \(r.participants.sorted()))"
+            }
+            guard t != from.node else { return "page 0x\(String(page, radix: 16)) is homed on node \(t)" }
+            guard r.replicas[page]?[t] == nil else { return "node \(t) holds a replica of page 0x\(String(page, radix: 16)) already" }
+        }
+        return command(.replicate, vm, page, from: from, to: targets, client: client)
+    }
+
+    /// A frame on each target (the VM's from now on: a VM that stops mid-move scrubs
+    /// them) and the command to the page's home.
+    private mutating func command(_ kind: PageCommand.Kind, _ vm: UInt32, _ page: UInt64, from: PageHome, to targets: [NodeID],
+                                  client: (ConnectionID, UInt64)?) -> String? {
         guard !pendingMoves.values.contains(where: { $0.vm == vm && $0.page == page }) else {
             return "page 0x\(String(page, radix: 16)) is being moved"
         }
-        guard let frame = nodes[target]?.frames.allocate(4096) else { return "node \(target) has no free frame" }
+        var homes: [PageHome] = []
+        for t in targets {
+            guard let frame = nodes[t]?.frames.allocate(4096) else {
+                for h in homes { _ = nodes[h.node]?.frames.release(h.frame, 4096) }
+                return "node \(t) has no free frame"
+            }
+            homes.append(PageHome(node: t, frame: frame))
+        }
+        for h in homes { vms[vm]!.frameRuns[h.node, default: []].append(FrameRun(base: h.frame, bytes: 4096)) }
         let id = nextMoveID
         nextMoveID += 1
-        // The new frame belongs to the VM from now on: a VM that stops mid-move scrubs it.
-        vms[vm]!.frameRuns[target, default: []].append(FrameRun(base: frame, bytes: 4096))
-        pendingMoves[id] = PendingMove(vm: vm, page: page, from: from, to: PageHome(node: target, frame: frame),
-                                       startedNanos: nowNanos, client: client)
-        sendNode(from.node, .pageCommand(PageCommand(id: id, kind: .migrate, vm: vm, guestPage: page,
-                                                      targetNode: Int32(target), frame: frame)))
+        pendingMoves[id] = PendingMove(kind: kind, vm: vm, page: page, from: from, targets: homes, startedNanos: nowNanos, client: client)
+        sendNode(from.node, .pageCommand(PageCommand(id: id, kind: kind, vm: vm, guestPage: page,
+                                                      targets: homes.map { PageTarget(node: Int32($0.node), frame: $0.frame) })))
         return nil
     }
 
@@ -411,8 +494,16 @@ public struct CoordinatorStateMachine: Sendable {
         var reports: [PagePolicy.Report] = []
         for e in entries {
             guard let home = pageHome(r, e.guestPage) else { continue }
-            reports.append(PagePolicy.Report(page: .init(vm: vm, address: e.guestPage), placement: .init(home: home.node),
-                                             misses: [n: UInt64(e.accesses)], writeMisses: UInt64(e.writes)))
+            let placement = PagePolicy.Placement(home: home.node, replicas: Set(r.replicas[e.guestPage]?.keys.map { $0 } ?? []))
+            // Entries for pages homed on the reporting node say whether its own CPUs used
+            // them (they never miss: see PagePolicy.Report.homeUse).
+            if home.node == n {
+                reports.append(PagePolicy.Report(page: .init(vm: vm, address: e.guestPage), placement: placement, misses: [:],
+                                                 writeMisses: 0, homeUse: e.writes > 0 ? .write : e.accesses > 0 ? .read : nil))
+            } else {
+                reports.append(PagePolicy.Report(page: .init(vm: vm, address: e.guestPage), placement: placement,
+                                                 misses: [n: UInt64(e.accesses)], writeMisses: UInt64(e.writes)))
+            }
         }
         for d in pagePolicy.handle(.misses(reports), now: nowNanos) {
             switch d {
@@ -421,48 +512,80 @@ public struct CoordinatorStateMachine: Sendable {
                     log(.debug, "\(page): no migration to node \(to): \(why)")
                     _ = pagePolicy.handle(.moveFailed(page), now: nowNanos)
                 }
-            case .replicate(let page, _):
-                // Replicas are not carried out yet: the page stays where it is.
-                _ = pagePolicy.handle(.moveFailed(page), now: nowNanos)
+            case .replicate(let page, let to):
+                if let why = replicate(vm, page: page.address, to: to, client: nil) {
+                    log(.debug, "\(page): no replicas on nodes \(to): \(why)")
+                    _ = pagePolicy.handle(.moveFailed(page), now: nowNanos)
+                }
             }
         }
     }
 
-    /// The old home reports a move finished (or refused).
+    /// The home reports a migration or replication finished (or refused).
     private mutating func moveDone(_ id: UInt64, ok: Bool, detail: String, from n: NodeID) {
         guard let m = pendingMoves[id], m.from.node == n else {
             return log(.warning, "node \(n) reported move \(id) done, which it was not asked to do")
         }
         pendingMoves[id] = nil
         let page = "0x\(String(m.page, radix: 16))"
-        _ = pagePolicy.handle(ok ? .moveDone(.init(vm: m.vm, address: m.page), migrated: true) : .moveFailed(.init(vm: m.vm, address: m.page)),
+        let nanos = nowNanos &- m.startedNanos
+        _ = pagePolicy.handle(ok ? .moveDone(.init(vm: m.vm, address: m.page), migrated: m.kind == .migrate) : .moveFailed(.init(vm: m.vm, address: m.page)),
                               now: nowNanos)
-        // A VM that stopped meanwhile scrubs both frames with the rest of its runs.
+        let targets = m.targets.map(\.node)
+        // A VM that stopped meanwhile scrubs every frame with the rest of its runs.
         if vms[m.vm]?.isActive == true {
-            if ok {
-                vms[m.vm]!.movedPages[m.page] = m.to
+            if ok && m.kind == .migrate, let to = m.targets.first {
+                vms[m.vm]!.movedPages[m.page] = to
                 // The old frame is zeroed and all its lines are home: free again.
                 if removeFrame(m.from.frame, of: m.vm, on: m.from.node), nodes[m.from.node]?.frames.release(m.from.frame, 4096) != true {
                     log(.warning, "frame 0x\(String(m.from.frame, radix: 16)) of node \(m.from.node) was free already")
                 }
                 vms[m.vm]!.memoryOnNodes[m.from.node, default: 0] -= 4096
                 if vms[m.vm]!.memoryOnNodes[m.from.node] == 0 { vms[m.vm]!.memoryOnNodes[m.from.node] = nil }
-                vms[m.vm]!.memoryOnNodes[m.to.node, default: 0] += 4096
+                vms[m.vm]!.memoryOnNodes[to.node, default: 0] += 4096
                 vms[m.vm]!.migrations += 1
-                vms[m.vm]!.moveNanos.append(nowNanos &- m.startedNanos)
-                if vms[m.vm]!.moveNanos.count > 4096 { vms[m.vm]!.moveNanos.removeFirst(2048) }
-                log(.debug, "VM \(m.vm) page \(page) moved from node \(m.from.node) to \(m.to.node) in \((nowNanos &- m.startedNanos) / 1000) us")
+                Self.record(nanos, in: &vms[m.vm]!.moveNanos)
+                log(.debug, "VM \(m.vm) page \(page) moved from node \(m.from.node) to \(to.node) in \(nanos / 1000) us")
+            } else if ok {
+                for t in m.targets { vms[m.vm]!.replicas[m.page, default: [:]][t.node] = t.frame }
+                vms[m.vm]!.replications += m.targets.count
+                Self.record(nanos, in: &vms[m.vm]!.replicateNanos)
+                log(.debug, "VM \(m.vm) page \(page) replicated from node \(m.from.node) to \(targets) in \(nanos / 1000) us")
             } else {
-                // Refused before any data went: the new frame was never written.
-                if removeFrame(m.to.frame, of: m.vm, on: m.to.node) { _ = nodes[m.to.node]?.frames.release(m.to.frame, 4096) }
-                log(.warning, "VM \(m.vm) page \(page): move to node \(m.to.node) failed: \(detail)")
+                // Refused before any data went: the new frames were never written.
+                for t in m.targets where removeFrame(t.frame, of: m.vm, on: t.node) { _ = nodes[t.node]?.frames.release(t.frame, 4096) }
+                log(.warning, "VM \(m.vm) page \(page): \(m.kind) to nodes \(targets) failed: \(detail)")
             }
         }
         if let (c, rid) = m.client {
-            send(.vmResponse(id: rid, ok: ok, createdVM: nil,
-                             body: ok ? "moved VM \(m.vm) page \(page) from node \(m.from.node) to node \(m.to.node) in \((nowNanos &- m.startedNanos) / 1000) us"
-                                      : "move failed: \(detail)"), to: c)
+            let body: String
+            if !ok { body = "\(m.kind) failed: \(detail)" }
+            else if m.kind == .migrate { body = "moved VM \(m.vm) page \(page) from node \(m.from.node) to node \(targets[0]) in \(nanos / 1000) us" }
+            else { body = "replicated VM \(m.vm) page \(page) of node \(m.from.node) on nodes \(targets) in \(nanos / 1000) us" }
+            send(.vmResponse(id: rid, ok: ok, createdVM: nil, body: body), to: c)
         }
+    }
+
+    /// Keeps the latest durations for the percentiles `disco stats` shows.
+    private static func record(_ nanos: UInt64, in list: inout [UInt64]) {
+        list.append(nanos)
+        if list.count > 4096 { list.removeFirst(2048) }
+    }
+
+    /// A page's home reports that a write collapsed its replicas: their frames (zeroed
+    /// by their nodes before they answered the home) are free again.
+    private mutating func replicasDropped(_ vm: UInt32, page: UInt64, holders: [NodeID], from n: NodeID) {
+        guard let r = vms[vm], r.isActive, let home = pageHome(r, page), home.node == n, let replicas = r.replicas[page],
+              Set(holders) == Set(replicas.keys) else {
+            return log(.warning, "node \(n) reported replicas of VM \(vm) page 0x\(String(page, radix: 16)) on \(holders) dropped, which it does not home")
+        }
+        vms[vm]!.replicas[page] = nil
+        vms[vm]!.collapses += 1
+        for (node, frame) in replicas.sorted(by: { $0.key < $1.key }) where removeFrame(frame, of: vm, on: node) {
+            _ = nodes[node]?.frames.release(frame, 4096)
+        }
+        _ = pagePolicy.handle(.collapsed(.init(vm: vm, address: page)), now: nowNanos)
+        log(.debug, "VM \(vm) page 0x\(String(page, radix: 16)): a write collapsed its replicas on \(holders.sorted())")
     }
 
     /// Takes one page out of the VM's frame runs on `node` (splitting a run). False if
@@ -511,6 +634,14 @@ public struct CoordinatorStateMachine: Sendable {
             chunks.append(MemoryChunk(node: Int32(n), frameBase: runBase[n]! + used[n, default: 0]))
             used[n, default: 0] += placed.bytes(ofChunk: i)
         }
+        // First touch on more than one node: the runs are the VM's reservation, and its
+        // pages take frames from them as they are touched. On one node it is that node.
+        let firstTouch = spec.placement == .firstTouch && runs.count > 1
+        var untouched: [NodeID: Range<UInt64>] = [:]
+        if firstTouch {
+            chunks = []
+            for (n, r) in runs { untouched[n] = r[0].base..<(r[0].base + r[0].bytes) }
+        }
         for (n, a) in allocators { nodes[n]?.frames = a }
         let id = nextVM
         nextVM += 1
@@ -522,7 +653,7 @@ public struct CoordinatorStateMachine: Sendable {
                 NodeAddress(nodeID: Int32(n), listenAddress: nodes[n]!.listenAddress,
                             memoryBase: nodes[n]!.frames.base, memoryBytes: nodes[n]!.frames.size)
             },
-            epochNanos: nowNanos, lineSize: UInt32(configuration.lineSize))
+            epochNanos: nowNanos, lineSize: UInt32(configuration.lineSize), firstTouch: firstTouch)
         var parameters = pagePolicy.defaults
         parameters.enabled = spec.numaPolicy
         let given = spec.numaParameters
@@ -531,12 +662,15 @@ public struct CoordinatorStateMachine: Sendable {
         if let v = given.writeLimit { parameters.writeLimit = v }
         if let v = given.migrateLimit { parameters.migrateLimit = v }
         if let v = given.resetMillis { parameters.resetInterval = .milliseconds(Int64(clamping: v)) }
+        if let v = given.settleMillis { parameters.settle = .milliseconds(Int64(clamping: v)) }
         pagePolicy.set(parameters, for: id)
-        vms[id] = VMRecord(placement: placement, name: spec.name, memoryOnNodes: placed.memoryBytes, owner: owner,
+        vms[id] = VMRecord(placement: placement, name: spec.name, memoryOnNodes: firstTouch ? [:] : placed.memoryBytes, owner: owner,
                            state: .starting, frameRuns: runs, memoryBytes: spec.memoryBytes)
+        vms[id]!.firstTouch = firstTouch
+        vms[id]!.untouched = untouched
         for n in participants { sendNode(n, .vmStart(placement)) }
         let homes = placed.memoryBytes.sorted { $0.key < $1.key }.map { "\($0.key): \(MemorySize.format($0.value))" }
-        log(.info, "VM \(id) '\(spec.name)': \(spec.vcpus) VCPUs on nodes \(placed.vcpuNodes), memory on [\(homes.joined(separator: ", "))]")
+        log(.info, "VM \(id) '\(spec.name)': \(spec.vcpus) VCPUs on nodes \(placed.vcpuNodes), memory \(firstTouch ? "reserved" : "homed") on [\(homes.joined(separator: ", "))]\(firstTouch ? ", placed by first touch" : "")")
         return id
     }
 
@@ -551,6 +685,16 @@ public struct CoordinatorStateMachine: Sendable {
         return rows.isEmpty ? "[]" : rows.joined(separator: "\n")
     }
 
+    /// A per-VM counter of a node's report, `vm.<id>.<name>`: the VM and the name.
+    static func vmCounter(_ name: String) -> (vm: UInt32, name: String)? {
+        let parts = name.split(separator: ".", maxSplits: 2)
+        guard parts.count == 3, parts[0] == "vm", let vm = UInt32(parts[1]) else { return nil }
+        return (vm, String(parts[2]))
+    }
+
+    /// Free machine memory on node `n` (bytes).
+    public func freeBytes(of n: NodeID) -> UInt64 { nodes[n]?.frames.freeBytes ?? 0 }
+
     var nodesText: String {
         let rows = membership.members.keys.sorted().map { id -> String in
             let m = membership.members[id]!
@@ -563,17 +707,34 @@ public struct CoordinatorStateMachine: Sendable {
         let running = vms.values.filter { $0.state == .running }.count
         var lines = ["nodes_alive: \(membership.alive.count)", "vms_running: \(running)", "vms_total: \(vms.count)", "nodes:"]
         for (n, report) in nodeStats.sorted(by: { $0.key < $1.key }) where nodes[n]?.alive == true {
-            let fields = report.counters.map { c in
+            let fields = report.counters.filter { Self.vmCounter($0.name) == nil }.map { c in
                 c.name == "hottest_page" ? "\(c.name): 0x\(String(UInt64(bitPattern: c.value), radix: 16))" : "\(c.name): \(c.value)"
             }
             lines.append("  - {node: \(n), uptime_s: \(report.uptimeNanos / 1_000_000_000), \(fields.joined(separator: ", "))}")
         }
         lines.append("vms:")
-        for id in vms.keys.sorted() where vms[id]!.isActive {
+        // Active VMs, and ended ones the nodes still report counters of.
+        let reported = Set(nodeStats.values.flatMap { $0.counters.compactMap { Self.vmCounter($0.name)?.vm } })
+        for id in vms.keys.sorted() where vms[id]!.isActive || reported.contains(id) {
             let r = vms[id]!
-            let sorted = r.moveNanos.sorted()
-            func percentile(_ p: Double) -> UInt64 { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] / 1000 }
-            lines.append("  - {vm: \(id), migrations: \(r.migrations), move_us_p50: \(percentile(0.5)), move_us_p99: \(percentile(0.99))}")
+            func percentile(_ list: [UInt64], _ p: Double) -> UInt64 {
+                let sorted = list.sorted()
+                return sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] / 1000
+            }
+            let replicated = r.replicas.values.reduce(0) { $0 + $1.count }
+            // Sampled data misses per node, from the nodes' latest reports.
+            var perNode: [NodeID: (local: Int64, remote: Int64)] = [:]
+            for (n, report) in nodeStats {
+                for c in report.counters {
+                    guard let (vm, name) = Self.vmCounter(c.name), vm == id else { continue }
+                    if name == "sampled_local_misses" { perNode[n, default: (0, 0)].local = c.value }
+                    if name == "sampled_remote_misses" { perNode[n, default: (0, 0)].remote = c.value }
+                }
+            }
+            let local = perNode.values.reduce(0) { $0 + $1.local }, remote = perNode.values.reduce(0) { $0 + $1.remote }
+            let share = local + remote == 0 ? "n/a" : String(format: "%.3f", Double(local) / Double(local + remote))
+            let nodesText = perNode.sorted { $0.key < $1.key }.map { "\($0.key): {local: \($0.value.local), remote: \($0.value.remote)}" }
+            lines.append("  - {vm: \(id), state: \(r.state), migrations: \(r.migrations), move_us_p50: \(percentile(r.moveNanos, 0.5)), move_us_p99: \(percentile(r.moveNanos, 0.99)), replications: \(r.replications), replicate_us_p50: \(percentile(r.replicateNanos, 0.5)), replicate_us_p99: \(percentile(r.replicateNanos, 0.99)), collapses: \(r.collapses), replicas: \(replicated), first_touch_local: \(r.touchedLocal), first_touch_elsewhere: \(r.touchedElsewhere), sampled_misses: {local: \(local), remote: \(remote), local_share: \(share), nodes: {\(nodesText.joined(separator: ", "))}}}")
         }
         return lines.joined(separator: "\n")
     }

@@ -6,8 +6,10 @@ import Cluster
 /// Verghese et al. (ASPLOS 1996): per page a miss counter per node, a write counter and
 /// a migration counter, all reset every `resetInterval`, and four thresholds.
 ///
-/// - A page is **hot** when one node's misses on it reach `trigger`.
-/// - It is **shared** when some other node's misses reach `sharing`; otherwise the hot
+/// - A page is **hot** when one node's misses on it reach `trigger`. A page hot from one
+///   node alone migrates once it stayed so for `settle` (the other nodes report later).
+/// - It is **shared** when some other node's misses reach `sharing` or its home used
+///   it itself this interval (`Report.homeUse`); otherwise the hot
 ///   node is its only real user and the page **migrates** there (unless it is already
 ///   homed there, or it moved `migrateLimit` times this interval: ping-pong).
 /// - A shared page with fewer than `writeLimit` write misses is read-shared and is
@@ -42,16 +44,22 @@ public struct PagePolicy: Sendable {
         public var migrateLimit: UInt64
         /// How often every counter restarts.
         public var resetInterval: Duration
+        /// How long a page must stay hot from one node alone before it migrates there:
+        /// each node reports on its own schedule (every 20 ms), so the other nodes' and
+        /// the home's use of the page may not be known at the first hot report. Longer
+        /// than one report period; zero decides at once.
+        public var settle: Duration
         /// Off: no decisions at all (`numaPolicy: off`).
         public var enabled: Bool
 
         public init(trigger: UInt64 = 128, sharing: UInt64 = 32, writeLimit: UInt64 = 1, migrateLimit: UInt64 = 1,
-                    resetInterval: Duration = .milliseconds(100), enabled: Bool = true) {
+                    resetInterval: Duration = .milliseconds(100), settle: Duration = .milliseconds(30), enabled: Bool = true) {
             self.trigger = trigger
             self.sharing = sharing
             self.writeLimit = writeLimit
             self.migrateLimit = migrateLimit
             self.resetInterval = resetInterval
+            self.settle = settle
             self.enabled = enabled
         }
     }
@@ -67,17 +75,29 @@ public struct PagePolicy: Sendable {
         }
     }
 
-    /// Misses the home of a page served since the last report, by requesting node.
+    /// How the page's home used it itself.
+    public enum HomeUse: Sendable, Equatable {
+        case read, write
+    }
+
+    /// Misses on a page since the last report, by requesting node.
+    ///
+    /// In this emulation a home's CPUs never miss on their own pages (they reach them
+    /// through host pointers, uncounted), so the home reports instead whether it used
+    /// the page since its last report (`homeUse`): a page its home reads is shared with
+    /// it, one its home writes is write-shared.
     public struct Report: Sendable, Equatable {
         public var page: Page
         public var placement: Placement
         public var misses: [NodeID: UInt64]
         public var writeMisses: UInt64
-        public init(page: Page, placement: Placement, misses: [NodeID: UInt64], writeMisses: UInt64) {
+        public var homeUse: HomeUse?
+        public init(page: Page, placement: Placement, misses: [NodeID: UInt64], writeMisses: UInt64, homeUse: HomeUse? = nil) {
             self.page = page
             self.placement = placement
             self.misses = misses
             self.writeMisses = writeMisses
+            self.homeUse = homeUse
         }
     }
 
@@ -86,6 +106,9 @@ public struct PagePolicy: Sendable {
         /// The move or replication of `page` finished (`migrated`: it was a migration).
         case moveDone(Page, migrated: Bool)
         case moveFailed(Page)
+        /// A write collapsed the page's replicas: it is write-shared for the rest of the
+        /// interval.
+        case collapsed(Page)
         /// Time passed: counters restart every reset interval.
         case tick
     }
@@ -99,6 +122,10 @@ public struct PagePolicy: Sendable {
         var misses: [NodeID: UInt64] = [:]
         var writeMisses: UInt64 = 0
         var migrations: UInt64 = 0
+        /// The home used the page itself this interval.
+        var homeUsed = false
+        /// When the page was first seen hot from one node alone (a migration waits `settle`).
+        var hotSince: UInt64?
     }
 
     public var defaults: Parameters
@@ -142,6 +169,10 @@ public struct PagePolicy: Sendable {
         case .moveFailed(let page):
             outstanding.remove(page)
             return []
+        case .collapsed(let page):
+            let limit = parameters(for: page.vm).writeLimit
+            counters[page, default: Counters()].writeMisses = max(counters[page]?.writeMisses ?? 0, limit)
+            return []
         case .tick:
             let vms = Set(counters.keys.map(\.vm)).union(lastReset.keys)
             for vm in vms {
@@ -160,16 +191,22 @@ public struct PagePolicy: Sendable {
         if lastReset[r.page.vm] == nil { lastReset[r.page.vm] = now }
         guard p.enabled, !outstanding.contains(r.page) else { return nil }
         var c = counters[r.page, default: Counters()]
-        for (n, m) in r.misses { c.misses[n, default: 0] += m }
+        for (n, m) in r.misses where n != r.placement.home { c.misses[n, default: 0] += m }
         c.writeMisses += r.writeMisses
+        if let use = r.homeUse {
+            c.homeUsed = true
+            if use == .write { c.writeMisses = max(c.writeMisses, p.writeLimit) }
+        }
         defer { counters[r.page] = c }
         // The node with the most misses (the lowest id on a tie) decides whether it is hot.
         guard let (hot, hotMisses) = c.misses.max(by: { ($0.value, $1.key) < ($1.value, $0.key) }),
               hotMisses >= p.trigger else { return nil }
         let sharers = c.misses.filter { $0.key != hot && $0.value >= p.sharing }.map(\.key)
-        if sharers.isEmpty {
+        if sharers.isEmpty && !c.homeUsed {
             // One real user. At its home already, or moved too often: leave it.
             guard hot != r.placement.home, c.migrations < p.migrateLimit else { return nil }
+            if c.hotSince == nil { c.hotSince = now }
+            guard now &- c.hotSince! >= p.settle.wholeNanoseconds else { return nil }
             restart(&c)
             outstanding.insert(r.page)
             return .migrate(r.page, from: r.placement.home, to: hot)
@@ -187,5 +224,7 @@ public struct PagePolicy: Sendable {
     private func restart(_ c: inout Counters) {
         c.misses.removeAll()
         c.writeMisses = 0
+        c.homeUsed = false
+        c.hotSince = nil
     }
 }

@@ -125,13 +125,28 @@ public final class CoherenceAgent {
     public func beginScrub(_ base: UInt64, _ bytes: UInt64) -> [LineAddress]? {
         guard base % 4096 == 0, bytes % 4096 == 0, isLocal(base), bytes <= localSize - (base - localBase) else { return nil }
         let lines = directory.trackedLines.filter { $0 >= base && $0 - base < bytes }.sorted()
-        for line in lines { _ = acquireLocal(line, write: true) }
+        for line in lines { _ = acquireLocal(line, write: true, touch: false) }
         if !retryLines.isEmpty { settle() }
         return lines
     }
 
     /// Whether the home's CPUs could write `line` now: no other node holds a copy.
     public func isHome(_ line: LineAddress) -> Bool { directory.localRights(line).write }
+
+    /// Starts taking back the lines of home page `page` that another node holds
+    /// written (Modified): they come home and stay there read-only, as for a home CPU's
+    /// read; read-only copies elsewhere stay. Returns the lines to wait for
+    /// (`isHomeReadable`), or nil if the page is not home memory of this node.
+    public func beginDowngrade(_ page: UInt64) -> [LineAddress]? {
+        guard page % 4096 == 0, isLocal(page), localSize - (page - localBase) >= 4096 else { return nil }
+        let lines = directory.trackedLines.filter { $0 >= page && $0 - page < 4096 && !directory.localRights($0).read }.sorted()
+        for line in lines { _ = acquireLocal(line, write: false, touch: false) }
+        if !retryLines.isEmpty { settle() }
+        return lines
+    }
+
+    /// Whether the home's CPUs could read `line` now: no other node holds it written.
+    public func isHomeReadable(_ line: LineAddress) -> Bool { directory.localRights(line).read }
 
     /// Zeroes home frames [base, base + bytes) (whole pages; the kernel gives zero pages
     /// back on the next touch). Only for frames whose lines are all home.
@@ -152,11 +167,31 @@ public final class CoherenceAgent {
         }
     }
     static let accessSampling: UInt64 = 16
+    /// What one remote miss (a request sent to the home) counts for the page policy.
+    static let missWeight: UInt32 = 256
     private var accessSample: UInt64 = 0
     private var remoteAccessCounts: [UInt64: AccessCount] = [:]
 
+    /// Home pages this node's own CPUs or DMA used while other nodes held lines of
+    /// them, since the last call (true: wrote). Home accesses take host pointers and
+    /// never miss, so this is what the page policy learns of the home's own use: a read
+    /// is seen when a fast path to the page is handed out (`directPage`) or a line has to
+    /// come back, a write when a line must be taken from other nodes first.
+    private var homeTouches: [UInt64: Bool] = [:]
+
+    public func takeHomeTouches() -> [UInt64: Bool] {
+        defer { homeTouches.removeAll(keepingCapacity: true) }
+        return homeTouches
+    }
+
+    private func touchHome(_ page: UInt64, write: Bool) {
+        if write { homeTouches[page] = true } else if homeTouches[page] == nil { homeTouches[page] = false }
+    }
+
     /// This node's CPU and DMA accesses to lines homed elsewhere since the last call,
-    /// per machine page (sampled: one access in 16 counts 16), and restarts the count.
+    /// per machine page, and restarts the count: sampled (one access in 16 counts 16),
+    /// and each miss that sent a request to the home counts `missWeight` more, about
+    /// what it costs in accesses that hit.
     public func takeRemoteAccessCounts() -> [UInt64: AccessCount] {
         defer { remoteAccessCounts.removeAll(keepingCapacity: true) }
         return remoteAccessCounts
@@ -206,21 +241,73 @@ public final class CoherenceAgent {
     /// Forgets the miss counters of home page `page` (its guest page moved away).
     public func forgetCounts(page: UInt64) { directory.forgetCounts(page: page) }
 
+    // MARK: - Replicated pages: writes wait
+
+    /// Home pages with read-only replicas on other nodes. No write to them is granted —
+    /// not to this node's CPUs or DMA, not to a remote request — until `ungate`: a
+    /// write first collapses the replicas (the shell sees the page in `writesWanted`).
+    /// Reads go on as usual.
+    private var gated: Set<UInt64> = []
+    /// Remote write requests (getModified, upgrade) for lines of gated pages, in the
+    /// order they came; handed to the directory by `ungate`.
+    private var heldRequests: [(message: Message, from: NodeID, line: LineAddress)] = []
+    /// Gated pages some write waits for, in the order they were first wanted.
+    public private(set) var writesWanted: [UInt64] = []
+
+    public func isGated(_ page: UInt64) -> Bool { !gated.isEmpty && gated.contains(page & ~0xfff) }
+
+    /// Stops granting writes on home page `page` (its lines must all be home, as after a
+    /// freeze and recall): the home's CPUs lose their writable fast paths to it.
+    public func gate(_ page: UInt64) {
+        guard isLocal(page), gated.insert(page & ~0xfff).inserted else { return }
+        revoked.append((page & ~0xfff, true))
+    }
+
+    /// Grants writes on home page `page` again: the held remote requests go to the
+    /// directory in the order they came, the parked local writes ask again.
+    public func ungate(_ page: UInt64) {
+        let page = page & ~0xfff
+        guard gated.remove(page) != nil else { return }
+        writesWanted.removeAll { $0 == page }
+        revoked.append((page, true))
+        let held = heldRequests.filter { LineGeometry.page(of: $0.line) == page }
+        heldRequests.removeAll { LineGeometry.page(of: $0.line) == page }
+        for h in held { _ = absorb(h.message, from: h.from) }
+        for (_, _, p) in allParkedInOrder where p.result == nil && LineGeometry.page(of: p.line) == page && isLocal(p.line) {
+            retryLines.append(p.line)
+        }
+        settle()
+    }
+
+    /// Takes the pages writes wait for (the shell starts their collapses).
+    public func takeWritesWanted() -> [UInt64] {
+        defer { writesWanted.removeAll(keepingCapacity: true) }
+        return writesWanted
+    }
+
+    private func wantWrite(_ page: UInt64) {
+        if !writesWanted.contains(page) { writesWanted.append(page) }
+    }
+
     // MARK: - CPU accesses
 
     /// A host pointer to a whole home page if the home's CPUs may access every line
     /// of it right now (`write`: for writing too); nil otherwise (remote, or lines out).
     public func directPage(_ page: UInt64, write: Bool) -> UnsafeMutableRawPointer? {
         guard isLocal(page), localSize - (page - localBase) >= 4096 else { return nil }
+        if write, isGated(page) { return nil }
         // A parked access on the page must complete (and be consumed) through the slow
         // path, or the CPU could perform it twice.
         if !parked.isEmpty, allParked.contains(where: { LineGeometry.page(of: $0.2.line) == page }) { return nil }
         var line = page
+        var shared = false
         while line < page + 4096 {
             let r = directory.localRights(line)
             if !(write ? r.write : r.read) { return nil }
+            shared = shared || !r.write
             line += UInt64(geometry.lineSize)
         }
+        if shared { touchHome(page, write: false) }
         return local + Int(page - localBase)
     }
 
@@ -330,10 +417,42 @@ public final class CoherenceAgent {
         let p = Parked(line: line, address: address, size: size, access: access, result: nil)
         guard acquireRemote(line, home: home, write: write), let v = performParked(p, homeMayWrite: true) else {
             park(requester, p)
+            prefetchAfterMiss(line, home: home, write: write)
             return .retry
         }
         value = v
         return .ok
+    }
+
+    // MARK: - Sequential prefetch
+
+    /// Lines asked for ahead of a sequential run of misses (within the page).
+    static let prefetchDepth = 4
+    private var lastMissLine: LineAddress = .max
+    public private(set) var prefetches: UInt64 = 0
+
+    /// A miss on `line` shortly after one on a line before it (a stream through remote
+    /// memory): ask for the next `prefetchDepth` lines of the same page too, with the
+    /// same rights, so their round trips overlap. Only within the page: the page is not
+    /// frozen for a move (the access that missed got past the freeze), and a request for
+    /// another page could reach that page's old frame after this node said it was
+    /// drained.
+    private func prefetchAfterMiss(_ line: LineAddress, home: NodeID, write: Bool) {
+        let size = UInt64(geometry.lineSize)
+        defer { lastMissLine = line }
+        // Sequential: just after the last miss, or past lines prefetched for it.
+        let ahead = line &- lastMissLine
+        guard ahead >= size, ahead <= size * UInt64(Self.prefetchDepth + 1) else { return }
+        let page = LineGeometry.page(of: line)
+        var next = line + size
+        for _ in 0..<Self.prefetchDepth {
+            guard LineGeometry.page(of: next) == page else { break }
+            if cache.state(of: next) == nil {
+                _ = acquireRemote(next, home: home, write: write, prefetch: true)
+                prefetches &+= 1
+            }
+            next += size
+        }
     }
 
     @inline(__always)
@@ -419,9 +538,15 @@ public final class CoherenceAgent {
     }
 
     /// Whether the home's CPUs may access `line` now; if not, asks the directory (once).
-    private func acquireLocal(_ line: LineAddress, write: Bool) -> Bool {
+    /// `touch`: a CPU or DMA access (the page policy hears of it), not a scrub or recall.
+    private func acquireLocal(_ line: LineAddress, write: Bool, touch: Bool = true) -> Bool {
+        if write, touch, isGated(line) {
+            wantWrite(LineGeometry.page(of: line))
+            return false
+        }
         let r = directory.localRights(line)
         if write ? r.write : r.read { return true }
+        if touch { touchHome(LineGeometry.page(of: line), write: write) }
         guard !localPending.contains(line) else { return false }
         localPending.insert(line)
         directives.removeAll(keepingCapacity: true)
@@ -431,14 +556,19 @@ public final class CoherenceAgent {
         return write ? now.write : now.read
     }
 
-    private func acquireRemote(_ line: LineAddress, home: NodeID, write: Bool) -> Bool {
+    /// `prefetch`: asked for ahead of a stream, not by an access (not counted as a miss).
+    private func acquireRemote(_ line: LineAddress, home: NodeID, write: Bool, prefetch: Bool = false) -> Bool {
         cacheDirectives.removeAll(keepingCapacity: true)
         cache.handle(.access(line: line, home: home, write: write), into: &cacheDirectives)
         var hit = false
         for d in cacheDirectives {
             switch d {
             case .hit: hit = true
-            case .miss: remoteMisses &+= 1
+            case .miss: if !prefetch { remoteMisses &+= 1 }
+            case .send(.request, _, _) where !prefetch:
+                // A miss that needs a message costs hundreds of hits: the page policy
+                // weighs it so (an access that hits counts one, sampled).
+                remoteAccessCounts[LineGeometry.page(of: line), default: AccessCount()].add(write: write, weight: Self.missWeight)
             default: break
             }
         }
@@ -468,6 +598,11 @@ public final class CoherenceAgent {
         // To the directory: this node must be the line's home.
         case .coherenceRequest(let kind, let line):
             guard checkHome(line) else { return reject() }
+            if kind != .getShared, isGated(line) {
+                heldRequests.append((message, from, line))
+                wantWrite(LineGeometry.page(of: line))
+                return true
+            }
             let request: CoherenceRequest = kind == .getShared ? .getShared : kind == .getModified ? .getModified : .upgrade
             directory.handle(.request(request, line: line, from: from), into: &directives)
         case .invalidateAck(let line):

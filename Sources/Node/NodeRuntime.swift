@@ -65,6 +65,11 @@ public final class NodeRuntime: @unchecked Sendable {
     /// Lines of old frames being recalled for a move, by move id.
     private var moveRecalls: [UInt64: [LineAddress]] = [:]
     private let sliceBudget = 2_000
+    /// One slice in this many is a miss-sampling slice (NodeVM.MissSample).
+    private let sampleEvery: UInt64 = 256
+    private var slicesRun: UInt64 = 0
+    /// The miss samples of VMs that ended here, still reported for a while.
+    private var endedMisses: [(vm: UInt32, misses: NodeVM.MissSample)] = []
     /// The slice a VCPU gets right after the message that woke it.
     private let wokenBudget = 256
     private let clock: ClusterClock
@@ -76,7 +81,8 @@ public final class NodeRuntime: @unchecked Sendable {
         self.logger = logger
         self.clock = clock
         self.startedAt = clock.nanoseconds()
-        self.makeTransport = transport ?? Transports.network(logger: logger)
+        // The execution thread drives its own sockets: no hand-off on the miss path.
+        self.makeTransport = transport ?? Transports.network(logger: logger, driven: true)
         self.state = NodeStateMachine(heartbeatMillis: configuration.heartbeatMillis)
     }
 
@@ -105,7 +111,9 @@ public final class NodeRuntime: @unchecked Sendable {
                              cpus: UInt16(clamping: configuration.cpus), memoryBytes: configuration.memoryBytes,
                              name: configuration.name, listenAddress: "")
         let mailbox = self.mailbox
-        transport = try makeTransport(TransportConfiguration(secret: configuration.secret, identity: identity)) { mailbox.post($0) }
+        let made = try makeTransport(TransportConfiguration(secret: configuration.secret, identity: identity)) { mailbox.post($0) }
+        transport = made
+        if made.isDriven { mailbox.onWake { [weak made] in made?.wakeUp() } }
         let bound = try transport.listen(on: configuration.listen)
         self.identity = identity
         self.identity.listenAddress = bound.description
@@ -123,6 +131,7 @@ public final class NodeRuntime: @unchecked Sendable {
             apply(state.handle(.stopping(reason: reason), now: clock.localNanoseconds()))
             return reason
         }
+        transport.poll()
         process(mailbox.takeAll())
         if case .stopped(let reason) = state.phase { return reason }
         apply(state.handle(.tick, now: clock.localNanoseconds()))
@@ -151,6 +160,8 @@ public final class NodeRuntime: @unchecked Sendable {
         case .received(let id, let message):
             if id == coordinator, case .pageCommand(let c) = message {
                 pageCommand(c)
+            } else if id == coordinator, case .pageAssigned(let vm, let page, let node, let frame) = message {
+                vms[vm]?.assign(page, node: Int(node), frame: frame)
             } else if id == coordinator {
                 apply(state.handle(.fromCoordinator(message), now: now))
             } else if let n = state.node(of: id) {
@@ -200,6 +211,26 @@ public final class NodeRuntime: @unchecked Sendable {
             applyMoves(moves.handle(.data(id: id, vm: vm, page: page, frame: frame, from: n, others: others(of: v))))
         case .pageMoved(let id, let vm, let page, let node, let frame):
             applyMoves(moves.handle(.moved(id: id, vm: vm, page: page, node: Int(node), frame: frame, from: n)))
+        case .pageReplica(let id, let vm, let page, let frame, let data):
+            // Written only from the page's home, into a frame of this node that is no
+            // page's mapping here, and (for a first replica) for the freeze of that home.
+            // (A page not yet assigned here, its assignment still on the way from the
+            // coordinator: only for a freeze of that home.)
+            guard let v = vms[vm], let master = v.frame(ofGuestPage: page),
+                  master == NodeVM.noFrame ? moves.moves[id] != nil : agent?.home(of: master) == n,
+                  agent?.home(of: frame) == state.nodeID, v.guestPage(ofMachinePage: frame) == nil,
+                  moves.moves[id].map({ $0.phase == .frozen && $0.home == n && $0.vm == vm && $0.page == page }) ?? true,
+                  data.withUnsafeBytes({ agent?.initialize($0, at: frame) }) == true else {
+                logger.warning("rejected pageReplica \(id) for VM \(vm) frame 0x\(String(frame, radix: 16)) from node \(n)")
+                return
+            }
+            applyMoves(moves.handle(.replica(id: id, vm: vm, page: page, frame: frame, from: n)))
+        case .pageThaw(let id, let vm, let page):
+            applyMoves(moves.handle(.thaw(id: id, vm: vm, page: page, from: n)))
+        case .pageCollapse(let id, let vm, let page):
+            applyMoves(moves.handle(.collapse(id: id, vm: vm, page: page, from: n)))
+        case .pageCollapsed(let id):
+            applyMoves(moves.handle(.collapsed(id: id, from: n)))
         default:
             logger.warning("unexpected \(message.type) from node \(n)")
         }
@@ -235,7 +266,13 @@ public final class NodeRuntime: @unchecked Sendable {
                 guard let v = vms[vm] else { continue }
                 scheduler.add(vm: vm, count: v.harts.count)
             case .dropVM(let vm, let reason):
-                if vms.removeValue(forKey: vm) != nil { logger.info("VM \(vm) dropped: \(reason)") }
+                if let v = vms.removeValue(forKey: vm) {
+                    logger.info("VM \(vm) dropped: \(reason)")
+                    endedMisses.append((vm, v.misses))
+                    if endedMisses.count > 16 { endedMisses.removeFirst() }
+                    // Its last counters reach the coordinator before this node says it dropped it.
+                    if let me = state.nodeID { _ = transport.send(.stats(statsReport(me)), on: coordinator) }
+                }
                 scheduler.remove(vm: vm)
                 agent?.forgetParked(vm: vm)
                 for m in moves.moves.values where m.vm == vm { moveRecalls[m.id] = nil }
@@ -344,8 +381,8 @@ public final class NodeRuntime: @unchecked Sendable {
                 vms[vm]?.freeze(page)
             case .send(let m, let n):
                 send(m, toNode: n)
-            case .recall(let id, let frame):
-                moveRecalls[id] = agent?.beginScrub(frame, 4096) ?? []
+            case .recall(let id, let frame, let keepShared):
+                moveRecalls[id] = (keepShared ? agent?.beginDowngrade(frame) : agent?.beginScrub(frame, 4096)) ?? []
             case .sendPage(let id, let vm, let page, let frame, let to, let toFrame):
                 guard let agent, let data = agent.readPage(frame) else { continue }
                 agent.zero(frame, 4096)
@@ -353,6 +390,21 @@ public final class NodeRuntime: @unchecked Sendable {
                 send(.pageData(id: id, vm: vm, guestPage: page, frame: toFrame, data: data), toNode: to)
             case .switchPage(let vm, let page, _, let frame):
                 vms[vm]?.switchPage(page, to: frame)
+            case .gate(let frame):
+                agent?.gate(frame)
+            case .ungate(let frame):
+                agent?.ungate(frame)
+            case .sendReplica(let id, let vm, let page, let frame, let to, let toFrame):
+                guard let data = agent?.readPage(frame) else { continue }
+                send(.pageReplica(id: id, vm: vm, guestPage: page, frame: toFrame, data: data), toNode: to)
+            case .installReplica(let vm, let page, let frame):
+                vms[vm]?.installReplica(page, frame: frame)
+            case .thaw(let vm, let page):
+                vms[vm]?.thaw(page)
+            case .dropReplica(let vm, let page):
+                vms[vm]?.dropReplica(page)
+            case .report(let m):
+                _ = transport.send(m, on: coordinator)
             case .done(let id, let ok, let detail):
                 _ = transport.send(.pageCommandDone(id: id, ok: ok, detail: detail), on: coordinator)
             case .log(let text):
@@ -366,29 +418,45 @@ public final class NodeRuntime: @unchecked Sendable {
     private let accessReportNanos: UInt64 = 20_000_000
     private var nextAccessReport: UInt64 = 0
 
-    /// Sends the remote accesses counted since the last report, per VM and guest page.
+    /// Sends the remote accesses counted since the last report, per VM and guest page,
+    /// and which of its own pages that other nodes hold lines of this node used (one
+    /// access, one write if it wrote). Those pages' fast paths go, so the next use is
+    /// seen again.
     private func reportAccesses() {
         let now = clock.localNanoseconds()
         guard let agent, now >= nextAccessReport else { return }
         nextAccessReport = now + accessReportNanos
         let counts = agent.takeRemoteAccessCounts()
-        guard !counts.isEmpty else { return }
+        let touches = agent.takeHomeTouches()
+        guard !counts.isEmpty || !touches.isEmpty else { return }
         var perVM: [UInt32: [PageAccessCount]] = [:]
-        for (page, c) in counts {
+        func add(_ page: UInt64, _ accesses: UInt32, _ writes: UInt32) {
             for (id, vm) in vms {
                 guard let g = vm.guestPage(ofMachinePage: page) else { continue }
-                perVM[id, default: []].append(PageAccessCount(guestPage: g, accesses: c.accesses, writes: c.writes))
-                break
+                perVM[id, default: []].append(PageAccessCount(guestPage: g, accesses: accesses, writes: writes))
+                return
             }
+        }
+        for (page, c) in counts { add(page, c.accesses, c.writes) }
+        for (page, wrote) in touches {
+            add(page, 1, wrote ? 1 : 0)
+            for vm in vms.values { vm.revoke(machinePage: page) }
         }
         for (id, entries) in perVM.sorted(by: { $0.key < $1.key }) {
             _ = transport.send(.pageAccesses(vm: id, entries: entries.sorted { $0.guestPage < $1.guestPage }), on: coordinator)
         }
     }
 
-    /// Feeds the move state machine what it waits for: drained accesses, recalled lines.
+    /// Feeds the move state machine what it waits for: drained accesses, recalled lines,
+    /// writes waiting at a replicated page's gate.
     private func advanceMoves() {
-        guard let agent, !moves.moves.isEmpty else { return }
+        guard let agent else { return }
+        for frame in agent.takeWritesWanted() {
+            guard let (id, vm) = vms.first(where: { $0.value.guestPage(ofMachinePage: frame) != nil }),
+                  let page = vm.guestPage(ofMachinePage: frame) else { continue }
+            applyMoves(moves.handle(.writeWanted(vm: id, page: page)))
+        }
+        guard !moves.moves.isEmpty else { return }
         for m in moves.awaitingDrain {
             let frame = vms[m.vm]?.frame(ofGuestPage: m.page)
             if frame.map({ !agent.hasWaitingAccess(vm: m.vm, page: $0) }) ?? true {
@@ -396,7 +464,7 @@ public final class NodeRuntime: @unchecked Sendable {
             }
         }
         for m in moves.awaitingLines {
-            let left = (moveRecalls[m.id] ?? []).filter { !agent.isHome($0) }
+            let left = (moveRecalls[m.id] ?? []).filter { m.kind == .replicate ? !agent.isHomeReadable($0) : !agent.isHome($0) }
             moveRecalls[m.id] = left
             if left.isEmpty {
                 moveRecalls[m.id] = nil
@@ -434,7 +502,11 @@ public final class NodeRuntime: @unchecked Sendable {
         let vms = self.vms
         guard let v = scheduler.next(hasWakeUp: { vms[$0.vm]?.harts[$0.index].hasWakeUpInterrupt ?? false }),
               let vm = vms[v.vm] else { return false }
+        slicesRun &+= 1
+        let sampled = slicesRun % sampleEvery == 0
+        if sampled { vm.beginSample(v.index) }
         scheduler.ran(v, VCPUScheduler.SliceEnd(vm.harts[v.index].run(budget: sliceBudget)))
+        if sampled { vm.endSample(v.index) }
         if vm.isDeviceNode { vm.checkFinisher() }
         flush()
         return true
@@ -467,6 +539,12 @@ public final class NodeRuntime: @unchecked Sendable {
         let harts = vms.values.flatMap(\.harts)
         counters.append(Counter(name: "vcpus", value: Int64(harts.count)))
         counters.append(Counter(name: "instructions", value: Int64(truncatingIfNeeded: harts.reduce(UInt64(0)) { $0 &+ $1.instructionsRetired })))
+        // Per VM: sampled data misses (local, remote, sampling slices).
+        for (id, m) in endedMisses.map({ ($0.vm, $0.misses) }) + vms.map({ ($0.key, $0.value.misses) }) {
+            counters.append(Counter(name: "vm.\(id).sampled_local_misses", value: Int64(truncatingIfNeeded: m.local)))
+            counters.append(Counter(name: "vm.\(id).sampled_remote_misses", value: Int64(truncatingIfNeeded: m.remote)))
+            counters.append(Counter(name: "vm.\(id).sample_slices", value: Int64(truncatingIfNeeded: m.slices)))
+        }
         if let agent {
             counters.append(Counter(name: "remote_misses", value: Int64(truncatingIfNeeded: agent.remoteMisses)))
             counters.append(Counter(name: "lines_received", value: Int64(truncatingIfNeeded: agent.linesReceived)))
@@ -497,7 +575,16 @@ public final class NodeRuntime: @unchecked Sendable {
             let t = vm.currentTime()
             seconds = min(seconds, d > t ? Double(d - t) / 10_000_000 : 0)
         }
-        process(mailbox.wait(until: Date().addingTimeInterval(seconds)))
+        process(waitForEvents(until: Date().addingTimeInterval(seconds)))
+    }
+
+    /// Blocks until an event arrives, a wake-up or `deadline`; returns what arrived. A
+    /// driven transport is run here, on this thread.
+    private func waitForEvents(until deadline: Date) -> [TransportEvent] {
+        guard transport.isDriven else { return mailbox.wait(until: deadline) }
+        if mailbox.count == 0 && stopRequested == nil { transport.wait(until: deadline) }
+        transport.poll()
+        return mailbox.takeAll()
     }
 
     /// Events put aside while a device's DMA waited for a line (handled next turn).
@@ -509,9 +596,11 @@ public final class NodeRuntime: @unchecked Sendable {
     private func pumpCoherence() -> Bool {
         guard stopRequested == nil else { return false }
         flushCoherence()
-        for event in mailbox.wait(until: Date().addingTimeInterval(0.1)) {
+        for event in waitForEvents(until: Date().addingTimeInterval(0.1)) {
             switch event {
             case .received(let id, let m) where (m.isCoherence || m.isPageMove) && state.node(of: id) != nil:
+                handle(event)
+            case .received(let id, .pageAssigned) where id == coordinator:
                 handle(event)
             case .connected, .disconnected, .writable:
                 handle(event)
@@ -528,6 +617,10 @@ public final class NodeRuntime: @unchecked Sendable {
     /// middle of the MMIO store that started the DMA), without running anything.
     private func flushCoherence() {
         guard let agent else { return }
+        for vm in vms.values where !vm.toCoordinator.isEmpty {
+            for m in vm.toCoordinator { _ = transport.send(m, on: coordinator) }
+            vm.toCoordinator.removeAll(keepingCapacity: true)
+        }
         for (to, m) in agent.outgoing { send(m, toNode: to) }
         agent.outgoing.removeAll(keepingCapacity: true)
         for (page, _) in agent.revoked { for vm in vms.values { vm.revoke(machinePage: page) } }

@@ -29,13 +29,43 @@ public final class NodeVM: PhysicalMemory {
     /// log2 of the chunk size in bytes.
     private let chunkShift: UInt64
     /// The pmap as this node caches it: the machine page of each guest page, in guest
-    /// order. It starts as the placement's chunks and changes as pages move
+    /// order. It starts as the placement's chunks (with first-touch placement: `noFrame`
+    /// everywhere, filled in as the coordinator assigns pages) and changes as pages move
     /// (`switchPage`); the coordinator holds the authoritative copy.
     private var frames: [UInt64]
+    /// A guest page with no frame yet (first touch): `machineAddress` gives this.
+    public static let noFrame: UInt64 = .max
+    /// First touch: local harts waiting for a page's frame, and pages asked for.
+    private var touching: [UInt64: Set<Int>] = [:]
+    private var touchAsked: Set<UInt64> = []
+    /// First touch: the boot image, copied page by page into the frames this node is
+    /// given as the pages are first touched.
+    private var image: BootImage?
+    /// Messages for the coordinator (first touches), drained by the node.
+    public var toCoordinator: [Message] = []
+
+    /// Sampled data misses of this VM's harts on this node (docs/memory.md, "Local and
+    /// remote misses"): during a sampling slice every data access takes the slow path,
+    /// and each line a slice touches counts once, as a miss of a cache that was cold
+    /// when the slice began: local when the line's memory (home frame or replica) is on
+    /// this node, remote otherwise.
+    public struct MissSample: Sendable, Equatable {
+        public var local: UInt64 = 0
+        public var remote: UInt64 = 0
+        /// Sampling slices run.
+        public var slices: UInt64 = 0
+    }
+    public private(set) var misses = MissSample()
+    private var sampling = false
+    private var sampledLines: Set<UInt64> = []
     /// Machine page → guest page for pages no longer at their chunk's frame.
     private var movedIn: [UInt64: UInt64] = [:]
     /// Guest pages frozen for a move, with the ids of the local harts held on each.
     private var frozen: [UInt64: Set<Int>] = [:]
+    /// Guest pages this node holds a read-only replica of, and the replica's frame
+    /// here: reads and fetches use it; a write drops it first and goes to the page's
+    /// home, which collapses the other replicas before granting it.
+    private var replicas: [UInt64: UInt64] = [:]
     /// (machine base, chunk index) sorted by base, for machine → guest lookups.
     private let chunksByBase: [(base: UInt64, index: Int)]
     private let vcpuNodes: [Int]
@@ -72,7 +102,7 @@ public final class NodeVM: PhysicalMemory {
     public init(placement: VMPlacement, config: MachineConfig, node: Int, agent: CoherenceAgent, clock: ClusterClock) throws {
         let chunkPages = UInt64(placement.chunkPages)
         guard chunkPages > 0, chunkPages & (chunkPages - 1) == 0,
-              UInt64(placement.chunks.count) * chunkPages * 4096 >= config.memoryBytes else {
+              placement.firstTouch || UInt64(placement.chunks.count) * chunkPages * 4096 >= config.memoryBytes else {
             throw MachineError("VM \(placement.vm): the placement's memory chunks do not cover its \(config.memoryBytes >> 20) MiB")
         }
         guard placement.vcpuNodes.count == config.harts else {
@@ -87,8 +117,10 @@ public final class NodeVM: PhysicalMemory {
         self.chunkShift = 12 + UInt64(chunkPages.trailingZeroBitCount)
         let pages = Int((config.memoryBytes + 4095) / 4096)
         let chunkPagesInt = Int(chunkPages)
-        var frames = [UInt64](repeating: 0, count: pages)
-        for i in 0..<pages { frames[i] = placement.chunks[i / chunkPagesInt].frameBase + UInt64(i % chunkPagesInt) * 4096 }
+        var frames = [UInt64](repeating: Self.noFrame, count: pages)
+        if !placement.firstTouch {
+            for i in 0..<pages { frames[i] = placement.chunks[i / chunkPagesInt].frameBase + UInt64(i % chunkPagesInt) * 4096 }
+        }
         self.frames = frames
         self.chunksByBase = placement.chunks.enumerated().map { (base: $0.element.frameBase, index: $0.offset) }.sorted { $0.base < $1.base }
         self.vcpuNodes = placement.vcpuNodes.map(Int.init)
@@ -106,9 +138,15 @@ public final class NodeVM: PhysicalMemory {
     }
 
     /// Writes the boot image into the frames homed here and points the local harts at
-    /// the entry. Every node of the VM does this for its own frames.
+    /// the entry. Every node of the VM does this for its own frames; with first-touch
+    /// placement each page is written when this node is given its frame.
     public func boot() throws {
         let image = try BootImage(config: config, ramBase: ramBase)
+        if placement.firstTouch {
+            self.image = image
+            image.start(harts)
+            return
+        }
         for chunk in image.chunks {
             var offset = 0
             while offset < chunk.bytes.count {
@@ -177,6 +215,68 @@ public final class NodeVM: PhysicalMemory {
         for h in harts { h.dropDirectMappings(page: gpa) }
     }
 
+    // MARK: - Miss sampling
+
+    /// Starts a sampling slice for local hart `index`: its data fast paths go, and until
+    /// `endSample` none is handed out, so every data access is seen.
+    public func beginSample(_ index: Int) {
+        sampling = true
+        sampledLines.removeAll(keepingCapacity: true)
+        misses.slices &+= 1
+        harts[index].dropAllDirectMappings()
+    }
+
+    public func endSample(_ index: Int) {
+        sampling = false
+        harts[index].dropAllDirectMappings()
+    }
+
+    /// A data access to machine address `m` in a sampling slice.
+    @inline(__always) private func sample(_ m: UInt64) {
+        guard sampling, sampledLines.insert(m >> 7).inserted else { return }
+        if agent.home(of: m) == node { misses.local &+= 1 } else { misses.remote &+= 1 }
+    }
+
+    // MARK: - First touch
+
+    /// An access to a page with no frame yet: the hart waits for the coordinator's
+    /// `pageAssigned` (asked for once per page).
+    private func touch(_ gpa: UInt64, hart: Int?) -> BusStatus {
+        let page = gpa & ~0xfff
+        if let hart { touching[page, default: []].insert(hart) }
+        if touchAsked.insert(page).inserted { toCoordinator.append(.pageTouch(vm: vm, guestPage: page)) }
+        return .retry
+    }
+
+    /// Whether guest page `gpa` has a frame (always, but for untouched pages under
+    /// first-touch placement).
+    public func hasFrame(_ gpa: UInt64) -> Bool { machineAddress(gpa & ~0xfff).map { $0 != Self.noFrame } ?? false }
+
+    /// The coordinator gave guest page `gpa` frame `frame` on `node`: this node maps it
+    /// there, unless it already maps the page (a move or an earlier assignment told it
+    /// first). The node given the frame fills it from the boot image. The harts that
+    /// waited for it go.
+    public func assign(_ gpa: UInt64, node home: Int, frame: UInt64) {
+        let page = gpa & ~0xfff
+        let offset = page &- ramBase
+        guard offset < ramSize, frames[Int(offset >> 12)] == Self.noFrame else { return }
+        frames[Int(offset >> 12)] = frame
+        movedIn[frame] = page
+        if home == node, let image {
+            for chunk in image.chunks where chunk.address < page + 4096 && chunk.address + UInt64(chunk.bytes.count) > page {
+                let from = max(chunk.address, page), to = min(chunk.address + UInt64(chunk.bytes.count), page + 4096)
+                chunk.bytes.withUnsafeBytes { raw in
+                    _ = agent.initialize(UnsafeRawBufferPointer(rebasing: raw[Int(from - chunk.address)..<Int(to - chunk.address)]),
+                                         at: frame + (from - page))
+                }
+            }
+        }
+        touchAsked.remove(page)
+        if let held = touching.removeValue(forKey: page) {
+            for hart in held.sorted() { if let i = localIndex[hart] { woken.append(i) } }
+        }
+    }
+
     // MARK: - Pages that move (PageMoveStateMachine)
 
     /// The machine page guest page `gpa` is mapped to now, if it is RAM.
@@ -203,9 +303,64 @@ public final class NodeVM: PhysicalMemory {
         if chunkGuestPage(ofMachinePage: frame) != page { movedIn[frame] = page }
         agent.rebasePerformed(vm: vm, from: old, to: frame)
         for h in harts { h.dropDirectMappings(page: page) }
+        release(page)
+    }
+
+    /// Lets the accesses held on frozen guest page `page` go (they re-execute).
+    private func release(_ page: UInt64) {
         if let held = frozen.removeValue(forKey: page) {
             for hart in held.sorted() { if let i = localIndex[hart] { woken.append(i) } }
         }
+    }
+
+    /// A replication ended without changing this node's mapping: held accesses go.
+    public func thaw(_ gpa: UInt64) { release(gpa & ~0xfff) }
+
+    // MARK: - Replicas
+
+    /// The frame of this node's replica of guest page `gpa`, if it holds one.
+    public func replicaFrame(ofGuestPage gpa: UInt64) -> UInt64? { replicas.isEmpty ? nil : replicas[gpa & ~0xfff] }
+
+    public var replicaCount: Int { replicas.count }
+
+    /// Reads of guest page `gpa` go to this node's read-only copy at `frame` (written
+    /// already) from now on; held accesses go.
+    public func installReplica(_ gpa: UInt64, frame: UInt64) {
+        let page = gpa & ~0xfff
+        guard machineAddress(page) != nil else { return }
+        replicas[page] = frame
+        for h in harts { h.dropDirectMappings(page: page) }
+        release(page)
+    }
+
+    /// Drops this node's replica of guest page `gpa`, if any: no hart can read it after
+    /// this returns, and its frame is zeroed (the coordinator frees it once the home
+    /// reports the collapse). Returns the frame.
+    @discardableResult
+    public func dropReplica(_ gpa: UInt64) -> UInt64? {
+        let page = gpa & ~0xfff
+        guard let frame = replicas.removeValue(forKey: page) else { return nil }
+        for h in harts { h.dropDirectMappings(page: page) }
+        agent.zero(frame, 4096)
+        droppedReplicas &+= 1
+        return frame
+    }
+
+    /// Replicas this node dropped (its own writes and the homes' collapses).
+    public private(set) var droppedReplicas: UInt64 = 0
+
+    /// The machine address a read of guest-physical `gpa` (RAM, mapped at `m`) of
+    /// `size` bytes by `requester` uses: the local replica if there is one, unless the
+    /// read was already performed on `m` before the replica came (it is picked up there).
+    @inline(__always) private func readAddress(_ gpa: UInt64, _ m: UInt64, _ size: Int, _ requester: UInt64) -> UInt64 {
+        guard !replicas.isEmpty, let r = replicas[gpa & ~0xfff],
+              !agent.hasPerformedAccess(.load, requester: requester, address: m, size: size) else { return m }
+        return r | (gpa & 0xfff)
+    }
+
+    /// A write to guest-physical `gpa`: the local replica of its page goes first.
+    @inline(__always) private func prepareWrite(_ gpa: UInt64) {
+        if !replicas.isEmpty, replicas[gpa & ~0xfff] != nil { dropReplica(gpa) }
     }
 
     /// An access to a frozen page: an access already performed is picked up; anything
@@ -223,14 +378,21 @@ public final class NodeVM: PhysicalMemory {
     // MARK: - PhysicalMemory
 
     public func directPage(_ pageAddress: UInt64, for access: AccessType) -> UnsafeMutableRawPointer? {
-        guard let m = machineAddress(pageAddress), !isFrozen(pageAddress) else { return nil }
+        guard let m = machineAddress(pageAddress), m != Self.noFrame, !isFrozen(pageAddress) else { return nil }
+        if sampling && access != .execute { return nil }
+        if !replicas.isEmpty, let r = replicas[pageAddress & ~0xfff] {
+            return access == .write ? nil : agent.directPage(r, write: false)
+        }
         return agent.directPage(m, write: access == .write)
     }
 
     public func load(_ address: UInt64, size: Int, hart: Int, value: inout UInt64) -> BusStatus {
         if let m = machineAddress(address) {
             if heldByMove(.load, address, m, size, hart) { return .retry }
-            return agent.load(m, size: size, requester: requester(hart), value: &value)
+            if m == Self.noFrame { return touch(address, hart: hart) }
+            let a = readAddress(address, m, size, requester(hart))
+            if sampling { sample(a) }
+            return agent.load(a, size: size, requester: requester(hart), value: &value)
         }
         let owner = mmioOwner(address)
         if owner == node {
@@ -244,6 +406,9 @@ public final class NodeVM: PhysicalMemory {
     public func store(_ address: UInt64, size: Int, value: UInt64, hart: Int) -> BusStatus {
         if let m = machineAddress(address) {
             if heldByMove(.store(value), address, m, size, hart) { return .retry }
+            if m == Self.noFrame { return touch(address, hart: hart) }
+            prepareWrite(address)
+            if sampling { sample(m) }
             return agent.store(m, size: size, value: value, requester: requester(hart))
         }
         let owner = mmioOwner(address)
@@ -262,6 +427,9 @@ public final class NodeVM: PhysicalMemory {
                        hart: Int, old: inout UInt64) -> BusStatus {
         if let m = machineAddress(address) {
             if heldByMove(.atomic(op, operand: operand, expected: expected), address, m, size, hart) { return .retry }
+            if m == Self.noFrame { return touch(address, hart: hart) }
+            prepareWrite(address)
+            if sampling { sample(m) }
             return agent.atomic(op, m, size: size, operand: operand, expected: expected, requester: requester(hart), old: &old)
         }
         // On a device an AMO is a read followed by a write of the result, as on QEMU.
@@ -382,15 +550,18 @@ public final class NodeVM: PhysicalMemory {
         guard machineAddress(gpa) != nil else { return nil }
         let deadline = Date().addingTimeInterval(10)
         while true {
-            // A page frozen for a move: wait for it to land (the pump handles moves).
-            if isFrozen(gpa) {
+            // A page frozen for a move, or with no frame yet: wait for it (the pump
+            // handles moves and assignments).
+            if isFrozen(gpa) || !hasFrame(gpa) {
+                if !hasFrame(gpa) { _ = touch(gpa, hart: nil) }
                 guard Date() < deadline, let wait = waitForCoherence, wait() else { return nil }
                 continue
             }
             let m = machineAddress(gpa)!
             var v: UInt64 = 0
+            if write { prepareWrite(gpa) }
             let status = write ? agent.store(m, size: size, value: value, requester: dmaRequester)
-                               : agent.load(m, size: size, requester: dmaRequester, value: &v)
+                               : agent.load(readAddress(gpa, m, size, dmaRequester), size: size, requester: dmaRequester, value: &v)
             switch status {
             case .ok: return v
             case .accessFault: return nil

@@ -1,14 +1,14 @@
 /// The 8-byte header in front of every message on the wire:
 ///
 ///     offset 0  u16  magic 0xD15C
-///     offset 2  u8   protocol version (2)
+///     offset 2  u8   protocol version (4)
 ///     offset 3  u8   message type (MessageType)
 ///     offset 4  u32  payload length in bytes, not counting the header
 ///
 /// All integers are little-endian. A frame is the header followed by the payload.
 public struct FrameHeader: Equatable, Sendable {
     public static let magic: UInt16 = 0xD15C
-    public static let version: UInt8 = 3
+    public static let version: UInt8 = 4
     public static let size = 8
     /// The largest payload a receiver accepts unless configured otherwise: room for a
     /// VCPU state or a 64 KiB virtual-Ethernet frame, far below anything that hurts.

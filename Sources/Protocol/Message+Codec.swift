@@ -37,6 +37,13 @@ extension Message {
         case .pageFrozen: return .pageFrozen
         case .pageData: return .pageData
         case .pageMoved: return .pageMoved
+        case .pageReplica: return .pageReplica
+        case .pageThaw: return .pageThaw
+        case .pageCollapse: return .pageCollapse
+        case .pageCollapsed: return .pageCollapsed
+        case .pageReplicasDropped: return .pageReplicasDropped
+        case .pageTouch: return .pageTouch
+        case .pageAssigned: return .pageAssigned
         case .vcpuState: return .vcpuState
         case .ethernetFrame: return .ethernetFrame
         case .console: return .console
@@ -54,10 +61,12 @@ extension Message {
     }
 
     /// A message of the coherence protocol (docs/coherence.md).
-    /// The node-to-node messages of a page move (a device's DMA may wait on one).
+    /// The node-to-node messages of a page move, replication or collapse (a device's DMA
+    /// may wait on one).
     public var isPageMove: Bool {
         switch self {
-        case .pageFreeze, .pageFrozen, .pageData, .pageMoved: return true
+        case .pageFreeze, .pageFrozen, .pageData, .pageMoved, .pageReplica, .pageThaw, .pageCollapse, .pageCollapsed:
+            return true
         default: return false
         }
     }
@@ -173,8 +182,11 @@ extension Message {
             w.put(c.kind.rawValue)
             w.put(c.vm)
             w.put(c.guestPage)
-            w.put(c.targetNode)
-            w.put(c.frame)
+            w.put(UInt32(c.targets.count))
+            for t in c.targets {
+                w.put(t.node)
+                w.put(t.frame)
+            }
         case .pageCommandDone(let id, let ok, let detail):
             w.put(id)
             w.put(ok)
@@ -185,7 +197,7 @@ extension Message {
             w.put(page)
         case .pageFrozen(let id):
             w.put(id)
-        case .pageData(let id, let vm, let page, let frame, let data):
+        case .pageData(let id, let vm, let page, let frame, let data), .pageReplica(let id, let vm, let page, let frame, let data):
             w.put(id)
             w.put(vm)
             w.put(page)
@@ -193,6 +205,25 @@ extension Message {
             w.put(bytes: data)
         case .pageMoved(let id, let vm, let page, let node, let frame):
             w.put(id)
+            w.put(vm)
+            w.put(page)
+            w.put(node)
+            w.put(frame)
+        case .pageThaw(let id, let vm, let page), .pageCollapse(let id, let vm, let page):
+            w.put(id)
+            w.put(vm)
+            w.put(page)
+        case .pageCollapsed(let id):
+            w.put(id)
+        case .pageReplicasDropped(let vm, let page, let nodes):
+            w.put(vm)
+            w.put(page)
+            w.put(UInt32(nodes.count))
+            for n in nodes { w.put(n) }
+        case .pageTouch(let vm, let page):
+            w.put(vm)
+            w.put(page)
+        case .pageAssigned(let vm, let page, let node, let frame):
             w.put(vm)
             w.put(page)
             w.put(node)
@@ -249,6 +280,12 @@ extension Message {
                 w.put(vm)
                 w.put(page)
                 w.put(node)
+            case .replicate(let vm, let page, let nodes):
+                w.put(UInt8(7))
+                w.put(vm)
+                w.put(page)
+                w.put(UInt32(nodes.count))
+                for n in nodes { w.put(n) }
             }
         case .vmResponse(let id, let ok, let createdVM, let body):
             w.put(id)
@@ -288,6 +325,7 @@ extension Message {
             }
             w.put(p.epochNanos)
             w.put(p.lineSize)
+            w.put(p.firstTouch)
         case .vmStop(let vm, let reason):
             w.put(vm)
             w.put(reason)
@@ -398,8 +436,17 @@ extension Message {
         case .pageCommand:
             let id = try r.u64("id")
             let kind = try enumValue(PageCommand.Kind.self, try r.u8("kind"), "kind")
-            return .pageCommand(PageCommand(id: id, kind: kind, vm: try r.u32("vm"), guestPage: try r.u64("guestPage"),
-                                            targetNode: try r.int(Int32.self, "targetNode"), frame: try r.u64("frame")))
+            let vm = try r.u32("vm"), page = try r.u64("guestPage")
+            let n = try r.count("targets", minimumElementSize: 12)
+            var targets: [PageTarget] = []
+            targets.reserveCapacity(n)
+            for _ in 0..<n {
+                let node = try r.int(Int32.self, "targets"), frame = try r.u64("targets")
+                guard frame % 4096 == 0 else { throw .invalidValue(field: "targets") }
+                targets.append(PageTarget(node: node, frame: frame))
+            }
+            guard page % 4096 == 0 else { throw .invalidValue(field: "guestPage") }
+            return .pageCommand(PageCommand(id: id, kind: kind, vm: vm, guestPage: page, targets: targets))
         case .pageCommandDone:
             return .pageCommandDone(id: try r.u64("id"), ok: try r.bool("ok"), detail: try r.string("detail"))
         case .pageFreeze:
@@ -408,19 +455,43 @@ extension Message {
             return .pageFreeze(id: id, vm: vm, guestPage: page)
         case .pageFrozen:
             return .pageFrozen(id: try r.u64("id"))
-        case .pageData:
+        case .pageData, .pageReplica:
             let id = try r.u64("id"), vm = try r.u32("vm"), page = try r.u64("guestPage"), frame = try r.u64("frame")
             let data = try r.bytes("data")
             guard page % 4096 == 0 else { throw .invalidValue(field: "guestPage") }
             guard frame % 4096 == 0 else { throw .invalidValue(field: "frame") }
             guard data.count == 4096 else { throw .invalidValue(field: "data") }
-            return .pageData(id: id, vm: vm, guestPage: page, frame: frame, data: data)
+            return type == .pageData ? .pageData(id: id, vm: vm, guestPage: page, frame: frame, data: data)
+                                     : .pageReplica(id: id, vm: vm, guestPage: page, frame: frame, data: data)
         case .pageMoved:
             let id = try r.u64("id"), vm = try r.u32("vm"), page = try r.u64("guestPage")
             let node = try r.int(Int32.self, "node"), frame = try r.u64("frame")
             guard page % 4096 == 0 else { throw .invalidValue(field: "guestPage") }
             guard frame % 4096 == 0 else { throw .invalidValue(field: "frame") }
             return .pageMoved(id: id, vm: vm, guestPage: page, node: node, frame: frame)
+        case .pageThaw, .pageCollapse:
+            let id = try r.u64("id"), vm = try r.u32("vm"), page = try r.u64("guestPage")
+            guard page % 4096 == 0 else { throw .invalidValue(field: "guestPage") }
+            return type == .pageThaw ? .pageThaw(id: id, vm: vm, guestPage: page) : .pageCollapse(id: id, vm: vm, guestPage: page)
+        case .pageCollapsed:
+            return .pageCollapsed(id: try r.u64("id"))
+        case .pageReplicasDropped:
+            let vm = try r.u32("vm"), page = try r.u64("guestPage")
+            let n = try r.count("nodes", minimumElementSize: 4)
+            var nodes: [Int32] = []
+            nodes.reserveCapacity(n)
+            for _ in 0..<n { nodes.append(try r.int(Int32.self, "nodes")) }
+            guard page % 4096 == 0 else { throw .invalidValue(field: "guestPage") }
+            return .pageReplicasDropped(vm: vm, guestPage: page, nodes: nodes)
+        case .pageTouch:
+            let vm = try r.u32("vm"), page = try r.u64("guestPage")
+            guard page % 4096 == 0 else { throw .invalidValue(field: "guestPage") }
+            return .pageTouch(vm: vm, guestPage: page)
+        case .pageAssigned:
+            let vm = try r.u32("vm"), page = try r.u64("guestPage"), node = try r.int(Int32.self, "node"), frame = try r.u64("frame")
+            guard page % 4096 == 0 else { throw .invalidValue(field: "guestPage") }
+            guard frame % 4096 == 0 else { throw .invalidValue(field: "frame") }
+            return .pageAssigned(vm: vm, guestPage: page, node: node, frame: frame)
         case .vcpuState:
             let vm = try r.u32("vm"), vcpu = try r.u32("vcpu"), pc = try r.u64("pc"), privilege = try r.u8("privilege")
             guard privilege == 0 || privilege == 1 || privilege == 3 else { throw .invalidValue(field: "privilege") }
@@ -472,6 +543,14 @@ extension Message {
                 let vm = try r.u32("vm"), page = try r.u64("guestPage"), node = try r.int(Int32.self, "node")
                 guard page % 4096 == 0 else { throw .invalidValue(field: "guestPage") }
                 request = .migrate(vm: vm, guestPage: page, node: node)
+            case 7:
+                let vm = try r.u32("vm"), page = try r.u64("guestPage")
+                let n = try r.count("nodes", minimumElementSize: 4)
+                var nodes: [Int32] = []
+                nodes.reserveCapacity(n)
+                for _ in 0..<n { nodes.append(try r.int(Int32.self, "nodes")) }
+                guard page % 4096 == 0 else { throw .invalidValue(field: "guestPage") }
+                request = .replicate(vm: vm, guestPage: page, nodes: nodes)
             default: throw .invalidValue(field: "request")
             }
             return .vmRequest(id: id, request: request)
@@ -510,9 +589,11 @@ extension Message {
                 nodes.append(NodeAddress(nodeID: try r.int(Int32.self, "nodes"), listenAddress: try r.string("nodes"),
                                          memoryBase: try r.u64("nodes"), memoryBytes: try r.u64("nodes")))
             }
+            let epoch = try r.u64("epochNanos"), lineSize = try r.u32("lineSize"), firstTouch = try r.bool("firstTouch")
+            guard !firstTouch || chunks.isEmpty else { throw .invalidValue(field: "chunks") }
             return .vmStart(VMPlacement(vm: vm, spec: spec, vcpuNodes: vcpuNodes, deviceNode: deviceNode,
                                         chunkPages: chunkPages, chunks: chunks, nodes: nodes,
-                                        epochNanos: try r.u64("epochNanos"), lineSize: try r.u32("lineSize")))
+                                        epochNanos: epoch, lineSize: lineSize, firstTouch: firstTouch))
         case .vmStop:
             return .vmStop(vm: try r.u32("vm"), reason: try r.string("reason"))
         case .vmDropped:

@@ -75,6 +75,26 @@ public enum Message: Equatable, Sendable {
     /// Target to every other node of the VM: the page now lives at `frame` on `node`;
     /// switch the pmap and let held accesses go.
     case pageMoved(id: UInt64, vm: UInt32, guestPage: UInt64, node: Int32, frame: UInt64)
+    /// Replication, home to a replica's node (frozen like for a move): the page's 4 KiB,
+    /// to install at its machine frame `frame` as a read-only copy.
+    case pageReplica(id: UInt64, vm: UInt32, guestPage: UInt64, frame: UInt64, data: [UInt8])
+    /// Replication, home to the VM's other nodes: the page is replicated; let held
+    /// accesses go (the pmap does not change).
+    case pageThaw(id: UInt64, vm: UInt32, guestPage: UInt64)
+    /// Collapse, home to each replica's node: drop your replica of the page (a write
+    /// waits for it) and answer.
+    case pageCollapse(id: UInt64, vm: UInt32, guestPage: UInt64)
+    /// Replica's node to the home: the replica is gone.
+    case pageCollapsed(id: UInt64)
+    /// Home to coordinator: a write collapsed the page's replicas on `nodes`; their
+    /// frames are zeroed and free.
+    case pageReplicasDropped(vm: UInt32, guestPage: UInt64, nodes: [Int32])
+    /// Node to coordinator: a VCPU or device of this node touched guest page
+    /// `guestPage`, which has no frame yet (first-touch placement).
+    case pageTouch(vm: UInt32, guestPage: UInt64)
+    /// Coordinator to every node of the VM: guest page `guestPage` lives at `frame` on
+    /// `node` (its first toucher, or another node when that one has no frame left).
+    case pageAssigned(vm: UInt32, guestPage: UInt64, node: Int32, frame: UInt64)
     /// A VCPU's architectural state, for placing or moving it.
     case vcpuState(VCPUState)
     /// A frame on the VMs' virtual Ethernet segment.
@@ -118,6 +138,8 @@ public enum MessageType: UInt8, CaseIterable, Sendable {
     case tlbShootdown = 0x24, tlbShootdownAck = 0x25, timeSync = 0x26
     case pageCommand = 0x30, pageCommandDone = 0x31, vcpuState = 0x32
     case pageFreeze = 0x33, pageFrozen = 0x34, pageData = 0x35, pageMoved = 0x36
+    case pageReplica = 0x37, pageThaw = 0x38, pageCollapse = 0x39, pageCollapsed = 0x3A
+    case pageReplicasDropped = 0x3B, pageTouch = 0x3C, pageAssigned = 0x3D
     case ethernetFrame = 0x40, console = 0x41, stats = 0x42, pageAccesses = 0x43
     case vmRequest = 0x50, vmResponse = 0x51, vmStatus = 0x52, vmStart = 0x53, vmStop = 0x54
     case vmDropped = 0x55, scrubFrames = 0x56, framesScrubbed = 0x57
@@ -220,9 +242,9 @@ public struct MMIOResponse: Equatable, Sendable {
 
 public struct PageCommand: Equatable, Sendable {
     public enum Kind: UInt8, Sendable, CaseIterable {
-        /// Move the page's only copy to `targetNode` (new frame `frame`).
+        /// Move the page's only copy to the one target (its new frame there).
         case migrate = 1
-        /// Add a read-only replica on `targetNode`.
+        /// Add a read-only replica on each target (at its frame there).
         case replicate = 2
         /// Drop the replicas again (a write to a replicated page).
         case collapse = 3
@@ -231,14 +253,23 @@ public struct PageCommand: Equatable, Sendable {
     public var kind: Kind
     public var vm: UInt32
     public var guestPage: UInt64
-    public var targetNode: Int32
-    public var frame: UInt64
-    public init(id: UInt64, kind: Kind, vm: UInt32, guestPage: UInt64, targetNode: Int32, frame: UInt64) {
+    /// Where the page (migrate) or its replicas (replicate) go.
+    public var targets: [PageTarget]
+    public init(id: UInt64, kind: Kind, vm: UInt32, guestPage: UInt64, targets: [PageTarget]) {
         self.id = id
         self.kind = kind
         self.vm = vm
         self.guestPage = guestPage
-        self.targetNode = targetNode
+        self.targets = targets
+    }
+}
+
+/// A node and a machine frame there, for a page's copy.
+public struct PageTarget: Equatable, Sendable {
+    public var node: Int32
+    public var frame: UInt64
+    public init(node: Int32, frame: UInt64) {
+        self.node = node
         self.frame = frame
     }
 }
@@ -315,6 +346,9 @@ public enum VMRequest: Equatable, Sendable {
     /// Move guest page `guestPage` of `vm` to node `node` (the monitor's migration,
     /// by hand: tests, experiments). Answered when the move is done or failed.
     case migrate(vm: UInt32, guestPage: UInt64, node: Int32)
+    /// Give guest page `guestPage` of `vm` read-only replicas on `nodes` (the monitor's
+    /// replication, by hand). Answered when the replicas are in place or refused.
+    case replicate(vm: UInt32, guestPage: UInt64, nodes: [Int32])
 }
 
 /// How a guest ended, as the device node saw it (QEMU's test finisher, or a stop).
@@ -342,7 +376,8 @@ public struct MemoryChunk: Equatable, Sendable {
 
 /// Where a VM runs: its VCPUs, its devices and its memory, and how to reach the
 /// nodes involved. Guest page `p` lives in chunk `p / chunkPages` at machine address
-/// `chunks[p / chunkPages].frameBase + (p % chunkPages) * 4096`.
+/// `chunks[p / chunkPages].frameBase + (p % chunkPages) * 4096` (until it moves), or,
+/// with `firstTouch`, wherever the coordinator assigns it when it is first touched.
 public struct VMPlacement: Equatable, Sendable {
     public var vm: UInt32
     /// The VM spec as YAML (what `disco check-spec` validates).
@@ -361,9 +396,14 @@ public struct VMPlacement: Equatable, Sendable {
     public var epochNanos: UInt64
     /// Coherence line size in bytes.
     public var lineSize: UInt32
+    /// First-touch placement: no page has a frame yet (`chunks` is empty); the first
+    /// node to touch one asks the coordinator (`pageTouch`), which gives it a frame and
+    /// tells every node (`pageAssigned`).
+    public var firstTouch: Bool
 
     public init(vm: UInt32, spec: String, vcpuNodes: [Int32], deviceNode: Int32, chunkPages: UInt32,
-                chunks: [MemoryChunk], nodes: [NodeAddress], epochNanos: UInt64, lineSize: UInt32) {
+                chunks: [MemoryChunk], nodes: [NodeAddress], epochNanos: UInt64, lineSize: UInt32, firstTouch: Bool = false) {
+        self.firstTouch = firstTouch
         self.vm = vm
         self.spec = spec
         self.vcpuNodes = vcpuNodes

@@ -1,15 +1,21 @@
 import CLibUV
 import Foundation
 
-/// A libuv loop on its own thread. Other threads hand it work through `execute` (a
-/// locked queue plus uv_async_send, which libuv coalesces) and mark connections with
-/// staged output through `markDirty`. Dirty connections are flushed once per loop turn
-/// (in the async callback for other threads' sends, in a prepare callback for sends made
-/// on the loop thread), which is where many small messages become one write.
+/// A libuv loop, run by a thread of its own (`start`) or driven by the thread that made
+/// it (`driven`: that thread calls `drive` between its own work, so a node's execution
+/// thread reads and writes its sockets itself, with no hand-off to another thread).
+/// Other threads hand it work through `execute` (a locked queue plus uv_async_send,
+/// which libuv coalesces) and mark connections with staged output through
+/// `markDirty`. Dirty connections are flushed once per loop turn (in the async callback
+/// for other threads' sends, in a prepare callback for sends made on the loop thread),
+/// which is where many small messages become one write.
 final class EventLoop: @unchecked Sendable {
     let loop: UnsafeMutablePointer<uv_loop_t>
     private let async: UnsafeMutablePointer<uv_async_t>
     private let prepare: UnsafeMutablePointer<uv_prepare_t>
+    /// Driven loops: bounds a blocking `drive`.
+    private let timer: UnsafeMutablePointer<uv_timer_t>
+    let isDriven: Bool
     private let lock = NSLock()
     private var commands: [() -> Void] = []
     private var dirtyFromOtherThreads: [StreamConnection] = []
@@ -21,11 +27,14 @@ final class EventLoop: @unchecked Sendable {
     /// The result of uv_loop_close after the loop ended: 0 when every handle was closed.
     private(set) var closeStatus: Int32 = 0
 
-    init() throws(TransportError) {
+    init(driven: Bool = false) throws(TransportError) {
+        isDriven = driven
         loop = uvAllocate(uv_loop_t.self)
         try uvCheck(uv_loop_init(loop), "uv_loop_init")
         async = uvAllocate(uv_async_t.self)
         prepare = uvAllocate(uv_prepare_t.self)
+        timer = uvAllocate(uv_timer_t.self)
+        if driven { loopThread = pthread_self() }
         let me = Unmanaged.passUnretained(self).toOpaque()
         loop.pointee.data = me
         try uvCheck(uv_async_init(loop, async) { handle in
@@ -36,6 +45,8 @@ final class EventLoop: @unchecked Sendable {
             EventLoop.from(handle!.pointee.loop).flushLoopDirty()
         }, "uv_prepare_start")
         uv_unref(asHandle(prepare))
+        try uvCheck(uv_timer_init(loop, timer), "uv_timer_init")
+        uv_unref(asHandle(timer))
     }
 
     deinit {
@@ -57,6 +68,29 @@ final class EventLoop: @unchecked Sendable {
         }
         thread.name = name
         thread.start()
+    }
+
+    /// Driven loops, on the thread that made the loop: handles what is ready (flushes
+    /// staged output, reads, runs callbacks) and returns; with a `deadline`, first
+    /// blocks until something happens, `wake` is called from another thread, or the
+    /// deadline passes.
+    func drive(until deadline: Date? = nil) {
+        precondition(isDriven && isOnLoopThread, "drive: only a driven loop, on its own thread")
+        let millis = deadline.map { $0.timeIntervalSinceNow * 1000 } ?? 0
+        guard millis >= 1 else {
+            uv_run(loop, UV_RUN_NOWAIT)
+            return
+        }
+        uv_timer_start(timer, { _ in }, UInt64(millis.rounded(.up)), 0)
+        uv_run(loop, UV_RUN_ONCE)
+        uv_timer_stop(timer)
+    }
+
+    /// Interrupts a blocking `drive` (any thread).
+    func wake() {
+        lock.lock()
+        if !stopping { wakeLocked() }
+        lock.unlock()
     }
 
     var isOnLoopThread: Bool {
@@ -145,10 +179,17 @@ final class EventLoop: @unchecked Sendable {
         dirtyOnLoop.removeAll()
         uv_close(asHandle(async)) { h in h!.deallocate() }
         uv_close(asHandle(prepare)) { h in h!.deallocate() }
+        uv_close(asHandle(timer)) { h in h!.deallocate() }
     }
 
-    /// Waits for the loop thread to finish (after `closeOwnHandles`).
+    /// Waits for the loop thread to finish (after `closeOwnHandles`); a driven loop runs
+    /// here, on its own thread, until every handle has closed.
     func join() {
+        if isDriven {
+            uv_run(loop, UV_RUN_DEFAULT)
+            closeStatus = uv_loop_close(loop)
+            return
+        }
         finished.wait()
     }
 }

@@ -19,6 +19,15 @@ public final class Mailbox<Item>: @unchecked Sendable {
     }
 
     private var stopReason: String?
+    private var wakeHandler: (@Sendable () -> Void)?
+
+    /// Also called by `wake` and `requestStop` (outside the lock): a consumer that waits
+    /// somewhere else (in a driven transport's loop) is woken there.
+    public func onWake(_ handler: @escaping @Sendable () -> Void) {
+        condition.lock()
+        wakeHandler = handler
+        condition.unlock()
+    }
 
     /// Asks the consumer to stop (any thread): wakes it, and `stopRequested` tells it why.
     /// The first reason given is kept.
@@ -27,7 +36,9 @@ public final class Mailbox<Item>: @unchecked Sendable {
         if stopReason == nil { stopReason = reason }
         woken = true
         condition.signal()
+        let handler = wakeHandler
         condition.unlock()
+        handler?()
     }
 
     public var stopRequested: String? {
@@ -41,7 +52,9 @@ public final class Mailbox<Item>: @unchecked Sendable {
         condition.lock()
         woken = true
         condition.signal()
+        let handler = wakeHandler
         condition.unlock()
+        handler?()
     }
 
     /// Everything posted so far, oldest first, without blocking.

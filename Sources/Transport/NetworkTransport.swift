@@ -19,8 +19,9 @@ final class TransportCore: @unchecked Sendable {
     /// instead of being made. Loop thread only.
     var injectedFailures: [String: Int32] = [:]
 
-    init(configuration: TransportConfiguration, logger: Logger, handler: @escaping @Sendable (TransportEvent) -> Void) throws(TransportError) {
-        self.loop = try EventLoop()
+    init(configuration: TransportConfiguration, logger: Logger, driven: Bool = false,
+         handler: @escaping @Sendable (TransportEvent) -> Void) throws(TransportError) {
+        self.loop = try EventLoop(driven: driven)
         self.configuration = configuration
         self.logger = logger
         self.handler = handler
@@ -107,23 +108,42 @@ final class TransportCore: @unchecked Sendable {
     }
 }
 
-/// The cluster transport on libuv: one event loop on its own thread, TCP and Unix
-/// listeners and connections, framed and authenticated (HandshakeStateMachine), with
-/// per-turn write coalescing, bounded send queues, reconnect with backoff.
+/// The cluster transport on libuv: one event loop, TCP and Unix listeners and
+/// connections, framed and authenticated (HandshakeStateMachine), with per-turn write
+/// coalescing, bounded send queues, reconnect with backoff.
 ///
-/// Thread safety: every method may be called from any thread. Events reach `handler`
-/// on the loop thread.
+/// The loop runs on a thread of its own, or (`driven`) on the thread that made the
+/// transport, inside its calls to `poll` and `wait(until:)`: a node's execution thread
+/// then reads and writes its sockets itself between VCPU slices, so a remote miss's
+/// request and answer never wait for another thread to be scheduled.
+///
+/// Thread safety: every method may be called from any thread (`poll` and `wait` only
+/// from the driving thread). Events reach `handler` on the loop's thread.
 public final class NetworkTransport: MessageTransport, @unchecked Sendable {
     private let core: TransportCore
     private let stateLock = NSLock()
     private var isShutDown = false
 
-    public init(configuration: TransportConfiguration, logger: Logger = Logger(label: "disco.transport"),
+    public init(configuration: TransportConfiguration, logger: Logger = Logger(label: "disco.transport"), driven: Bool = false,
                 handler: @escaping @Sendable (TransportEvent) -> Void) throws(TransportError) {
         // A write to a peer that just vanished must fail with EPIPE, not kill the process.
         signal(SIGPIPE, SIG_IGN)
-        core = try TransportCore(configuration: configuration, logger: logger, handler: handler)
-        core.loop.start(name: "disco-transport")
+        core = try TransportCore(configuration: configuration, logger: logger, driven: driven, handler: handler)
+        if !driven { core.loop.start(name: "disco-transport") }
+    }
+
+    public var isDriven: Bool { core.loop.isDriven }
+
+    public func poll() {
+        if core.loop.isDriven { core.loop.drive() }
+    }
+
+    public func wait(until deadline: Date) {
+        if core.loop.isDriven { core.loop.drive(until: deadline) }
+    }
+
+    public func wakeUp() {
+        if core.loop.isDriven { core.loop.wake() }
     }
 
     public func listen(on endpoint: Endpoint) throws(TransportError) -> Endpoint {
@@ -181,7 +201,13 @@ public final class NetworkTransport: MessageTransport, @unchecked Sendable {
         stateLock.unlock()
         guard first else { return }
         let core = self.core
-        core.loop.execute { core.closeAll() }
+        if core.loop.isDriven {
+            // What was sent last (a node's leave, a coordinator's vmStop) goes out first.
+            if core.loop.isOnLoopThread { core.loop.drive() }
+            core.closeAll()
+        } else {
+            core.loop.execute { core.closeAll() }
+        }
         core.loop.join()
         shutDownCleanly = core.loop.closeStatus == 0
         if !shutDownCleanly {

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import Protocol
 
@@ -140,6 +141,25 @@ public protocol MessageTransport: AnyObject, Sendable {
     /// What later handshakes say about this process (say, the listen address once a
     /// listener is bound); connections already established keep what they said.
     func updateIdentity(_ identity: Hello)
+
+    /// Whether the thread that made the transport drives it: events are then delivered
+    /// only inside `poll` and `wait(until:)` on that thread. Otherwise the transport
+    /// runs on threads of its own and these three do nothing.
+    var isDriven: Bool { get }
+    /// Driven: handles what is ready now (sends what was queued, delivers what arrived).
+    func poll()
+    /// Driven: like `poll`, but first blocks until something arrives, `wakeUp` is
+    /// called or `deadline` passes.
+    func wait(until deadline: Date)
+    /// Driven: interrupts a `wait` (any thread).
+    func wakeUp()
+}
+
+extension MessageTransport {
+    public var isDriven: Bool { false }
+    public func poll() {}
+    public func wait(until deadline: Date) {}
+    public func wakeUp() {}
 }
 
 /// Makes the transport a runtime (node, coordinator) talks through: libuv sockets in
@@ -148,9 +168,10 @@ public protocol MessageTransport: AnyObject, Sendable {
 public typealias TransportFactory = @Sendable (TransportConfiguration, @escaping @Sendable (TransportEvent) -> Void) throws -> any MessageTransport
 
 public enum Transports {
-    /// libuv TCP and Unix-domain sockets.
-    public static func network(logger: Logger) -> TransportFactory {
-        { configuration, handler in try NetworkTransport(configuration: configuration, logger: logger, handler: handler) }
+    /// libuv TCP and Unix-domain sockets; `driven`: run by the calling thread (`poll`,
+    /// `wait(until:)`) instead of a thread of its own.
+    public static func network(logger: Logger, driven: Bool = false) -> TransportFactory {
+        { configuration, handler in try NetworkTransport(configuration: configuration, logger: logger, driven: driven, handler: handler) }
     }
 
     /// Endpoints of `network`, in this process.

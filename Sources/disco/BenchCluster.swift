@@ -34,7 +34,7 @@ struct BenchCluster: ParsableCommand {
         print("== remote misses (2 nodes, Unix sockets) ==")
         var medians: [Double] = [], p99s: [Double] = [], rates: [Double] = []
         for _ in 0..<repeats {
-            let (out, _) = try runDisco(me, ["run", "--nodes", "2", "--smp", "2", "--memory", "64M",
+            let (out, _) = try runDisco(me, ["run", "--nodes", "2", "--smp", "2", "--memory", "64M", "--placement", "interleave",
                                              "--bios", "none", "--kernel", missbench])
             guard let line = out.split(separator: "\n").first(where: { $0.hasPrefix("instret: miss median us") }) else {
                 fail("missbench printed no result:\n\(out)")

@@ -4,13 +4,20 @@ import Foundation
 struct BenchNUMA: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "numa",
-        abstract: "Measure the page policy: a NUMA-unaware guest on 1, 2 and 4 nodes with the policy off and on.",
+        abstract: "Measure the page policy: NUMA-unaware guests on 1, 2 and 4 nodes with the policy off and on.",
         discussion: """
-            Runs guests/build/numa.elf (hart 0 first touches 1 MiB, then each of 4 VCPUs
-            works on its own partition while reading a shared table) as one VM on 1, 2
-            and 4 node processes, with --numa-policy off and on, and reports each wall
-            time (cluster start-up included) and the off/on ratio. Every run must print
-            the same checksum, the one the guest prints on one node.
+            Runs two guests of 4 VCPUs as one VM on 1, 2 and 4 node processes, with
+            --numa-policy off and on (memory placed by first touch unless --placement says
+            otherwise), and reports for each run: the wall time (cluster start-up
+            included), the share of the VM's sampled data misses that were local, the
+            migrations, replications and collapses, moves per second of the run, and the
+            time a migration took (median, p99; command to done at the coordinator).
+            Every run of a guest must print the checksum it prints on one node.
+              numa.elf    hart 0 first touches 1 MiB, then each hart works on its own
+                          partition of it, reading a small shared table (like the Disco
+                          paper's engineering workload)
+              shared.elf  hart 0 builds a 512 KiB table, then every hart reads all of it
+                          over, running the same code (like its raytrace)
               swift build -c release && .build/release/disco bench numa
             """
     )
@@ -18,49 +25,85 @@ struct BenchNUMA: ParsableCommand {
     @Option(help: ArgumentHelp("Directory of the built guests.", valueName: "path"))
     var guests: String = "guests/build"
 
-    @Option(help: ArgumentHelp("Memory placement of the VM ('interleave' or 'node:N').", valueName: "placement"))
-    var placement: String = "interleave"
+    @Option(help: ArgumentHelp("Memory placement of the VM (first-touch, interleave or node:N).", valueName: "placement"))
+    var placement: String = "first-touch"
 
     @Option(help: "Node counts to run on.")
     var nodes: [Int] = [1, 2, 4]
 
+    @Option(help: "Guests to run (numa, shared).")
+    var workload: [String] = ["numa", "shared"]
+
+    struct Run {
+        var seconds: Double
+        var stats: [String: String]
+        func figure(_ key: String) -> Double? { stats[key].flatMap(Double.init) }
+    }
+
     mutating func run() throws {
-        let guest = guests + "/numa.elf"
-        guard FileManager.default.isReadableFile(atPath: guest) else {
-            fail("guest '\(guest)' not found (build the guests with: make -C guests)")
-        }
         let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
-        var checksum: String?
-        print("nodes  policy off (s)  policy on (s)  off/on")
-        for n in nodes {
-            var seconds: [String: Double] = [:]
-            for policy in ["off", "on"] {
-                let log = FileManager.default.temporaryDirectory.appendingPathComponent("disco-bench-numa-\(getpid()).log").path
-                defer { try? FileManager.default.removeItem(atPath: log) }
-                let start = Date()
-                let status = try runProcess(me, ["run", "--nodes", "\(n)", "--smp", "4", "--memory", "16M", "--bios", "none",
-                                                 "--kernel", guest, "--placement", placement, "--numa-policy", policy,
-                                                 "--console-log", log])
-                seconds[policy] = Date().timeIntervalSince(start)
-                let out = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-                guard status == 0, let line = out.split(separator: "\n").first(where: { $0.hasPrefix("numa: checksum") }) else {
-                    fail("numa.elf on \(n) node(s), policy \(policy): exit \(status)\n\(out)")
-                }
-                if checksum == nil { checksum = String(line) }
-                guard checksum == String(line) else { fail("numa.elf on \(n) node(s), policy \(policy) printed '\(line)', not '\(checksum!)'") }
+        for w in workload where !["numa", "shared"].contains(w) { fail("unknown workload '\(w)' (known: numa, shared)") }
+        print("workload  nodes  policy  wall s  local  migrations  replications  collapses  moves/s  move p50 us  move p99 us")
+        for w in workload {
+            let guest = "\(guests)/\(w).elf"
+            guard FileManager.default.isReadableFile(atPath: guest) else {
+                fail("guest '\(guest)' not found (build the guests with: make -C guests)")
             }
-            print(String(format: "%5d  %14.2f  %13.2f  %5.2fx", n, seconds["off"]!, seconds["on"]!, seconds["off"]! / seconds["on"]!))
+            var checksum: String?
+            for n in nodes {
+                var runs: [String: Run] = [:]
+                for policy in ["off", "on"] {
+                    let (run, line) = try runOnce(me, guest: guest, nodes: n, policy: policy)
+                    if checksum == nil { checksum = line }
+                    guard checksum == line else { fail("\(w).elf on \(n) node(s), policy \(policy) printed '\(line)', not '\(checksum!)'") }
+                    runs[policy] = run
+                    let moves = (run.figure("migrations") ?? 0) + (run.figure("replications") ?? 0)
+                    print(String(format: "%-8@  %5d  %-6@  %6.2f  %5@  %10@  %12@  %9@  %7.0f  %11@  %11@", w, n, policy, run.seconds,
+                                 run.stats["local_share"] ?? "n/a", run.stats["migrations"] ?? "0", run.stats["replications"] ?? "0",
+                                 run.stats["collapses"] ?? "0", moves / run.seconds, run.stats["move_us_p50"] ?? "-",
+                                 run.stats["move_us_p99"] ?? "-"))
+                }
+                if let off = runs["off"], let on = runs["on"] {
+                    print(String(format: "%-8@  %5d  policy on is %.2fx as fast as off", w, n, off.seconds / on.seconds))
+                }
+            }
         }
     }
 
-    private func runProcess(_ path: String, _ args: [String]) throws -> Int32 {
+    /// One `disco run --nodes n --stats` of `guest`: its time, its statistics line and
+    /// the checksum line it printed.
+    private func runOnce(_ me: String, guest: String, nodes n: Int, policy: String) throws -> (Run, String) {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("disco-bench-numa-\(getpid()).log").path
+        defer { try? FileManager.default.removeItem(atPath: log) }
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = args
+        p.executableURL = URL(fileURLWithPath: me)
+        p.arguments = ["run", "--nodes", "\(n)", "--smp", "4", "--memory", "16M", "--bios", "none", "--kernel", guest,
+                       "--placement", placement, "--numa-policy", policy, "--console-log", log, "--stats"]
+        let err = Pipe()
         p.standardOutput = FileHandle.nullDevice
+        p.standardError = err
         p.standardInput = FileHandle.nullDevice
+        let start = Date()
         try p.run()
+        let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
-        return p.terminationStatus
+        let seconds = Date().timeIntervalSince(start)
+        let out = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        guard p.terminationStatus == 0, let line = out.split(separator: "\n").first(where: { $0.contains(": checksum") }) else {
+            fail("\(guest) on \(n) node(s), policy \(policy): exit \(p.terminationStatus)\n\(out)\(errText)")
+        }
+        return (Run(seconds: seconds, stats: Self.fields(errText)), String(line))
+    }
+
+    /// `key: value` pairs of a statistics line (flow YAML; nested maps flattened).
+    static func fields(_ text: String) -> [String: String] {
+        var out: [String: String] = [:]
+        let cleaned = text.replacingOccurrences(of: "{", with: ",").replacingOccurrences(of: "}", with: ",")
+        for part in cleaned.split(separator: ",") {
+            let kv = part.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+            guard kv.count == 2, !kv[1].isEmpty, out[kv[0]] == nil else { continue }
+            out[kv[0]] = kv[1]
+        }
+        return out
     }
 }

@@ -211,7 +211,7 @@ struct StatsCommand: ParsableCommand {
 struct VMCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vm", abstract: "Create, list or stop VMs on a running cluster, or move a page of one.",
-        subcommands: [Create.self, List.self, Stop.self, Migrate.self])
+        subcommands: [Create.self, List.self, Stop.self, Migrate.self, Replicate.self])
 
     struct Create: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a VM from a spec file; prints its id.")
@@ -249,11 +249,34 @@ struct VMCommand: ParsableCommand {
         @Option(help: "The node to move it to.") var to: Int32
         @OptionGroup var client: ClientOptions
         func run() throws {
-            let text = page.lowercased()
-            guard let address = text.hasPrefix("0x") ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text), address % 4096 == 0 else {
-                fail("'\(page)' is not a 4 KiB-aligned guest-physical address")
-            }
-            client.ask(.migrate(vm: vm, guestPage: address, node: to))
+            client.ask(.migrate(vm: vm, guestPage: parsePageAddress(page), node: to))
         }
     }
+
+    struct Replicate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Give one guest page of a running VM read-only replicas on other nodes of it (what the page policy does).",
+            discussion: """
+                Prints the time once the replicas are in place. The page's first write anywhere collapses them
+                again. Example: disco vm replicate 1 0x80001000 --to 1 --to 2
+                """)
+        @Argument(help: "The VM id.") var vm: UInt32
+        @Argument(help: "The guest-physical page address (hex with 0x, or decimal; 4 KiB aligned).") var page: String
+        @Option(help: "A node to put a replica on (repeat for several).") var to: [Int32]
+        @OptionGroup var client: ClientOptions
+        func run() throws {
+            guard !to.isEmpty else { fail("name at least one node with --to") }
+            client.ask(.replicate(vm: vm, guestPage: parsePageAddress(page), nodes: to))
+        }
+    }
+}
+
+/// A guest-physical page address from the command line (hex with 0x, or decimal), which
+/// must be 4 KiB aligned.
+func parsePageAddress(_ text: String) -> UInt64 {
+    let t = text.lowercased()
+    guard let address = t.hasPrefix("0x") ? UInt64(t.dropFirst(2), radix: 16) : UInt64(t), address % 4096 == 0 else {
+        fail("'\(text)' is not a 4 KiB-aligned guest-physical address")
+    }
+    return address
 }

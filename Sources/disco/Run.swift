@@ -30,6 +30,9 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("Boot on an embedded local cluster of this many node processes (⌈vcpus/n⌉ CPUs each; the VM's VCPUs fill them, its memory is homed on them) instead of in this process.", valueName: "n"))
     var nodes: Int?
 
+    @Flag(help: "With --nodes: when the VM ends, print its page statistics (migrations, replications, collapses, move times, sampled local and remote misses) as the coordinator has them, on standard error.")
+    var stats = false
+
     mutating func run() throws {
         let spec: VMSpec
         do {
@@ -40,8 +43,9 @@ struct Run: ParsableCommand {
         }
         if let nodes {
             guard (1...64).contains(nodes) else { fail("--nodes must be 1...64") }
-            throw ExitCode(runOnCluster(spec: spec, nodes: nodes))
+            throw ExitCode(runOnCluster(spec: spec, nodes: nodes, printStats: stats))
         }
+        if stats { fail("--stats needs --nodes (the statistics are the cluster's)") }
         let outcome = runVM(spec: spec)
         throw ExitCode(outcome)
     }
@@ -73,7 +77,7 @@ struct VMOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Write the console output to this file instead of the terminal.", valueName: "path"))
     var consoleLog: String?
 
-    @Option(help: ArgumentHelp("On a cluster: 'interleave' (memory in chunks over the VCPUs' nodes, the default) or 'node:N' (all of it on node N).", valueName: "interleave|node:N"))
+    @Option(help: ArgumentHelp("On a cluster: 'first-touch' (each page on the node of the VCPU that touches it first, the default), 'interleave' (memory in chunks over the VCPUs' nodes) or 'node:N' (all of it on node N).", valueName: "first-touch|interleave|node:N"))
     var placement: String?
 
     @Option(help: ArgumentHelp("On a cluster: 'on' (the default) moves pages to the nodes that use them; 'off' leaves them where they were placed.", valueName: "on|off"))

@@ -9,7 +9,7 @@ import Transport
 /// `disco run --nodes N`: boots `spec` on an embedded local cluster of N node
 /// processes (VCPUs round-robin over them, memory homed on them), with this terminal
 /// (or the console log) as the VM's console. Returns the exit status.
-func runOnCluster(spec: VMSpec, nodes: Int) -> Int32 {
+func runOnCluster(spec: VMSpec, nodes: Int, printStats: Bool = false) -> Int32 {
     let console: HostConsole
     do { console = try HostConsole(logPath: spec.consoleLog) } catch { fail("\(error)") }
     let perNode = max(256 << 20, (spec.memoryBytes + 4095) & ~4095)
@@ -85,6 +85,7 @@ func runOnCluster(spec: VMSpec, nodes: Int) -> Int32 {
         }
     }
     console.restoreTerminal()
+    if printStats, problem == nil { printVMStats(client, vm) }
     client.close()
     cluster.stop()
     if let problem {
@@ -93,4 +94,22 @@ func runOnCluster(spec: VMSpec, nodes: Int) -> Int32 {
         try? FileManager.default.removeItem(atPath: cluster.directory)
     }
     return status
+}
+
+/// Prints the coordinator's statistics line of VM `vm` to standard error once the nodes'
+/// last reports (sent as they drop the VM) are in: when two answers in a row agree.
+private func printVMStats(_ client: ClusterClient, _ vm: UInt32) {
+    var last = ""
+    let deadline = Date().addingTimeInterval(5)
+    while Date() < deadline {
+        guard let body = try? client.request(.stats, timeout: 5).body,
+              let line = body.split(separator: "\n").first(where: { $0.contains("{vm: \(vm),") }).map(String.init) else {
+            Thread.sleep(forTimeInterval: 0.1)
+            continue
+        }
+        if line == last && !line.contains("state: running") { break }
+        last = line
+        Thread.sleep(forTimeInterval: 0.15)
+    }
+    FileHandle.standardError.write(Data("\(last.trimmingCharacters(in: .whitespaces).dropFirst(2))\n".utf8))
 }

@@ -110,12 +110,13 @@ import Testing
         }
     }
 
-    @Test func placementIsInterleaveOrOneNode() throws {
+    @Test func placementIsFirstTouchInterleaveOrOneNode() throws {
         #expect(try VMSpec.parse(yaml: "placement: node:3").placement == .node(3))
         #expect(try VMSpec.parse(yaml: "placement: interleave").placement == .interleave)
-        #expect(try VMSpec.parse(yaml: "name: x").placement == .interleave)
-        for bad in ["node:", "node:-1", "first-touch", "node:x"] {
-            #expect(throws: SpecError("bad placement '\(bad)' (known: interleave, node:N)")) {
+        #expect(try VMSpec.parse(yaml: "placement: first-touch").placement == .firstTouch)
+        #expect(try VMSpec.parse(yaml: "name: x").placement == .firstTouch)
+        for bad in ["node:", "node:-1", "first", "node:x"] {
+            #expect(throws: SpecError("bad placement '\(bad)' (known: first-touch, interleave, node:N)")) {
                 try VMSpec.parse(yaml: "placement: '\(bad)'")
             }
         }

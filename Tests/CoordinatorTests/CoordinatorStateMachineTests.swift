@@ -30,7 +30,7 @@ import Transport
         ds.compactMap { if case .send(let m, c) = $0 { return m } else { return nil } }
     }
 
-    let spec = "name: t\nvcpus: 2\nmemory: 16M\nbios: none\nkernel: /k.elf\n"
+    let spec = "name: t\nvcpus: 2\nmemory: 16M\nbios: none\nkernel: /k.elf\nplacement: interleave\n"
 
     func create(_ sm: inout SM, spec: String? = nil, now: UInt64 = 0) -> (UInt32?, [SM.Directive]) {
         let ds = sm.handle(.received(client, .vmRequest(id: 7, request: .create(spec: spec ?? self.spec))), now: now)
@@ -266,7 +266,7 @@ import Transport
         let home = Int(p.chunks[0].node), other = 1 - home
         let ds = migrate(&sm, vm, 0x8000_0000, to: Int32(other))
         guard case .pageCommand(let c)? = sent(ds, to: node(home)).first else { Issue.record("no pageCommand: \(ds)"); return }
-        #expect(c.kind == .migrate && c.vm == vm && c.guestPage == 0x8000_0000 && c.targetNode == Int32(other))
+        #expect(c.kind == .migrate && c.vm == vm && c.guestPage == 0x8000_0000 && c.targets == [PageTarget(node: Int32(other), frame: c.targets.first?.frame ?? 0)])
         #expect(sent(ds, to: client).isEmpty)  // answered when done
         // The new frame is the VM's already; the same page cannot move twice at once.
         #expect(sm.vms[vm]!.frameRuns[other]!.contains(.init(base: c.frame, bytes: 4096)))
@@ -284,15 +284,89 @@ import Transport
         #expect(homeRuns.reduce(0) { $0 + $1.bytes } == (8 << 20) - 4096)
         #expect(!homeRuns.contains { p.chunks[0].frameBase >= $0.base && p.chunks[0].frameBase < $0.base + $0.bytes })
         #expect(sm.vms[vm]!.memoryOnNodes[other] == (8 << 20) + 4096 && sm.vms[vm]!.migrations == 1)
-        #expect(sm.statsText.contains("{vm: \(vm), migrations: 1, move_us_p50: 1000"))
+        #expect(sm.statsText.contains("{vm: \(vm), state: running, migrations: 1, move_us_p50: 1000"))
         // It moves back from its new home.
         let back = migrate(&sm, vm, 0x8000_0000, to: Int32(home), rid: 42)
         guard case .pageCommand(let c2)? = sent(back, to: node(other)).first else { Issue.record("\(back)"); return }
-        #expect(c2.targetNode == Int32(home))
+        #expect(c2.targets.map(\.node) == [Int32(home)])
         // A refused move gives its new frame back.
         _ = sm.handle(.received(node(other), .pageCommandDone(id: c2.id, ok: false, detail: "no")), now: 7 * Self.ms)
         #expect(!sm.vms[vm]!.frameRuns[home]!.contains(.init(base: c2.frame, bytes: 4096)))
         #expect(sm.pageHome(sm.vms[vm]!, 0x8000_0000)?.node == other)
+    }
+
+    @Test func replicasGetFramesAndAWriteCollapseGivesThemBack() throws {
+        var sm = cluster(3)
+        let (vm, p) = try #require(runningVM(&sm, spec: spec.replacingOccurrences(of: "vcpus: 2", with: "vcpus: 3")))
+        let home = Int(p.chunks[0].node)
+        let others = [0, 1, 2].filter { $0 != home }
+        let free = others.map { sm.freeBytes(of: $0) }
+        let ds = sm.handle(.received(client, .vmRequest(id: 50, request: .replicate(vm: vm, guestPage: 0x8000_0000,
+                                                                                   nodes: others.map(Int32.init)))), now: 5 * Self.ms)
+        guard case .pageCommand(let c)? = sent(ds, to: node(home)).first else { Issue.record("no pageCommand: \(ds)"); return }
+        #expect(c.kind == .replicate && c.targets.map(\.node) == others.map(Int32.init))
+        #expect(others.map { sm.freeBytes(of: $0) } == free.map { $0 - 4096 })
+        // Migrating a page with a replication under way is refused; done, the replicas are in the pmap.
+        let done = sm.handle(.received(node(home), .pageCommandDone(id: c.id, ok: true, detail: "")), now: 6 * Self.ms)
+        guard case .vmResponse(50, true, nil, let body)? = sent(done, to: client).first else { Issue.record("\(done)"); return }
+        #expect(body.contains("replicated VM \(vm) page 0x80000000"))
+        #expect(sm.vms[vm]!.replicas[0x8000_0000] == Dictionary(uniqueKeysWithValues: c.targets.map { (Int($0.node), $0.frame) }))
+        let moving = migrate(&sm, vm, 0x8000_0000, to: Int32(others[0]), rid: 51)
+        #expect(sent(moving, to: client).first.map { "\($0)" }?.contains("is replicated") == true)
+        // Only the home reports a collapse, and only of the replicas it has.
+        _ = sm.handle(.received(node(others[0]), .pageReplicasDropped(vm: vm, guestPage: 0x8000_0000, nodes: others.map(Int32.init))), now: 7 * Self.ms)
+        _ = sm.handle(.received(node(home), .pageReplicasDropped(vm: vm, guestPage: 0x8000_0000, nodes: [Int32(others[0])])), now: 7 * Self.ms)
+        #expect(sm.vms[vm]!.replicas[0x8000_0000] != nil)
+        _ = sm.handle(.received(node(home), .pageReplicasDropped(vm: vm, guestPage: 0x8000_0000, nodes: others.map(Int32.init))), now: 7 * Self.ms)
+        #expect(sm.vms[vm]!.replicas.isEmpty && sm.vms[vm]!.collapses == 1 && sm.vms[vm]!.replications == 2)
+        #expect(others.map { sm.freeBytes(of: $0) } == free)
+        #expect(sm.statsText.contains("replications: 2") && sm.statsText.contains("collapses: 1"))
+    }
+
+    @Test func firstTouchGivesEachPageAFrameOnItsFirstTouchersNodeAndTellsEveryNode() throws {
+        var sm = cluster(2)
+        let ft = spec.replacingOccurrences(of: "placement: interleave\n", with: "")
+        let (vm, p) = try #require(runningVM(&sm, spec: ft))
+        #expect(p.firstTouch && p.chunks.isEmpty)
+        // Nothing is homed yet; the reservation (the VM's runs) covers all of its memory.
+        #expect(sm.vms[vm]!.memoryOnNodes.isEmpty)
+        #expect(sm.vms[vm]!.frameRuns.values.flatMap { $0 }.reduce(0) { $0 + $1.bytes } == 16 << 20)
+        #expect(sm.pageHome(sm.vms[vm]!, 0x8000_5000) == nil)
+        let refused = migrate(&sm, vm, 0x8000_5000, to: 0)
+        #expect(sent(refused, to: client).first.map { "\($0)" }?.contains("has not been touched yet") == true)
+        // Node 1 touches a page: it is homed on node 1, and both nodes hear of it.
+        let ds = sm.handle(.received(node(1), .pageTouch(vm: vm, guestPage: 0x8000_5000)), now: 5 * Self.ms)
+        guard case .pageAssigned(vm, 0x8000_5000, 1, let frame)? = sent(ds, to: node(1)).first else { Issue.record("\(ds)"); return }
+        #expect(sent(ds, to: node(0)) == [.pageAssigned(vm: vm, guestPage: 0x8000_5000, node: 1, frame: frame)])
+        #expect(sm.vms[vm]!.frameRuns[1]!.contains { frame >= $0.base && frame < $0.base + $0.bytes })
+        #expect(sm.pageHome(sm.vms[vm]!, 0x8000_5000) == .init(node: 1, frame: frame))
+        // A second touch (node 0 asked too before it heard) is answered with the same frame, to it alone.
+        let again = sm.handle(.received(node(0), .pageTouch(vm: vm, guestPage: 0x8000_5000)), now: 6 * Self.ms)
+        #expect(sent(again, to: node(0)) == [.pageAssigned(vm: vm, guestPage: 0x8000_5000, node: 1, frame: frame)])
+        #expect(sent(again, to: node(1)).isEmpty)
+        // Node 1's half of the reservation runs out: its next pages go to node 0.
+        var frames: Set<UInt64> = [frame]
+        var homes: [Int: Int] = [:]
+        for i in 0..<2100 {
+            let page = 0x8000_6000 + UInt64(i) * 4096
+            let d = sm.handle(.received(node(1), .pageTouch(vm: vm, guestPage: page)), now: 7 * Self.ms)
+            guard case .pageAssigned(_, page, let n, let f)? = sent(d, to: node(1)).first else { Issue.record("\(d)"); return }
+            #expect(frames.insert(f).inserted)
+            homes[Int(n), default: 0] += 1
+        }
+        #expect(homes == [1: 2047, 0: 53])
+        #expect(sm.vms[vm]!.memoryOnNodes == [1: 2048 * 4096, 0: 53 * 4096])
+        // Lies: a page outside RAM, a node outside the VM.
+        #expect(sent(sm.handle(.received(node(0), .pageTouch(vm: vm, guestPage: 0x9000_0000)), now: 8 * Self.ms), to: node(0)).isEmpty)
+        #expect(sm.handle(.received(node(0), .pageTouch(vm: 77, guestPage: 0x8000_0000)), now: 8 * Self.ms).isEmpty)
+    }
+
+    @Test func firstTouchOnOneNodeIsThatNode() throws {
+        // Two VCPUs fit on one node (compact placement): no touches to ask for.
+        var sm = cluster(2, strategy: .compact)
+        let ft = spec.replacingOccurrences(of: "placement: interleave\n", with: "")
+        let (_, p) = try #require(runningVM(&sm, spec: ft))
+        #expect(!p.firstTouch && p.chunks.count == 4096 && Set(p.chunks.map(\.node)).count == 1)
     }
 
     @Test func movesThatCannotBeAreRefused() throws {
@@ -315,10 +389,13 @@ import Transport
             let (vm, p) = try #require(runningVM(&sm, spec: spec + extra))
             let home = Int(p.chunks[0].node), other = 1 - home
             let report = Message.pageAccesses(vm: vm, entries: [PageAccessCount(guestPage: 0x8000_0000, accesses: 200, writes: 200)])
-            let ds = sm.handle(.received(node(other), report), now: Self.ms)
+            // Hot from one node: it migrates once it stayed so for the settle time (30 ms).
+            let first = sm.handle(.received(node(other), report), now: Self.ms)
+            #expect(sent(first, to: node(home)).isEmpty)
+            let ds = sm.handle(.received(node(other), report), now: 40 * Self.ms)
             let commands = sent(ds, to: node(home)).filter { if case .pageCommand = $0 { true } else { false } }
             #expect(commands.count == (policy ? 1 : 0), "policy \(policy): \(ds)")
-            if case .pageCommand(let c)? = commands.first { #expect(c.targetNode == Int32(other)) }
+            if case .pageCommand(let c)? = commands.first { #expect(c.targets == [PageTarget(node: Int32(other), frame: c.targets.first?.frame ?? 0)]) }
         }
     }
 }
@@ -361,4 +438,9 @@ import Transport
         #expect(release(&a, x, 4096))
         #expect(!release(&a, x, 4096))                  // twice
     }
+}
+
+extension PageCommand {
+    /// The first target's frame (a migration's new frame).
+    var frame: UInt64 { targets.first?.frame ?? 0 }
 }

@@ -8,7 +8,7 @@ import Testing
     typealias P = PagePolicy
     let ms: UInt64 = 1_000_000
     let page = P.Page(vm: 1, address: 0x8000_3000)
-    let small = P.Parameters(trigger: 10, sharing: 4, writeLimit: 1, migrateLimit: 1, resetInterval: .milliseconds(100))
+    let small = P.Parameters(trigger: 10, sharing: 4, writeLimit: 1, migrateLimit: 1, resetInterval: .milliseconds(100), settle: .zero)
 
     func report(_ misses: [Int: UInt64], writes: UInt64 = 0, home: Int = 0, replicas: Set<Int> = [], page: P.Page? = nil) -> P.Event {
         .misses([P.Report(page: page ?? self.page, placement: P.Placement(home: home, replicas: replicas),
@@ -34,6 +34,47 @@ import Testing
     @Test func readSharedPagesReplicateToTheirReadersWithoutACopy() {
         var p = P(defaults: small)
         #expect(p.handle(report([1: 10, 2: 5, 3: 4], home: 0, replicas: [3]), now: 0) == [.replicate(page, to: [1, 2])])
+    }
+
+    @Test func aMigrationWaitsForThePageToStayHotFromOneNode() {
+        var settled = small
+        settled.settle = .milliseconds(30)
+        var p = P(defaults: settled)
+        #expect(p.handle(report([1: 10]), now: 0).isEmpty)
+        #expect(p.handle(report([1: 10]), now: 20 * ms).isEmpty)
+        // Another node's report shows it shared before the page settled: it is replicated.
+        #expect(p.handle(report([2: 5]), now: 25 * ms) == [.replicate(page, to: [1, 2])])
+        _ = p.handle(.moveDone(page, migrated: false), now: 26 * ms)
+        // Hot from node 1 alone for 30 ms: it migrates.
+        let other = P.Page(vm: 1, address: 0x8000_9000)
+        #expect(p.handle(report([1: 10], page: other), now: 40 * ms).isEmpty)
+        #expect(p.handle(report([1: 1], page: other), now: 60 * ms).isEmpty)
+        #expect(p.handle(report([1: 1], page: other), now: 70 * ms) == [.migrate(other, from: 0, to: 1)])
+    }
+
+    @Test func aPageItsHomeUsesIsSharedWithTheHome() {
+        var p = P(defaults: small)
+        // The home read it this interval: node 1's misses replicate it instead of moving it.
+        #expect(p.handle(.misses([P.Report(page: page, placement: P.Placement(home: 0), misses: [:], writeMisses: 0, homeUse: .read)]),
+                         now: 0).isEmpty)
+        #expect(p.handle(report([1: 10]), now: ms) == [.replicate(page, to: [1])])
+        // A page the home writes is write-shared: it stays.
+        let written = P.Page(vm: 1, address: 0x8000_7000)
+        _ = p.handle(.misses([P.Report(page: written, placement: P.Placement(home: 0), misses: [:], writeMisses: 0, homeUse: .write)]), now: 0)
+        #expect(p.handle(report([1: 10], page: written), now: ms).isEmpty)
+        // Home use is forgotten with the interval: then node 1 alone uses it, and it moves.
+        _ = p.handle(.tick, now: 200 * ms)
+        #expect(p.handle(report([1: 10], page: written), now: 201 * ms) == [.migrate(written, from: 0, to: 1)])
+    }
+
+    @Test func aCollapsedPageIsWriteSharedForTheRestOfTheInterval() {
+        var p = P(defaults: small)
+        #expect(p.handle(report([1: 10, 2: 5]), now: 0) == [.replicate(page, to: [1, 2])])
+        _ = p.handle(.moveDone(page, migrated: false), now: ms)
+        _ = p.handle(.collapsed(page), now: 2 * ms)
+        #expect(p.handle(report([1: 10, 2: 5]), now: 3 * ms).isEmpty)
+        _ = p.handle(.tick, now: 200 * ms)
+        #expect(p.handle(report([1: 10, 2: 5]), now: 201 * ms) == [.replicate(page, to: [1, 2])])
     }
 
     @Test func writeSharedPagesStayWhereTheyAre() {

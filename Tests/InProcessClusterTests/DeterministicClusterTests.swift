@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import Node
 import Protocol
+import TestSupport
 import Testing
 import Transport
 
@@ -19,6 +20,10 @@ import Transport
         var state: VMState?
         var exit: VMExit?
         var rounds = 0
+        /// Page moves and replications the client asked for that were carried out.
+        var migrations = 0
+        var replications = 0
+        var collapses = 0
     }
 
     final class Events: @unchecked Sendable {
@@ -29,8 +34,10 @@ import Transport
     }
 
     /// Boots `elf` on `vcpus` VCPUs over `nodes` nodes; returns what the client saw and
-    /// how many rounds it took.
-    static func run(_ elf: String, vcpus: Int, nodes count: Int, maxRounds: Int = 400_000) throws -> Run {
+    /// how many rounds it took. With `moves`, the client keeps one page command in
+    /// flight all the time: a migration or a replication of a random page among the
+    /// guest's first 64 (code, data, stacks) to a random node, drawn from that seed.
+    static func run(_ elf: String, vcpus: Int, nodes count: Int, maxRounds: Int = 400_000, moves: UInt64? = nil) throws -> Run {
         let time = ManualTime()
         let executor = ManualExecutor(now: { time.nanoseconds() })
         let network = InMemoryNetwork(executor: executor)
@@ -57,7 +64,11 @@ import Transport
             secret: secret, identity: Hello(role: .client, nodeID: -1, nonce: [], name: "client"))) { events.post($0) }
         defer { client.shutdown() }
         let connection = client.connect(to: coordinatorEndpoint, reconnect: false)
-        let spec = VMSpec(name: "det", vcpus: vcpus, memoryBytes: 64 << 20, firmware: VMSpec.Firmware.none, kernel: elf)
+        var spec = VMSpec(name: "det", vcpus: vcpus, memoryBytes: 64 << 20, firmware: VMSpec.Firmware.none, kernel: elf)
+        if moves != nil { spec.placement = .interleave }  // every page exists from the start
+        var rng = SeededGenerator(seed: moves ?? 0)
+        var moveInFlight = false
+        var nextMoveID: UInt64 = 100
 
         var out = Run()
         var created: UInt32?
@@ -72,6 +83,13 @@ import Transport
                 switch e {
                 case .received(_, .vmResponse(2, true, let vm, _)): created = vm
                 case .received(_, .vmResponse(1, _, _, let body)): joined = body.components(separatedBy: "status: alive").count - 1
+                case .received(_, .vmResponse(let id, let ok, _, let body)) where id >= 100:
+                    moveInFlight = false
+                    if ok { if body.hasPrefix("moved") { out.migrations += 1 } else { out.replications += 1 } }
+                case .received(_, .vmResponse(3, true, _, let body)):
+                    if let c = body.components(separatedBy: "collapses: ").dropFirst().first?.prefix(while: \.isNumber), let n = Int(c) {
+                        out.collapses = max(out.collapses, n)
+                    }
                 case .received(_, .console(_, let bytes)): out.console += String(decoding: bytes, as: UTF8.self)
                 case .received(_, .vmStatus(_, let state, let exit, _)) where state == .stopped || state == .failed:
                     out.state = state
@@ -80,6 +98,16 @@ import Transport
                     return out
                 default: break
                 }
+            }
+            if let vm = created, moves != nil, !moveInFlight {
+                let page = 0x8000_0000 + (rng.next() % 64) * 4096
+                let node = Int32(rng.next() % UInt64(count))
+                let request: VMRequest = rng.next() % 2 == 0 ? .migrate(vm: vm, guestPage: page, node: node)
+                                                            : .replicate(vm: vm, guestPage: page, nodes: [node])
+                _ = client.send(.vmRequest(id: nextMoveID, request: request), on: connection)
+                nextMoveID += 1
+                moveInFlight = true
+                if round % 500 == 0 { _ = client.send(.vmRequest(id: 3, request: .stats), on: connection) }
             }
             // Ask for the members until every node has joined, then create the VM.
             if created == nil, round % 50 == 0 {
@@ -104,6 +132,24 @@ import Transport
         let (expected, _) = try InProcessClusterTests.reference(elf, harts: vcpus)
         #expect(InProcessClusterTests.comparable(first.console) == InProcessClusterTests.comparable(expected))
         let second = try Self.run(elf, vcpus: vcpus, nodes: nodes)
+        #expect(second == first, "rounds \(first.rounds) vs \(second.rounds)")
+    }
+
+    /// Pages move and get replicas all the time while the VCPUs race on them (one page
+    /// command always in flight, random pages and nodes from a seed), and their writes
+    /// collapse the replicas: the guest prints what it prints on one machine (litmus: no
+    /// forbidden outcome), and the same seed replays the same run exactly.
+    @Test(arguments: [("litmus.elf", 2, 2, UInt64(1)), ("smp.elf", 4, 2, 3)])
+    func pagesMoveAtRandomAndTheRunStillReplays(guest: String, vcpus: Int, nodes: Int, seed: UInt64) throws {
+        let elf = InProcessClusterTests.guest(guest)
+        try #require(FileManager.default.fileExists(atPath: elf), "run make -C guests")
+        let first = try Self.run(elf, vcpus: vcpus, nodes: nodes, maxRounds: 1_000_000, moves: seed)
+        #expect(first.state == .stopped && first.exit == .pass, "\(first.console.suffix(600))")
+        let (expected, _) = try InProcessClusterTests.reference(elf, harts: vcpus)
+        #expect(InProcessClusterTests.comparable(first.console) == InProcessClusterTests.comparable(expected))
+        #expect(first.migrations >= 20 && first.replications >= 10, "\(first.migrations) migrations, \(first.replications) replications")
+        print("\(guest) seed \(seed): \(first.migrations) migrations, \(first.replications) replications, \(first.collapses)+ collapses in \(first.rounds) rounds")
+        let second = try Self.run(elf, vcpus: vcpus, nodes: nodes, maxRounds: 1_000_000, moves: seed)
         #expect(second == first, "rounds \(first.rounds) vs \(second.rounds)")
     }
 }

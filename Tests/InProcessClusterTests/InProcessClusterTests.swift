@@ -164,18 +164,24 @@ import Transport
             .filter { !$0.hasPrefix("instret:") }.joined(separator: "\n")
     }
 
-    func spec(_ guest: String, vcpus: Int, name: String = "t", memory: UInt64 = 64 << 20) -> VMSpec {
-        VMSpec(name: name, vcpus: vcpus, memoryBytes: memory, firmware: VMSpec.Firmware.none, kernel: Self.guest(guest))
+    func spec(_ guest: String, vcpus: Int, name: String = "t", memory: UInt64 = 64 << 20,
+              placement: VMSpec.MemoryPlacement = .firstTouch) -> VMSpec {
+        var s = VMSpec(name: name, vcpus: vcpus, memoryBytes: memory, firmware: VMSpec.Firmware.none, kernel: Self.guest(guest))
+        s.placement = placement
+        return s
     }
 
-    @Test(arguments: [("smp.elf", 4, 2), ("smp.elf", 4, 4), ("litmus.elf", 2, 2)])
-    func guestRunsAsOnOneMachine(guest: String, vcpus: Int, nodes: Int) throws {
+    /// Memory placed by first touch (the default) and interleaved.
+    @Test(arguments: [("smp.elf", 4, 2), ("smp.elf", 4, 4), ("litmus.elf", 2, 2), ("smp.elf@interleave", 4, 2)])
+    func guestRunsAsOnOneMachine(guest name: String, vcpus: Int, nodes: Int) throws {
+        let guest = String(name.split(separator: "@")[0])
+        let placement: VMSpec.MemoryPlacement = name.hasSuffix("@interleave") ? .interleave : .firstTouch
         try #require(FileManager.default.fileExists(atPath: Self.guest(guest)), "run make -C guests")
         let (expected, exit) = try Self.reference(Self.guest(guest), harts: vcpus)
         #expect(exit == .pass)
         let cluster = try LocalCluster(nodes: nodes, cpus: (vcpus + nodes - 1) / nodes)
         defer { cluster.stop() }
-        let out = try Self.run([spec(guest, vcpus: vcpus)], on: cluster)[0]
+        let out = try Self.run([spec(guest, vcpus: vcpus, placement: placement)], on: cluster)[0]
         #expect(out.state == .stopped && out.exit == .pass, "\(out.detail)\n\(out.console.suffix(800))")
         #expect(Self.comparable(out.console) == Self.comparable(expected))
     }
@@ -326,11 +332,12 @@ import Transport
         #expect(after.exit == .pass, "\(after.detail)")
     }
 
-    /// Pages of a running SMP guest move between its two nodes at random, code, data
-    /// and stacks alike, while its VCPUs race on them: the guest still prints what it
-    /// prints on one machine, and every frame comes back once it has stopped.
+    /// Pages of a running SMP guest move between its two nodes and get replicas at
+    /// random, code, data and stacks alike, while its VCPUs race on them (so their
+    /// writes collapse replicas as they come): the guest still prints what it prints on
+    /// one machine, and every frame comes back once it has stopped.
     @Test(arguments: [("smp.elf", 4), ("litmus.elf", 2)])
-    func pagesMoveWhileTheGuestRuns(guest: String, vcpus: Int) throws {
+    func pagesMoveAndReplicateWhileTheGuestRuns(guest: String, vcpus: Int) throws {
         try #require(FileManager.default.fileExists(atPath: Self.guest(guest)), "run make -C guests")
         let (expected, _) = try Self.reference(Self.guest(guest), harts: vcpus)
         let cluster = try LocalCluster(nodes: 2, cpus: vcpus / 2, memoryBytes: 64 << 20)
@@ -338,19 +345,31 @@ import Transport
         let client = try cluster.client()
         defer { client.close() }
         try cluster.waitForNodes(2, client: client)
-        let (ok, vm, body) = try client.requestWithVM(.create(spec: spec(guest, vcpus: vcpus, memory: 16 << 20).yamlText()))
+        // Every page exists from the start (interleaved), so any may be picked.
+        let (ok, vm, body) = try client.requestWithVM(.create(spec: spec(guest, vcpus: vcpus, memory: 16 << 20, placement: .interleave).yamlText()))
         try #require(ok, "\(body)")
         let id = try #require(vm)
         var rng = SystemRandomNumberGenerator()
         var console = "", end: (VMState, VMExit?, String)?
-        var moved = 0, refused: [String] = [], moveMicros: [Int] = []
+        var moved = 0, replicated = 0, collapses = 0, refused: [String] = [], moveMicros: [Int] = []
+        // Refusals that say the page is busy or placed so already (the page policy moves
+        // and replicates pages too).
+        let expectedRefusals = ["already", "no running VM", "ended", "being moved", "is replicated", "is homed on node",
+                                "collapsing", "holds a replica"]
         let deadline = Date().addingTimeInterval(120)
         while end == nil && Date() < deadline {
             let page = 0x8000_0000 + UInt64.random(in: 0..<64, using: &rng) * 4096
-            let (done, answer) = try client.request(.migrate(vm: id, guestPage: page, node: Int32.random(in: 0...1, using: &rng)))
-            // The page policy moves pages too: a page it is moving is refused.
-            if done, let us = answer.split(separator: " ").dropLast().last.flatMap({ Int($0) }) { moveMicros.append(us) }
-            if done { moved += 1 } else if !answer.contains("already") && !answer.contains("no running VM") && !answer.contains("ended") && !answer.contains("being moved") { refused.append(answer) }
+            let node = Int32.random(in: 0...1, using: &rng)
+            let replicate = Bool.random(using: &rng)
+            let (done, answer) = try client.request(replicate ? .replicate(vm: id, guestPage: page, nodes: [node])
+                                                              : .migrate(vm: id, guestPage: page, node: node))
+            if done, !replicate, let us = answer.split(separator: " ").dropLast().last.flatMap({ Int($0) }) { moveMicros.append(us) }
+            if done { if replicate { replicated += 1 } else { moved += 1 } }
+            else if !expectedRefusals.contains(where: { answer.contains($0) }) { refused.append(answer) }
+            if let line = try client.request(.stats).body.split(separator: "\n").first(where: { $0.contains("{vm: \(id),") }),
+               let c = line.components(separatedBy: "collapses: ").dropFirst().first?.prefix(while: \.isNumber), let n = Int(c) {
+                collapses = n
+            }
             for m in try client.events(until: Date()) {
                 switch m {
                 case .console(id, let bytes): console += String(decoding: bytes, as: UTF8.self)
@@ -360,6 +379,8 @@ import Transport
                 }
             }
         }
+        #expect(replicated >= 5 && collapses >= 1, "only \(replicated) replications and \(collapses) collapses while the guest ran")
+        print("replications while \(guest) ran: \(replicated), collapses \(collapses)")
         #expect(end?.0 == .stopped && end?.1 == .pass, "\(end.map { "\($0)" } ?? "timed out")\n\(console.suffix(800))")
         #expect(Self.comparable(console) == Self.comparable(expected))
         #expect(moved >= 10, "only \(moved) moves while the guest ran")

@@ -65,8 +65,8 @@ struct MessageGenerator {
         case .tlbShootdownAck: return .tlbShootdownAck(id: int())
         case .timeSync: return .timeSync(mtime: int(), sentAtNanos: int())
         case .pageCommand:
-            return .pageCommand(PageCommand(id: int(), kind: pick(PageCommand.Kind.self), vm: int(), guestPage: int(),
-                                            targetNode: int(), frame: int()))
+            return .pageCommand(PageCommand(id: int(), kind: pick(PageCommand.Kind.self), vm: int(), guestPage: int() & ~0xfff,
+                                            targets: (0..<Int(rng.next() % 4)).map { _ in PageTarget(node: int(), frame: int() & ~0xfff) }))
         case .pageCommandDone: return .pageCommandDone(id: int(), ok: bool(), detail: string())
         case .pageFreeze: return .pageFreeze(id: int(), vm: int(), guestPage: int() & ~0xfff)
         case .pageFrozen: return .pageFrozen(id: int())
@@ -74,6 +74,16 @@ struct MessageGenerator {
             return .pageData(id: int(), vm: int(), guestPage: int() & ~0xfff, frame: int() & ~0xfff,
                              data: (0..<4096).map { _ in UInt8(truncatingIfNeeded: rng.next()) })
         case .pageMoved: return .pageMoved(id: int(), vm: int(), guestPage: int() & ~0xfff, node: int(), frame: int() & ~0xfff)
+        case .pageReplica:
+            return .pageReplica(id: int(), vm: int(), guestPage: int() & ~0xfff, frame: int() & ~0xfff,
+                                data: (0..<4096).map { _ in UInt8(truncatingIfNeeded: rng.next()) })
+        case .pageThaw: return .pageThaw(id: int(), vm: int(), guestPage: int() & ~0xfff)
+        case .pageCollapse: return .pageCollapse(id: int(), vm: int(), guestPage: int() & ~0xfff)
+        case .pageCollapsed: return .pageCollapsed(id: int())
+        case .pageReplicasDropped:
+            return .pageReplicasDropped(vm: int(), guestPage: int() & ~0xfff, nodes: (0..<Int(rng.next() % 5)).map { _ in int() })
+        case .pageTouch: return .pageTouch(vm: int(), guestPage: int() & ~0xfff)
+        case .pageAssigned: return .pageAssigned(vm: int(), guestPage: int() & ~0xfff, node: int(), frame: int() & ~0xfff)
         case .vcpuState:
             return .vcpuState(VCPUState(vm: int(), vcpu: int(), pc: int(), privilege: [0, 1, 3][Int(rng.next() % 3)],
                                         registers: (0..<32).map { _ in int() },
@@ -92,12 +102,13 @@ struct MessageGenerator {
             })
         case .vmRequest:
             let request: VMRequest
-            switch rng.next() % 6 {
+            switch rng.next() % 7 {
             case 0: request = .create(spec: string())
             case 1: request = .stop(vm: int())
             case 2: request = .list
             case 3: request = .nodes
             case 4: request = .migrate(vm: int(), guestPage: int() & ~0xfff, node: int())
+            case 5: request = .replicate(vm: int(), guestPage: int() & ~0xfff, nodes: (0..<Int(rng.next() % 4)).map { _ in int() })
             default: request = .stats
             }
             return .vmRequest(id: int(), request: request)
@@ -111,7 +122,7 @@ struct MessageGenerator {
                                         nodes: (0..<Int(rng.next() % 5)).map { _ in
                                             NodeAddress(nodeID: int(), listenAddress: string(), memoryBase: int(), memoryBytes: int())
                                         },
-                                        epochNanos: int(), lineSize: int()))
+                                        epochNanos: int(), lineSize: int(), firstTouch: k == 0 && bool()))
         case .vmStop: return .vmStop(vm: int(), reason: string())
         case .vmDropped: return .vmDropped(vm: int())
         case .scrubFrames: return .scrubFrames(vm: int(), base: int(UInt64.self) & ~0xfff, bytes: int(UInt64.self) & ~0xfff)

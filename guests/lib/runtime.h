@@ -11,6 +11,10 @@ void puts(const char *s);
 void put_u64(u64 v);        /* decimal */
 void put_hex(u64 v);        /* 0x... */
 void pass(void) __attribute__((noreturn));
+/* The end of a partitioned workload, after its last barrier: hart 0 adds up the
+ * harts' partial sums, prints "<name>: checksum 0x..." and "<name>: done" and passes;
+ * the other harts wait for interrupts. */
+void finish_with_checksum(const char *name, u64 hartid, volatile u64 *sums, int harts) __attribute__((noreturn));
 void fail(u32 code) __attribute__((noreturn));
 /* Number of /cpus/cpu@N nodes in the device tree at `fdt`. */
 int fdt_count_cpus(const void *fdt);

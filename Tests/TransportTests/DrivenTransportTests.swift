@@ -1,0 +1,123 @@
+import Foundation
+import Protocol
+import Testing
+@testable import Transport
+
+/// A driven transport runs its loop only inside `poll` and `wait(until:)` on the thread
+/// that made it (a node's execution thread): it delivers events there, sends what that
+/// thread queued on its next call, blocks in `wait` until something happens, and wakes
+/// at once when another thread calls `wakeUp`.
+@Suite struct DrivenTransportTests {
+    /// A driven transport on a thread of its own that echoes every ping as a pong.
+    final class Echo: @unchecked Sendable {
+        private let lock = NSLock()
+        private var stopFlag = false
+        private var transport: NetworkTransport?
+        private var bound: Endpoint?
+        private(set) var waits = 0
+        private(set) var shutDownCleanly = false
+        private(set) var deliveredOnDrivingThread = true
+        let ready = DispatchSemaphore(value: 0)
+        let done = DispatchSemaphore(value: 0)
+        /// Seconds the last `wait(until:)` with a 30 s deadline took.
+        private(set) var lastLongWait: TimeInterval = 0
+
+        var address: Endpoint { lock.withLock { bound! } }
+        var stopping: Bool { lock.withLock { stopFlag } }
+
+        func start(_ endpoint: Endpoint, longWaits: Bool) {
+            let thread = Thread { [self] in
+                let me = pthread_self()
+                let inbox = Mailbox<TransportEvent>()
+                let config = TransportConfiguration(secret: testSecret, identity: identity(.node, 3))
+                let t: NetworkTransport
+                do {
+                    t = try NetworkTransport(configuration: config, driven: true) { [self] event in
+                        if pthread_equal(me, pthread_self()) == 0 { lock.withLock { deliveredOnDrivingThread = false } }
+                        inbox.post(event)
+                    }
+                    let b = try t.listen(on: endpoint)
+                    lock.withLock {
+                        transport = t
+                        bound = b
+                    }
+                } catch {
+                    Issue.record("driven transport: \(error)")
+                    ready.signal()
+                    done.signal()
+                    return
+                }
+                ready.signal()
+                while !stopping {
+                    let started = Date()
+                    t.wait(until: started.addingTimeInterval(longWaits ? 30 : 0.05))
+                    let took = Date().timeIntervalSince(started)
+                    lock.withLock {
+                        waits += 1
+                        if longWaits { lastLongWait = took }
+                    }
+                    for case .received(let id, .ping(let seq, let payload)) in inbox.takeAll() {
+                        _ = t.send(.pong(sequence: seq, payload: payload), on: id)
+                    }
+                    t.poll()
+                }
+                t.shutdown()
+                lock.withLock { shutDownCleanly = t.shutDownCleanly }
+                done.signal()
+            }
+            thread.start()
+            ready.wait()
+        }
+
+        func stop() {
+            lock.withLock { stopFlag = true }
+            lock.withLock { transport }?.wakeUp()
+            _ = done.wait(timeout: .now() + 10)
+        }
+    }
+
+    @Test(arguments: ["tcp", "unix"])
+    func aDrivenTransportAnswersFromItsOwnThreadInOrder(kind: String) throws {
+        let echo = Echo()
+        echo.start(kind == "unix" ? .unix(path: socketPath("driven")) : .tcp(host: "127.0.0.1", port: 0), longWaits: false)
+        let log = EventLog()
+        let client = try NetworkTransport(configuration: TransportConfiguration(secret: testSecret, identity: identity(.node, 4))) {
+            log.record($0)
+        }
+        defer { client.shutdown() }
+        let id = client.connect(to: echo.address, reconnect: false)
+        for i in 0..<500 { _ = client.send(.ping(sequence: UInt64(i), payload: [UInt8(i & 0xff)]), on: id) }
+        log.wait(until: { log.received($0).count == 500 })
+        #expect(log.received(log.all) == (0..<500).map { .pong(sequence: UInt64($0), payload: [UInt8($0 & 0xff)]) })
+        echo.stop()
+        #expect(echo.deliveredOnDrivingThread)
+        #expect(echo.shutDownCleanly)
+    }
+
+    @Test func waitBlocksUntilDataOrAWakeUp() throws {
+        let echo = Echo()
+        echo.start(.tcp(host: "127.0.0.1", port: 0), longWaits: true)
+        let log = EventLog()
+        let client = try NetworkTransport(configuration: TransportConfiguration(secret: testSecret, identity: identity(.node, 4))) {
+            log.record($0)
+        }
+        defer { client.shutdown() }
+        let id = client.connect(to: echo.address, reconnect: false)
+        log.wait(until: { !log.connected($0).isEmpty })
+        // A ping wakes a wait of 30 s at once.
+        let sent = Date()
+        _ = client.send(.ping(sequence: 1, payload: []), on: id)
+        log.wait(until: { log.received($0) == [.pong(sequence: 1, payload: [])] })
+        #expect(Date().timeIntervalSince(sent) < 5)
+        // Blocked with nothing to do, it takes no turns; a wake-up ends the wait.
+        Thread.sleep(forTimeInterval: 0.3)
+        let turns = echo.waits
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(echo.waits == turns, "the driving thread spun while idle")
+        let stopping = Date()
+        echo.stop()
+        #expect(Date().timeIntervalSince(stopping) < 5)
+        #expect(echo.lastLongWait < 5)
+        #expect(echo.shutDownCleanly)
+    }
+}
