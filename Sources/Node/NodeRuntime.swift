@@ -589,6 +589,22 @@ public final class NodeRuntime: @unchecked Sendable {
 
     /// Events put aside while a device's DMA waited for a line (handled next turn).
     private var deferred: [TransportEvent] = []
+    /// The events `process` is working through (from `inboxHead` on): a device's DMA
+    /// started by one of them takes the coherence messages among the rest first.
+    private var inbox: [TransportEvent] = []
+    private var inboxHead = 0
+
+    /// What a device's DMA may handle while it waits: coherence and page-move messages
+    /// from peers, page assignments, connection changes — nothing that reaches a device
+    /// or runs a VCPU.
+    private func canHandleDuringTransfer(_ event: TransportEvent) -> Bool {
+        switch event {
+        case .received(let id, let m) where (m.isCoherence || m.isPageMove) && state.node(of: id) != nil: return true
+        case .received(let id, .pageAssigned) where id == coordinator: return true
+        case .connected, .disconnected, .writable: return true
+        default: return false
+        }
+    }
 
     /// A device's DMA waits for a line: send what is queued, then handle coherence
     /// messages and connection changes only; anything that could reach a device or run
@@ -596,13 +612,22 @@ public final class NodeRuntime: @unchecked Sendable {
     private func pumpCoherence() -> Bool {
         guard stopRequested == nil else { return false }
         flushCoherence()
-        for event in waitForEvents(until: Date().addingTimeInterval(0.1)) {
+        // Messages the loop in `process` took but has not handled yet come first: the
+        // transfer may wait for one of them (a recall of a line this node holds, a move's
+        // data), and they must keep their order before anything newer from the same peer.
+        let (now, later) = inbox[inboxHead...].reduce(into: ([TransportEvent](), [TransportEvent]())) { parts, event in
+            if canHandleDuringTransfer(event) { parts.0.append(event) } else { parts.1.append(event) }
+        }
+        if !now.isEmpty {
+            inbox = later
+            inboxHead = 0
+            for event in now { handle(event) }
+            flushCoherence()
+            advanceMoves()
+        }
+        for event in waitForEvents(until: now.isEmpty ? Date().addingTimeInterval(0.1) : Date()) {
             switch event {
-            case .received(let id, let m) where (m.isCoherence || m.isPageMove) && state.node(of: id) != nil:
-                handle(event)
-            case .received(let id, .pageAssigned) where id == coordinator:
-                handle(event)
-            case .connected, .disconnected, .writable:
+            case _ where canHandleDuringTransfer(event):
                 handle(event)
             default:
                 deferred.append(event)
@@ -610,6 +635,9 @@ public final class NodeRuntime: @unchecked Sendable {
         }
         flushCoherence()
         advanceMoves()
+        // A long transfer (remote lines, pages frozen for moves) must not look like a
+        // dead node: heartbeats go on (the tick only sends them and the statistics).
+        apply(state.handle(.tick, now: clock.localNanoseconds()))
         return true
     }
 
@@ -633,12 +661,12 @@ public final class NodeRuntime: @unchecked Sendable {
     /// away before the VCPU ever used it, and contended lines would bounce between
     /// nodes forever without progress.
     private func process(_ fresh: [TransportEvent]) {
-        var events = fresh
-        if !deferred.isEmpty {
-            events = deferred + fresh
-            deferred.removeAll()
-        }
-        for event in events {
+        inbox = deferred + inbox[inboxHead...] + fresh
+        inboxHead = 0
+        deferred.removeAll()
+        while inboxHead < inbox.count {
+            let event = inbox[inboxHead]
+            inboxHead += 1
             handle(event)
             guard let agent else { continue }
             if !agent.completed.isEmpty || vms.values.contains(where: { !$0.woken.isEmpty }) {
