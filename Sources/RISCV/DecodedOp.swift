@@ -23,13 +23,40 @@ enum OpKind: UInt8 {
     case csrrw, csrrs, csrrc, csrrwi, csrrsi, csrrci
 }
 
-/// One instruction, decoded. 12 bytes; a decoded page holds one per 2-byte parcel.
+extension OpKind {
+    /// Instructions after which a block ends: control transfers, and everything the
+    /// block interpreter leaves to `executeOutOfLine` that may change the pc, the
+    /// privilege, the translation, interrupt state or memory (system instructions,
+    /// fences, atomics, illegal encodings).
+    var endsBlock: Bool {
+        switch self {
+        case .jal, .jalr, .beq, .bne, .blt, .bge, .bltu, .bgeu,
+             .illegal, .fence, .fenceI, .lrW, .lrD, .scW, .scD, .amoW, .amoD,
+             .ecall, .ebreak, .mret, .sret, .wfi, .sfenceVMA,
+             .csrrw, .csrrs, .csrrc, .csrrwi, .csrrsi, .csrrci:
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// Instructions whose immediate is relative to their own address: in a block the
+    /// immediate holds the target's offset from the page base instead.
+    var isPCRelative: Bool {
+        switch self {
+        case .auipc, .jal, .beq, .bne, .blt, .bge, .bltu, .bgeu: return true
+        default: return false
+        }
+    }
+}
+
+/// One instruction, decoded. 16 bytes; a block holds one per instruction.
 ///
 /// `bits` is the instruction as it sits in memory (16 bits for a compressed one, the
-/// upper half zero). The interpreter compares it with memory before it uses the entry,
-/// which is how a decoded page notices that its code was rewritten — by this hart, by
-/// another hart, by DMA or by a remote node — without any writer having to know that
-/// the page holds decoded code.
+/// upper half zero). A block compares them with memory before it runs in a new code
+/// epoch (Hart+Blocks.swift), which is how it notices that its code was rewritten — by
+/// this hart, by another hart, by DMA or by a remote node — without any writer having
+/// to know that the page holds decoded code.
 struct DecodedOp {
     var kind: OpKind = .illegal
     /// The destination register; writes to x0 are steered to the scratch slot 32
@@ -41,6 +68,10 @@ struct DecodedOp {
     /// instructions the CSR number, for AMOs the `AtomicOp`.
     var imm: Int32 = 0
     var bits: UInt32 = 0
+    /// In a block: the instruction's offset in its page, and the offset of the one
+    /// after it (`offset` + length; past 4095 for the last instruction of a page).
+    var offset: UInt16 = 0
+    var next: UInt16 = 0
 
     /// The instruction's length in bytes.
     @inline(__always) var length: UInt64 { bits & 3 == 3 ? 4 : 2 }

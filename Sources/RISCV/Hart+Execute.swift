@@ -8,110 +8,191 @@ extension Hart {
 
     var illegal: Trap { Trap(cause: Trap.illegal, value: currentInstruction) }
 
-    /// Executes the instruction at `pc` (run's copy of the pc; it advances unless the
-    /// instruction traps). `retired` is run's count not yet added to `instructionsRetired`.
-    @inline(__always) func step(_ pc: inout UInt64, _ retired: inout UInt64) throws(Trap) {
-        try execute(try decodedInstruction(at: pc), &pc, &retired)
+    /// Runs `ops[0..<count]`, a block (or the first `count` instructions of one) whose
+    /// page starts at virtual address `base`, and returns where it stopped:
+    /// - after the last one, or after a branch or jump, with `pc` set to the next
+    ///   instruction;
+    /// - at an instruction the block cannot finish inline (`outOfLine` set, `pc`
+    ///   unchanged): a load or store off the fast path, or one of the instructions
+    ///   `executeOutOfLine` performs. Nothing of it has happened yet.
+    /// Registers are read through the decoded numbers; a destination of x0 was steered
+    /// to the sink slot at decode time. Nothing here throws.
+    @inline(__always)
+    func interpret(_ ops: UnsafeMutablePointer<DecodedOp>, _ count: Int, _ base: UInt64,
+                   _ pc: inout UInt64, _ outOfLine: inout Bool) -> UnsafeMutablePointer<DecodedOp> {
+        var p = ops
+        let end = ops + count
+        while true {
+            let op = p.pointee
+            let a = x[Int(op.rs1)], b = x[Int(op.rs2)]
+            let d = Int(op.rd)
+            let imm = UInt64(bitPattern: Int64(op.imm))
+            switch op.kind {
+            case .lui: x[d] = imm
+            case .auipc: x[d] = base &+ imm  // imm: the offset from the page base
+            case .jal:
+                x[d] = base &+ UInt64(op.next)
+                pc = base &+ imm
+                return p + 1
+            case .jalr:
+                let target = (a &+ imm) & ~1
+                x[d] = base &+ UInt64(op.next)
+                pc = target
+                return p + 1
+            case .beq:
+                pc = base &+ (a == b ? imm : UInt64(op.next))
+                return p + 1
+            case .bne:
+                pc = base &+ (a != b ? imm : UInt64(op.next))
+                return p + 1
+            case .blt:
+                pc = base &+ (Int64(bitPattern: a) < Int64(bitPattern: b) ? imm : UInt64(op.next))
+                return p + 1
+            case .bge:
+                pc = base &+ (Int64(bitPattern: a) >= Int64(bitPattern: b) ? imm : UInt64(op.next))
+                return p + 1
+            case .bltu:
+                pc = base &+ (a < b ? imm : UInt64(op.next))
+                return p + 1
+            case .bgeu:
+                pc = base &+ (a >= b ? imm : UInt64(op.next))
+                return p + 1
+            case .lb:
+                guard let h = directAddress(a &+ imm, 1, .read) else { outOfLine = true; return p }
+                x[d] = UInt64(bitPattern: Int64(h.load(as: Int8.self)))
+            case .lh:
+                guard let h = directAddress(a &+ imm, 2, .read) else { outOfLine = true; return p }
+                x[d] = UInt64(bitPattern: Int64(h.loadUnaligned(as: Int16.self)))
+            case .lw:
+                guard let h = directAddress(a &+ imm, 4, .read) else { outOfLine = true; return p }
+                x[d] = UInt64(bitPattern: Int64(h.loadUnaligned(as: Int32.self)))
+            case .ld:
+                guard let h = directAddress(a &+ imm, 8, .read) else { outOfLine = true; return p }
+                x[d] = h.loadUnaligned(as: UInt64.self)
+            case .lbu:
+                guard let h = directAddress(a &+ imm, 1, .read) else { outOfLine = true; return p }
+                x[d] = UInt64(h.load(as: UInt8.self))
+            case .lhu:
+                guard let h = directAddress(a &+ imm, 2, .read) else { outOfLine = true; return p }
+                x[d] = UInt64(h.loadUnaligned(as: UInt16.self))
+            case .lwu:
+                guard let h = directAddress(a &+ imm, 4, .read) else { outOfLine = true; return p }
+                x[d] = UInt64(h.loadUnaligned(as: UInt32.self))
+            case .sb:
+                guard let h = directAddress(a &+ imm, 1, .write) else { outOfLine = true; return p }
+                h.storeBytes(of: UInt8(truncatingIfNeeded: b), as: UInt8.self)
+            case .sh:
+                guard let h = directAddress(a &+ imm, 2, .write) else { outOfLine = true; return p }
+                h.storeBytes(of: UInt16(truncatingIfNeeded: b), toByteOffset: 0, as: UInt16.self)
+            case .sw:
+                guard let h = directAddress(a &+ imm, 4, .write) else { outOfLine = true; return p }
+                h.storeBytes(of: UInt32(truncatingIfNeeded: b), toByteOffset: 0, as: UInt32.self)
+            case .sd:
+                guard let h = directAddress(a &+ imm, 8, .write) else { outOfLine = true; return p }
+                h.storeBytes(of: b, toByteOffset: 0, as: UInt64.self)
+            case .addi: x[d] = a &+ imm
+            case .slti: x[d] = Int64(bitPattern: a) < Int64(op.imm) ? 1 : 0
+            case .sltiu: x[d] = a < imm ? 1 : 0
+            case .xori: x[d] = a ^ imm
+            case .ori: x[d] = a | imm
+            case .andi: x[d] = a & imm
+            case .slli: x[d] = a &<< imm
+            case .srli: x[d] = a &>> imm
+            case .srai: x[d] = UInt64(bitPattern: Int64(bitPattern: a) &>> Int64(op.imm))
+            case .addiw: x[d] = Self.sext32(a &+ imm)
+            case .slliw: x[d] = Self.sext32(UInt32(truncatingIfNeeded: a) &<< UInt32(op.imm))
+            case .srliw: x[d] = Self.sext32(UInt32(truncatingIfNeeded: a) &>> UInt32(op.imm))
+            case .sraiw: x[d] = UInt64(bitPattern: Int64(Int32(truncatingIfNeeded: a) &>> op.imm))
+            case .add: x[d] = a &+ b
+            case .sub: x[d] = a &- b
+            case .sll: x[d] = a &<< b
+            case .slt: x[d] = Int64(bitPattern: a) < Int64(bitPattern: b) ? 1 : 0
+            case .sltu: x[d] = a < b ? 1 : 0
+            case .xor: x[d] = a ^ b
+            case .srl: x[d] = a &>> b
+            case .sra: x[d] = UInt64(bitPattern: Int64(bitPattern: a) &>> Int64(bitPattern: b))
+            case .or: x[d] = a | b
+            case .and: x[d] = a & b
+            case .mul: x[d] = a &* b
+            case .mulh: x[d] = UInt64(bitPattern: Int64(bitPattern: a).multipliedFullWidth(by: Int64(bitPattern: b)).high)
+            case .mulhsu:
+                let high = a.multipliedFullWidth(by: b).high
+                x[d] = Int64(bitPattern: a) < 0 ? high &- b : high
+            case .mulhu: x[d] = a.multipliedFullWidth(by: b).high
+            case .div, .divu, .rem, .remu, .mulw, .divw, .divuw, .remw, .remuw:
+                x[d] = Self.multiplyDivide(op.kind, a, b)
+            case .addw: x[d] = Self.sext32(a &+ b)
+            case .subw: x[d] = Self.sext32(a &- b)
+            case .sllw: x[d] = Self.sext32(UInt32(truncatingIfNeeded: a) &<< UInt32(truncatingIfNeeded: b))
+            case .srlw: x[d] = Self.sext32(UInt32(truncatingIfNeeded: a) &>> UInt32(truncatingIfNeeded: b))
+            case .sraw: x[d] = UInt64(bitPattern: Int64(Int32(truncatingIfNeeded: a) &>> Int32(truncatingIfNeeded: b)))
+            case .illegal, .fence, .fenceI, .lrW, .lrD, .scW, .scD, .amoW, .amoD,
+                 .ecall, .ebreak, .mret, .sret, .wfi, .sfenceVMA,
+                 .csrrw, .csrrs, .csrrc, .csrrwi, .csrrsi, .csrrci:
+                outOfLine = true
+                return p
+            }
+            p += 1
+            if p == end {
+                pc = base &+ UInt64(op.next)
+                return p
+            }
+        }
     }
 
-    /// Executes `op`, the instruction at `pc`. Registers are read through the decoded
-    /// numbers; a destination of x0 was steered to the sink slot at decode time.
-    @inline(__always) func execute(_ op: DecodedOp, _ pc: inout UInt64, _ retired: inout UInt64) throws(Trap) {
+    /// The instructions a block leaves to this function: loads and stores off the
+    /// inline fast path, atomics, fences, system instructions and illegal encodings.
+    /// `op` is at `self.pc` (its page at `base`) and `instructionsRetired` counts the
+    /// instructions before it. On return `self.pc` is the next instruction; a trap
+    /// leaves it at `op` (WFI that waits: after it, with WFI retired).
+    @inline(never)
+    func executeOutOfLine(_ op: DecodedOp, _ base: UInt64) throws(Trap) {
         let a = x[Int(op.rs1)], b = x[Int(op.rs2)]
         let d = Int(op.rd)
-        let imm = UInt64(bitPattern: Int64(op.imm))
-        var next = pc &+ op.length
+        let address = a &+ UInt64(bitPattern: Int64(op.imm))
+        var next = base &+ UInt64(op.next)
+        currentInstruction = UInt64(op.bits)
         switch op.kind {
+        case .lb: x[d] = UInt64(bitPattern: Int64(Int8(truncatingIfNeeded: try loadSlowly(address, 1))))
+        case .lh: x[d] = UInt64(bitPattern: Int64(Int16(truncatingIfNeeded: try loadSlowly(address, 2))))
+        case .lw: x[d] = Self.sext32(try loadSlowly(address, 4))
+        case .ld: x[d] = try loadSlowly(address, 8)
+        case .lbu: x[d] = try loadSlowly(address, 1)
+        case .lhu: x[d] = try loadSlowly(address, 2)
+        case .lwu: x[d] = try loadSlowly(address, 4)
+        case .sb: try storeSlowly(address, 1, b)
+        case .sh: try storeSlowly(address, 2, b)
+        case .sw: try storeSlowly(address, 4, b)
+        case .sd: try storeSlowly(address, 8, b)
         case .illegal:
-            currentInstruction = UInt64(op.bits)
             throw illegal
-        case .lui: x[d] = imm
-        case .auipc: x[d] = pc &+ imm
-        case .jal:
-            x[d] = next
-            next = pc &+ imm
-        case .jalr:
-            let target = (a &+ imm) & ~1
-            x[d] = next
-            next = target
-        case .beq: if a == b { next = pc &+ imm }
-        case .bne: if a != b { next = pc &+ imm }
-        case .blt: if Int64(bitPattern: a) < Int64(bitPattern: b) { next = pc &+ imm }
-        case .bge: if Int64(bitPattern: a) >= Int64(bitPattern: b) { next = pc &+ imm }
-        case .bltu: if a < b { next = pc &+ imm }
-        case .bgeu: if a >= b { next = pc &+ imm }
-        case .lb: x[d] = UInt64(bitPattern: Int64(Int8(truncatingIfNeeded: try load(a &+ imm, 1))))
-        case .lh: x[d] = UInt64(bitPattern: Int64(Int16(truncatingIfNeeded: try load(a &+ imm, 2))))
-        case .lw: x[d] = Self.sext32(try load(a &+ imm, 4))
-        case .ld: x[d] = try load(a &+ imm, 8)
-        case .lbu: x[d] = try load(a &+ imm, 1)
-        case .lhu: x[d] = try load(a &+ imm, 2)
-        case .lwu: x[d] = try load(a &+ imm, 4)
-        case .sb: try store(a &+ imm, 1, b)
-        case .sh: try store(a &+ imm, 2, b)
-        case .sw: try store(a &+ imm, 4, b)
-        case .sd: try store(a &+ imm, 8, b)
-        case .addi: x[d] = a &+ imm
-        case .slti: x[d] = Int64(bitPattern: a) < Int64(op.imm) ? 1 : 0
-        case .sltiu: x[d] = a < imm ? 1 : 0
-        case .xori: x[d] = a ^ imm
-        case .ori: x[d] = a | imm
-        case .andi: x[d] = a & imm
-        case .slli: x[d] = a &<< imm
-        case .srli: x[d] = a &>> imm
-        case .srai: x[d] = UInt64(bitPattern: Int64(bitPattern: a) &>> Int64(op.imm))
-        case .addiw: x[d] = Self.sext32(a &+ imm)
-        case .slliw: x[d] = Self.sext32(UInt32(truncatingIfNeeded: a) &<< UInt32(op.imm))
-        case .srliw: x[d] = Self.sext32(UInt32(truncatingIfNeeded: a) &>> UInt32(op.imm))
-        case .sraiw: x[d] = UInt64(bitPattern: Int64(Int32(truncatingIfNeeded: a) &>> op.imm))
-        case .add: x[d] = a &+ b
-        case .sub: x[d] = a &- b
-        case .sll: x[d] = a &<< b
-        case .slt: x[d] = Int64(bitPattern: a) < Int64(bitPattern: b) ? 1 : 0
-        case .sltu: x[d] = a < b ? 1 : 0
-        case .xor: x[d] = a ^ b
-        case .srl: x[d] = a &>> b
-        case .sra: x[d] = UInt64(bitPattern: Int64(bitPattern: a) &>> Int64(bitPattern: b))
-        case .or: x[d] = a | b
-        case .and: x[d] = a & b
-        case .mul: x[d] = a &* b
-        case .mulh: x[d] = UInt64(bitPattern: Int64(bitPattern: a).multipliedFullWidth(by: Int64(bitPattern: b)).high)
-        case .mulhsu:
-            let high = a.multipliedFullWidth(by: b).high
-            x[d] = Int64(bitPattern: a) < 0 ? high &- b : high
-        case .mulhu: x[d] = a.multipliedFullWidth(by: b).high
-        case .div, .divu, .rem, .remu, .mulw, .divw, .divuw, .remw, .remuw:
-            x[d] = Self.multiplyDivide(op.kind, a, b)
-        case .addw: x[d] = Self.sext32(a &+ b)
-        case .subw: x[d] = Self.sext32(a &- b)
-        case .sllw: x[d] = Self.sext32(UInt32(truncatingIfNeeded: a) &<< UInt32(truncatingIfNeeded: b))
-        case .srlw: x[d] = Self.sext32(UInt32(truncatingIfNeeded: a) &>> UInt32(truncatingIfNeeded: b))
-        case .sraw: x[d] = UInt64(bitPattern: Int64(Int32(truncatingIfNeeded: a) &>> Int32(truncatingIfNeeded: b)))
         case .fence:
             break  // memory is sequentially consistent
         case .fenceI:
-            break  // decoded pages check their bits against memory before every use (Hart+Fetch.swift)
+            break  // blocks are compared with memory in each new code epoch (below)
         case .lrW, .lrD, .scW, .scD, .amoW, .amoD:
             try atomic(op, a, b)
         case .wfi:
-            if privilege == .user || (privilege == .supervisor && mstatus & Self.mstatusTW != 0) {
-                currentInstruction = UInt64(op.bits)
-                throw illegal
-            }
+            if privilege == .user || (privilege == .supervisor && mstatus & Self.mstatusTW != 0) { throw illegal }
             if !hasWakeUpInterrupt {
-                pc = next  // WFI retires; the hart resumes after it
+                self.pc = next  // WFI retires; the hart resumes after it
+                instructionsRetired &+= 1
                 throw Trap(cause: Self.waitCause, value: 0)
             }
         case .ecall, .ebreak, .mret, .sret, .sfenceVMA,
              .csrrw, .csrrs, .csrrc, .csrrwi, .csrrsi, .csrrci:
-            // These read or write the architectural pc and counters.
-            currentInstruction = UInt64(op.bits)
-            self.pc = pc
-            instructionsRetired &+= retired
-            retired = 0
             try system(op, a, &next)
+        default:
+            preconditionFailure("\(op.kind) runs inline")
         }
-        pc = next
+        // A device or remote access, a store to a page with blocks, an atomic, FENCE.I:
+        // code may have changed. (A CSR write changes no code; it ends the block anyway.)
+        switch op.kind {
+        case .ecall, .ebreak, .mret, .sret, .sfenceVMA, .wfi, .fence,
+             .csrrw, .csrrs, .csrrc, .csrrwi, .csrrsi, .csrrci: break
+        default: codeEpoch &+= 1
+        }
+        self.pc = next
     }
 
     /// Division and the 32-bit multiply/divide forms (rare enough to stay out of line).

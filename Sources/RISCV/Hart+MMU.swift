@@ -1,13 +1,15 @@
 // Address translation (Sv39), the software TLB, and loads/stores/fetches.
 
 /// One cached translation: virtual page → guest-physical page, with a host pointer
-/// when the memory handed the page out for direct access and, for instruction
-/// fetches from such a page, its decoded page.
+/// when the memory handed the page out for direct access and the page's block map:
+/// for instruction fetches from such a page, the map the cursor uses; for stores, the
+/// mark that the page holds blocks, which keeps stores to it off the inline fast path
+/// (Hart+Blocks.swift).
 struct TLBEntry {
     var tag: UInt64 = .max
     var physicalPage: UInt64 = .max
     var host: UnsafeMutableRawPointer? = nil
-    var decoded: UnsafeMutablePointer<DecodedOp>? = nil
+    var decoded: UnsafeMutablePointer<UInt32>? = nil
 }
 
 extension Hart {
@@ -37,9 +39,15 @@ extension Hart {
 
     @inline(never)
     func refill(_ slot: Int, _ vaddr: UInt64, _ kind: AccessType) throws(Trap) -> TLBEntry {
+        codeEpoch &+= 1  // the walk may set A/D bits in memory
         let page = try translate(vaddr, kind)
         let host = memory.directPage(page, for: kind)
-        let decoded = kind == .execute && host != nil ? decodedPage(page) : nil
+        let decoded: UnsafeMutablePointer<UInt32>?
+        switch kind {
+        case .execute: decoded = host != nil ? blockMap(page) : nil
+        case .write: decoded = decodedPages[page]
+        case .read: decoded = nil
+        }
         let fresh = TLBEntry(tag: vaddr >> 12, physicalPage: page, host: host, decoded: decoded)
         tlb[slot] = fresh
         return fresh
@@ -102,12 +110,14 @@ extension Hart {
     // MARK: - Data access
 
     /// The host address of a `size`-byte access at `vaddr` if it lies in one page that
-    /// the TLB already maps directly for `kind`: the loads' and stores' fast path.
+    /// the TLB already maps directly for `kind` (for stores: a page without blocks):
+    /// the loads' and stores' fast path.
     @inline(__always) func directAddress(_ vaddr: UInt64, _ size: Int, _ kind: AccessType) -> UnsafeMutableRawPointer? {
         let offset = Int(truncatingIfNeeded: vaddr & 0xfff)
         let vpn = vaddr &>> 12
         let e = tlb[Int(kind.rawValue) &* Self.tlbSize &+ Int(truncatingIfNeeded: vpn & UInt64(Self.tlbSize - 1))]
         guard e.tag == vpn, offset &+ size <= 4096, let host = e.host else { return nil }
+        if kind == .write && e.decoded != nil { return nil }
         return host + offset
     }
 
@@ -163,14 +173,6 @@ extension Hart {
         case .accessFault: throw Trap(cause: Trap.loadAccess, value: vaddr)
         case .retry: throw Trap(cause: Trap.park, value: 0)
         }
-    }
-
-    @inline(__always) func store(_ vaddr: UInt64, _ size: Int, _ value: UInt64) throws(Trap) {
-        if let p = directAddress(vaddr, size, .write) {
-            Self.hostStore(p, size, value)
-            return
-        }
-        try storeSlowly(vaddr, size, value)
     }
 
     /// A store that misses the TLB, crosses a page or reaches a page without direct access.

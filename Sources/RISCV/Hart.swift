@@ -94,18 +94,28 @@ public final class Hart {
     // MARK: TLB
     let tlb: UnsafeMutablePointer<TLBEntry>
 
-    // MARK: Decoded pages (Hart+DecodedPages.swift)
-    /// The virtual address of the page pc runs in (the cursor), its bytes, its decoded
-    /// entries and its guest-physical page (.max: no cursor).
+    // MARK: Blocks (Hart+Blocks.swift)
+    /// The virtual address of the page pc runs in (the cursor), its bytes, its block
+    /// map and its guest-physical page (.max: no cursor).
     var codeBase: UInt64 = 0
     var codeHost: UnsafeRawPointer
-    var codeOps: UnsafeMutablePointer<DecodedOp>
+    var codeMap: UnsafeMutablePointer<UInt32>
     var codePage: UInt64 = .max
-    var decodedPages: [UInt64: UnsafeMutablePointer<DecodedOp>] = [:]
-    /// Decoded pages kept (24 KiB each) before all are dropped and refilled: 12 MiB of
-    /// decoded code for 2 MiB of guest code executed.
+    /// Advanced whenever code may have changed behind the hart's back; a block from an
+    /// older epoch is compared with memory before it runs.
+    var codeEpoch: UInt64 = 1
+    /// Block maps by guest-physical page.
+    var decodedPages: [UInt64: UnsafeMutablePointer<UInt32>] = [:]
+    /// Pages with blocks kept before all are dropped and decoded again.
     var decodedPageLimit = 512
-    /// Instructions decoded into decoded pages (first use or after their code changed).
+    /// The blocks: 16-byte aligned, addressed by offset / 16 (0: none).
+    let blockArena: UnsafeMutableRawPointer
+    static let blockArenaBytes = 8 << 20
+    var blockArenaBytes: Int { Self.blockArenaBytes }
+    var blockArenaUsed = MemoryLayout<BlockHeader>.stride
+    /// The one-instruction block for code run without a block (Hart+Blocks.swift).
+    let scratch: UnsafeMutablePointer<BlockHeader>
+    /// Instructions decoded into blocks (first use or after their code changed).
     public internal(set) var decodedInstructions: UInt64 = 0
 
     public init(id: Int, memory: PhysicalMemory) {
@@ -117,13 +127,21 @@ public final class Hart {
         tlb = .allocate(capacity: 3 * Hart.tlbSize)
         tlb.initialize(repeating: TLBEntry(), count: 3 * Hart.tlbSize)
         codeHost = Hart.emptyCodeBytes
-        codeOps = Hart.emptyDecodedPage
+        codeMap = Hart.emptyBlockMap
+        blockArena = .allocate(byteCount: Hart.blockArenaBytes, alignment: 16)
+        let scratchBytes = UnsafeMutableRawPointer.allocate(
+            byteCount: MemoryLayout<BlockHeader>.stride + MemoryLayout<DecodedOp>.stride, alignment: 16)
+        scratch = scratchBytes.bindMemory(to: BlockHeader.self, capacity: 1)
+        scratch.initialize(to: BlockHeader(epoch: 0, count: 1))
+        (scratchBytes + MemoryLayout<BlockHeader>.stride).bindMemory(to: DecodedOp.self, capacity: 1).initialize(to: DecodedOp())
     }
 
     deinit {
         releaseDecodedPages()
         x.deallocate()
         tlb.deallocate()
+        blockArena.deallocate()
+        UnsafeMutableRawPointer(scratch).deallocate()
     }
 
     /// Integer register `i` (x0 reads 0, writes to it are ignored).
@@ -171,10 +189,14 @@ public final class Hart {
             tlb[i] = TLBEntry()
         }
         if codePage == page & ~0xfff { invalidateCodeCursor() }
+        codeEpoch &+= 1
     }
 
     /// Forget all cached host pointers.
-    public func dropAllDirectMappings() { flushTLB() }
+    public func dropAllDirectMappings() {
+        flushTLB()
+        codeEpoch &+= 1
+    }
 
     /// Set by the memory's owner when a parked instruction's access has completed
     /// elsewhere with a side effect (a remote device read): the next `run` executes
@@ -189,72 +211,82 @@ public final class Hart {
     // MARK: - Running
 
     /// Runs up to `budget` instructions (fewer if it waits for an interrupt or parks).
-    ///
-    /// For the slice, pc and the count of instructions retired live in locals (host
-    /// registers); `self.pc` and `instructionsRetired` are brought up to date before
-    /// anything that reads them (interrupts, traps, system instructions, the slow
-    /// fetch path) and on return.
     public func run(budget: Int) -> HartExit {
         var remaining = budget
         updateSupervisorTimer()
+        codeEpoch &+= 1  // other harts, devices and loaders wrote between slices
         if finishParkedInstructionFirst && remaining > 0 {
-            if let exit = runParkedInstruction() { return exit }
+            finishParkedInstructionFirst = false
+            let exit = runParkedInstruction()
+            if exit != .budgetExhausted { return exit }
             remaining &-= 1
         }
-        var pc = self.pc
-        var retired: UInt64 = 0
-        while remaining > 0 {
-            if mie != 0, effectiveMIP & mie != 0 {
-                self.pc = pc
-                if takeInterruptIfEnabled() { pc = self.pc }  // the handler's first instruction runs in this slice
-            }
-            do {
-                try step(&pc, &retired)
-                retired &+= 1
-            } catch {
-                self.pc = pc
-                instructionsRetired &+= retired
-                retired = 0
-                if let exit = stopped(by: error) { return exit }
-                pc = self.pc
-            }
-            remaining &-= 1
-        }
-        self.pc = pc
-        instructionsRetired &+= retired
-        return .budgetExhausted
-    }
-
-    /// What a thrown Trap means for `run` (with `pc` and `instructionsRetired` up to
-    /// date): park, wait for an interrupt, or (an exception) enter the handler and go on.
-    @inline(__always)
-    private func stopped(by error: Trap) -> HartExit? {
-        if error.cause == Trap.park { return .parked }
-        if error.cause == Hart.waitCause {
-            instructionsRetired &+= 1
-            return .waitingForInterrupt
-        }
-        takeTrap(cause: error.cause, value: error.value, interrupt: false)
-        return nil
+        return runBlocks(budget: remaining, interrupts: true)
     }
 
     /// The parked instruction, before any interrupt (kept out of line so that the hot
-    /// loop in `run` stays the only inlined copy of `step`).
+    /// loop in `run` stays the only inlined copy of the interpreter).
     @inline(never)
-    private func runParkedInstruction() -> HartExit? {
-        finishParkedInstructionFirst = false
+    private func runParkedInstruction() -> HartExit {
+        runBlocks(budget: 1, interrupts: false)
+    }
+
+    /// The interpreter: block after block until the budget is used up.
+    ///
+    /// Pending interrupts are looked at before each block, which is before each
+    /// instruction at which they can have become pending and enabled: within a slice
+    /// only CSR writes, xRET, traps, WFI and device accesses change them, and each of
+    /// those ends its block. For the slice, pc lives in a local (a host register); the
+    /// count of instructions retired is added per block. `self.pc` is brought up to
+    /// date before anything that reads it (out-of-line instructions, interrupts, traps,
+    /// the slow lookup) and on return.
+    @inline(__always)
+    private func runBlocks(budget: Int, interrupts: Bool) -> HartExit {
+        var remaining = budget
         var pc = self.pc
-        var retired: UInt64 = 0
-        do {
-            try step(&pc, &retired)
-            self.pc = pc
-            instructionsRetired &+= retired &+ 1
-        } catch {
-            self.pc = pc
-            instructionsRetired &+= retired
-            return stopped(by: error)
+        while remaining > 0 {
+            if interrupts, mie != 0, effectiveMIP & mie != 0 {
+                self.pc = pc
+                if takeInterruptIfEnabled() { pc = self.pc }  // the handler's first block runs in this slice
+            }
+            do {
+                // The block at pc: in the cursor's page, of the current code epoch.
+                var block: UnsafeMutablePointer<BlockHeader>
+                let offset = pc &- codeBase
+                if offset < 4096, case let index = codeMap[Int(truncatingIfNeeded: offset &>> 1)], index != 0,
+                   case let b = self.block(at: index), b.pointee.epoch == codeEpoch {
+                    block = b
+                } else {
+                    self.pc = pc
+                    block = try blockSlowly()
+                }
+                let ops = Self.ops(of: block)
+                let count = min(block.pointee.count, remaining)
+                let base = pc & ~0xfff
+                var outOfLine = false
+                let stop = interpret(ops, count, base, &pc, &outOfLine)
+                let done = ops.distance(to: stop)
+                instructionsRetired &+= UInt64(truncatingIfNeeded: done)
+                remaining &-= done
+                if outOfLine {
+                    self.pc = base &+ UInt64(stop.pointee.offset)
+                    try executeOutOfLine(stop.pointee, base)
+                    instructionsRetired &+= 1
+                    remaining &-= 1
+                    pc = self.pc
+                }
+            } catch {
+                // self.pc is the instruction that stopped (after WFI: the next one) and
+                // instructionsRetired counts what retired before it.
+                if error.cause == Trap.park { return .parked }
+                if error.cause == Hart.waitCause { return .waitingForInterrupt }
+                takeTrap(cause: error.cause, value: error.value, interrupt: false)
+                pc = self.pc
+                remaining &-= 1
+            }
         }
-        return nil
+        self.pc = pc
+        return .budgetExhausted
     }
 
     /// Thrown by WFI after it retired, when nothing can wake the hart yet.
