@@ -21,16 +21,20 @@ enum OpKind: UInt8 {
     case lrW, lrD, scW, scD, amoW, amoD
     case ecall, ebreak, mret, sret, wfi, sfenceVMA
     case csrrw, csrrs, csrrc, csrrwi, csrrsi, csrrci
+    /// Not an instruction: the entry after a block's last instruction, whose `offset`
+    /// is where the block falls through to (Hart+Blocks.swift).
+    case blockEnd
 }
 
 extension OpKind {
-    /// Instructions after which a block ends: control transfers, and everything the
-    /// block interpreter leaves to `executeOutOfLine` that may change the pc, the
-    /// privilege, the translation, interrupt state or memory (system instructions,
-    /// fences, atomics, illegal encodings).
+    /// Instructions after which a block ends: jumps, and everything the block
+    /// interpreter leaves to `executeOutOfLine` that may change the pc, the privilege,
+    /// the translation, interrupt state or memory (system instructions, fences,
+    /// atomics, illegal encodings). A conditional branch leaves its block only when it
+    /// is taken: the block goes on with the instructions after it.
     var endsBlock: Bool {
         switch self {
-        case .jal, .jalr, .beq, .bne, .blt, .bge, .bltu, .bgeu,
+        case .jal, .jalr,
              .illegal, .fence, .fenceI, .lrW, .lrD, .scW, .scD, .amoW, .amoD,
              .ecall, .ebreak, .mret, .sret, .wfi, .sfenceVMA,
              .csrrw, .csrrs, .csrrc, .csrrwi, .csrrsi, .csrrci:

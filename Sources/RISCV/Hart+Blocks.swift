@@ -33,7 +33,8 @@
 // sees every store before the next instruction, as before blocks, which the RISC-V
 // memory model allows (FENCE.I has nothing left to order).
 
-/// The fixed part of a block in the arena; its `count` DecodedOps follow it.
+/// The fixed part of a block in the arena; its `count` DecodedOps follow it, then a
+/// `.blockEnd` entry holding the offset the block falls through to.
 struct BlockHeader {
     /// The code epoch in which the instructions were last compared with memory.
     var epoch: UInt64
@@ -44,7 +45,7 @@ extension Hart {
     static let parcelsPerPage = 2048
     /// Instructions per block at most: 64 instructions cost one dispatch of the block.
     static let maxBlockLength = 64
-    static let maxBlockBytes = MemoryLayout<BlockHeader>.stride + maxBlockLength * MemoryLayout<DecodedOp>.stride
+    static let maxBlockBytes = MemoryLayout<BlockHeader>.stride + (maxBlockLength + 1) * MemoryLayout<DecodedOp>.stride
 
     /// The cursor's target when it has none: a block map without blocks, so the fast
     /// path's lookup fails without a test of its own. Shared, never written.
@@ -118,7 +119,7 @@ extension Hart {
         let index = blockArenaUsed &>> 4
         let raw = blockArena + blockArenaUsed
         let block = raw.bindMemory(to: BlockHeader.self, capacity: 1)
-        let ops = (raw + MemoryLayout<BlockHeader>.stride).bindMemory(to: DecodedOp.self, capacity: Self.maxBlockLength)
+        let ops = (raw + MemoryLayout<BlockHeader>.stride).bindMemory(to: DecodedOp.self, capacity: Self.maxBlockLength + 1)
         var offset = start, count = 0
         while offset < 4093 && count < Self.maxBlockLength {
             var op = DecodedOp(decoding: codeHost.loadUnaligned(fromByteOffset: offset, as: UInt32.self),
@@ -132,8 +133,9 @@ extension Hart {
             offset = next
             if op.kind.endsBlock { break }
         }
+        (ops + count).initialize(to: Self.blockEnd(at: offset))
         block.initialize(to: BlockHeader(epoch: codeEpoch, count: count))
-        blockArenaUsed += MemoryLayout<BlockHeader>.stride + count * MemoryLayout<DecodedOp>.stride
+        blockArenaUsed += MemoryLayout<BlockHeader>.stride + (count + 1) * MemoryLayout<DecodedOp>.stride
         decodedInstructions &+= UInt64(count)
         slot.pointee = UInt32(index)
         return block
@@ -147,8 +149,27 @@ extension Hart {
         op.offset = UInt16(offset)
         op.next = UInt16(offset + op.length)
         if op.kind.isPCRelative { op.imm &+= Int32(offset) }
-        Self.ops(of: scratch).pointee = op
+        let ops = Self.ops(of: scratch)
+        ops[0] = op
+        ops[1] = Self.blockEnd(at: Int(op.next))
         return scratch
+    }
+
+    /// The entry after a block's last instruction: the block falls through to `offset`.
+    static func blockEnd(at offset: Int) -> DecodedOp {
+        var end = DecodedOp()
+        end.kind = .blockEnd
+        end.offset = UInt16(offset)
+        return end
+    }
+
+    /// The first `count` instructions of the block at `ops` (fewer than it has), as a
+    /// block of their own: the budget ends within the block.
+    @inline(never)
+    func truncated(_ ops: UnsafeMutablePointer<DecodedOp>, _ count: Int) -> UnsafeMutablePointer<DecodedOp> {
+        truncation.update(from: ops, count: count)
+        truncation[count] = Self.blockEnd(at: Int(ops[count].offset))
+        return truncation
     }
 
     /// Points the cursor at nothing: the next block takes the slow path.

@@ -8,20 +8,19 @@ extension Hart {
 
     var illegal: Trap { Trap(cause: Trap.illegal, value: currentInstruction) }
 
-    /// Runs `ops[0..<count]`, a block (or the first `count` instructions of one) whose
-    /// page starts at virtual address `base`, and returns where it stopped:
-    /// - after the last one, or after a branch or jump, with `pc` set to the next
-    ///   instruction;
+    /// Runs the block whose instructions start at `ops` and whose page starts at
+    /// virtual address `base`, and returns where it stopped:
+    /// - at its `.blockEnd` entry, or after a jump or taken branch, with `pc` set to
+    ///   the next instruction;
     /// - at an instruction the block cannot finish inline (`outOfLine` set, `pc`
     ///   unchanged): a load or store off the fast path, or one of the instructions
     ///   `executeOutOfLine` performs. Nothing of it has happened yet.
     /// Registers are read through the decoded numbers; a destination of x0 was steered
     /// to the sink slot at decode time. Nothing here throws.
     @inline(__always)
-    func interpret(_ ops: UnsafeMutablePointer<DecodedOp>, _ count: Int, _ base: UInt64,
+    func interpret(_ ops: UnsafeMutablePointer<DecodedOp>, _ base: UInt64,
                    _ pc: inout UInt64, _ outOfLine: inout Bool) -> UnsafeMutablePointer<DecodedOp> {
         var p = ops
-        let end = ops + count
         while true {
             let op = p.pointee
             let a = x[Int(op.rs1)], b = x[Int(op.rs2)]
@@ -40,23 +39,35 @@ extension Hart {
                 pc = target
                 return p + 1
             case .beq:
-                pc = base &+ (a == b ? imm : UInt64(op.next))
-                return p + 1
+                if a == b {
+                    pc = base &+ imm
+                    return p + 1
+                }
             case .bne:
-                pc = base &+ (a != b ? imm : UInt64(op.next))
-                return p + 1
+                if a != b {
+                    pc = base &+ imm
+                    return p + 1
+                }
             case .blt:
-                pc = base &+ (Int64(bitPattern: a) < Int64(bitPattern: b) ? imm : UInt64(op.next))
-                return p + 1
+                if Int64(bitPattern: a) < Int64(bitPattern: b) {
+                    pc = base &+ imm
+                    return p + 1
+                }
             case .bge:
-                pc = base &+ (Int64(bitPattern: a) >= Int64(bitPattern: b) ? imm : UInt64(op.next))
-                return p + 1
+                if Int64(bitPattern: a) >= Int64(bitPattern: b) {
+                    pc = base &+ imm
+                    return p + 1
+                }
             case .bltu:
-                pc = base &+ (a < b ? imm : UInt64(op.next))
-                return p + 1
+                if a < b {
+                    pc = base &+ imm
+                    return p + 1
+                }
             case .bgeu:
-                pc = base &+ (a >= b ? imm : UInt64(op.next))
-                return p + 1
+                if a >= b {
+                    pc = base &+ imm
+                    return p + 1
+                }
             case .lb:
                 guard let h = directAddress(a &+ imm, 1, .read) else { outOfLine = true; return p }
                 x[d] = UInt64(bitPattern: Int64(h.load(as: Int8.self)))
@@ -131,12 +142,11 @@ extension Hart {
                  .csrrw, .csrrs, .csrrc, .csrrwi, .csrrsi, .csrrci:
                 outOfLine = true
                 return p
-            }
-            p += 1
-            if p == end {
-                pc = base &+ UInt64(op.next)
+            case .blockEnd:
+                pc = base &+ UInt64(op.offset)
                 return p
             }
+            p += 1
         }
     }
 

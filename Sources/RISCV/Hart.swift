@@ -115,6 +115,8 @@ public final class Hart {
     var blockArenaUsed = MemoryLayout<BlockHeader>.stride
     /// The one-instruction block for code run without a block (Hart+Blocks.swift).
     let scratch: UnsafeMutablePointer<BlockHeader>
+    /// The first instructions of a block longer than the budget left (Hart+Blocks.swift).
+    let truncation: UnsafeMutablePointer<DecodedOp>
     /// Instructions decoded into blocks (first use or after their code changed).
     public internal(set) var decodedInstructions: UInt64 = 0
 
@@ -130,10 +132,13 @@ public final class Hart {
         codeMap = Hart.emptyBlockMap
         blockArena = .allocate(byteCount: Hart.blockArenaBytes, alignment: 16)
         let scratchBytes = UnsafeMutableRawPointer.allocate(
-            byteCount: MemoryLayout<BlockHeader>.stride + MemoryLayout<DecodedOp>.stride, alignment: 16)
+            byteCount: MemoryLayout<BlockHeader>.stride + 2 * MemoryLayout<DecodedOp>.stride, alignment: 16)
         scratch = scratchBytes.bindMemory(to: BlockHeader.self, capacity: 1)
         scratch.initialize(to: BlockHeader(epoch: 0, count: 1))
-        (scratchBytes + MemoryLayout<BlockHeader>.stride).bindMemory(to: DecodedOp.self, capacity: 1).initialize(to: DecodedOp())
+        (scratchBytes + MemoryLayout<BlockHeader>.stride).bindMemory(to: DecodedOp.self, capacity: 2)
+            .initialize(repeating: DecodedOp(), count: 2)
+        truncation = .allocate(capacity: Hart.maxBlockLength + 1)
+        truncation.initialize(repeating: DecodedOp(), count: Hart.maxBlockLength + 1)
     }
 
     deinit {
@@ -142,6 +147,7 @@ public final class Hart {
         tlb.deallocate()
         blockArena.deallocate()
         UnsafeMutableRawPointer(scratch).deallocate()
+        truncation.deallocate()
     }
 
     /// Integer register `i` (x0 reads 0, writes to it are ignored).
@@ -233,18 +239,22 @@ public final class Hart {
 
     /// The interpreter: block after block until the budget is used up.
     ///
-    /// Pending interrupts are looked at before each block, which is before each
-    /// instruction at which they can have become pending and enabled: within a slice
-    /// only CSR writes, xRET, traps, WFI and device accesses change them, and each of
-    /// those ends its block. For the slice, pc lives in a local (a host register); the
-    /// count of instructions retired is added per block. `self.pc` is brought up to
-    /// date before anything that reads it (out-of-line instructions, interrupts, traps,
-    /// the slow lookup) and on return.
+    /// Pending interrupts are looked at before a block that follows anything other
+    /// than a block run inline: within a slice only CSR writes, xRET, traps, WFI and
+    /// device accesses change them, which all run out of line, so this is before each
+    /// instruction at which an interrupt can have become pending and enabled. A block
+    /// whose successor is in the same page and current goes straight on to it.
+    ///
+    /// For the slice, pc and the count of instructions retired not yet added to
+    /// `instructionsRetired` live in locals (host registers); `self.pc` and
+    /// `instructionsRetired` are brought up to date before anything that reads them
+    /// (out-of-line instructions, interrupts, traps, the slow lookup) and on return.
     @inline(__always)
     private func runBlocks(budget: Int, interrupts: Bool) -> HartExit {
         var remaining = budget
         var pc = self.pc
-        while remaining > 0 {
+        var retired = 0
+        slice: while remaining > 0 {
             if interrupts, mie != 0, effectiveMIP & mie != 0 {
                 self.pc = pc
                 if takeInterruptIfEnabled() { pc = self.pc }  // the handler's first block runs in this slice
@@ -260,24 +270,37 @@ public final class Hart {
                     self.pc = pc
                     block = try blockSlowly()
                 }
-                let ops = Self.ops(of: block)
-                let count = min(block.pointee.count, remaining)
-                let base = pc & ~0xfff
-                var outOfLine = false
-                let stop = interpret(ops, count, base, &pc, &outOfLine)
-                let done = ops.distance(to: stop)
-                instructionsRetired &+= UInt64(truncatingIfNeeded: done)
-                remaining &-= done
-                if outOfLine {
-                    self.pc = base &+ UInt64(stop.pointee.offset)
-                    try executeOutOfLine(stop.pointee, base)
-                    instructionsRetired &+= 1
-                    remaining &-= 1
-                    pc = self.pc
+                while true {
+                    var ops = Self.ops(of: block)
+                    if block.pointee.count > remaining { ops = truncated(ops, remaining) }
+                    let base = pc & ~0xfff
+                    var outOfLine = false
+                    let stop = interpret(ops, base, &pc, &outOfLine)
+                    let done = ops.distance(to: stop)
+                    retired &+= done
+                    remaining &-= done
+                    if outOfLine {
+                        self.pc = base &+ UInt64(stop.pointee.offset)
+                        instructionsRetired &+= UInt64(truncatingIfNeeded: retired)
+                        retired = 0
+                        try executeOutOfLine(stop.pointee, base)
+                        instructionsRetired &+= 1
+                        remaining &-= 1
+                        pc = self.pc
+                        continue slice
+                    }
+                    guard remaining > 0 else { break slice }
+                    // The next block, if it is in the cursor's page and current.
+                    let next = pc &- codeBase
+                    guard next < 4096, case let index = codeMap[Int(truncatingIfNeeded: next &>> 1)], index != 0,
+                          case let b = self.block(at: index), b.pointee.epoch == codeEpoch else { continue slice }
+                    block = b
                 }
             } catch {
-                // self.pc is the instruction that stopped (after WFI: the next one) and
-                // instructionsRetired counts what retired before it.
+                // self.pc is the instruction that stopped (after WFI: the next one); with
+                // `retired` added, instructionsRetired counts what retired before it.
+                instructionsRetired &+= UInt64(truncatingIfNeeded: retired)
+                retired = 0
                 if error.cause == Trap.park { return .parked }
                 if error.cause == Hart.waitCause { return .waitingForInterrupt }
                 takeTrap(cause: error.cause, value: error.value, interrupt: false)
@@ -286,6 +309,7 @@ public final class Hart {
             }
         }
         self.pc = pc
+        instructionsRetired &+= UInt64(truncatingIfNeeded: retired)
         return .budgetExhausted
     }
 
