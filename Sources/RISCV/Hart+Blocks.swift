@@ -188,8 +188,11 @@ extension Hart {
         let map = UnsafeMutablePointer<UInt32>.allocate(capacity: Self.parcelsPerPage)
         map.initialize(repeating: 0, count: Self.parcelsPerPage)
         decodedPages[physicalPage] = map
-        let writes = tlb + Int(AccessType.write.rawValue) * Self.tlbSize
-        for i in 0..<Self.tlbSize where writes[i].physicalPage == physicalPage { writes[i].decoded = map }
+        let writes = Int(AccessType.write.rawValue) * Self.tlbSize
+        for i in writes..<(writes + Self.tlbSize) where tlb[i].physicalPage == physicalPage {
+            tlb[i].decoded = map
+            fastTLB[i] = FastTLBEntry()
+        }
         return map
     }
 

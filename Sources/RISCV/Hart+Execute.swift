@@ -179,7 +179,7 @@ extension Hart {
         case .fence:
             break  // memory is sequentially consistent
         case .fenceI:
-            break  // blocks are compared with memory in each new code epoch (below)
+            codeEpoch &+= 1  // blocks are compared with memory again
         case .lrW, .lrD, .scW, .scD, .amoW, .amoD:
             try atomic(op, a, b)
         case .wfi:
@@ -194,13 +194,6 @@ extension Hart {
             try system(op, a, &next)
         default:
             preconditionFailure("\(op.kind) runs inline")
-        }
-        // A device or remote access, a store to a page with blocks, an atomic, FENCE.I:
-        // code may have changed. (A CSR write changes no code; it ends the block anyway.)
-        switch op.kind {
-        case .ecall, .ebreak, .mret, .sret, .sfenceVMA, .wfi, .fence,
-             .csrrw, .csrrs, .csrrc, .csrrwi, .csrrsi, .csrrci: break
-        default: codeEpoch &+= 1
         }
         self.pc = next
     }

@@ -12,6 +12,18 @@ struct TLBEntry {
     var decoded: UnsafeMutablePointer<UInt32>? = nil
 }
 
+/// The inline fast path's copy of a read or write TLB entry whose page the hart may
+/// access directly (for writes: a page without blocks): the page's virtual address and
+/// the distance from it to the host bytes. Any other entry has the tag `.max`.
+///
+/// A load or store compares its address, masked to the page and to the bits that must
+/// be zero for natural alignment, with the tag: one compare finds a hit that neither
+/// crosses the page nor is misaligned (those go out of line).
+struct FastTLBEntry {
+    var tag: UInt64 = .max
+    var addend: UInt = 0
+}
+
 extension Hart {
     static let tlbSize = 256
 
@@ -19,6 +31,7 @@ extension Hart {
     /// the code cursor included.
     func flushTLB() {
         for i in 0..<(3 * Self.tlbSize) { tlb[i].tag = .max }
+        for i in 0..<(2 * Self.tlbSize) { fastTLB[i].tag = .max }
         invalidateCodeCursor()
     }
 
@@ -50,6 +63,14 @@ extension Hart {
         }
         let fresh = TLBEntry(tag: vaddr >> 12, physicalPage: page, host: host, decoded: decoded)
         tlb[slot] = fresh
+        if kind != .execute {
+            let pageAddress = vaddr & ~0xfff
+            if let host, decoded == nil {
+                fastTLB[slot] = FastTLBEntry(tag: pageAddress, addend: UInt(bitPattern: host) &- UInt(pageAddress))
+            } else {
+                fastTLB[slot] = FastTLBEntry()
+            }
+        }
         return fresh
     }
 
@@ -109,16 +130,13 @@ extension Hart {
 
     // MARK: - Data access
 
-    /// The host address of a `size`-byte access at `vaddr` if it lies in one page that
-    /// the TLB already maps directly for `kind` (for stores: a page without blocks):
-    /// the loads' and stores' fast path.
+    /// The host address of a naturally aligned `size`-byte access at `vaddr` if the
+    /// TLB maps its page directly for `kind` (for stores: a page without blocks): the
+    /// loads' and stores' inline fast path.
     @inline(__always) func directAddress(_ vaddr: UInt64, _ size: Int, _ kind: AccessType) -> UnsafeMutableRawPointer? {
-        let offset = Int(truncatingIfNeeded: vaddr & 0xfff)
-        let vpn = vaddr &>> 12
-        let e = tlb[Int(kind.rawValue) &* Self.tlbSize &+ Int(truncatingIfNeeded: vpn & UInt64(Self.tlbSize - 1))]
-        guard e.tag == vpn, offset &+ size <= 4096, let host = e.host else { return nil }
-        if kind == .write && e.decoded != nil { return nil }
-        return host + offset
+        let e = fastTLB + (Int(kind.rawValue) &* Self.tlbSize &+ Int(truncatingIfNeeded: (vaddr &>> 12) & UInt64(Self.tlbSize - 1)))
+        guard e.pointee.tag == vaddr & (~0xfff | UInt64(size &- 1)) else { return nil }
+        return UnsafeMutableRawPointer(bitPattern: e.pointee.addend &+ UInt(vaddr)).unsafelyUnwrapped
     }
 
     /// A little-endian load of `size` bytes (1, 2, 4, 8) from host memory, any alignment.
@@ -167,6 +185,7 @@ extension Hart {
     }
 
     @inline(__always) func busLoad(_ paddr: UInt64, _ size: Int, _ vaddr: UInt64) throws(Trap) -> UInt64 {
+        codeEpoch &+= 1  // a device read may have side effects on memory
         var v: UInt64 = 0
         switch memory.load(paddr, size: size, hart: id, value: &v) {
         case .ok: return v
@@ -178,6 +197,7 @@ extension Hart {
     /// A store that misses the TLB, crosses a page or reaches a page without direct access.
     @inline(never)
     func storeSlowly(_ vaddr: UInt64, _ size: Int, _ value: UInt64) throws(Trap) {
+        codeEpoch &+= 1  // it may write code (a page with blocks never takes the fast path)
         let offset = Int(vaddr & 0xfff)
         if offset &+ size > 4096 {
             // Translate both pages first so a fault leaves memory untouched.
@@ -210,6 +230,7 @@ extension Hart {
     /// An atomic read-modify-write at a naturally aligned address; returns the old value.
     func amo(_ op: AtomicOp, _ vaddr: UInt64, _ size: Int, _ operand: UInt64, expected: UInt64 = 0) throws(Trap) -> UInt64 {
         guard vaddr & UInt64(size - 1) == 0 else { throw Trap(cause: Trap.storeMisaligned, value: vaddr) }
+        codeEpoch &+= 1  // it may write code
         let e = try entry(vaddr, .write)
         var old: UInt64 = 0
         switch memory.atomic(op, e.physicalPage | (vaddr & 0xfff), size: size, operand: operand, expected: expected,
@@ -242,6 +263,7 @@ extension Hart {
     @inline(__always) func fetch16(_ vaddr: UInt64) throws(Trap) -> UInt16 {
         let e = try entry(vaddr, .execute)
         if let host = e.host { return host.loadUnaligned(fromByteOffset: Int(vaddr & 0xfff), as: UInt16.self) }
+        codeEpoch &+= 1  // a device read may have side effects on memory
         var v: UInt64 = 0
         switch memory.load(e.physicalPage | (vaddr & 0xfff), size: 2, hart: id, value: &v) {
         case .ok: return UInt16(truncatingIfNeeded: v)

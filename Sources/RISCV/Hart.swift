@@ -93,6 +93,8 @@ public final class Hart {
 
     // MARK: TLB
     let tlb: UnsafeMutablePointer<TLBEntry>
+    /// The loads' and stores' inline view of the read and write TLBs (Hart+MMU.swift).
+    let fastTLB: UnsafeMutablePointer<FastTLBEntry>
 
     // MARK: Blocks (Hart+Blocks.swift)
     /// The virtual address of the page pc runs in (the cursor), its bytes, its block
@@ -128,6 +130,8 @@ public final class Hart {
         x.initialize(repeating: 0, count: 33)
         tlb = .allocate(capacity: 3 * Hart.tlbSize)
         tlb.initialize(repeating: TLBEntry(), count: 3 * Hart.tlbSize)
+        fastTLB = .allocate(capacity: 2 * Hart.tlbSize)
+        fastTLB.initialize(repeating: FastTLBEntry(), count: 2 * Hart.tlbSize)
         codeHost = Hart.emptyCodeBytes
         codeMap = Hart.emptyBlockMap
         blockArena = .allocate(byteCount: Hart.blockArenaBytes, alignment: 16)
@@ -145,6 +149,7 @@ public final class Hart {
         releaseDecodedPages()
         x.deallocate()
         tlb.deallocate()
+        fastTLB.deallocate()
         blockArena.deallocate()
         UnsafeMutableRawPointer(scratch).deallocate()
         truncation.deallocate()
@@ -193,6 +198,7 @@ public final class Hart {
     public func dropDirectMappings(page: UInt64) {
         for i in 0..<(3 * Hart.tlbSize) where tlb[i].physicalPage == page & ~0xfff {
             tlb[i] = TLBEntry()
+            if i < 2 * Hart.tlbSize { fastTLB[i] = FastTLBEntry() }
         }
         if codePage == page & ~0xfff { invalidateCodeCursor() }
         codeEpoch &+= 1
