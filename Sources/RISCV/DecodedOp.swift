@@ -24,6 +24,13 @@ enum OpKind: UInt8 {
     /// Not an instruction: the entry after a block's last instruction, whose `offset`
     /// is where the block falls through to (Hart+Blocks.swift).
     case blockEnd
+    /// Superinstructions (Hart+Blocks.swift): an ADDI, LW, LD or LBU whose entry also
+    /// runs the conditional branch in the entry after it (which stays in the block as
+    /// it was, for the checks against memory, budgets and counts).
+    case addiBeq, addiBne, addiBlt, addiBge, addiBltu, addiBgeu
+    case lwBeq, lwBne, lwBlt, lwBge, lwBltu, lwBgeu
+    case ldBeq, ldBne, ldBlt, ldBge, ldBltu, ldBgeu
+    case lbuBeq, lbuBne, lbuBlt, lbuBge, lbuBltu, lbuBgeu
 }
 
 extension OpKind {
@@ -41,6 +48,40 @@ extension OpKind {
             return true
         default:
             return false
+        }
+    }
+
+    /// The superinstruction an entry of this kind becomes when `next` follows it, if any.
+    func fused(with next: OpKind) -> OpKind? {
+        let branch: Int
+        switch next {
+        case .beq: branch = 0
+        case .bne: branch = 1
+        case .blt: branch = 2
+        case .bge: branch = 3
+        case .bltu: branch = 4
+        case .bgeu: branch = 5
+        default: return nil
+        }
+        let first: OpKind
+        switch self {
+        case .addi: first = .addiBeq
+        case .lw: first = .lwBeq
+        case .ld: first = .ldBeq
+        case .lbu: first = .lbuBeq
+        default: return nil
+        }
+        return OpKind(rawValue: first.rawValue + UInt8(branch))
+    }
+
+    /// The instruction a superinstruction's own entry stands for (itself otherwise).
+    var unfused: OpKind {
+        switch self {
+        case .addiBeq, .addiBne, .addiBlt, .addiBge, .addiBltu, .addiBgeu: return .addi
+        case .lwBeq, .lwBne, .lwBlt, .lwBge, .lwBltu, .lwBgeu: return .lw
+        case .ldBeq, .ldBne, .ldBlt, .ldBge, .ldBltu, .ldBgeu: return .ld
+        case .lbuBeq, .lbuBne, .lbuBlt, .lbuBge, .lbuBltu, .lbuBgeu: return .lbu
+        default: return self
         }
     }
 

@@ -128,6 +128,7 @@ extension Hart {
             op.offset = UInt16(offset)
             op.next = UInt16(next)
             if op.kind.isPCRelative { op.imm &+= Int32(offset) }
+            if count > 0, let fused = ops[count - 1].kind.fused(with: op.kind) { ops[count - 1].kind = fused }
             (ops + count).initialize(to: op)
             count += 1
             offset = next
@@ -168,6 +169,7 @@ extension Hart {
     @inline(never)
     func truncated(_ ops: UnsafeMutablePointer<DecodedOp>, _ count: Int) -> UnsafeMutablePointer<DecodedOp> {
         truncation.update(from: ops, count: count)
+        truncation[count - 1].kind = truncation[count - 1].kind.unfused  // its partner is cut off
         truncation[count] = Self.blockEnd(at: Int(ops[count].offset))
         return truncation
     }

@@ -130,8 +130,15 @@ extension Hart {
                 let high = a.multipliedFullWidth(by: b).high
                 x[d] = Int64(bitPattern: a) < 0 ? high &- b : high
             case .mulhu: x[d] = a.multipliedFullWidth(by: b).high
-            case .div, .divu, .rem, .remu, .mulw, .divw, .divuw, .remw, .remuw:
-                x[d] = Self.multiplyDivide(op.kind, a, b)
+            case .div: x[d] = Self.div(a, b)
+            case .divu: x[d] = b == 0 ? .max : a / b
+            case .rem: x[d] = Self.rem(a, b)
+            case .remu: x[d] = b == 0 ? a : a % b
+            case .mulw: x[d] = Self.sext32(UInt32(truncatingIfNeeded: a) &* UInt32(truncatingIfNeeded: b))
+            case .divw: x[d] = Self.divw(a, b)
+            case .divuw: x[d] = Self.divuw(a, b)
+            case .remw: x[d] = Self.remw(a, b)
+            case .remuw: x[d] = Self.remuw(a, b)
             case .addw: x[d] = Self.sext32(a &+ b)
             case .subw: x[d] = Self.sext32(a &- b)
             case .sllw: x[d] = Self.sext32(UInt32(truncatingIfNeeded: a) &<< UInt32(truncatingIfNeeded: b))
@@ -145,6 +152,217 @@ extension Hart {
             case .blockEnd:
                 pc = base &+ UInt64(op.offset)
                 return p
+            // Superinstructions: the entry after this one is the branch, run here.
+            case .addiBeq:
+                x[d] = a &+ imm
+                let br = p[1]
+                if x[Int(br.rs1)] == x[Int(br.rs2)] {
+                    pc = base &+ UInt64(bitPattern: Int64(br.imm))
+                    return p + 2
+                }
+                p += 1
+            case .addiBne:
+                x[d] = a &+ imm
+                let br = p[1]
+                if x[Int(br.rs1)] != x[Int(br.rs2)] {
+                    pc = base &+ UInt64(bitPattern: Int64(br.imm))
+                    return p + 2
+                }
+                p += 1
+            case .addiBlt:
+                x[d] = a &+ imm
+                let br = p[1]
+                if Int64(bitPattern: x[Int(br.rs1)]) < Int64(bitPattern: x[Int(br.rs2)]) {
+                    pc = base &+ UInt64(bitPattern: Int64(br.imm))
+                    return p + 2
+                }
+                p += 1
+            case .addiBge:
+                x[d] = a &+ imm
+                let br = p[1]
+                if Int64(bitPattern: x[Int(br.rs1)]) >= Int64(bitPattern: x[Int(br.rs2)]) {
+                    pc = base &+ UInt64(bitPattern: Int64(br.imm))
+                    return p + 2
+                }
+                p += 1
+            case .addiBltu:
+                x[d] = a &+ imm
+                let br = p[1]
+                if x[Int(br.rs1)] < x[Int(br.rs2)] {
+                    pc = base &+ UInt64(bitPattern: Int64(br.imm))
+                    return p + 2
+                }
+                p += 1
+            case .addiBgeu:
+                x[d] = a &+ imm
+                let br = p[1]
+                if x[Int(br.rs1)] >= x[Int(br.rs2)] {
+                    pc = base &+ UInt64(bitPattern: Int64(br.imm))
+                    return p + 2
+                }
+                p += 1
+            case .lwBeq:
+                guard let h = directAddress(a &+ imm, 4, .read) else { outOfLine = true; return p }
+                x[d] = UInt64(bitPattern: Int64(h.loadUnaligned(as: Int32.self)))
+                let br = p[1]
+                if x[Int(br.rs1)] == x[Int(br.rs2)] {
+                    pc = base &+ UInt64(bitPattern: Int64(br.imm))
+                    return p + 2
+                }
+                p += 1
+            case .lwBne:
+                guard let h = directAddress(a &+ imm, 4, .read) else { outOfLine = true; return p }
+                x[d] = UInt64(bitPattern: Int64(h.loadUnaligned(as: Int32.self)))
+                let br = p[1]
+                if x[Int(br.rs1)] != x[Int(br.rs2)] {
+                    pc = base &+ UInt64(bitPattern: Int64(br.imm))
+                    return p + 2
+                }
+                p += 1
+            case .lwBlt:
+                guard let h = directAddress(a &+ imm, 4, .read) else { outOfLine = true; return p }
+                x[d] = UInt64(bitPattern: Int64(h.loadUnaligned(as: Int32.self)))
+                let br = p[1]
+                if Int64(bitPattern: x[Int(br.rs1)]) < Int64(bitPattern: x[Int(br.rs2)]) {
+                    pc = base &+ UInt64(bitPattern: Int64(br.imm))
+                    return p + 2
+                }
+                p += 1
+            case .lwBge:
+                guard let h = directAddress(a &+ imm, 4, .read) else { outOfLine = true; return p }
+                x[d] = UInt64(bitPattern: Int64(h.loadUnaligned(as: Int32.self)))
+                let br = p[1]
+                if Int64(bitPattern: x[Int(br.rs1)]) >= Int64(bitPattern: x[Int(br.rs2)]) {
+                    pc = base &+ UInt64(bitPattern: Int64(br.imm))
+                    return p + 2
+                }
+                p += 1
+            case .lwBltu:
+                guard let h = directAddress(a &+ imm, 4, .read) else { outOfLine = true; return p }
+                x[d] = UInt64(bitPattern: Int64(h.loadUnaligned(as: Int32.self)))
+                let br = p[1]
+                if x[Int(br.rs1)] < x[Int(br.rs2)] {
+                    pc = base &+ UInt64(bitPattern: Int64(br.imm))
+                    return p + 2
+                }
+                p += 1
+            case .lwBgeu:
+                guard let h = directAddress(a &+ imm, 4, .read) else { outOfLine = true; return p }
+                x[d] = UInt64(bitPattern: Int64(h.loadUnaligned(as: Int32.self)))
+                let br = p[1]
+                if x[Int(br.rs1)] >= x[Int(br.rs2)] {
+                    pc = base &+ UInt64(bitPattern: Int64(br.imm))
+                    return p + 2
+                }
+                p += 1
+            case .ldBeq:
+                guard let h = directAddress(a &+ imm, 8, .read) else { outOfLine = true; return p }
+                x[d] = h.loadUnaligned(as: UInt64.self)
+                let br = p[1]
+                if x[Int(br.rs1)] == x[Int(br.rs2)] {
+                    pc = base &+ UInt64(bitPattern: Int64(br.imm))
+                    return p + 2
+                }
+                p += 1
+            case .ldBne:
+                guard let h = directAddress(a &+ imm, 8, .read) else { outOfLine = true; return p }
+                x[d] = h.loadUnaligned(as: UInt64.self)
+                let br = p[1]
+                if x[Int(br.rs1)] != x[Int(br.rs2)] {
+                    pc = base &+ UInt64(bitPattern: Int64(br.imm))
+                    return p + 2
+                }
+                p += 1
+            case .ldBlt:
+                guard let h = directAddress(a &+ imm, 8, .read) else { outOfLine = true; return p }
+                x[d] = h.loadUnaligned(as: UInt64.self)
+                let br = p[1]
+                if Int64(bitPattern: x[Int(br.rs1)]) < Int64(bitPattern: x[Int(br.rs2)]) {
+                    pc = base &+ UInt64(bitPattern: Int64(br.imm))
+                    return p + 2
+                }
+                p += 1
+            case .ldBge:
+                guard let h = directAddress(a &+ imm, 8, .read) else { outOfLine = true; return p }
+                x[d] = h.loadUnaligned(as: UInt64.self)
+                let br = p[1]
+                if Int64(bitPattern: x[Int(br.rs1)]) >= Int64(bitPattern: x[Int(br.rs2)]) {
+                    pc = base &+ UInt64(bitPattern: Int64(br.imm))
+                    return p + 2
+                }
+                p += 1
+            case .ldBltu:
+                guard let h = directAddress(a &+ imm, 8, .read) else { outOfLine = true; return p }
+                x[d] = h.loadUnaligned(as: UInt64.self)
+                let br = p[1]
+                if x[Int(br.rs1)] < x[Int(br.rs2)] {
+                    pc = base &+ UInt64(bitPattern: Int64(br.imm))
+                    return p + 2
+                }
+                p += 1
+            case .ldBgeu:
+                guard let h = directAddress(a &+ imm, 8, .read) else { outOfLine = true; return p }
+                x[d] = h.loadUnaligned(as: UInt64.self)
+                let br = p[1]
+                if x[Int(br.rs1)] >= x[Int(br.rs2)] {
+                    pc = base &+ UInt64(bitPattern: Int64(br.imm))
+                    return p + 2
+                }
+                p += 1
+            case .lbuBeq:
+                guard let h = directAddress(a &+ imm, 1, .read) else { outOfLine = true; return p }
+                x[d] = UInt64(h.load(as: UInt8.self))
+                let br = p[1]
+                if x[Int(br.rs1)] == x[Int(br.rs2)] {
+                    pc = base &+ UInt64(bitPattern: Int64(br.imm))
+                    return p + 2
+                }
+                p += 1
+            case .lbuBne:
+                guard let h = directAddress(a &+ imm, 1, .read) else { outOfLine = true; return p }
+                x[d] = UInt64(h.load(as: UInt8.self))
+                let br = p[1]
+                if x[Int(br.rs1)] != x[Int(br.rs2)] {
+                    pc = base &+ UInt64(bitPattern: Int64(br.imm))
+                    return p + 2
+                }
+                p += 1
+            case .lbuBlt:
+                guard let h = directAddress(a &+ imm, 1, .read) else { outOfLine = true; return p }
+                x[d] = UInt64(h.load(as: UInt8.self))
+                let br = p[1]
+                if Int64(bitPattern: x[Int(br.rs1)]) < Int64(bitPattern: x[Int(br.rs2)]) {
+                    pc = base &+ UInt64(bitPattern: Int64(br.imm))
+                    return p + 2
+                }
+                p += 1
+            case .lbuBge:
+                guard let h = directAddress(a &+ imm, 1, .read) else { outOfLine = true; return p }
+                x[d] = UInt64(h.load(as: UInt8.self))
+                let br = p[1]
+                if Int64(bitPattern: x[Int(br.rs1)]) >= Int64(bitPattern: x[Int(br.rs2)]) {
+                    pc = base &+ UInt64(bitPattern: Int64(br.imm))
+                    return p + 2
+                }
+                p += 1
+            case .lbuBltu:
+                guard let h = directAddress(a &+ imm, 1, .read) else { outOfLine = true; return p }
+                x[d] = UInt64(h.load(as: UInt8.self))
+                let br = p[1]
+                if x[Int(br.rs1)] < x[Int(br.rs2)] {
+                    pc = base &+ UInt64(bitPattern: Int64(br.imm))
+                    return p + 2
+                }
+                p += 1
+            case .lbuBgeu:
+                guard let h = directAddress(a &+ imm, 1, .read) else { outOfLine = true; return p }
+                x[d] = UInt64(h.load(as: UInt8.self))
+                let br = p[1]
+                if x[Int(br.rs1)] >= x[Int(br.rs2)] {
+                    pc = base &+ UInt64(bitPattern: Int64(br.imm))
+                    return p + 2
+                }
+                p += 1
             }
             p += 1
         }
@@ -162,7 +380,9 @@ extension Hart {
         let address = a &+ UInt64(bitPattern: Int64(op.imm))
         var next = base &+ UInt64(op.next)
         currentInstruction = UInt64(op.bits)
-        switch op.kind {
+        // A superinstruction whose load left the fast path runs only its own
+        // instruction; the branch after it starts the next block.
+        switch op.kind.unfused {
         case .lb: x[d] = UInt64(bitPattern: Int64(Int8(truncatingIfNeeded: try loadSlowly(address, 1))))
         case .lh: x[d] = UInt64(bitPattern: Int64(Int16(truncatingIfNeeded: try loadSlowly(address, 2))))
         case .lw: x[d] = Self.sext32(try loadSlowly(address, 4))
@@ -198,23 +418,38 @@ extension Hart {
         self.pc = next
     }
 
-    /// Division and the 32-bit multiply/divide forms (rare enough to stay out of line).
-    @inline(never)
-    static func multiplyDivide(_ kind: OpKind, _ a: UInt64, _ b: UInt64) -> UInt64 {
+    // Division as the M extension defines it for a zero divisor and for overflow.
+    @inline(__always) static func div(_ a: UInt64, _ b: UInt64) -> UInt64 {
         let sa = Int64(bitPattern: a), sb = Int64(bitPattern: b)
-        let a32 = UInt32(truncatingIfNeeded: a), b32 = UInt32(truncatingIfNeeded: b)
-        let sa32 = Int32(bitPattern: a32), sb32 = Int32(bitPattern: b32)
-        switch kind {
-        case .div: return b == 0 ? .max : (sa == .min && sb == -1 ? a : UInt64(bitPattern: sa / sb))
-        case .divu: return b == 0 ? .max : a / b
-        case .rem: return b == 0 ? a : (sa == .min && sb == -1 ? 0 : UInt64(bitPattern: sa % sb))
-        case .remu: return b == 0 ? a : a % b
-        case .mulw: return sext32(a32 &* b32)
-        case .divw: return sext32(b32 == 0 ? .max : (sa32 == .min && sb32 == -1 ? a32 : UInt32(bitPattern: sa32 / sb32)))
-        case .divuw: return sext32(b32 == 0 ? .max : a32 / b32)
-        case .remw: return sext32(b32 == 0 ? a32 : (sa32 == .min && sb32 == -1 ? 0 : UInt32(bitPattern: sa32 % sb32)))
-        default: return sext32(b32 == 0 ? a32 : a32 % b32)  // remuw
-        }
+        if b == 0 { return .max }
+        if sa == .min && sb == -1 { return a }
+        return UInt64(bitPattern: sa / sb)
+    }
+    @inline(__always) static func rem(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let sa = Int64(bitPattern: a), sb = Int64(bitPattern: b)
+        if b == 0 { return a }
+        if sa == .min && sb == -1 { return 0 }
+        return UInt64(bitPattern: sa % sb)
+    }
+    @inline(__always) static func divw(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let sa = Int32(truncatingIfNeeded: a), sb = Int32(truncatingIfNeeded: b)
+        if sb == 0 { return .max }
+        if sa == .min && sb == -1 { return sext32(UInt32(bitPattern: sa)) }
+        return sext32(UInt32(bitPattern: sa / sb))
+    }
+    @inline(__always) static func divuw(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let ua = UInt32(truncatingIfNeeded: a), ub = UInt32(truncatingIfNeeded: b)
+        return ub == 0 ? .max : sext32(ua / ub)
+    }
+    @inline(__always) static func remw(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let sa = Int32(truncatingIfNeeded: a), sb = Int32(truncatingIfNeeded: b)
+        if sb == 0 { return sext32(UInt32(bitPattern: sa)) }
+        if sa == .min && sb == -1 { return 0 }
+        return sext32(UInt32(bitPattern: sa % sb))
+    }
+    @inline(__always) static func remuw(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let ua = UInt32(truncatingIfNeeded: a), ub = UInt32(truncatingIfNeeded: b)
+        return sext32(ub == 0 ? ua : ua % ub)
     }
 
     /// LR, SC and the AMOs. `a` is the address register, `b` the operand.

@@ -251,15 +251,16 @@ public final class Hart {
     /// instruction at which an interrupt can have become pending and enabled. A block
     /// whose successor is in the same page and current goes straight on to it.
     ///
-    /// For the slice, pc and the count of instructions retired not yet added to
-    /// `instructionsRetired` live in locals (host registers); `self.pc` and
+    /// For the slice, pc and the budget left live in locals (host registers), and
+    /// instructions retired are added to `instructionsRetired` from the budget used; `self.pc` and
     /// `instructionsRetired` are brought up to date before anything that reads them
     /// (out-of-line instructions, interrupts, traps, the slow lookup) and on return.
     @inline(__always)
     private func runBlocks(budget: Int, interrupts: Bool) -> HartExit {
         var remaining = budget
         var pc = self.pc
-        var retired = 0
+        // instructionsRetired lacks the instructions run since `remaining` was this.
+        var counted = budget
         slice: while remaining > 0 {
             if interrupts, mie != 0, effectiveMIP & mie != 0 {
                 self.pc = pc
@@ -282,16 +283,15 @@ public final class Hart {
                     let base = pc & ~0xfff
                     var outOfLine = false
                     let stop = interpret(ops, base, &pc, &outOfLine)
-                    let done = ops.distance(to: stop)
-                    retired &+= done
-                    remaining &-= done
+                    remaining &-= (Int(bitPattern: stop) &- Int(bitPattern: ops)) &>> 4  // 16-byte entries
                     if outOfLine {
                         self.pc = base &+ UInt64(stop.pointee.offset)
-                        instructionsRetired &+= UInt64(truncatingIfNeeded: retired)
-                        retired = 0
+                        instructionsRetired &+= UInt64(truncatingIfNeeded: counted &- remaining)
+                        counted = remaining
                         try executeOutOfLine(stop.pointee, base)
                         instructionsRetired &+= 1
                         remaining &-= 1
+                        counted = remaining
                         pc = self.pc
                         continue slice
                     }
@@ -304,18 +304,19 @@ public final class Hart {
                 }
             } catch {
                 // self.pc is the instruction that stopped (after WFI: the next one); with
-                // `retired` added, instructionsRetired counts what retired before it.
-                instructionsRetired &+= UInt64(truncatingIfNeeded: retired)
-                retired = 0
+                // what ran since `counted` added, instructionsRetired counts what retired
+                // before it.
+                instructionsRetired &+= UInt64(truncatingIfNeeded: counted &- remaining)
                 if error.cause == Trap.park { return .parked }
                 if error.cause == Hart.waitCause { return .waitingForInterrupt }
                 takeTrap(cause: error.cause, value: error.value, interrupt: false)
                 pc = self.pc
-                remaining &-= 1
+                remaining &-= 1  // the trap uses up budget, so a faulting loop still ends
+                counted = remaining
             }
         }
         self.pc = pc
-        instructionsRetired &+= UInt64(truncatingIfNeeded: retired)
+        instructionsRetired &+= UInt64(truncatingIfNeeded: counted &- remaining)
         return .budgetExhausted
     }
 

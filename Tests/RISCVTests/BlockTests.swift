@@ -164,4 +164,56 @@ import Testing
         // la (2) + csrw + 2 li retired before the fault, the handler's two csrr before the read.
         #expect(h[register: 17] == 7)
     }
+
+    // MARK: - Superinstructions
+
+    @Test func aBudgetCanEndBetweenTheHalvesOfASuperinstruction() throws {
+        // addi + bne fuse into one entry; single steps must still stop between them.
+        let (h, mem) = try makeHart("""
+            .option norvc
+            li a1, 3
+            loop:
+            addi a0, a0, 1
+            bne a0, a1, loop
+            1: j 1b
+            """)
+        defer { withExtendedLifetime(mem) {} }
+        var pcs: [UInt64] = []
+        var a0s: [UInt64] = []
+        for _ in 0..<8 {
+            #expect(h.run(budget: 1) == .budgetExhausted)
+            pcs.append(h.pc - TestMemory.base)
+            a0s.append(h[register: 10])
+        }
+        #expect(pcs == [4, 8, 4, 8, 4, 8, 12, 12])
+        #expect(a0s == [0, 1, 1, 2, 2, 3, 3, 3])
+        #expect(h.instructionsRetired == 8)
+    }
+
+    @Test func aFusedLoadOffTheFastPathStillRunsItsBranch() throws {
+        // lw + beqz fuse; the lw reads a device word (out of line), so the branch runs
+        // as the start of the next block; then the same load parks.
+        let (h, mem) = try makeHart("""
+            .option norvc
+            li a0, 0x10000000
+            again:
+            lw t1, 0(a0)
+            beqz t1, wasZero
+            li a2, 1
+            j again
+            wasZero:
+            li a3, 2
+            1: j 1b
+            """)
+        mem.mmioWord = 5
+        _ = h.run(budget: 4)  // li, lw, beqz (not taken), li a2
+        #expect(h[register: 6] == 5 && h[register: 12] == 1 && h[register: 13] == 0)
+        mem.retryMMIO = true
+        #expect(h.run(budget: 10) == .parked)  // j, then lw parks
+        #expect(h.pc == TestMemory.base + 4)
+        mem.retryMMIO = false
+        mem.mmioWord = 0
+        _ = h.run(budget: 3)  // lw, beqz (taken), li a3
+        #expect(h[register: 6] == 0 && h[register: 13] == 2)
+    }
 }
