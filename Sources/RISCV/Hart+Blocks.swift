@@ -33,8 +33,12 @@
 // sees every store before the next instruction, as before blocks, which the RISC-V
 // memory model allows (FENCE.I has nothing left to order).
 
-/// The fixed part of a block in the arena; its `count` DecodedOps follow it, then a
+/// The fixed part of a block in the arena. Its `count` entries (BlockEntry: the
+/// instruction decoded and in the form it runs in, Threaded.swift) follow it, then a
 /// `.blockEnd` entry holding the offset the block falls through to.
+/// Where each block of a page starts: one slot per parcel, `Hart.noBlock` where none.
+typealias BlockMap = UnsafeMutablePointer<UnsafeMutablePointer<BlockHeader>>
+
 struct BlockHeader {
     /// The code epoch in which the instructions were last compared with memory.
     var epoch: UInt64
@@ -45,25 +49,33 @@ extension Hart {
     static let parcelsPerPage = 2048
     /// Instructions per block at most: 64 instructions cost one dispatch of the block.
     static let maxBlockLength = 64
-    static let maxBlockBytes = MemoryLayout<BlockHeader>.stride + (maxBlockLength + 1) * MemoryLayout<DecodedOp>.stride
+    static let maxBlockBytes = MemoryLayout<BlockHeader>.stride + (maxBlockLength + 1) * MemoryLayout<BlockEntry>.stride
 
-    /// The cursor's target when it has none: a block map without blocks, so the fast
-    /// path's lookup fails without a test of its own. Shared, never written.
-    static let emptyBlockMap: UnsafeMutablePointer<UInt32> = {
-        let p = UnsafeMutablePointer<UInt32>.allocate(capacity: Hart.parcelsPerPage)
-        p.initialize(repeating: 0, count: Hart.parcelsPerPage)
+    /// What a block map holds where no block starts: a header of no code epoch (the
+    /// epoch starts at 1) and no budget fits, so a lookup fails without a test of its
+    /// own. Shared, never written.
+    static let noBlock: UnsafeMutablePointer<BlockHeader> = {
+        let p = UnsafeMutablePointer<BlockHeader>.allocate(capacity: 1)
+        p.initialize(to: BlockHeader(epoch: 0, count: .max))
         return p
     }()
-    static let emptyCodeBytes: UnsafeRawPointer = UnsafeRawPointer(emptyBlockMap)
 
-    /// The block at arena index `index` (its byte offset / 16).
-    @inline(__always) func block(at index: UInt32) -> UnsafeMutablePointer<BlockHeader> {
-        (blockArena + Int(index) &<< 4).assumingMemoryBound(to: BlockHeader.self)
-    }
+    /// The cursor's target when it has none: a map without blocks and bytes that are
+    /// never read. Shared, never written.
+    static let emptyBlockMap: BlockMap = {
+        let p = BlockMap.allocate(capacity: Hart.parcelsPerPage)
+        p.initialize(repeating: noBlock, count: Hart.parcelsPerPage)
+        return p
+    }()
+    static let emptyCodeBytes: UnsafeRawPointer = {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
+        p.initializeMemory(as: UInt8.self, repeating: 0, count: 4096)
+        return UnsafeRawPointer(p)
+    }()
 
-    /// The decoded instructions of a block.
-    @inline(__always) static func ops(of block: UnsafeMutablePointer<BlockHeader>) -> UnsafeMutablePointer<DecodedOp> {
-        UnsafeMutableRawPointer(block + 1).assumingMemoryBound(to: DecodedOp.self)
+    /// The entries of a block.
+    @inline(__always) static func entries(of block: UnsafeMutablePointer<BlockHeader>) -> UnsafeMutablePointer<BlockEntry> {
+        UnsafeMutableRawPointer(block + 1).assumingMemoryBound(to: BlockEntry.self)
     }
 
     /// The block that starts at `self.pc` (the fast path in `run` missed): pc left the
@@ -87,12 +99,10 @@ extension Hart {
         }
         guard offset < 4093 else { return try scratchBlock() }
         let slot = codeMap + Int(offset &>> 1)
-        if slot.pointee != 0 {
-            let b = block(at: slot.pointee)
-            if b.pointee.epoch == codeEpoch || matchesMemory(b) {
-                b.pointee.epoch = codeEpoch
-                return b
-            }
+        let b = slot.pointee
+        if b != Self.noBlock && (b.pointee.epoch == codeEpoch || matchesMemory(b)) {
+            b.pointee.epoch = codeEpoch
+            return b
         }
         if blockArenaUsed + Self.maxBlockBytes > blockArenaBytes {
             // The arena is full: start over (TLB entries and the cursor point at maps
@@ -105,9 +115,9 @@ extension Hart {
 
     /// True if memory still holds every instruction of `block` (in the cursor's page).
     func matchesMemory(_ block: UnsafeMutablePointer<BlockHeader>) -> Bool {
-        let ops = Self.ops(of: block)
+        let entries = Self.entries(of: block)
         for i in 0..<block.pointee.count {
-            let op = ops[i]
+            let op = entries[i].op
             if !op.matches(codeHost.loadUnaligned(fromByteOffset: Int(op.offset), as: UInt32.self)) { return false }
         }
         return true
@@ -115,11 +125,10 @@ extension Hart {
 
     /// Decodes the block starting at `offset` of the cursor's page into the arena and
     /// enters it in the page's map at `slot`.
-    func buildBlock(at start: Int, slot: UnsafeMutablePointer<UInt32>) -> UnsafeMutablePointer<BlockHeader> {
-        let index = blockArenaUsed &>> 4
+    func buildBlock(at start: Int, slot: BlockMap) -> UnsafeMutablePointer<BlockHeader> {
         let raw = blockArena + blockArenaUsed
         let block = raw.bindMemory(to: BlockHeader.self, capacity: 1)
-        let ops = (raw + MemoryLayout<BlockHeader>.stride).bindMemory(to: DecodedOp.self, capacity: Self.maxBlockLength + 1)
+        let ops = decodeBuffer
         var offset = start, count = 0
         while offset < 4093 && count < Self.maxBlockLength {
             var op = DecodedOp(decoding: codeHost.loadUnaligned(fromByteOffset: offset, as: UInt32.self),
@@ -129,16 +138,20 @@ extension Hart {
             op.next = UInt16(next)
             if op.kind.isPCRelative { op.imm &+= Int32(offset) }
             if count > 0, let fused = ops[count - 1].kind.fused(with: op.kind) { ops[count - 1].kind = fused }
-            (ops + count).initialize(to: op)
+            ops[count] = op
             count += 1
             offset = next
             if op.kind.endsBlock { break }
         }
-        (ops + count).initialize(to: Self.blockEnd(at: offset))
+        ops[count] = Self.blockEnd(at: offset)
         block.initialize(to: BlockHeader(epoch: codeEpoch, count: count))
-        blockArenaUsed += MemoryLayout<BlockHeader>.stride + (count + 1) * MemoryLayout<DecodedOp>.stride
+        let entries = (raw + MemoryLayout<BlockHeader>.stride).bindMemory(to: BlockEntry.self, capacity: count + 1)
+        for i in 0...count {
+            (entries + i).initialize(to: BlockEntry(run: ThreadedOp(ops[i], after: max(count - 1 - i, 0)), op: ops[i]))
+        }
+        blockArenaUsed += MemoryLayout<BlockHeader>.stride + (count + 1) * MemoryLayout<BlockEntry>.stride
         decodedInstructions &+= UInt64(count)
-        slot.pointee = UInt32(index)
+        slot.pointee = block
         return block
     }
 
@@ -150,9 +163,10 @@ extension Hart {
         op.offset = UInt16(offset)
         op.next = UInt16(offset + op.length)
         if op.kind.isPCRelative { op.imm &+= Int32(offset) }
-        let ops = Self.ops(of: scratch)
-        ops[0] = op
-        ops[1] = Self.blockEnd(at: Int(op.next))
+        let end = Self.blockEnd(at: Int(op.next))
+        let entries = Self.entries(of: scratch)
+        entries[0] = BlockEntry(run: ThreadedOp(op, after: 0), op: op)
+        entries[1] = BlockEntry(run: ThreadedOp(end, after: 0), op: end)
         return scratch
     }
 
@@ -164,13 +178,18 @@ extension Hart {
         return end
     }
 
-    /// The first `count` instructions of the block at `ops` (fewer than it has), as a
-    /// block of their own: the budget ends within the block.
+    /// The first `count` instructions of `block` (fewer than it has) as a block of their
+    /// own, outside the arena: the budget ends within the block.
     @inline(never)
-    func truncated(_ ops: UnsafeMutablePointer<DecodedOp>, _ count: Int) -> UnsafeMutablePointer<DecodedOp> {
-        truncation.update(from: ops, count: count)
-        truncation[count - 1].kind = truncation[count - 1].kind.unfused  // its partner is cut off
-        truncation[count] = Self.blockEnd(at: Int(ops[count].offset))
+    func truncated(_ block: UnsafeMutablePointer<BlockHeader>, _ count: Int) -> UnsafeMutablePointer<BlockEntry> {
+        let entries = Self.entries(of: block)
+        for i in 0..<count {
+            var op = entries[i].op
+            if i == count - 1 { op.kind = op.kind.unfused }  // its partner is cut off
+            truncation[i] = BlockEntry(run: ThreadedOp(op, after: count - 1 - i), op: op)
+        }
+        let end = Self.blockEnd(at: Int(entries[count].op.offset))
+        truncation[count] = BlockEntry(run: ThreadedOp(end, after: 0), op: end)
         return truncation
     }
 
@@ -184,11 +203,11 @@ extension Hart {
 
     /// The block map for a guest-physical page, made (empty) on first use. The TLB's
     /// write entries for the page learn that it holds code (see the file comment).
-    func blockMap(_ physicalPage: UInt64) -> UnsafeMutablePointer<UInt32> {
+    func blockMap(_ physicalPage: UInt64) -> BlockMap {
         if let map = decodedPages[physicalPage] { return map }
         if decodedPages.count >= decodedPageLimit { dropAllBlocks() }
-        let map = UnsafeMutablePointer<UInt32>.allocate(capacity: Self.parcelsPerPage)
-        map.initialize(repeating: 0, count: Self.parcelsPerPage)
+        let map = BlockMap.allocate(capacity: Self.parcelsPerPage)
+        map.initialize(repeating: Self.noBlock, count: Self.parcelsPerPage)
         decodedPages[physicalPage] = map
         let writes = Int(AccessType.write.rawValue) * Self.tlbSize
         for i in writes..<(writes + Self.tlbSize) where tlb[i].physicalPage == physicalPage {
@@ -203,7 +222,7 @@ extension Hart {
     func dropAllBlocks() {
         flushTLB()
         releaseDecodedPages()
-        blockArenaUsed = MemoryLayout<BlockHeader>.stride  // index 0 means "no block"
+        blockArenaUsed = 0
     }
 
     func releaseDecodedPages() {

@@ -9,7 +9,7 @@ struct TLBEntry {
     var tag: UInt64 = .max
     var physicalPage: UInt64 = .max
     var host: UnsafeMutableRawPointer? = nil
-    var decoded: UnsafeMutablePointer<UInt32>? = nil
+    var decoded: BlockMap? = nil
 }
 
 /// The inline fast path's copy of a read or write TLB entry whose page the hart may
@@ -55,7 +55,7 @@ extension Hart {
         codeEpoch &+= 1  // the walk may set A/D bits in memory
         let page = try translate(vaddr, kind)
         let host = memory.directPage(page, for: kind)
-        let decoded: UnsafeMutablePointer<UInt32>?
+        let decoded: BlockMap?
         switch kind {
         case .execute: decoded = host != nil ? blockMap(page) : nil
         case .write: decoded = decodedPages[page]
@@ -132,7 +132,7 @@ extension Hart {
 
     /// The host address of a naturally aligned `size`-byte access at `vaddr` if the
     /// TLB maps its page directly for `kind` (for stores: a page without blocks): the
-    /// loads' and stores' inline fast path.
+    /// loads' and stores' fast path (the handlers in Threaded.swift do the same).
     @inline(__always) func directAddress(_ vaddr: UInt64, _ size: Int, _ kind: AccessType) -> UnsafeMutableRawPointer? {
         let e = fastTLB + (Int(kind.rawValue) &* Self.tlbSize &+ Int(truncatingIfNeeded: (vaddr &>> 12) & UInt64(Self.tlbSize - 1)))
         guard e.pointee.tag == vaddr & (~0xfff | UInt64(size &- 1)) else { return nil }

@@ -93,32 +93,36 @@ public final class Hart {
 
     // MARK: TLB
     let tlb: UnsafeMutablePointer<TLBEntry>
-    /// The loads' and stores' inline view of the read and write TLBs (Hart+MMU.swift).
+    /// The loads' and stores' inline view of the read and write TLBs (Hart+MMU.swift),
+    /// inside the threaded handlers' context (Threaded.swift).
     let fastTLB: UnsafeMutablePointer<FastTLBEntry>
+    let threadContext: UnsafeMutableRawPointer
 
     // MARK: Blocks (Hart+Blocks.swift)
     /// The virtual address of the page pc runs in (the cursor), its bytes, its block
     /// map and its guest-physical page (.max: no cursor).
     var codeBase: UInt64 = 0
     var codeHost: UnsafeRawPointer
-    var codeMap: UnsafeMutablePointer<UInt32>
+    var codeMap: BlockMap
     var codePage: UInt64 = .max
     /// Advanced whenever code may have changed behind the hart's back; a block from an
     /// older epoch is compared with memory before it runs.
     var codeEpoch: UInt64 = 1
     /// Block maps by guest-physical page.
-    var decodedPages: [UInt64: UnsafeMutablePointer<UInt32>] = [:]
+    var decodedPages: [UInt64: BlockMap] = [:]
     /// Pages with blocks kept before all are dropped and decoded again.
     var decodedPageLimit = 512
-    /// The blocks: 16-byte aligned, addressed by offset / 16 (0: none).
+    /// The blocks, 16-byte aligned.
     let blockArena: UnsafeMutableRawPointer
     static let blockArenaBytes = 8 << 20
     var blockArenaBytes: Int { Self.blockArenaBytes }
-    var blockArenaUsed = MemoryLayout<BlockHeader>.stride
+    var blockArenaUsed = 0
     /// The one-instruction block for code run without a block (Hart+Blocks.swift).
     let scratch: UnsafeMutablePointer<BlockHeader>
     /// The first instructions of a block longer than the budget left (Hart+Blocks.swift).
-    let truncation: UnsafeMutablePointer<DecodedOp>
+    let truncation: UnsafeMutablePointer<BlockEntry>
+    /// Where a block is decoded before it goes into the arena.
+    let decodeBuffer: UnsafeMutablePointer<DecodedOp>
     /// Instructions decoded into blocks (first use or after their code changed).
     public internal(set) var decodedInstructions: UInt64 = 0
 
@@ -130,29 +134,36 @@ public final class Hart {
         x.initialize(repeating: 0, count: 33)
         tlb = .allocate(capacity: 3 * Hart.tlbSize)
         tlb.initialize(repeating: TLBEntry(), count: 3 * Hart.tlbSize)
-        fastTLB = .allocate(capacity: 2 * Hart.tlbSize)
+        threadContext = .allocate(
+            byteCount: Threaded.fastTLBOffset + 2 * Hart.tlbSize * MemoryLayout<FastTLBEntry>.stride, alignment: 64)
+        threadContext.initializeMemory(as: UInt8.self, repeating: 0, count: Threaded.fastTLBOffset)
+        fastTLB = (threadContext + Threaded.fastTLBOffset).bindMemory(to: FastTLBEntry.self, capacity: 2 * Hart.tlbSize)
         fastTLB.initialize(repeating: FastTLBEntry(), count: 2 * Hart.tlbSize)
         codeHost = Hart.emptyCodeBytes
         codeMap = Hart.emptyBlockMap
         blockArena = .allocate(byteCount: Hart.blockArenaBytes, alignment: 16)
+        let empty = BlockEntry(run: ThreadedOp(DecodedOp(), after: 0), op: DecodedOp())
         let scratchBytes = UnsafeMutableRawPointer.allocate(
-            byteCount: MemoryLayout<BlockHeader>.stride + 2 * MemoryLayout<DecodedOp>.stride, alignment: 16)
+            byteCount: MemoryLayout<BlockHeader>.stride + 2 * MemoryLayout<BlockEntry>.stride, alignment: 16)
         scratch = scratchBytes.bindMemory(to: BlockHeader.self, capacity: 1)
         scratch.initialize(to: BlockHeader(epoch: 0, count: 1))
-        (scratchBytes + MemoryLayout<BlockHeader>.stride).bindMemory(to: DecodedOp.self, capacity: 2)
-            .initialize(repeating: DecodedOp(), count: 2)
+        (scratchBytes + MemoryLayout<BlockHeader>.stride).bindMemory(to: BlockEntry.self, capacity: 2)
+            .initialize(repeating: empty, count: 2)
         truncation = .allocate(capacity: Hart.maxBlockLength + 1)
-        truncation.initialize(repeating: DecodedOp(), count: Hart.maxBlockLength + 1)
+        truncation.initialize(repeating: empty, count: Hart.maxBlockLength + 1)
+        decodeBuffer = .allocate(capacity: Hart.maxBlockLength + 1)
+        decodeBuffer.initialize(repeating: DecodedOp(), count: Hart.maxBlockLength + 1)
     }
 
     deinit {
         releaseDecodedPages()
         x.deallocate()
         tlb.deallocate()
-        fastTLB.deallocate()
+        threadContext.deallocate()
         blockArena.deallocate()
         UnsafeMutableRawPointer(scratch).deallocate()
         truncation.deallocate()
+        decodeBuffer.deallocate()
     }
 
     /// Integer register `i` (x0 reads 0, writes to it are ignored).
@@ -245,16 +256,19 @@ public final class Hart {
 
     /// The interpreter: block after block until the budget is used up.
     ///
-    /// Pending interrupts are looked at before a block that follows anything other
-    /// than a block run inline: within a slice only CSR writes, xRET, traps, WFI and
-    /// device accesses change them, which all run out of line, so this is before each
-    /// instruction at which an interrupt can have become pending and enabled. A block
-    /// whose successor is in the same page and current goes straight on to it.
+    /// A block runs in its threaded handlers (Threaded.swift), which go straight on
+    /// to the next block while it is in the same page, current and within the budget.
+    /// Pending interrupts are looked at when the handlers return, before the next
+    /// block: within a slice only CSR writes, xRET, traps, WFI and device accesses
+    /// change them, which all run out of line (the handlers return before them), so
+    /// this is before each instruction at which an interrupt can have become pending
+    /// and enabled.
     ///
     /// For the slice, pc and the budget left live in locals (host registers), and
-    /// instructions retired are added to `instructionsRetired` from the budget used; `self.pc` and
-    /// `instructionsRetired` are brought up to date before anything that reads them
-    /// (out-of-line instructions, interrupts, traps, the slow lookup) and on return.
+    /// instructions retired are added to `instructionsRetired` from the budget used;
+    /// `self.pc` and `instructionsRetired` are brought up to date before anything that
+    /// reads them (out-of-line instructions, interrupts, traps, the slow lookup) and on
+    /// return.
     @inline(__always)
     private func runBlocks(budget: Int, interrupts: Bool) -> HartExit {
         var remaining = budget
@@ -270,37 +284,37 @@ public final class Hart {
                 // The block at pc: in the cursor's page, of the current code epoch.
                 var block: UnsafeMutablePointer<BlockHeader>
                 let offset = pc &- codeBase
-                if offset < 4096, case let index = codeMap[Int(truncatingIfNeeded: offset &>> 1)], index != 0,
-                   case let b = self.block(at: index), b.pointee.epoch == codeEpoch {
+                if offset < 4096, case let b = codeMap[Int(truncatingIfNeeded: offset &>> 1)], b.pointee.epoch == codeEpoch {
                     block = b
                 } else {
                     self.pc = pc
                     block = try blockSlowly()
                 }
-                while true {
-                    var ops = Self.ops(of: block)
-                    if block.pointee.count > remaining { ops = truncated(ops, remaining) }
-                    let base = pc & ~0xfff
-                    var outOfLine = false
-                    let stop = interpret(ops, base, &pc, &outOfLine)
-                    remaining &-= (Int(bitPattern: stop) &- Int(bitPattern: ops)) &>> 4  // 16-byte entries
-                    if outOfLine {
-                        self.pc = base &+ UInt64(stop.pointee.offset)
-                        instructionsRetired &+= UInt64(truncatingIfNeeded: counted &- remaining)
-                        counted = remaining
-                        try executeOutOfLine(stop.pointee, base)
-                        instructionsRetired &+= 1
-                        remaining &-= 1
-                        counted = remaining
-                        pc = self.pc
-                        continue slice
-                    }
-                    guard remaining > 0 else { break slice }
-                    // The next block, if it is in the cursor's page and current.
-                    let next = pc &- codeBase
-                    guard next < 4096, case let index = codeMap[Int(truncatingIfNeeded: next &>> 1)], index != 0,
-                          case let b = self.block(at: index), b.pointee.epoch == codeEpoch else { continue slice }
-                    block = b
+                // Run it, and the blocks it chains to (Threaded.swift).
+                var first = Self.entries(of: block)
+                var count = block.pointee.count
+                if count > remaining {
+                    first = truncated(block, remaining)
+                    count = remaining
+                }
+                let base = pc & ~0xfff
+                let context = threadContext
+                context.storeBytes(of: codeMap, toByteOffset: Threaded.blockMap, as: BlockMap.self)
+                context.storeBytes(of: codeEpoch, toByteOffset: Threaded.epoch, as: UInt64.self)
+                let chain = min(remaining, Threaded.chainBudget)  // ≥ count: chainBudget ≥ maxBlockLength
+                let stop = first.pointee.run.handler(UnsafeMutableRawPointer(first), x, context, base, chain &- count)
+                remaining &-= chain &- context.load(fromByteOffset: Threaded.exitBudget, as: Int.self)
+                pc = context.load(fromByteOffset: Threaded.exitPC, as: UInt64.self)
+                if pc == Threaded.outOfLine {
+                    let op = stop.assumingMemoryBound(to: BlockEntry.self).pointee.op
+                    self.pc = base &+ UInt64(op.offset)
+                    instructionsRetired &+= UInt64(truncatingIfNeeded: counted &- remaining)
+                    counted = remaining
+                    try executeOutOfLine(op, base)
+                    instructionsRetired &+= 1
+                    remaining &-= 1
+                    counted = remaining
+                    pc = self.pc
                 }
             } catch {
                 // self.pc is the instruction that stopped (after WFI: the next one); with
