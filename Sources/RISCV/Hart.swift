@@ -137,6 +137,8 @@ public final class Hart {
         threadContext = .allocate(
             byteCount: Threaded.fastTLBOffset + 2 * Hart.tlbSize * MemoryLayout<FastTLBEntry>.stride, alignment: 64)
         threadContext.initializeMemory(as: UInt8.self, repeating: 0, count: Threaded.fastTLBOffset)
+        threadContext.storeBytes(of: tlb + Int(AccessType.execute.rawValue) * Hart.tlbSize, toByteOffset: Threaded.fetchTLB,
+                                 as: UnsafeMutablePointer<TLBEntry>.self)
         fastTLB = (threadContext + Threaded.fastTLBOffset).bindMemory(to: FastTLBEntry.self, capacity: 2 * Hart.tlbSize)
         fastTLB.initialize(repeating: FastTLBEntry(), count: 2 * Hart.tlbSize)
         codeHost = Hart.emptyCodeBytes
@@ -305,12 +307,14 @@ public final class Hart {
                 let stop = first.pointee.run.handler(UnsafeMutableRawPointer(first), x, context, base, chain &- count)
                 remaining &-= chain &- context.load(fromByteOffset: Threaded.exitBudget, as: Int.self)
                 pc = context.load(fromByteOffset: Threaded.exitPC, as: UInt64.self)
+                let exitBase = context.load(fromByteOffset: Threaded.exitBase, as: UInt64.self)
+                if exitBase != base { invalidateCodeCursor() }  // the chain went on in another page
                 if pc == Threaded.outOfLine {
                     let op = stop.assumingMemoryBound(to: BlockEntry.self).pointee.op
-                    self.pc = base &+ UInt64(op.offset)
+                    self.pc = exitBase &+ UInt64(op.offset)
                     instructionsRetired &+= UInt64(truncatingIfNeeded: counted &- remaining)
                     counted = remaining
-                    try executeOutOfLine(op, base)
+                    try executeOutOfLine(op, exitBase)
                     instructionsRetired &+= 1
                     remaining &-= 1
                     counted = remaining

@@ -11,9 +11,12 @@
 // budget left after the current block.
 //
 // A jump, a taken branch or the `.blockEnd` entry after a block's last instruction
-// goes on to the block at its target if that is in the same page, of the current code
-// epoch (the context holds the page's block map and the epoch) and within the budget;
-// otherwise the handler returns to `Hart.run`. So does an instruction a block cannot
+// goes on to the block at its target if that is of the current code epoch and within
+// the budget, and in the same page (the context holds the page's block map and the
+// epoch) or in a page the fetch TLB maps directly (the context points at the TLB; a
+// hit there has passed the execute permission check, and the TLB is flushed only by
+// instructions that run out of line); otherwise the handler returns to `Hart.run`,
+// with the page base it ended in. So does an instruction a block cannot
 // finish (a load or store off the fast path, anything `executeOutOfLine` does), which
 // returns its own entry with the exit pc `outOfLine`.
 //
@@ -76,7 +79,7 @@ enum Threaded {
     static let outOfLine: UInt64 = 1
 
     // The context's layout.
-    static let exitPC = 0, exitBudget = 8, blockMap = 16, epoch = 24
+    static let exitPC = 0, exitBudget = 8, blockMap = 16, epoch = 24, exitBase = 32, fetchTLB = 40
     static let fastTLBOffset = 64
     /// Instructions `run` hands a chain of blocks at most (at least `maxBlockLength`;
     /// see the file comment).
@@ -96,32 +99,57 @@ enum Threaded {
         return op(q).handler(q, x, c, base, budget)
     }
 
-    /// Returns to `run` for `pc` with `budget` left; `stop` is the first entry not run.
-    @inline(__always) static func leave(_ stop: Raw, _ c: Raw, _ pc: UInt64, _ budget: Int) -> Raw {
+    /// Returns to `run` for `pc` with `budget` left, in the page at `base`; `stop` is
+    /// the entry not run when `pc` is `outOfLine` (else anything).
+    @inline(__always) static func leave(_ stop: Raw, _ c: Raw, _ base: UInt64, _ pc: UInt64, _ budget: Int) -> Raw {
         c.storeBytes(of: pc, toByteOffset: exitPC, as: UInt64.self)
         c.storeBytes(of: budget, toByteOffset: exitBudget, as: Int.self)
+        c.storeBytes(of: base, toByteOffset: exitBase, as: UInt64.self)
         return stop
     }
 
-    /// Goes on at `target` with `budget` left: straight into its block if it is in this
-    /// page, current and within the budget, else back to `run`.
-    @inline(__always) static func goto(_ target: UInt64, _ stop: Raw, _ x: Registers, _ c: Raw, _ base: UInt64,
-                                       _ budget: Int) -> Raw {
+    /// True if block `b` is of the current code epoch and `left`, the budget after it,
+    /// is not negative (one test, so that the handlers need no extra registers).
+    @inline(__always) static func runnable(_ b: UnsafeMutablePointer<BlockHeader>, _ c: Raw, _ left: Int) -> Bool {
+        (b.pointee.epoch ^ c.load(fromByteOffset: epoch, as: UInt64.self)) | (UInt64(bitPattern: Int64(left)) &>> 63) == 0
+    }
+
+    /// Goes on at `target` with `budget` left: straight into its block if it is of the
+    /// current code epoch, within the budget and in this page (or, out of line, in one
+    /// the fetch TLB maps directly), else back to `run`.
+    @inline(__always) static func goto(_ target: UInt64, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
         let offset = target &- base
-        if offset < 4096 {
-            let b = c.load(fromByteOffset: blockMap, as: BlockMap.self)[Int(truncatingIfNeeded: offset &>> 1)]
+        guard offset < 4096 else { return otherPage(target, x, c, base, budget) }
+        let b = c.load(fromByteOffset: blockMap, as: BlockMap.self)[Int(truncatingIfNeeded: offset &>> 1)]
+        let left = budget &- b.pointee.count
+        if runnable(b, c, left) {
+            let first = UnsafeMutableRawPointer(b + 1)
+            return op(first).handler(first, x, c, base, left)
+        }
+        return leave(c, c, base, target, budget)
+    }
+
+    /// `goto` to another page, through the fetch TLB. A handler itself (C convention),
+    /// so that the call to it is a jump too.
+    static let otherPage: @convention(c) (UInt64, Registers, Raw, UInt64, Int) -> Raw = { target, x, c, base, budget in
+        let vpn = target &>> 12
+        let e = c.load(fromByteOffset: fetchTLB, as: UnsafeMutablePointer<TLBEntry>.self)
+            + Int(truncatingIfNeeded: vpn & UInt64(Hart.tlbSize - 1))
+        if e.pointee.tag == vpn, let map = e.pointee.decoded {
+            let b = map[Int(truncatingIfNeeded: (target & 0xfff) &>> 1)]
             let left = budget &- b.pointee.count
-            if b.pointee.epoch == c.load(fromByteOffset: epoch, as: UInt64.self) && left >= 0 {
+            if runnable(b, c, left) {
+                c.storeBytes(of: map, toByteOffset: blockMap, as: BlockMap.self)
                 let first = UnsafeMutableRawPointer(b + 1)
-                return op(first).handler(first, x, c, base, left)
+                return op(first).handler(first, x, c, target & ~0xfff, left)
             }
         }
-        return leave(stop, c, target, budget)
+        return leave(c, c, base, target, budget)
     }
 
     /// Leaves the block before the entry at `p`, for `executeOutOfLine`.
-    @inline(__always) static func outOfLine(_ p: Raw, _ c: Raw, _ budget: Int) -> Raw {
-        leave(p, c, outOfLine, budget &+ Int(op(p).aux) &+ 1)
+    @inline(__always) static func outOfLine(_ p: Raw, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        leave(p, c, base, outOfLine, budget &+ Int(op(p).aux) &+ 1)
     }
 
     @inline(__always) static func imm(_ o: ThreadedOp) -> UInt64 { UInt64(bitPattern: Int64(o.imm)) }
@@ -148,7 +176,7 @@ enum Threaded {
     @inline(__always) static func branch(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int,
                                          _ taken: (UInt64, UInt64) -> Bool) -> Raw {
         let o = op(p)
-        if taken(x[Int(o.rs1)], x[Int(o.rs2)]) { return goto(base &+ imm(o), p + stride, x, c, base, budget &+ Int(o.aux)) }
+        if taken(x[Int(o.rs1)], x[Int(o.rs2)]) { return goto(base &+ imm(o), x, c, base, budget &+ Int(o.aux)) }
         return next(p, x, c, base, budget)
     }
 
@@ -165,7 +193,7 @@ enum Threaded {
     @inline(__always) static func load(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int, _ size: Int,
                                        _ read: (Raw) -> UInt64) -> Raw {
         let o = op(p)
-        guard let h = address(c, x[Int(o.rs1)] &+ imm(o), size, false) else { return outOfLine(p, c, budget) }
+        guard let h = address(c, x[Int(o.rs1)] &+ imm(o), size, false) else { return outOfLine(p, c, base, budget) }
         x[Int(o.rd)] = read(h)
         return next(p, x, c, base, budget)
     }
@@ -174,7 +202,7 @@ enum Threaded {
     @inline(__always) static func store(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int, _ size: Int,
                                         _ write: (Raw, UInt64) -> Void) -> Raw {
         let o = op(p)
-        guard let h = address(c, x[Int(o.rs1)] &+ imm(o), size, true) else { return outOfLine(p, c, budget) }
+        guard let h = address(c, x[Int(o.rs1)] &+ imm(o), size, true) else { return outOfLine(p, c, base, budget) }
         write(h, x[Int(o.rs2)])
         return next(p, x, c, base, budget)
     }
@@ -184,7 +212,7 @@ enum Threaded {
                                               _ taken: (UInt64, UInt64) -> Bool) -> Raw {
         let q = p + stride
         let b = op(q)
-        if taken(x[Int(b.rs1)], x[Int(b.rs2)]) { return goto(base &+ imm(b), q + stride, x, c, base, budget &+ Int(b.aux)) }
+        if taken(x[Int(b.rs1)], x[Int(b.rs2)]) { return goto(base &+ imm(b), x, c, base, budget &+ Int(b.aux)) }
         return next(q, x, c, base, budget)
     }
 
@@ -201,7 +229,7 @@ enum Threaded {
                                              _ size: Int, _ read: (Raw) -> UInt64,
                                              _ taken: (UInt64, UInt64) -> Bool) -> Raw {
         let o = op(p)
-        guard let h = address(c, x[Int(o.rs1)] &+ imm(o), size, false) else { return outOfLine(p, c, budget) }
+        guard let h = address(c, x[Int(o.rs1)] &+ imm(o), size, false) else { return outOfLine(p, c, base, budget) }
         x[Int(o.rd)] = read(h)
         return fusedBranch(p, x, c, base, budget, taken)
     }
@@ -234,13 +262,13 @@ enum Threaded {
     static let jal: Handler = { p, x, c, base, budget in
         let o = op(p)
         x[Int(o.rd)] = base &+ (UInt64(o.rs2) | UInt64(o.aux) &<< 8)
-        return goto(base &+ imm(o), p + stride, x, c, base, budget)
+        return goto(base &+ imm(o), x, c, base, budget)
     }
     static let jalr: Handler = { p, x, c, base, budget in
         let o = op(p)
         let target = (x[Int(o.rs1)] &+ imm(o)) & ~1
         x[Int(o.rd)] = base &+ (UInt64(o.rs2) | UInt64(o.aux) &<< 8)
-        return goto(target, p + stride, x, c, base, budget)
+        return goto(target, x, c, base, budget)
     }
     static let beq: Handler = { p, x, c, base, budget in branch(p, x, c, base, budget, eq) }
     static let bne: Handler = { p, x, c, base, budget in branch(p, x, c, base, budget, ne) }
@@ -326,8 +354,8 @@ enum Threaded {
     static let remuw: Handler = { p, x, c, base, budget in r(p, x, c, base, budget, Hart.remuw) }
 
     /// Everything else: leave the block before the instruction, for `executeOutOfLine`.
-    static let outOfLineHandler: Handler = { p, _, c, _, budget in outOfLine(p, c, budget) }
-    static let blockEnd: Handler = { p, x, c, base, budget in goto(base &+ imm(op(p)), p, x, c, base, budget) }
+    static let outOfLineHandler: Handler = { p, _, c, base, budget in outOfLine(p, c, base, budget) }
+    static let blockEnd: Handler = { p, x, c, base, budget in goto(base &+ imm(op(p)), x, c, base, budget) }
 
     static let addiBeq: Handler = { p, x, c, base, budget in addiBranch(p, x, c, base, budget, eq) }
     static let addiBne: Handler = { p, x, c, base, budget in addiBranch(p, x, c, base, budget, ne) }

@@ -216,4 +216,52 @@ import Testing
         _ = h.run(budget: 3)  // lw, beqz (taken), li a3
         #expect(h[register: 6] == 0 && h[register: 13] == 2)
     }
+
+    // MARK: - Chains across pages
+
+    @Test func blocksChainedIntoAnotherPageKeepTheirAddresses() throws {
+        // A loop calls a function on the next page that reads a CSR (out of line) and
+        // takes its own address with auipc; from the second call on, the call chains
+        // into that page without returning to run. Then a call there makes an ecall (a
+        // trap whose mepc must be in that page); the handler skips it.
+        let (h, mem) = try makeHart("""
+            .option norvc
+            la t0, handler
+            csrw mtvec, t0
+            li t0, 5
+            csrw mscratch, t0
+            li s0, 3
+            loop:
+            call far
+            addi s0, s0, -1
+            bnez s0, loop
+            call trapper
+            1: j 1b
+            handler:
+            csrr a5, mepc
+            addi t1, a5, 4
+            csrw mepc, t1
+            mret
+            .org 0x1000
+            far:
+            addi a2, a2, 1
+            csrr a3, mscratch
+            auipc a4, 0
+            add a6, a6, a3
+            ret
+            trapper:
+            addi a7, a7, 1
+            ecall
+            addi a7, a7, 1
+            ret
+            """)
+        defer { withExtendedLifetime(mem) {} }
+        _ = h.run(budget: 200)
+        #expect(h[register: 8] == 0)
+        #expect(h[register: 12] == 3)
+        #expect(h[register: 16] == 15)
+        #expect(h[register: 14] == TestMemory.base + 0x1008)
+        #expect(h[register: 15] == TestMemory.base + 0x1018)
+        #expect(h[register: 17] == 2)
+    }
 }
