@@ -139,6 +139,7 @@ public final class Hart {
         threadContext.initializeMemory(as: UInt8.self, repeating: 0, count: Threaded.fastTLBOffset)
         threadContext.storeBytes(of: tlb + Int(AccessType.execute.rawValue) * Hart.tlbSize, toByteOffset: Threaded.fetchTLB,
                                  as: UnsafeMutablePointer<TLBEntry>.self)
+        threadContext.storeBytes(of: Threaded.otherPage, toByteOffset: Threaded.otherPageHandler, as: Threaded.CrossPage.self)
         fastTLB = (threadContext + Threaded.fastTLBOffset).bindMemory(to: FastTLBEntry.self, capacity: 2 * Hart.tlbSize)
         fastTLB.initialize(repeating: FastTLBEntry(), count: 2 * Hart.tlbSize)
         codeHost = Hart.emptyCodeBytes

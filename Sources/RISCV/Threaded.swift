@@ -79,7 +79,7 @@ enum Threaded {
     static let outOfLine: UInt64 = 1
 
     // The context's layout.
-    static let exitPC = 0, exitBudget = 8, blockMap = 16, epoch = 24, exitBase = 32, fetchTLB = 40
+    static let exitPC = 0, exitBudget = 8, blockMap = 16, epoch = 24, exitBase = 32, fetchTLB = 40, otherPageHandler = 48
     static let fastTLBOffset = 64
     /// Instructions `run` hands a chain of blocks at most (at least `maxBlockLength`;
     /// see the file comment).
@@ -119,7 +119,10 @@ enum Threaded {
     /// the fetch TLB maps directly), else back to `run`.
     @inline(__always) static func goto(_ target: UInt64, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
         let offset = target &- base
-        guard offset < 4096 else { return otherPage(target, x, c, base, budget) }
+        guard offset < 4096 else {
+            // Through the context, so that this path stays out of every handler.
+            return c.load(fromByteOffset: otherPageHandler, as: CrossPage.self)(target, x, c, base, budget)
+        }
         let b = c.load(fromByteOffset: blockMap, as: BlockMap.self)[Int(truncatingIfNeeded: offset &>> 1)]
         let left = budget &- b.pointee.count
         if runnable(b, c, left) {
@@ -129,9 +132,10 @@ enum Threaded {
         return leave(c, c, base, target, budget)
     }
 
-    /// `goto` to another page, through the fetch TLB. A handler itself (C convention),
+    /// `goto` to another page, through the fetch TLB. C convention like the handlers,
     /// so that the call to it is a jump too.
-    static let otherPage: @convention(c) (UInt64, Registers, Raw, UInt64, Int) -> Raw = { target, x, c, base, budget in
+    typealias CrossPage = @convention(c) (UInt64, Registers, Raw, UInt64, Int) -> Raw
+    static let otherPage: CrossPage = { target, x, c, base, budget in
         let vpn = target &>> 12
         let e = c.load(fromByteOffset: fetchTLB, as: UnsafeMutablePointer<TLBEntry>.self)
             + Int(truncatingIfNeeded: vpn & UInt64(Hart.tlbSize - 1))
