@@ -135,7 +135,9 @@ enum Threaded {
     /// `goto` to another page, through the fetch TLB. C convention like the handlers,
     /// so that the call to it is a jump too.
     typealias CrossPage = @convention(c) (UInt64, Registers, Raw, UInt64, Int) -> Raw
-    static let otherPage: CrossPage = { target, x, c, base, budget in
+    static let otherPage: CrossPage = threadedOtherPage
+    @inline(__always) static func otherPageBody(_ target: UInt64, _ x: Registers, _ c: Raw, _ base: UInt64,
+                                                _ budget: Int) -> Raw {
         let vpn = target &>> 12
         let e = c.load(fromByteOffset: fetchTLB, as: UnsafeMutablePointer<TLBEntry>.self)
             + Int(truncatingIfNeeded: vpn & UInt64(Hart.tlbSize - 1))
@@ -261,130 +263,375 @@ enum Threaded {
 
     // MARK: Handlers
 
-    static let lui: Handler = { p, x, c, base, budget in i(p, x, c, base, budget) { _, v in v } }
-    static let auipc: Handler = { p, x, c, base, budget in i(p, x, c, base, budget) { _, v in base &+ v } }  // v: offset from base
-    static let jal: Handler = { p, x, c, base, budget in
+    @inline(__always) static func luiBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        i(p, x, c, base, budget) { _, v in v }
+    }
+    @inline(__always) static func auipcBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        i(p, x, c, base, budget) { _, v in base &+ v }  // v: offset from base
+    }
+    @inline(__always) static func jalBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
         let o = op(p)
         x[Int(o.rd)] = base &+ (UInt64(o.rs2) | UInt64(o.aux) &<< 8)
         return goto(base &+ imm(o), x, c, base, budget)
     }
-    static let jalr: Handler = { p, x, c, base, budget in
+    @inline(__always) static func jalrBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
         let o = op(p)
         let target = (x[Int(o.rs1)] &+ imm(o)) & ~1
         x[Int(o.rd)] = base &+ (UInt64(o.rs2) | UInt64(o.aux) &<< 8)
         return goto(target, x, c, base, budget)
     }
-    static let beq: Handler = { p, x, c, base, budget in branch(p, x, c, base, budget, eq) }
-    static let bne: Handler = { p, x, c, base, budget in branch(p, x, c, base, budget, ne) }
-    static let blt: Handler = { p, x, c, base, budget in branch(p, x, c, base, budget, lt) }
-    static let bge: Handler = { p, x, c, base, budget in branch(p, x, c, base, budget, ge) }
-    static let bltu: Handler = { p, x, c, base, budget in branch(p, x, c, base, budget, ltu) }
-    static let bgeu: Handler = { p, x, c, base, budget in branch(p, x, c, base, budget, geu) }
+    @inline(__always) static func beqBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        branch(p, x, c, base, budget, eq)
+    }
+    @inline(__always) static func bneBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        branch(p, x, c, base, budget, ne)
+    }
+    @inline(__always) static func bltBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        branch(p, x, c, base, budget, lt)
+    }
+    @inline(__always) static func bgeBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        branch(p, x, c, base, budget, ge)
+    }
+    @inline(__always) static func bltuBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        branch(p, x, c, base, budget, ltu)
+    }
+    @inline(__always) static func bgeuBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        branch(p, x, c, base, budget, geu)
+    }
 
-    static let lb: Handler = { p, x, c, base, budget in load(p, x, c, base, budget, 1, i8) }
-    static let lh: Handler = { p, x, c, base, budget in load(p, x, c, base, budget, 2, i16) }
-    static let lw: Handler = { p, x, c, base, budget in load(p, x, c, base, budget, 4, i32) }
-    static let ld: Handler = { p, x, c, base, budget in load(p, x, c, base, budget, 8, u64) }
-    static let lbu: Handler = { p, x, c, base, budget in load(p, x, c, base, budget, 1, u8) }
-    static let lhu: Handler = { p, x, c, base, budget in load(p, x, c, base, budget, 2, u16) }
-    static let lwu: Handler = { p, x, c, base, budget in load(p, x, c, base, budget, 4, u32) }
-    static let sb: Handler = { p, x, c, base, budget in
+    @inline(__always) static func lbBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        load(p, x, c, base, budget, 1, i8)
+    }
+    @inline(__always) static func lhBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        load(p, x, c, base, budget, 2, i16)
+    }
+    @inline(__always) static func lwBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        load(p, x, c, base, budget, 4, i32)
+    }
+    @inline(__always) static func ldBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        load(p, x, c, base, budget, 8, u64)
+    }
+    @inline(__always) static func lbuBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        load(p, x, c, base, budget, 1, u8)
+    }
+    @inline(__always) static func lhuBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        load(p, x, c, base, budget, 2, u16)
+    }
+    @inline(__always) static func lwuBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        load(p, x, c, base, budget, 4, u32)
+    }
+    @inline(__always) static func sbBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
         store(p, x, c, base, budget, 1) { h, v in h.storeBytes(of: UInt8(truncatingIfNeeded: v), as: UInt8.self) }
     }
-    static let sh: Handler = { p, x, c, base, budget in
+    @inline(__always) static func shBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
         store(p, x, c, base, budget, 2) { h, v in h.storeBytes(of: UInt16(truncatingIfNeeded: v), as: UInt16.self) }
     }
-    static let sw: Handler = { p, x, c, base, budget in
+    @inline(__always) static func swBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
         store(p, x, c, base, budget, 4) { h, v in h.storeBytes(of: UInt32(truncatingIfNeeded: v), as: UInt32.self) }
     }
-    static let sd: Handler = { p, x, c, base, budget in store(p, x, c, base, budget, 8) { h, v in h.storeBytes(of: v, as: UInt64.self) } }
+    @inline(__always) static func sdBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        store(p, x, c, base, budget, 8) { h, v in h.storeBytes(of: v, as: UInt64.self) }
+    }
 
-    static let addi: Handler = { p, x, c, base, budget in i(p, x, c, base, budget) { a, v in a &+ v } }
-    static let slti: Handler = { p, x, c, base, budget in i(p, x, c, base, budget) { a, v in lt(a, v) ? 1 : 0 } }
-    static let sltiu: Handler = { p, x, c, base, budget in i(p, x, c, base, budget) { a, v in a < v ? 1 : 0 } }
-    static let xori: Handler = { p, x, c, base, budget in i(p, x, c, base, budget) { a, v in a ^ v } }
-    static let ori: Handler = { p, x, c, base, budget in i(p, x, c, base, budget) { a, v in a | v } }
-    static let andi: Handler = { p, x, c, base, budget in i(p, x, c, base, budget) { a, v in a & v } }
-    static let slli: Handler = { p, x, c, base, budget in i(p, x, c, base, budget) { a, v in a &<< v } }
-    static let srli: Handler = { p, x, c, base, budget in i(p, x, c, base, budget) { a, v in a &>> v } }
-    static let srai: Handler = { p, x, c, base, budget in
+    @inline(__always) static func addiBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        i(p, x, c, base, budget) { a, v in a &+ v }
+    }
+    @inline(__always) static func sltiBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        i(p, x, c, base, budget) { a, v in lt(a, v) ? 1 : 0 }
+    }
+    @inline(__always) static func sltiuBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        i(p, x, c, base, budget) { a, v in a < v ? 1 : 0 }
+    }
+    @inline(__always) static func xoriBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        i(p, x, c, base, budget) { a, v in a ^ v }
+    }
+    @inline(__always) static func oriBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        i(p, x, c, base, budget) { a, v in a | v }
+    }
+    @inline(__always) static func andiBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        i(p, x, c, base, budget) { a, v in a & v }
+    }
+    @inline(__always) static func slliBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        i(p, x, c, base, budget) { a, v in a &<< v }
+    }
+    @inline(__always) static func srliBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        i(p, x, c, base, budget) { a, v in a &>> v }
+    }
+    @inline(__always) static func sraiBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
         i(p, x, c, base, budget) { a, v in UInt64(bitPattern: Int64(bitPattern: a) &>> Int64(bitPattern: v)) }
     }
-    static let addiw: Handler = { p, x, c, base, budget in i(p, x, c, base, budget) { a, v in sext32(a &+ v) } }
-    static let slliw: Handler = { p, x, c, base, budget in i(p, x, c, base, budget) { a, v in sext32(w(a) &<< w(v)) } }
-    static let srliw: Handler = { p, x, c, base, budget in i(p, x, c, base, budget) { a, v in sext32(w(a) &>> w(v)) } }
-    static let sraiw: Handler = { p, x, c, base, budget in
+    @inline(__always) static func addiwBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        i(p, x, c, base, budget) { a, v in sext32(a &+ v) }
+    }
+    @inline(__always) static func slliwBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        i(p, x, c, base, budget) { a, v in sext32(w(a) &<< w(v)) }
+    }
+    @inline(__always) static func srliwBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        i(p, x, c, base, budget) { a, v in sext32(w(a) &>> w(v)) }
+    }
+    @inline(__always) static func sraiwBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
         i(p, x, c, base, budget) { a, v in UInt64(bitPattern: Int64(Int32(bitPattern: w(a)) &>> Int32(bitPattern: w(v)))) }
     }
 
-    static let add: Handler = { p, x, c, base, budget in r(p, x, c, base, budget) { a, b in a &+ b } }
-    static let sub: Handler = { p, x, c, base, budget in r(p, x, c, base, budget) { a, b in a &- b } }
-    static let sll: Handler = { p, x, c, base, budget in r(p, x, c, base, budget) { a, b in a &<< b } }
-    static let slt: Handler = { p, x, c, base, budget in r(p, x, c, base, budget) { a, b in lt(a, b) ? 1 : 0 } }
-    static let sltu: Handler = { p, x, c, base, budget in r(p, x, c, base, budget) { a, b in a < b ? 1 : 0 } }
-    static let xor: Handler = { p, x, c, base, budget in r(p, x, c, base, budget) { a, b in a ^ b } }
-    static let srl: Handler = { p, x, c, base, budget in r(p, x, c, base, budget) { a, b in a &>> b } }
-    static let sra: Handler = { p, x, c, base, budget in
+    @inline(__always) static func addBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        r(p, x, c, base, budget) { a, b in a &+ b }
+    }
+    @inline(__always) static func subBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        r(p, x, c, base, budget) { a, b in a &- b }
+    }
+    @inline(__always) static func sllBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        r(p, x, c, base, budget) { a, b in a &<< b }
+    }
+    @inline(__always) static func sltBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        r(p, x, c, base, budget) { a, b in lt(a, b) ? 1 : 0 }
+    }
+    @inline(__always) static func sltuBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        r(p, x, c, base, budget) { a, b in a < b ? 1 : 0 }
+    }
+    @inline(__always) static func xorBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        r(p, x, c, base, budget) { a, b in a ^ b }
+    }
+    @inline(__always) static func srlBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        r(p, x, c, base, budget) { a, b in a &>> b }
+    }
+    @inline(__always) static func sraBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
         r(p, x, c, base, budget) { a, b in UInt64(bitPattern: Int64(bitPattern: a) &>> Int64(bitPattern: b)) }
     }
-    static let or: Handler = { p, x, c, base, budget in r(p, x, c, base, budget) { a, b in a | b } }
-    static let and: Handler = { p, x, c, base, budget in r(p, x, c, base, budget) { a, b in a & b } }
-    static let mul: Handler = { p, x, c, base, budget in r(p, x, c, base, budget) { a, b in a &* b } }
-    static let mulh: Handler = { p, x, c, base, budget in
+    @inline(__always) static func orBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        r(p, x, c, base, budget) { a, b in a | b }
+    }
+    @inline(__always) static func andBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        r(p, x, c, base, budget) { a, b in a & b }
+    }
+    @inline(__always) static func mulBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        r(p, x, c, base, budget) { a, b in a &* b }
+    }
+    @inline(__always) static func mulhBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
         r(p, x, c, base, budget) { a, b in UInt64(bitPattern: Int64(bitPattern: a).multipliedFullWidth(by: Int64(bitPattern: b)).high) }
     }
-    static let mulhsu: Handler = { p, x, c, base, budget in
+    @inline(__always) static func mulhsuBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
         r(p, x, c, base, budget) { a, b in
             let high = a.multipliedFullWidth(by: b).high
             return Int64(bitPattern: a) < 0 ? high &- b : high
         }
     }
-    static let mulhu: Handler = { p, x, c, base, budget in r(p, x, c, base, budget) { a, b in a.multipliedFullWidth(by: b).high } }
-    static let div: Handler = { p, x, c, base, budget in r(p, x, c, base, budget, Hart.div) }
-    static let divu: Handler = { p, x, c, base, budget in r(p, x, c, base, budget) { a, b in b == 0 ? .max : a / b } }
-    static let rem: Handler = { p, x, c, base, budget in r(p, x, c, base, budget, Hart.rem) }
-    static let remu: Handler = { p, x, c, base, budget in r(p, x, c, base, budget) { a, b in b == 0 ? a : a % b } }
-    static let addw: Handler = { p, x, c, base, budget in r(p, x, c, base, budget) { a, b in sext32(a &+ b) } }
-    static let subw: Handler = { p, x, c, base, budget in r(p, x, c, base, budget) { a, b in sext32(a &- b) } }
-    static let sllw: Handler = { p, x, c, base, budget in r(p, x, c, base, budget) { a, b in sext32(w(a) &<< w(b)) } }
-    static let srlw: Handler = { p, x, c, base, budget in r(p, x, c, base, budget) { a, b in sext32(w(a) &>> w(b)) } }
-    static let sraw: Handler = { p, x, c, base, budget in
+    @inline(__always) static func mulhuBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        r(p, x, c, base, budget) { a, b in a.multipliedFullWidth(by: b).high }
+    }
+    @inline(__always) static func divBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        r(p, x, c, base, budget, Hart.div)
+    }
+    @inline(__always) static func divuBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        r(p, x, c, base, budget) { a, b in b == 0 ? .max : a / b }
+    }
+    @inline(__always) static func remBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        r(p, x, c, base, budget, Hart.rem)
+    }
+    @inline(__always) static func remuBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        r(p, x, c, base, budget) { a, b in b == 0 ? a : a % b }
+    }
+    @inline(__always) static func addwBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        r(p, x, c, base, budget) { a, b in sext32(a &+ b) }
+    }
+    @inline(__always) static func subwBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        r(p, x, c, base, budget) { a, b in sext32(a &- b) }
+    }
+    @inline(__always) static func sllwBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        r(p, x, c, base, budget) { a, b in sext32(w(a) &<< w(b)) }
+    }
+    @inline(__always) static func srlwBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        r(p, x, c, base, budget) { a, b in sext32(w(a) &>> w(b)) }
+    }
+    @inline(__always) static func srawBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
         r(p, x, c, base, budget) { a, b in UInt64(bitPattern: Int64(Int32(bitPattern: w(a)) &>> Int32(bitPattern: w(b)))) }
     }
-    static let mulw: Handler = { p, x, c, base, budget in r(p, x, c, base, budget) { a, b in sext32(w(a) &* w(b)) } }
-    static let divw: Handler = { p, x, c, base, budget in r(p, x, c, base, budget, Hart.divw) }
-    static let divuw: Handler = { p, x, c, base, budget in r(p, x, c, base, budget, Hart.divuw) }
-    static let remw: Handler = { p, x, c, base, budget in r(p, x, c, base, budget, Hart.remw) }
-    static let remuw: Handler = { p, x, c, base, budget in r(p, x, c, base, budget, Hart.remuw) }
+    @inline(__always) static func mulwBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        r(p, x, c, base, budget) { a, b in sext32(w(a) &* w(b)) }
+    }
+    @inline(__always) static func divwBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        r(p, x, c, base, budget, Hart.divw)
+    }
+    @inline(__always) static func divuwBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        r(p, x, c, base, budget, Hart.divuw)
+    }
+    @inline(__always) static func remwBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        r(p, x, c, base, budget, Hart.remw)
+    }
+    @inline(__always) static func remuwBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        r(p, x, c, base, budget, Hart.remuw)
+    }
 
     /// Everything else: leave the block before the instruction, for `executeOutOfLine`.
-    static let outOfLineHandler: Handler = { p, _, c, base, budget in outOfLine(p, c, base, budget) }
-    static let blockEnd: Handler = { p, x, c, base, budget in goto(base &+ imm(op(p)), x, c, base, budget) }
+    @inline(__always) static func outOfLineHandlerBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        outOfLine(p, c, base, budget)
+    }
+    @inline(__always) static func blockEndBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        goto(base &+ imm(op(p)), x, c, base, budget)
+    }
 
-    static let addiBeq: Handler = { p, x, c, base, budget in addiBranch(p, x, c, base, budget, eq) }
-    static let addiBne: Handler = { p, x, c, base, budget in addiBranch(p, x, c, base, budget, ne) }
-    static let addiBlt: Handler = { p, x, c, base, budget in addiBranch(p, x, c, base, budget, lt) }
-    static let addiBge: Handler = { p, x, c, base, budget in addiBranch(p, x, c, base, budget, ge) }
-    static let addiBltu: Handler = { p, x, c, base, budget in addiBranch(p, x, c, base, budget, ltu) }
-    static let addiBgeu: Handler = { p, x, c, base, budget in addiBranch(p, x, c, base, budget, geu) }
-    static let lwBeq: Handler = { p, x, c, base, budget in loadBranch(p, x, c, base, budget, 4, i32, eq) }
-    static let lwBne: Handler = { p, x, c, base, budget in loadBranch(p, x, c, base, budget, 4, i32, ne) }
-    static let lwBlt: Handler = { p, x, c, base, budget in loadBranch(p, x, c, base, budget, 4, i32, lt) }
-    static let lwBge: Handler = { p, x, c, base, budget in loadBranch(p, x, c, base, budget, 4, i32, ge) }
-    static let lwBltu: Handler = { p, x, c, base, budget in loadBranch(p, x, c, base, budget, 4, i32, ltu) }
-    static let lwBgeu: Handler = { p, x, c, base, budget in loadBranch(p, x, c, base, budget, 4, i32, geu) }
-    static let ldBeq: Handler = { p, x, c, base, budget in loadBranch(p, x, c, base, budget, 8, u64, eq) }
-    static let ldBne: Handler = { p, x, c, base, budget in loadBranch(p, x, c, base, budget, 8, u64, ne) }
-    static let ldBlt: Handler = { p, x, c, base, budget in loadBranch(p, x, c, base, budget, 8, u64, lt) }
-    static let ldBge: Handler = { p, x, c, base, budget in loadBranch(p, x, c, base, budget, 8, u64, ge) }
-    static let ldBltu: Handler = { p, x, c, base, budget in loadBranch(p, x, c, base, budget, 8, u64, ltu) }
-    static let ldBgeu: Handler = { p, x, c, base, budget in loadBranch(p, x, c, base, budget, 8, u64, geu) }
-    static let lbuBeq: Handler = { p, x, c, base, budget in loadBranch(p, x, c, base, budget, 1, u8, eq) }
-    static let lbuBne: Handler = { p, x, c, base, budget in loadBranch(p, x, c, base, budget, 1, u8, ne) }
-    static let lbuBlt: Handler = { p, x, c, base, budget in loadBranch(p, x, c, base, budget, 1, u8, lt) }
-    static let lbuBge: Handler = { p, x, c, base, budget in loadBranch(p, x, c, base, budget, 1, u8, ge) }
-    static let lbuBltu: Handler = { p, x, c, base, budget in loadBranch(p, x, c, base, budget, 1, u8, ltu) }
-    static let lbuBgeu: Handler = { p, x, c, base, budget in loadBranch(p, x, c, base, budget, 1, u8, geu) }
+    @inline(__always) static func addiBeqBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        addiBranch(p, x, c, base, budget, eq)
+    }
+    @inline(__always) static func addiBneBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        addiBranch(p, x, c, base, budget, ne)
+    }
+    @inline(__always) static func addiBltBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        addiBranch(p, x, c, base, budget, lt)
+    }
+    @inline(__always) static func addiBgeBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        addiBranch(p, x, c, base, budget, ge)
+    }
+    @inline(__always) static func addiBltuBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        addiBranch(p, x, c, base, budget, ltu)
+    }
+    @inline(__always) static func addiBgeuBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        addiBranch(p, x, c, base, budget, geu)
+    }
+    @inline(__always) static func lwBeqBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        loadBranch(p, x, c, base, budget, 4, i32, eq)
+    }
+    @inline(__always) static func lwBneBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        loadBranch(p, x, c, base, budget, 4, i32, ne)
+    }
+    @inline(__always) static func lwBltBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        loadBranch(p, x, c, base, budget, 4, i32, lt)
+    }
+    @inline(__always) static func lwBgeBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        loadBranch(p, x, c, base, budget, 4, i32, ge)
+    }
+    @inline(__always) static func lwBltuBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        loadBranch(p, x, c, base, budget, 4, i32, ltu)
+    }
+    @inline(__always) static func lwBgeuBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        loadBranch(p, x, c, base, budget, 4, i32, geu)
+    }
+    @inline(__always) static func ldBeqBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        loadBranch(p, x, c, base, budget, 8, u64, eq)
+    }
+    @inline(__always) static func ldBneBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        loadBranch(p, x, c, base, budget, 8, u64, ne)
+    }
+    @inline(__always) static func ldBltBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        loadBranch(p, x, c, base, budget, 8, u64, lt)
+    }
+    @inline(__always) static func ldBgeBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        loadBranch(p, x, c, base, budget, 8, u64, ge)
+    }
+    @inline(__always) static func ldBltuBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        loadBranch(p, x, c, base, budget, 8, u64, ltu)
+    }
+    @inline(__always) static func ldBgeuBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        loadBranch(p, x, c, base, budget, 8, u64, geu)
+    }
+    @inline(__always) static func lbuBeqBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        loadBranch(p, x, c, base, budget, 1, u8, eq)
+    }
+    @inline(__always) static func lbuBneBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        loadBranch(p, x, c, base, budget, 1, u8, ne)
+    }
+    @inline(__always) static func lbuBltBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        loadBranch(p, x, c, base, budget, 1, u8, lt)
+    }
+    @inline(__always) static func lbuBgeBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        loadBranch(p, x, c, base, budget, 1, u8, ge)
+    }
+    @inline(__always) static func lbuBltuBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        loadBranch(p, x, c, base, budget, 1, u8, ltu)
+    }
+    @inline(__always) static func lbuBgeuBody(_ p: Raw, _ x: Registers, _ c: Raw, _ base: UInt64, _ budget: Int) -> Raw {
+        loadBranch(p, x, c, base, budget, 1, u8, geu)
+    }
+
+    // The handlers: C entry points made from global functions, which (unlike closures)
+    // get their whole body inlined into the entry point.
+    static let lui: Handler = threaded_lui
+    static let auipc: Handler = threaded_auipc
+    static let jal: Handler = threaded_jal
+    static let jalr: Handler = threaded_jalr
+    static let beq: Handler = threaded_beq
+    static let bne: Handler = threaded_bne
+    static let blt: Handler = threaded_blt
+    static let bge: Handler = threaded_bge
+    static let bltu: Handler = threaded_bltu
+    static let bgeu: Handler = threaded_bgeu
+    static let lb: Handler = threaded_lb
+    static let lh: Handler = threaded_lh
+    static let lw: Handler = threaded_lw
+    static let ld: Handler = threaded_ld
+    static let lbu: Handler = threaded_lbu
+    static let lhu: Handler = threaded_lhu
+    static let lwu: Handler = threaded_lwu
+    static let sb: Handler = threaded_sb
+    static let sh: Handler = threaded_sh
+    static let sw: Handler = threaded_sw
+    static let sd: Handler = threaded_sd
+    static let addi: Handler = threaded_addi
+    static let slti: Handler = threaded_slti
+    static let sltiu: Handler = threaded_sltiu
+    static let xori: Handler = threaded_xori
+    static let ori: Handler = threaded_ori
+    static let andi: Handler = threaded_andi
+    static let slli: Handler = threaded_slli
+    static let srli: Handler = threaded_srli
+    static let srai: Handler = threaded_srai
+    static let addiw: Handler = threaded_addiw
+    static let slliw: Handler = threaded_slliw
+    static let srliw: Handler = threaded_srliw
+    static let sraiw: Handler = threaded_sraiw
+    static let add: Handler = threaded_add
+    static let sub: Handler = threaded_sub
+    static let sll: Handler = threaded_sll
+    static let slt: Handler = threaded_slt
+    static let sltu: Handler = threaded_sltu
+    static let xor: Handler = threaded_xor
+    static let srl: Handler = threaded_srl
+    static let sra: Handler = threaded_sra
+    static let or: Handler = threaded_or
+    static let and: Handler = threaded_and
+    static let mul: Handler = threaded_mul
+    static let mulh: Handler = threaded_mulh
+    static let mulhsu: Handler = threaded_mulhsu
+    static let mulhu: Handler = threaded_mulhu
+    static let div: Handler = threaded_div
+    static let divu: Handler = threaded_divu
+    static let rem: Handler = threaded_rem
+    static let remu: Handler = threaded_remu
+    static let addw: Handler = threaded_addw
+    static let subw: Handler = threaded_subw
+    static let sllw: Handler = threaded_sllw
+    static let srlw: Handler = threaded_srlw
+    static let sraw: Handler = threaded_sraw
+    static let mulw: Handler = threaded_mulw
+    static let divw: Handler = threaded_divw
+    static let divuw: Handler = threaded_divuw
+    static let remw: Handler = threaded_remw
+    static let remuw: Handler = threaded_remuw
+    static let outOfLineHandler: Handler = threaded_outOfLineHandler
+    static let blockEnd: Handler = threaded_blockEnd
+    static let addiBeq: Handler = threaded_addiBeq
+    static let addiBne: Handler = threaded_addiBne
+    static let addiBlt: Handler = threaded_addiBlt
+    static let addiBge: Handler = threaded_addiBge
+    static let addiBltu: Handler = threaded_addiBltu
+    static let addiBgeu: Handler = threaded_addiBgeu
+    static let lwBeq: Handler = threaded_lwBeq
+    static let lwBne: Handler = threaded_lwBne
+    static let lwBlt: Handler = threaded_lwBlt
+    static let lwBge: Handler = threaded_lwBge
+    static let lwBltu: Handler = threaded_lwBltu
+    static let lwBgeu: Handler = threaded_lwBgeu
+    static let ldBeq: Handler = threaded_ldBeq
+    static let ldBne: Handler = threaded_ldBne
+    static let ldBlt: Handler = threaded_ldBlt
+    static let ldBge: Handler = threaded_ldBge
+    static let ldBltu: Handler = threaded_ldBltu
+    static let ldBgeu: Handler = threaded_ldBgeu
+    static let lbuBeq: Handler = threaded_lbuBeq
+    static let lbuBne: Handler = threaded_lbuBne
+    static let lbuBlt: Handler = threaded_lbuBlt
+    static let lbuBge: Handler = threaded_lbuBge
+    static let lbuBltu: Handler = threaded_lbuBltu
+    static let lbuBgeu: Handler = threaded_lbuBgeu
 
     /// The handler of an operation.
     static func handler(_ kind: OpKind) -> Handler {
@@ -482,4 +729,362 @@ enum Threaded {
         case .lbuBgeu: return lbuBgeu
         }
     }
+}
+
+// The handlers as global functions (see `Threaded.handler`).
+@inline(__always) private func threaded_lui(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.luiBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_auipc(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.auipcBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_jal(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.jalBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_jalr(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.jalrBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_beq(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.beqBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_bne(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.bneBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_blt(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.bltBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_bge(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.bgeBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_bltu(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.bltuBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_bgeu(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.bgeuBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_lb(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.lbBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_lh(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.lhBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_lw(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.lwBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_ld(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.ldBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_lbu(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.lbuBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_lhu(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.lhuBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_lwu(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.lwuBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_sb(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.sbBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_sh(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.shBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_sw(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.swBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_sd(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.sdBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_addi(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.addiBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_slti(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.sltiBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_sltiu(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.sltiuBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_xori(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.xoriBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_ori(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.oriBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_andi(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.andiBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_slli(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.slliBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_srli(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.srliBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_srai(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.sraiBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_addiw(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.addiwBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_slliw(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.slliwBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_srliw(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.srliwBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_sraiw(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.sraiwBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_add(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.addBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_sub(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.subBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_sll(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.sllBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_slt(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.sltBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_sltu(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.sltuBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_xor(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.xorBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_srl(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.srlBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_sra(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.sraBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_or(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.orBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_and(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.andBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_mul(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.mulBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_mulh(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.mulhBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_mulhsu(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.mulhsuBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_mulhu(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.mulhuBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_div(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.divBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_divu(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.divuBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_rem(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.remBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_remu(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.remuBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_addw(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.addwBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_subw(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.subwBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_sllw(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.sllwBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_srlw(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.srlwBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_sraw(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.srawBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_mulw(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.mulwBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_divw(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.divwBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_divuw(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.divuwBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_remw(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.remwBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_remuw(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.remuwBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_outOfLineHandler(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.outOfLineHandlerBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_blockEnd(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.blockEndBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_addiBeq(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.addiBeqBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_addiBne(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.addiBneBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_addiBlt(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.addiBltBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_addiBge(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.addiBgeBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_addiBltu(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.addiBltuBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_addiBgeu(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.addiBgeuBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_lwBeq(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.lwBeqBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_lwBne(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.lwBneBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_lwBlt(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.lwBltBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_lwBge(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.lwBgeBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_lwBltu(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.lwBltuBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_lwBgeu(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.lwBgeuBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_ldBeq(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.ldBeqBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_ldBne(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.ldBneBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_ldBlt(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.ldBltBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_ldBge(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.ldBgeBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_ldBltu(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.ldBltuBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_ldBgeu(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.ldBgeuBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_lbuBeq(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.lbuBeqBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_lbuBne(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.lbuBneBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_lbuBlt(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.lbuBltBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_lbuBge(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.lbuBgeBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_lbuBltu(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.lbuBltuBody(p, x, c, base, budget)
+}
+@inline(__always) private func threaded_lbuBgeu(_ p: UnsafeMutableRawPointer, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.lbuBgeuBody(p, x, c, base, budget)
+}
+@inline(__always) private func threadedOtherPage(_ target: UInt64, _ x: UnsafeMutablePointer<UInt64>,
+    _ c: UnsafeMutableRawPointer, _ base: UInt64, _ budget: Int) -> UnsafeMutableRawPointer {
+    Threaded.otherPageBody(target, x, c, base, budget)
 }
