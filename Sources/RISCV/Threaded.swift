@@ -192,7 +192,7 @@ enum Threaded {
         let slot = (write ? Hart.tlbSize : 0) &+ Int(truncatingIfNeeded: (vaddr &>> 12) & UInt64(Hart.tlbSize - 1))
         let e = c + (fastTLBOffset &+ slot &<< 4)
         guard e.load(as: UInt64.self) == vaddr & (~0xfff | UInt64(size &- 1)) else { return nil }
-        return Raw(bitPattern: e.load(fromByteOffset: 8, as: UInt.self) &+ UInt(vaddr)).unsafelyUnwrapped
+        return unsafeBitCast(e.load(fromByteOffset: 8, as: UInt.self) &+ UInt(truncatingIfNeeded: vaddr), to: Raw.self)
     }
 
     /// rd = the value `read` takes from the host bytes of a `size`-byte load.
