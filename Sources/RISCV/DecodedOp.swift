@@ -1,11 +1,10 @@
 // Pre-decoded instructions: every encoding the hart implements becomes one dense
-// operation code with its register numbers and immediate already extracted, so the
-// interpreter dispatches once per instruction (one jump table) instead of walking
-// opcode → funct3 → funct7 and re-assembling immediates each time it runs.
+// operation code with its register numbers and immediate already extracted, so a
+// block runs each instruction through the handler of its operation (Threaded.swift)
+// instead of walking opcode → funct3 → funct7 and re-assembling immediates each time.
 
-/// What a decoded instruction does. Dense `UInt8` values so that the interpreter's
-/// `switch` compiles to a single jump table. Compressed instructions decode to the
-/// operation of the 32-bit instruction they stand for.
+/// What a decoded instruction does (dense `UInt8` values). Compressed instructions
+/// decode to the operation of the 32-bit instruction they stand for.
 enum OpKind: UInt8 {
     case illegal = 0
     case lui, auipc, jal, jalr

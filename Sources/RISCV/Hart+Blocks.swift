@@ -1,18 +1,19 @@
 // Blocks: pre-decoded straight-line code.
 //
 // Each guest-physical page a hart executes from gets a block map: one slot per 2-byte
-// parcel, holding the block that starts there (or none). A block is the decoded
-// instructions from its start up to and including the first that ends a block
-// (`OpKind.endsBlock`: a branch or jump, a system instruction, a fence, an atomic, an
-// illegal encoding), at most `maxBlockLength` of them, and never past offset 4092 of
-// its page (an instruction in the last parcel may straddle into the next page; it is
-// fetched and decoded each time, as is code on a page without direct access). Blocks
-// live in one arena per hart; when it or the page limit is full, everything is dropped
-// and decoded again.
+// parcel, holding the block that starts there (`Hart.noBlock` where none does). A
+// block is the decoded instructions from its start up to and including the first
+// that ends a block (`OpKind.endsBlock`: a jump, a system instruction, a fence, an
+// atomic, an illegal encoding; a conditional branch leaves the block only when
+// taken), at most `maxBlockLength` of them, and never past offset 4092 of its page
+// (an instruction in the last parcel may straddle into the next page; it is fetched
+// and decoded each time, as is code on a page without direct access). Blocks live in
+// one arena per hart; when it or the page limit is full, everything is dropped and
+// decoded again. Blocks run in their threaded form (Threaded.swift).
 //
 // The hart keeps a cursor on the page pc is in (its virtual base, the host pointer to
-// its bytes and its block map), so reaching the next block within a page costs a map
-// load and no TLB lookup.
+// its bytes and its block map), so reaching a block within the page costs a map load
+// and no TLB lookup.
 //
 // Invalidation. Code can be rewritten by this hart's stores, by another hart, by a
 // virtio device's DMA, by a loader or by a remote node whose line comes home. Rather
@@ -23,22 +24,21 @@
 // behind the hart's back:
 //   - at every `run` (other harts, devices, loaders and remote nodes write between
 //     slices: a node's machine state belongs to one thread);
-//   - after every access that leaves the inline fast path (device and remote
-//     accesses, TLB refills with their A/D updates, atomics, stores to pages that
-//     hold blocks) and FENCE.I;
+//   - at every out-of-line store, atomic, device load or fetch and TLB walk (with its
+//     A/D update), and at FENCE.I (a DMA started by an MMIO write happens inside it);
 //   - when the memory revokes a direct mapping.
-// A store to a page that holds blocks never takes the inline fast path: the TLB's
-// write entry for such a page carries the page's block map, which sends the store out
-// of line, where it advances the epoch and ends the block. Instruction fetch therefore
-// sees every store before the next instruction, as before blocks, which the RISC-V
-// memory model allows (FENCE.I has nothing left to order).
+// A store to a page that holds blocks never takes the fast path: the write TLB entry
+// of such a page carries the page's block map and is kept out of the fast TLB, so the
+// store runs out of line, where it advances the epoch and ends the block. Instruction
+// fetch therefore sees every store before the next instruction, as before blocks,
+// which the RISC-V memory model allows (FENCE.I has nothing left to order).
+
+/// Where each block of a page starts: one slot per parcel, `Hart.noBlock` where none.
+typealias BlockMap = UnsafeMutablePointer<UnsafeMutablePointer<BlockHeader>>
 
 /// The fixed part of a block in the arena. Its `count` entries (BlockEntry: the
 /// instruction decoded and in the form it runs in, Threaded.swift) follow it, then a
 /// `.blockEnd` entry holding the offset the block falls through to.
-/// Where each block of a page starts: one slot per parcel, `Hart.noBlock` where none.
-typealias BlockMap = UnsafeMutablePointer<UnsafeMutablePointer<BlockHeader>>
-
 struct BlockHeader {
     /// The code epoch in which the instructions were last compared with memory.
     var epoch: UInt64
@@ -47,7 +47,8 @@ struct BlockHeader {
 
 extension Hart {
     static let parcelsPerPage = 2048
-    /// Instructions per block at most: 64 instructions cost one dispatch of the block.
+    /// Instructions per block at most (a chain enters a block only if all of it fits
+    /// in the budget, so `Threaded.chainBudget` must not be smaller).
     static let maxBlockLength = 64
     static let maxBlockBytes = MemoryLayout<BlockHeader>.stride + (maxBlockLength + 1) * MemoryLayout<BlockEntry>.stride
 

@@ -9,7 +9,7 @@ extension Hart {
     var illegal: Trap { Trap(cause: Trap.illegal, value: currentInstruction) }
 
     /// The instructions a block leaves to this function: loads and stores off the
-    /// inline fast path, atomics, fences, system instructions and illegal encodings.
+    /// fast path, atomics, fences, system instructions and illegal encodings.
     /// `op` is at `self.pc` (its page at `base`) and `instructionsRetired` counts the
     /// instructions before it. On return `self.pc` is the next instruction; a trap
     /// leaves it at `op` (WFI that waits: after it, with WFI retired).

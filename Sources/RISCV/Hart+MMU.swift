@@ -3,7 +3,7 @@
 /// One cached translation: virtual page → guest-physical page, with a host pointer
 /// when the memory handed the page out for direct access and the page's block map:
 /// for instruction fetches from such a page, the map the cursor uses; for stores, the
-/// mark that the page holds blocks, which keeps stores to it off the inline fast path
+/// mark that the page holds blocks, which keeps stores to it off the fast path
 /// (Hart+Blocks.swift).
 struct TLBEntry {
     var tag: UInt64 = .max
@@ -12,9 +12,10 @@ struct TLBEntry {
     var decoded: BlockMap? = nil
 }
 
-/// The inline fast path's copy of a read or write TLB entry whose page the hart may
-/// access directly (for writes: a page without blocks): the page's virtual address and
-/// the distance from it to the host bytes. Any other entry has the tag `.max`.
+/// The loads' and stores' fast-path copy (Threaded.swift) of a read or write TLB entry
+/// whose page the hart may access directly (for writes: a page without blocks): the
+/// page's virtual address and the distance from it to the host bytes. Any other entry
+/// has the tag `.max`.
 ///
 /// A load or store compares its address, masked to the page and to the bits that must
 /// be zero for natural alignment, with the tag: one compare finds a hit that neither

@@ -6,9 +6,10 @@
 // next entry's handler in tail position, which the optimizer compiles to an indirect
 // jump: one dispatch per instruction, from the end of each handler (so each handler's
 // jump is predicted on its own), with no loop, no switch and no bounds check.
-// Handlers are C-convention closures, plain code addresses that take their state in
-// five registers: the entry, the register file, the context, the page base and the
-// budget left after the current block.
+// Handlers are C function pointers (plain code addresses, made from global
+// functions so that each is one entry point with its whole body) that take their
+// state in five registers: the entry, the register file, the context, the page base
+// and the budget left after the current block.
 //
 // A jump, a taken branch or the `.blockEnd` entry after a block's last instruction
 // goes on to the block at its target if that is of the current code epoch and within
@@ -16,9 +17,9 @@
 // epoch) or in a page the fetch TLB maps directly (the context points at the TLB; a
 // hit there has passed the execute permission check, and the TLB is flushed only by
 // instructions that run out of line); otherwise the handler returns to `Hart.run`,
-// with the page base it ended in. So does an instruction a block cannot
-// finish (a load or store off the fast path, anything `executeOutOfLine` does), which
-// returns its own entry with the exit pc `outOfLine`.
+// with the page base it ended in. So does an instruction a block cannot finish (a
+// load or store off the fast path, anything `executeOutOfLine` does), which returns
+// its own entry with the exit pc `outOfLine`.
 //
 // The budget: entering a block subtracts all its instructions; an exit before its
 // end gives back those it did not run (each entry's `aux` counts the instructions
