@@ -24,8 +24,9 @@
 // behind the hart's back:
 //   - at every `run` (other harts, devices, loaders and remote nodes write between
 //     slices: a node's machine state belongs to one thread);
-//   - at every out-of-line store, atomic, device load or fetch and TLB walk (with its
-//     A/D update), and at FENCE.I (a DMA started by an MMIO write happens inside it);
+//   - at every out-of-line store and atomic (a DMA started by an MMIO write happens
+//     inside it), every A/D update of a page-table walk, and FENCE.I (loads, device
+//     reads included, write no memory);
 //   - when the memory revokes a direct mapping.
 // A store to a page that holds blocks never takes the fast path: the write TLB entry
 // of such a page carries the page's block map and is kept out of the fast TLB, so the

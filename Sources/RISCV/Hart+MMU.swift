@@ -53,7 +53,6 @@ extension Hart {
 
     @inline(never)
     func refill(_ slot: Int, _ vaddr: UInt64, _ kind: AccessType) throws(Trap) -> TLBEntry {
-        codeEpoch &+= 1  // the walk may set A/D bits in memory
         let page = try translate(vaddr, kind)
         let host = memory.directPage(page, for: kind)
         let decoded: BlockMap?
@@ -114,6 +113,7 @@ extension Hart {
                 // Hardware A/D updates.
                 let need: UInt64 = kind == .write ? 0xc0 : 0x40
                 if pte & need != need {
+                    codeEpoch &+= 1  // a write to memory (page tables may share a page with code)
                     var old: UInt64 = 0
                     switch memory.atomic(.or, pteAddress, size: 8, operand: need, expected: 0, hart: id, old: &old) {
                     case .ok: break
@@ -186,7 +186,6 @@ extension Hart {
     }
 
     @inline(__always) func busLoad(_ paddr: UInt64, _ size: Int, _ vaddr: UInt64) throws(Trap) -> UInt64 {
-        codeEpoch &+= 1  // a device read may have side effects on memory
         var v: UInt64 = 0
         switch memory.load(paddr, size: size, hart: id, value: &v) {
         case .ok: return v
@@ -264,7 +263,6 @@ extension Hart {
     @inline(__always) func fetch16(_ vaddr: UInt64) throws(Trap) -> UInt16 {
         let e = try entry(vaddr, .execute)
         if let host = e.host { return host.loadUnaligned(fromByteOffset: Int(vaddr & 0xfff), as: UInt16.self) }
-        codeEpoch &+= 1  // a device read may have side effects on memory
         var v: UInt64 = 0
         switch memory.load(e.physicalPage | (vaddr & 0xfff), size: 2, hart: id, value: &v) {
         case .ok: return UInt16(truncatingIfNeeded: v)
