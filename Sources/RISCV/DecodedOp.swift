@@ -1,11 +1,10 @@
 // Pre-decoded instructions: every encoding the hart implements becomes one dense
-// operation code with its register numbers and immediate already extracted, so the
-// interpreter dispatches once per instruction (one jump table) instead of walking
-// opcode → funct3 → funct7 and re-assembling immediates each time it runs.
+// operation code with its register numbers and immediate already extracted, so a
+// block runs each instruction through the handler of its operation (Threaded.swift)
+// instead of walking opcode → funct3 → funct7 and re-assembling immediates each time.
 
-/// What a decoded instruction does. Dense `UInt8` values so that the interpreter's
-/// `switch` compiles to a single jump table. Compressed instructions decode to the
-/// operation of the 32-bit instruction they stand for.
+/// What a decoded instruction does (dense `UInt8` values). Compressed instructions
+/// decode to the operation of the 32-bit instruction they stand for.
 enum OpKind: UInt8 {
     case illegal = 0
     case lui, auipc, jal, jalr
@@ -21,15 +20,87 @@ enum OpKind: UInt8 {
     case lrW, lrD, scW, scD, amoW, amoD
     case ecall, ebreak, mret, sret, wfi, sfenceVMA
     case csrrw, csrrs, csrrc, csrrwi, csrrsi, csrrci
+    /// Not an instruction: the entry after a block's last instruction, whose `offset`
+    /// is where the block falls through to (Hart+Blocks.swift).
+    case blockEnd
+    /// Superinstructions (Hart+Blocks.swift): an ADDI, LW, LD or LBU whose entry also
+    /// runs the conditional branch in the entry after it (which stays in the block as
+    /// it was, for the checks against memory, budgets and counts).
+    case addiBeq, addiBne, addiBlt, addiBge, addiBltu, addiBgeu
+    case lwBeq, lwBne, lwBlt, lwBge, lwBltu, lwBgeu
+    case ldBeq, ldBne, ldBlt, ldBge, ldBltu, ldBgeu
+    case lbuBeq, lbuBne, lbuBlt, lbuBge, lbuBltu, lbuBgeu
 }
 
-/// One instruction, decoded. 12 bytes; a decoded page holds one per 2-byte parcel.
+extension OpKind {
+    /// Instructions after which a block ends: jumps, and everything the block
+    /// interpreter leaves to `executeOutOfLine` that may change the pc, the privilege,
+    /// the translation, interrupt state or memory (system instructions, fences,
+    /// atomics, illegal encodings). A conditional branch leaves its block only when it
+    /// is taken: the block goes on with the instructions after it.
+    var endsBlock: Bool {
+        switch self {
+        case .jal, .jalr,
+             .illegal, .fence, .fenceI, .lrW, .lrD, .scW, .scD, .amoW, .amoD,
+             .ecall, .ebreak, .mret, .sret, .wfi, .sfenceVMA,
+             .csrrw, .csrrs, .csrrc, .csrrwi, .csrrsi, .csrrci:
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// The superinstruction an entry of this kind becomes when `next` follows it, if any.
+    func fused(with next: OpKind) -> OpKind? {
+        let branch: Int
+        switch next {
+        case .beq: branch = 0
+        case .bne: branch = 1
+        case .blt: branch = 2
+        case .bge: branch = 3
+        case .bltu: branch = 4
+        case .bgeu: branch = 5
+        default: return nil
+        }
+        let first: OpKind
+        switch self {
+        case .addi: first = .addiBeq
+        case .lw: first = .lwBeq
+        case .ld: first = .ldBeq
+        case .lbu: first = .lbuBeq
+        default: return nil
+        }
+        return OpKind(rawValue: first.rawValue + UInt8(branch))
+    }
+
+    /// The instruction a superinstruction's own entry stands for (itself otherwise).
+    var unfused: OpKind {
+        switch self {
+        case .addiBeq, .addiBne, .addiBlt, .addiBge, .addiBltu, .addiBgeu: return .addi
+        case .lwBeq, .lwBne, .lwBlt, .lwBge, .lwBltu, .lwBgeu: return .lw
+        case .ldBeq, .ldBne, .ldBlt, .ldBge, .ldBltu, .ldBgeu: return .ld
+        case .lbuBeq, .lbuBne, .lbuBlt, .lbuBge, .lbuBltu, .lbuBgeu: return .lbu
+        default: return self
+        }
+    }
+
+    /// Instructions whose immediate is relative to their own address: in a block the
+    /// immediate holds the target's offset from the page base instead.
+    var isPCRelative: Bool {
+        switch self {
+        case .auipc, .jal, .beq, .bne, .blt, .bge, .bltu, .bgeu: return true
+        default: return false
+        }
+    }
+}
+
+/// One instruction, decoded. 16 bytes; a block holds one per instruction.
 ///
 /// `bits` is the instruction as it sits in memory (16 bits for a compressed one, the
-/// upper half zero). The interpreter compares it with memory before it uses the entry,
-/// which is how a decoded page notices that its code was rewritten — by this hart, by
-/// another hart, by DMA or by a remote node — without any writer having to know that
-/// the page holds decoded code.
+/// upper half zero). A block compares them with memory before it runs in a new code
+/// epoch (Hart+Blocks.swift), which is how it notices that its code was rewritten — by
+/// this hart, by another hart, by DMA or by a remote node — without any writer having
+/// to know that the page holds decoded code.
 struct DecodedOp {
     var kind: OpKind = .illegal
     /// The destination register; writes to x0 are steered to the scratch slot 32
@@ -41,6 +112,10 @@ struct DecodedOp {
     /// instructions the CSR number, for AMOs the `AtomicOp`.
     var imm: Int32 = 0
     var bits: UInt32 = 0
+    /// In a block: the instruction's offset in its page, and the offset of the one
+    /// after it (`offset` + length; past 4095 for the last instruction of a page).
+    var offset: UInt16 = 0
+    var next: UInt16 = 0
 
     /// The instruction's length in bytes.
     @inline(__always) var length: UInt64 { bits & 3 == 3 ? 4 : 2 }

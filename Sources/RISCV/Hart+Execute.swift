@@ -1,6 +1,6 @@
-// Execute pre-decoded instructions (DecodedOp.swift): RV64I, M, A, Zicsr,
-// Zifencei, Zihintpause and the privileged instructions. Compressed instructions
-// were decoded to the operations of their 32-bit forms.
+// The instructions blocks do not run in their handlers (Threaded.swift): loads and
+// stores off the fast path, A, Zicsr, Zifencei, the privileged instructions and
+// illegal encodings; and the M extension's division rules, which the handlers share.
 
 extension Hart {
     @inline(__always) static func sext32(_ v: UInt64) -> UInt64 { UInt64(bitPattern: Int64(Int32(truncatingIfNeeded: v))) }
@@ -8,129 +8,88 @@ extension Hart {
 
     var illegal: Trap { Trap(cause: Trap.illegal, value: currentInstruction) }
 
-    /// Executes the instruction at `pc` (run's copy of the pc; it advances unless the
-    /// instruction traps). `retired` is run's count not yet added to `instructionsRetired`.
-    @inline(__always) func step(_ pc: inout UInt64, _ retired: inout UInt64) throws(Trap) {
-        try execute(try decodedInstruction(at: pc), &pc, &retired)
-    }
-
-    /// Executes `op`, the instruction at `pc`. Registers are read through the decoded
-    /// numbers; a destination of x0 was steered to the sink slot at decode time.
-    @inline(__always) func execute(_ op: DecodedOp, _ pc: inout UInt64, _ retired: inout UInt64) throws(Trap) {
+    /// The instructions a block leaves to this function: loads and stores off the
+    /// fast path, atomics, fences, system instructions and illegal encodings.
+    /// `op` is at `self.pc` (its page at `base`) and `instructionsRetired` counts the
+    /// instructions before it. On return `self.pc` is the next instruction; a trap
+    /// leaves it at `op` (WFI that waits: after it, with WFI retired).
+    @inline(never)
+    func executeOutOfLine(_ op: DecodedOp, _ base: UInt64) throws(Trap) {
         let a = x[Int(op.rs1)], b = x[Int(op.rs2)]
         let d = Int(op.rd)
-        let imm = UInt64(bitPattern: Int64(op.imm))
-        var next = pc &+ op.length
-        switch op.kind {
+        let address = a &+ UInt64(bitPattern: Int64(op.imm))
+        var next = base &+ UInt64(op.next)
+        currentInstruction = UInt64(op.bits)
+        // A superinstruction whose load left the fast path runs only its own
+        // instruction; the branch after it starts the next block.
+        switch op.kind.unfused {
+        case .lb: x[d] = UInt64(bitPattern: Int64(Int8(truncatingIfNeeded: try loadSlowly(address, 1))))
+        case .lh: x[d] = UInt64(bitPattern: Int64(Int16(truncatingIfNeeded: try loadSlowly(address, 2))))
+        case .lw: x[d] = Self.sext32(try loadSlowly(address, 4))
+        case .ld: x[d] = try loadSlowly(address, 8)
+        case .lbu: x[d] = try loadSlowly(address, 1)
+        case .lhu: x[d] = try loadSlowly(address, 2)
+        case .lwu: x[d] = try loadSlowly(address, 4)
+        case .sb: try storeSlowly(address, 1, b)
+        case .sh: try storeSlowly(address, 2, b)
+        case .sw: try storeSlowly(address, 4, b)
+        case .sd: try storeSlowly(address, 8, b)
         case .illegal:
-            currentInstruction = UInt64(op.bits)
             throw illegal
-        case .lui: x[d] = imm
-        case .auipc: x[d] = pc &+ imm
-        case .jal:
-            x[d] = next
-            next = pc &+ imm
-        case .jalr:
-            let target = (a &+ imm) & ~1
-            x[d] = next
-            next = target
-        case .beq: if a == b { next = pc &+ imm }
-        case .bne: if a != b { next = pc &+ imm }
-        case .blt: if Int64(bitPattern: a) < Int64(bitPattern: b) { next = pc &+ imm }
-        case .bge: if Int64(bitPattern: a) >= Int64(bitPattern: b) { next = pc &+ imm }
-        case .bltu: if a < b { next = pc &+ imm }
-        case .bgeu: if a >= b { next = pc &+ imm }
-        case .lb: x[d] = UInt64(bitPattern: Int64(Int8(truncatingIfNeeded: try load(a &+ imm, 1))))
-        case .lh: x[d] = UInt64(bitPattern: Int64(Int16(truncatingIfNeeded: try load(a &+ imm, 2))))
-        case .lw: x[d] = Self.sext32(try load(a &+ imm, 4))
-        case .ld: x[d] = try load(a &+ imm, 8)
-        case .lbu: x[d] = try load(a &+ imm, 1)
-        case .lhu: x[d] = try load(a &+ imm, 2)
-        case .lwu: x[d] = try load(a &+ imm, 4)
-        case .sb: try store(a &+ imm, 1, b)
-        case .sh: try store(a &+ imm, 2, b)
-        case .sw: try store(a &+ imm, 4, b)
-        case .sd: try store(a &+ imm, 8, b)
-        case .addi: x[d] = a &+ imm
-        case .slti: x[d] = Int64(bitPattern: a) < Int64(op.imm) ? 1 : 0
-        case .sltiu: x[d] = a < imm ? 1 : 0
-        case .xori: x[d] = a ^ imm
-        case .ori: x[d] = a | imm
-        case .andi: x[d] = a & imm
-        case .slli: x[d] = a &<< imm
-        case .srli: x[d] = a &>> imm
-        case .srai: x[d] = UInt64(bitPattern: Int64(bitPattern: a) &>> Int64(op.imm))
-        case .addiw: x[d] = Self.sext32(a &+ imm)
-        case .slliw: x[d] = Self.sext32(UInt32(truncatingIfNeeded: a) &<< UInt32(op.imm))
-        case .srliw: x[d] = Self.sext32(UInt32(truncatingIfNeeded: a) &>> UInt32(op.imm))
-        case .sraiw: x[d] = UInt64(bitPattern: Int64(Int32(truncatingIfNeeded: a) &>> op.imm))
-        case .add: x[d] = a &+ b
-        case .sub: x[d] = a &- b
-        case .sll: x[d] = a &<< b
-        case .slt: x[d] = Int64(bitPattern: a) < Int64(bitPattern: b) ? 1 : 0
-        case .sltu: x[d] = a < b ? 1 : 0
-        case .xor: x[d] = a ^ b
-        case .srl: x[d] = a &>> b
-        case .sra: x[d] = UInt64(bitPattern: Int64(bitPattern: a) &>> Int64(bitPattern: b))
-        case .or: x[d] = a | b
-        case .and: x[d] = a & b
-        case .mul: x[d] = a &* b
-        case .mulh: x[d] = UInt64(bitPattern: Int64(bitPattern: a).multipliedFullWidth(by: Int64(bitPattern: b)).high)
-        case .mulhsu:
-            let high = a.multipliedFullWidth(by: b).high
-            x[d] = Int64(bitPattern: a) < 0 ? high &- b : high
-        case .mulhu: x[d] = a.multipliedFullWidth(by: b).high
-        case .div, .divu, .rem, .remu, .mulw, .divw, .divuw, .remw, .remuw:
-            x[d] = Self.multiplyDivide(op.kind, a, b)
-        case .addw: x[d] = Self.sext32(a &+ b)
-        case .subw: x[d] = Self.sext32(a &- b)
-        case .sllw: x[d] = Self.sext32(UInt32(truncatingIfNeeded: a) &<< UInt32(truncatingIfNeeded: b))
-        case .srlw: x[d] = Self.sext32(UInt32(truncatingIfNeeded: a) &>> UInt32(truncatingIfNeeded: b))
-        case .sraw: x[d] = UInt64(bitPattern: Int64(Int32(truncatingIfNeeded: a) &>> Int32(truncatingIfNeeded: b)))
         case .fence:
             break  // memory is sequentially consistent
         case .fenceI:
-            break  // decoded pages check their bits against memory before every use (Hart+Fetch.swift)
+            codeEpoch &+= 1  // blocks are compared with memory again
         case .lrW, .lrD, .scW, .scD, .amoW, .amoD:
             try atomic(op, a, b)
         case .wfi:
-            if privilege == .user || (privilege == .supervisor && mstatus & Self.mstatusTW != 0) {
-                currentInstruction = UInt64(op.bits)
-                throw illegal
-            }
+            if privilege == .user || (privilege == .supervisor && mstatus & Self.mstatusTW != 0) { throw illegal }
             if !hasWakeUpInterrupt {
-                pc = next  // WFI retires; the hart resumes after it
+                self.pc = next  // WFI retires; the hart resumes after it
+                instructionsRetired &+= 1
                 throw Trap(cause: Self.waitCause, value: 0)
             }
         case .ecall, .ebreak, .mret, .sret, .sfenceVMA,
              .csrrw, .csrrs, .csrrc, .csrrwi, .csrrsi, .csrrci:
-            // These read or write the architectural pc and counters.
-            currentInstruction = UInt64(op.bits)
-            self.pc = pc
-            instructionsRetired &+= retired
-            retired = 0
             try system(op, a, &next)
+        default:
+            preconditionFailure("\(op.kind) runs inline")
         }
-        pc = next
+        self.pc = next
     }
 
-    /// Division and the 32-bit multiply/divide forms (rare enough to stay out of line).
-    @inline(never)
-    static func multiplyDivide(_ kind: OpKind, _ a: UInt64, _ b: UInt64) -> UInt64 {
+    // Division as the M extension defines it for a zero divisor and for overflow.
+    @inline(__always) static func div(_ a: UInt64, _ b: UInt64) -> UInt64 {
         let sa = Int64(bitPattern: a), sb = Int64(bitPattern: b)
-        let a32 = UInt32(truncatingIfNeeded: a), b32 = UInt32(truncatingIfNeeded: b)
-        let sa32 = Int32(bitPattern: a32), sb32 = Int32(bitPattern: b32)
-        switch kind {
-        case .div: return b == 0 ? .max : (sa == .min && sb == -1 ? a : UInt64(bitPattern: sa / sb))
-        case .divu: return b == 0 ? .max : a / b
-        case .rem: return b == 0 ? a : (sa == .min && sb == -1 ? 0 : UInt64(bitPattern: sa % sb))
-        case .remu: return b == 0 ? a : a % b
-        case .mulw: return sext32(a32 &* b32)
-        case .divw: return sext32(b32 == 0 ? .max : (sa32 == .min && sb32 == -1 ? a32 : UInt32(bitPattern: sa32 / sb32)))
-        case .divuw: return sext32(b32 == 0 ? .max : a32 / b32)
-        case .remw: return sext32(b32 == 0 ? a32 : (sa32 == .min && sb32 == -1 ? 0 : UInt32(bitPattern: sa32 % sb32)))
-        default: return sext32(b32 == 0 ? a32 : a32 % b32)  // remuw
-        }
+        if b == 0 { return .max }
+        if sa == .min && sb == -1 { return a }
+        return UInt64(bitPattern: sa / sb)
+    }
+    @inline(__always) static func rem(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let sa = Int64(bitPattern: a), sb = Int64(bitPattern: b)
+        if b == 0 { return a }
+        if sa == .min && sb == -1 { return 0 }
+        return UInt64(bitPattern: sa % sb)
+    }
+    @inline(__always) static func divw(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let sa = Int32(truncatingIfNeeded: a), sb = Int32(truncatingIfNeeded: b)
+        if sb == 0 { return .max }
+        if sa == .min && sb == -1 { return sext32(UInt32(bitPattern: sa)) }
+        return sext32(UInt32(bitPattern: sa / sb))
+    }
+    @inline(__always) static func divuw(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let ua = UInt32(truncatingIfNeeded: a), ub = UInt32(truncatingIfNeeded: b)
+        return ub == 0 ? .max : sext32(ua / ub)
+    }
+    @inline(__always) static func remw(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let sa = Int32(truncatingIfNeeded: a), sb = Int32(truncatingIfNeeded: b)
+        if sb == 0 { return sext32(UInt32(bitPattern: sa)) }
+        if sa == .min && sb == -1 { return 0 }
+        return sext32(UInt32(bitPattern: sa % sb))
+    }
+    @inline(__always) static func remuw(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let ua = UInt32(truncatingIfNeeded: a), ub = UInt32(truncatingIfNeeded: b)
+        return sext32(ub == 0 ? ua : ua % ub)
     }
 
     /// LR, SC and the AMOs. `a` is the address register, `b` the operand.

@@ -1,13 +1,28 @@
 // Address translation (Sv39), the software TLB, and loads/stores/fetches.
 
 /// One cached translation: virtual page → guest-physical page, with a host pointer
-/// when the memory handed the page out for direct access and, for instruction
-/// fetches from such a page, its decoded page.
+/// when the memory handed the page out for direct access and the page's block map:
+/// for instruction fetches from such a page, the map the cursor uses; for stores, the
+/// mark that the page holds blocks, which keeps stores to it off the fast path
+/// (Hart+Blocks.swift).
 struct TLBEntry {
     var tag: UInt64 = .max
     var physicalPage: UInt64 = .max
     var host: UnsafeMutableRawPointer? = nil
-    var decoded: UnsafeMutablePointer<DecodedOp>? = nil
+    var decoded: BlockMap? = nil
+}
+
+/// The loads' and stores' fast-path copy (Threaded.swift) of a read or write TLB entry
+/// whose page the hart may access directly (for writes: a page without blocks): the
+/// page's virtual address and the distance from it to the host bytes. Any other entry
+/// has the tag `.max`.
+///
+/// A load or store compares its address, masked to the page and to the bits that must
+/// be zero for natural alignment, with the tag: one compare finds a hit that neither
+/// crosses the page nor is misaligned (those go out of line).
+struct FastTLBEntry {
+    var tag: UInt64 = .max
+    var addend: UInt = 0
 }
 
 extension Hart {
@@ -17,6 +32,7 @@ extension Hart {
     /// the code cursor included.
     func flushTLB() {
         for i in 0..<(3 * Self.tlbSize) { tlb[i].tag = .max }
+        for i in 0..<(2 * Self.tlbSize) { fastTLB[i].tag = .max }
         invalidateCodeCursor()
     }
 
@@ -39,9 +55,22 @@ extension Hart {
     func refill(_ slot: Int, _ vaddr: UInt64, _ kind: AccessType) throws(Trap) -> TLBEntry {
         let page = try translate(vaddr, kind)
         let host = memory.directPage(page, for: kind)
-        let decoded = kind == .execute && host != nil ? decodedPage(page) : nil
+        let decoded: BlockMap?
+        switch kind {
+        case .execute: decoded = host != nil ? blockMap(page) : nil
+        case .write: decoded = decodedPages[page]
+        case .read: decoded = nil
+        }
         let fresh = TLBEntry(tag: vaddr >> 12, physicalPage: page, host: host, decoded: decoded)
         tlb[slot] = fresh
+        if kind != .execute {
+            let pageAddress = vaddr & ~0xfff
+            if let host, decoded == nil {
+                fastTLB[slot] = FastTLBEntry(tag: pageAddress, addend: UInt(bitPattern: host) &- UInt(pageAddress))
+            } else {
+                fastTLB[slot] = FastTLBEntry()
+            }
+        }
         return fresh
     }
 
@@ -84,6 +113,7 @@ extension Hart {
                 // Hardware A/D updates.
                 let need: UInt64 = kind == .write ? 0xc0 : 0x40
                 if pte & need != need {
+                    codeEpoch &+= 1  // a write to memory (page tables may share a page with code)
                     var old: UInt64 = 0
                     switch memory.atomic(.or, pteAddress, size: 8, operand: need, expected: 0, hart: id, old: &old) {
                     case .ok: break
@@ -101,14 +131,13 @@ extension Hart {
 
     // MARK: - Data access
 
-    /// The host address of a `size`-byte access at `vaddr` if it lies in one page that
-    /// the TLB already maps directly for `kind`: the loads' and stores' fast path.
+    /// The host address of a naturally aligned `size`-byte access at `vaddr` if the
+    /// TLB maps its page directly for `kind` (for stores: a page without blocks): the
+    /// loads' and stores' fast path (the handlers in Threaded.swift do the same).
     @inline(__always) func directAddress(_ vaddr: UInt64, _ size: Int, _ kind: AccessType) -> UnsafeMutableRawPointer? {
-        let offset = Int(truncatingIfNeeded: vaddr & 0xfff)
-        let vpn = vaddr &>> 12
-        let e = tlb[Int(kind.rawValue) &* Self.tlbSize &+ Int(truncatingIfNeeded: vpn & UInt64(Self.tlbSize - 1))]
-        guard e.tag == vpn, offset &+ size <= 4096, let host = e.host else { return nil }
-        return host + offset
+        let e = fastTLB + (Int(kind.rawValue) &* Self.tlbSize &+ Int(truncatingIfNeeded: (vaddr &>> 12) & UInt64(Self.tlbSize - 1)))
+        guard e.pointee.tag == vaddr & (~0xfff | UInt64(size &- 1)) else { return nil }
+        return UnsafeMutableRawPointer(bitPattern: e.pointee.addend &+ UInt(vaddr)).unsafelyUnwrapped
     }
 
     /// A little-endian load of `size` bytes (1, 2, 4, 8) from host memory, any alignment.
@@ -165,17 +194,10 @@ extension Hart {
         }
     }
 
-    @inline(__always) func store(_ vaddr: UInt64, _ size: Int, _ value: UInt64) throws(Trap) {
-        if let p = directAddress(vaddr, size, .write) {
-            Self.hostStore(p, size, value)
-            return
-        }
-        try storeSlowly(vaddr, size, value)
-    }
-
     /// A store that misses the TLB, crosses a page or reaches a page without direct access.
     @inline(never)
     func storeSlowly(_ vaddr: UInt64, _ size: Int, _ value: UInt64) throws(Trap) {
+        codeEpoch &+= 1  // it may write code (a page with blocks never takes the fast path)
         let offset = Int(vaddr & 0xfff)
         if offset &+ size > 4096 {
             // Translate both pages first so a fault leaves memory untouched.
@@ -208,6 +230,7 @@ extension Hart {
     /// An atomic read-modify-write at a naturally aligned address; returns the old value.
     func amo(_ op: AtomicOp, _ vaddr: UInt64, _ size: Int, _ operand: UInt64, expected: UInt64 = 0) throws(Trap) -> UInt64 {
         guard vaddr & UInt64(size - 1) == 0 else { throw Trap(cause: Trap.storeMisaligned, value: vaddr) }
+        codeEpoch &+= 1  // it may write code
         let e = try entry(vaddr, .write)
         var old: UInt64 = 0
         switch memory.atomic(op, e.physicalPage | (vaddr & 0xfff), size: size, operand: operand, expected: expected,

@@ -93,19 +93,37 @@ public final class Hart {
 
     // MARK: TLB
     let tlb: UnsafeMutablePointer<TLBEntry>
+    /// The loads' and stores' inline view of the read and write TLBs (Hart+MMU.swift),
+    /// inside the threaded handlers' context (Threaded.swift).
+    let fastTLB: UnsafeMutablePointer<FastTLBEntry>
+    let threadContext: UnsafeMutableRawPointer
 
-    // MARK: Decoded pages (Hart+DecodedPages.swift)
-    /// The virtual address of the page pc runs in (the cursor), its bytes, its decoded
-    /// entries and its guest-physical page (.max: no cursor).
+    // MARK: Blocks (Hart+Blocks.swift)
+    /// The virtual address of the page pc runs in (the cursor), its bytes, its block
+    /// map and its guest-physical page (.max: no cursor).
     var codeBase: UInt64 = 0
     var codeHost: UnsafeRawPointer
-    var codeOps: UnsafeMutablePointer<DecodedOp>
+    var codeMap: BlockMap
     var codePage: UInt64 = .max
-    var decodedPages: [UInt64: UnsafeMutablePointer<DecodedOp>] = [:]
-    /// Decoded pages kept (24 KiB each) before all are dropped and refilled: 12 MiB of
-    /// decoded code for 2 MiB of guest code executed.
+    /// Advanced whenever code may have changed behind the hart's back; a block from an
+    /// older epoch is compared with memory before it runs.
+    var codeEpoch: UInt64 = 1
+    /// Block maps by guest-physical page.
+    var decodedPages: [UInt64: BlockMap] = [:]
+    /// Pages with blocks kept before all are dropped and decoded again.
     var decodedPageLimit = 512
-    /// Instructions decoded into decoded pages (first use or after their code changed).
+    /// The blocks, 16-byte aligned.
+    let blockArena: UnsafeMutableRawPointer
+    static let blockArenaBytes = 8 << 20
+    var blockArenaBytes: Int { Self.blockArenaBytes }
+    var blockArenaUsed = 0
+    /// The one-instruction block for code run without a block (Hart+Blocks.swift).
+    let scratch: UnsafeMutablePointer<BlockHeader>
+    /// The first instructions of a block longer than the budget left (Hart+Blocks.swift).
+    let truncation: UnsafeMutablePointer<BlockEntry>
+    /// Where a block is decoded before it goes into the arena.
+    let decodeBuffer: UnsafeMutablePointer<DecodedOp>
+    /// Instructions decoded into blocks (first use or after their code changed).
     public internal(set) var decodedInstructions: UInt64 = 0
 
     public init(id: Int, memory: PhysicalMemory) {
@@ -116,14 +134,39 @@ public final class Hart {
         x.initialize(repeating: 0, count: 33)
         tlb = .allocate(capacity: 3 * Hart.tlbSize)
         tlb.initialize(repeating: TLBEntry(), count: 3 * Hart.tlbSize)
+        threadContext = .allocate(
+            byteCount: Threaded.fastTLBOffset + 2 * Hart.tlbSize * MemoryLayout<FastTLBEntry>.stride, alignment: 64)
+        threadContext.initializeMemory(as: UInt8.self, repeating: 0, count: Threaded.fastTLBOffset)
+        threadContext.storeBytes(of: tlb + Int(AccessType.execute.rawValue) * Hart.tlbSize, toByteOffset: Threaded.fetchTLB,
+                                 as: UnsafeMutablePointer<TLBEntry>.self)
+        threadContext.storeBytes(of: Threaded.otherPage, toByteOffset: Threaded.otherPageHandler, as: Threaded.CrossPage.self)
+        fastTLB = (threadContext + Threaded.fastTLBOffset).bindMemory(to: FastTLBEntry.self, capacity: 2 * Hart.tlbSize)
+        fastTLB.initialize(repeating: FastTLBEntry(), count: 2 * Hart.tlbSize)
         codeHost = Hart.emptyCodeBytes
-        codeOps = Hart.emptyDecodedPage
+        codeMap = Hart.emptyBlockMap
+        blockArena = .allocate(byteCount: Hart.blockArenaBytes, alignment: 16)
+        let empty = BlockEntry(run: ThreadedOp(DecodedOp(), after: 0), op: DecodedOp())
+        let scratchBytes = UnsafeMutableRawPointer.allocate(
+            byteCount: MemoryLayout<BlockHeader>.stride + 2 * MemoryLayout<BlockEntry>.stride, alignment: 16)
+        scratch = scratchBytes.bindMemory(to: BlockHeader.self, capacity: 1)
+        scratch.initialize(to: BlockHeader(epoch: 0, count: 1))
+        (scratchBytes + MemoryLayout<BlockHeader>.stride).bindMemory(to: BlockEntry.self, capacity: 2)
+            .initialize(repeating: empty, count: 2)
+        truncation = .allocate(capacity: Hart.maxBlockLength + 1)
+        truncation.initialize(repeating: empty, count: Hart.maxBlockLength + 1)
+        decodeBuffer = .allocate(capacity: Hart.maxBlockLength + 1)
+        decodeBuffer.initialize(repeating: DecodedOp(), count: Hart.maxBlockLength + 1)
     }
 
     deinit {
         releaseDecodedPages()
         x.deallocate()
         tlb.deallocate()
+        threadContext.deallocate()
+        blockArena.deallocate()
+        UnsafeMutableRawPointer(scratch).deallocate()
+        truncation.deallocate()
+        decodeBuffer.deallocate()
     }
 
     /// Integer register `i` (x0 reads 0, writes to it are ignored).
@@ -169,12 +212,17 @@ public final class Hart {
     public func dropDirectMappings(page: UInt64) {
         for i in 0..<(3 * Hart.tlbSize) where tlb[i].physicalPage == page & ~0xfff {
             tlb[i] = TLBEntry()
+            if i < 2 * Hart.tlbSize { fastTLB[i] = FastTLBEntry() }
         }
         if codePage == page & ~0xfff { invalidateCodeCursor() }
+        codeEpoch &+= 1
     }
 
     /// Forget all cached host pointers.
-    public func dropAllDirectMappings() { flushTLB() }
+    public func dropAllDirectMappings() {
+        flushTLB()
+        codeEpoch &+= 1
+    }
 
     /// Set by the memory's owner when a parked instruction's access has completed
     /// elsewhere with a side effect (a remote device read): the next `run` executes
@@ -189,72 +237,106 @@ public final class Hart {
     // MARK: - Running
 
     /// Runs up to `budget` instructions (fewer if it waits for an interrupt or parks).
-    ///
-    /// For the slice, pc and the count of instructions retired live in locals (host
-    /// registers); `self.pc` and `instructionsRetired` are brought up to date before
-    /// anything that reads them (interrupts, traps, system instructions, the slow
-    /// fetch path) and on return.
     public func run(budget: Int) -> HartExit {
         var remaining = budget
         updateSupervisorTimer()
+        codeEpoch &+= 1  // other harts, devices and loaders wrote between slices
         if finishParkedInstructionFirst && remaining > 0 {
-            if let exit = runParkedInstruction() { return exit }
+            finishParkedInstructionFirst = false
+            let exit = runParkedInstruction()
+            if exit != .budgetExhausted { return exit }
             remaining &-= 1
         }
-        var pc = self.pc
-        var retired: UInt64 = 0
-        while remaining > 0 {
-            if mie != 0, effectiveMIP & mie != 0 {
-                self.pc = pc
-                if takeInterruptIfEnabled() { pc = self.pc }  // the handler's first instruction runs in this slice
-            }
-            do {
-                try step(&pc, &retired)
-                retired &+= 1
-            } catch {
-                self.pc = pc
-                instructionsRetired &+= retired
-                retired = 0
-                if let exit = stopped(by: error) { return exit }
-                pc = self.pc
-            }
-            remaining &-= 1
-        }
-        self.pc = pc
-        instructionsRetired &+= retired
-        return .budgetExhausted
-    }
-
-    /// What a thrown Trap means for `run` (with `pc` and `instructionsRetired` up to
-    /// date): park, wait for an interrupt, or (an exception) enter the handler and go on.
-    @inline(__always)
-    private func stopped(by error: Trap) -> HartExit? {
-        if error.cause == Trap.park { return .parked }
-        if error.cause == Hart.waitCause {
-            instructionsRetired &+= 1
-            return .waitingForInterrupt
-        }
-        takeTrap(cause: error.cause, value: error.value, interrupt: false)
-        return nil
+        return runBlocks(budget: remaining, interrupts: true)
     }
 
     /// The parked instruction, before any interrupt (kept out of line so that the hot
-    /// loop in `run` stays the only inlined copy of `step`).
+    /// loop in `run` stays the only inlined copy of the interpreter).
     @inline(never)
-    private func runParkedInstruction() -> HartExit? {
-        finishParkedInstructionFirst = false
+    private func runParkedInstruction() -> HartExit {
+        runBlocks(budget: 1, interrupts: false)
+    }
+
+    /// The interpreter: block after block until the budget is used up.
+    ///
+    /// A block runs in its threaded handlers (Threaded.swift), which go straight on
+    /// to the next block while it is in the same page, current and within the budget.
+    /// Pending interrupts are looked at when the handlers return, before the next
+    /// block: within a slice only CSR writes, xRET, traps, WFI and device accesses
+    /// change them, which all run out of line (the handlers return before them), so
+    /// this is before each instruction at which an interrupt can have become pending
+    /// and enabled.
+    ///
+    /// For the slice, pc and the budget left live in locals (host registers), and
+    /// instructions retired are added to `instructionsRetired` from the budget used;
+    /// `self.pc` and `instructionsRetired` are brought up to date before anything that
+    /// reads them (out-of-line instructions, interrupts, traps, the slow lookup) and on
+    /// return.
+    @inline(__always)
+    private func runBlocks(budget: Int, interrupts: Bool) -> HartExit {
+        var remaining = budget
         var pc = self.pc
-        var retired: UInt64 = 0
-        do {
-            try step(&pc, &retired)
-            self.pc = pc
-            instructionsRetired &+= retired &+ 1
-        } catch {
-            self.pc = pc
-            instructionsRetired &+= retired
-            return stopped(by: error)
+        // instructionsRetired lacks the instructions run since `remaining` was this.
+        var counted = budget
+        slice: while remaining > 0 {
+            if interrupts, mie != 0, effectiveMIP & mie != 0 {
+                self.pc = pc
+                if takeInterruptIfEnabled() { pc = self.pc }  // the handler's first block runs in this slice
+            }
+            do {
+                // The block at pc: in the cursor's page, of the current code epoch.
+                var block: UnsafeMutablePointer<BlockHeader>
+                let offset = pc &- codeBase
+                if offset < 4096, case let b = codeMap[Int(truncatingIfNeeded: offset &>> 1)], b.pointee.epoch == codeEpoch {
+                    block = b
+                } else {
+                    self.pc = pc
+                    block = try blockSlowly()
+                }
+                // Run it, and the blocks it chains to (Threaded.swift).
+                var first = Self.entries(of: block)
+                var count = block.pointee.count
+                if count > remaining {
+                    first = truncated(block, remaining)
+                    count = remaining
+                }
+                let base = pc & ~0xfff
+                let context = threadContext
+                context.storeBytes(of: codeMap, toByteOffset: Threaded.blockMap, as: BlockMap.self)
+                context.storeBytes(of: codeEpoch, toByteOffset: Threaded.epoch, as: UInt64.self)
+                let chain = min(remaining, Threaded.chainBudget)  // ≥ count: chainBudget ≥ maxBlockLength
+                let stop = first.pointee.run.handler(UnsafeMutableRawPointer(first), x, context, base, chain &- count)
+                remaining &-= chain &- context.load(fromByteOffset: Threaded.exitBudget, as: Int.self)
+                pc = context.load(fromByteOffset: Threaded.exitPC, as: UInt64.self)
+                let exitBase = context.load(fromByteOffset: Threaded.exitBase, as: UInt64.self)
+                if exitBase != base { invalidateCodeCursor() }  // the chain went on in another page
+                if pc == Threaded.outOfLine {
+                    let op = stop.assumingMemoryBound(to: BlockEntry.self).pointee.op
+                    self.pc = exitBase &+ UInt64(op.offset)
+                    instructionsRetired &+= UInt64(truncatingIfNeeded: counted &- remaining)
+                    counted = remaining
+                    try executeOutOfLine(op, exitBase)
+                    instructionsRetired &+= 1
+                    remaining &-= 1
+                    counted = remaining
+                    pc = self.pc
+                }
+            } catch {
+                // self.pc is the instruction that stopped (after WFI: the next one); with
+                // what ran since `counted` added, instructionsRetired counts what retired
+                // before it.
+                instructionsRetired &+= UInt64(truncatingIfNeeded: counted &- remaining)
+                if error.cause == Trap.park { return .parked }
+                if error.cause == Hart.waitCause { return .waitingForInterrupt }
+                takeTrap(cause: error.cause, value: error.value, interrupt: false)
+                pc = self.pc
+                remaining &-= 1  // the trap uses up budget, so a faulting loop still ends
+                counted = remaining
+            }
         }
-        return nil
+        self.pc = pc
+        instructionsRetired &+= UInt64(truncatingIfNeeded: counted &- remaining)
+        return .budgetExhausted
     }
 
     /// Thrown by WFI after it retired, when nothing can wake the hart yet.

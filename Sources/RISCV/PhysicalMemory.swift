@@ -19,6 +19,8 @@ public protocol PhysicalMemory: AnyObject {
     func directPage(_ pageAddress: UInt64, for access: AccessType) -> UnsafeMutableRawPointer?
 
     /// A load of `size` bytes (1, 2, 4 or 8; naturally aligned) at `address`, little endian, zero extended.
+    /// It must not write memory (a device read may change the device, not RAM): a hart
+    /// compares its decoded code with memory again only after stores and atomics.
     func load(_ address: UInt64, size: Int, hart: Int, value: inout UInt64) -> BusStatus
 
     /// A store of the low `size` bytes of `value` (1, 2, 4 or 8; naturally aligned) at `address`.

@@ -137,7 +137,7 @@ import Testing
         patch(mem, at: TestMemory.base, with: li2[0])
         _ = h.run(budget: 50)
         #expect(h[register: 10] == 2)
-        #expect(h.decodedInstructions == decodedBefore + 1)  // exactly the changed instruction
+        #expect(h.decodedInstructions == decodedBefore + 2)  // exactly the changed block: the li and its j
     }
 
     @Test func storesToItsOwnCodeAreSeenAtOnce() throws {
