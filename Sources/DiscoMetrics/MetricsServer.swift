@@ -51,7 +51,7 @@ public final class MetricsServer: Sendable {
             watcher.cancel()
         }
         let listening: Socket.Address?
-        switch outcome.wait() {
+        switch outcome.wait(seconds: 30) {
         case .success(let a): listening = a
         case .failure(let error):
             task.cancel()
@@ -118,10 +118,15 @@ public final class MetricsServer: Sendable {
             return true
         }
 
-        func wait() -> Result<Socket.Address?, MetricsError> {
+        /// Waits for the outcome; an error if none came within `seconds` (the server's
+        /// tasks never ran: Swift concurrency's threads were all kept busy).
+        func wait(seconds: TimeInterval) -> Result<Socket.Address?, MetricsError> {
+            let deadline = Date().addingTimeInterval(seconds)
             condition.lock()
             defer { condition.unlock() }
-            while result == nil { condition.wait() }
+            while result == nil {
+                if !condition.wait(until: deadline) { return .failure(MetricsError("the metrics endpoint did not start within \(Int(seconds)) s")) }
+            }
             return result!
         }
     }

@@ -129,3 +129,41 @@ func httpGet(_ url: String, timeout: TimeInterval = 10) throws -> (status: Int, 
     guard done.wait(timeout: .now() + timeout + 1) == .success, let result = box.result else { throw URLError(.timedOut) }
     return try result.get()
 }
+
+/// One HTTP/1.0 GET over a plain socket (IPv4 or a bracketed IPv6 literal; URLSession on
+/// Linux refuses the latter): status, headers (lower-cased names) and body. Throws when
+/// nothing listens there.
+func rawGet(_ url: String, timeout: Int = 10) throws -> (status: Int, headers: [String: String], body: String) {
+    guard let u = URLComponents(string: url), var host = u.host, let port = u.port else { throw URLError(.badURL) }
+    if host.hasPrefix("[") { host = String(host.dropFirst().dropLast()) }
+    var hints = addrinfo()
+    hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+    var result: UnsafeMutablePointer<addrinfo>?
+    guard getaddrinfo(host, String(port), &hints, &result) == 0, let ai = result else { throw URLError(.cannotFindHost) }
+    defer { freeaddrinfo(result) }
+    let fd = socket(ai.pointee.ai_family, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw URLError(.cannotConnectToHost) }
+    defer { close(fd) }
+    var tv = timeval(tv_sec: timeout, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    guard connect(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0 else { throw URLError(.cannotConnectToHost) }
+    let request = Array("GET \(u.path.isEmpty ? "/" : u.path) HTTP/1.0\r\nHost: \(host)\r\n\r\n".utf8)
+    guard send(fd, request, request.count, 0) == request.count else { throw URLError(.networkConnectionLost) }
+    var response: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = recv(fd, &buffer, buffer.count, 0)
+        if n <= 0 { break }
+        response += buffer[0..<n]
+    }
+    let text = String(decoding: response, as: UTF8.self)
+    guard let split = text.range(of: "\r\n\r\n") else { throw URLError(.badServerResponse) }
+    let head = text[..<split.lowerBound].split(separator: "\r\n")
+    let status = head.first.flatMap { Int($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
+    var headers: [String: String] = [:]
+    for line in head.dropFirst() {
+        guard let colon = line.firstIndex(of: ":") else { continue }
+        headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+    }
+    return (status, headers, String(text[split.upperBound...]))
+}

@@ -23,8 +23,10 @@ import Testing
         try runProcess("/usr/bin/env", ["DISCO_SECRET=\(secret)", Paths.disco] + args + ["--coordinator", coordinator], timeout: 30)
     }
 
-    /// Creates a VM from `spec` and, with `untilStopped`, waits for it to finish.
-    func createVM(_ spec: String, in dir: String, name: String, secret: String, coordinator: String, untilStopped: Bool) throws {
+    /// Creates a VM from `spec` and, with `untilStopped`, waits for it to finish (the
+    /// logs in `logs`, the cluster's, say why not).
+    func createVM(_ spec: String, in dir: String, name: String, secret: String, coordinator: String, untilStopped: Bool,
+                  logs: String? = nil) throws {
         let path = dir + "/\(name).yaml"
         try spec.write(toFile: path, atomically: true, encoding: .utf8)
         let r = try cli(["vm", "create", "--spec", path], secret: secret, coordinator: coordinator)
@@ -37,7 +39,10 @@ import Testing
             if list.contains("name: \(name), state: stopped") || list.contains("name: \(name), state: failed") { break }
             Thread.sleep(forTimeInterval: 0.3)
         }
-        try #require(list.contains("name: \(name), state: stopped"), "VM \(name) did not finish: \(list)")
+        let tails = (try? FileManager.default.contentsOfDirectory(atPath: logs ?? dir))?.filter { $0.hasSuffix(".log") || $0.hasSuffix(".out") }.sorted()
+            .map { f in "\(f):\n" + (((try? String(contentsOfFile: (logs ?? dir) + "/" + f, encoding: .utf8)) ?? "").split(separator: "\n").suffix(15).joined(separator: "\n")) }
+            .joined(separator: "\n") ?? ""
+        try #require(list.contains("name: \(name), state: stopped"), "VM \(name) did not finish: \(list)\n\(tails)")
     }
 
     var numaSpec: String { "name: numa\nvcpus: 2\nmemory: 128M\nbios: none\nkernel: \(Paths.guest("numa.elf"))\n" }
@@ -60,7 +65,7 @@ import Testing
         try #require(metricsURL.hasPrefix("http://127.0.0.1:") && metricsURL.hasSuffix("/metrics"), "\(metricsURL)")
         let coordinator = "unix:\(dir)/cluster/coordinator.sock"
 
-        try createVM(numaSpec, in: dir, name: "numa", secret: secret, coordinator: coordinator, untilStopped: true)
+        try createVM(numaSpec, in: dir, name: "numa", secret: secret, coordinator: coordinator, untilStopped: true, logs: dir + "/cluster")
         try createVM(idleSpec, in: dir, name: "idle", secret: secret, coordinator: coordinator, untilStopped: false)
 
         let prometheus = try PrometheusServer(jobs: ["disco": [try #require(target)]], directory: dir)
