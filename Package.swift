@@ -10,7 +10,9 @@ let emulationPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=uncheck
 
 // Dependency direction (DESIGN.md §3): Protocol and RISCV depend on nothing of ours;
 // Transport on Protocol; Platform on RISCV; Cluster (specs, node ids, clock) on nothing of ours;
-// Coherence on Cluster; Node and Coordinator on those (the Coordinator not on Node); the CLI on everything.
+// Coherence on Cluster; Node and Coordinator on those (the Coordinator not on Node); DiscoMetrics on
+// Protocol and Coordinator (never the other way: the runtimes hand it snapshots through closures);
+// the CLI on everything.
 let package = Package(
     name: "Disco",
     platforms: [.macOS(.v14)],
@@ -25,12 +27,18 @@ let package = Package(
         .library(name: "Coherence", targets: ["Coherence"]),
         .library(name: "Coordinator", targets: ["Coordinator"]),
         .library(name: "Cluster", targets: ["Cluster"]),
+        .library(name: "DiscoMetrics", targets: ["DiscoMetrics"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        // The metrics endpoint: swift-metrics is the API, swift-prometheus the registry that
+        // writes the text format, FlyingFox (no dependencies) the HTTP server for GET /metrics.
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
     ],
     targets: [
         // MARK: - Libraries
@@ -71,10 +79,22 @@ let package = Package(
             name: "Coordinator",
             dependencies: ["Protocol", "Transport", "Cluster", .product(name: "Logging", package: "swift-log")]
         ),
+        // `--metrics HOST:PORT`: the node's and the coordinator's figures in Prometheus's text
+        // format, served on threads of its own from snapshots the runtimes hand over.
+        .target(
+            name: "DiscoMetrics",
+            dependencies: [
+                "Protocol", "Coordinator", "Cluster",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "FlyingFox", package: "FlyingFox"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "disco",
             dependencies: [
-                "RISCV", "Platform", "Node", "Coordinator", "Protocol", "Transport", "Cluster", "CProcessControl",
+                "RISCV", "Platform", "Node", "Coordinator", "Protocol", "Transport", "Cluster", "CProcessControl", "DiscoMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -96,8 +116,11 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
         // A whole cluster (coordinator, nodes, a client) in one test process on InMemoryTransport.
         .testTarget(name: "InProcessClusterTests", dependencies: ["Coordinator", "Node", "Platform", "Protocol", "Transport", "Cluster", "TestSupport"]),
-        // Starts the real `disco` binary (and QEMU) as child processes.
+        .testTarget(name: "MetricsTests", dependencies: ["DiscoMetrics", "Coordinator", "Protocol", "Transport", "Cluster"]),
+        // Starts the real `disco` binary (and QEMU, and Prometheus) as child processes.
         .testTarget(name: "SystemTests"),
+        // The systemd units and Kubernetes manifests in deploy/, checked offline.
+        .testTarget(name: "DeployTests", dependencies: [.product(name: "Yams", package: "Yams")]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,14 +1,30 @@
 #!/usr/bin/env bash
-# Installs the Debian packages Disco builds and tests with, if any is missing.
+# Installs the Debian packages Disco builds and tests with, if any is missing, and the
+# one PyPI tool the deploy tests use.
 set -euo pipefail
-pkgs=(libuv1-dev pkg-config opensbi u-boot-qemu qemu-system-misc qemu-utils device-tree-compiler mtools dosfstools e2fsprogs)
+# prometheus: the metrics tests scrape a live cluster with it; systemd: systemd-analyze
+# checks deploy/systemd.
+pkgs=(libuv1-dev pkg-config opensbi u-boot-qemu qemu-system-misc qemu-utils device-tree-compiler mtools dosfstools e2fsprogs
+      prometheus systemd)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# kubernetes-validate checks deploy/k8s against the Kubernetes schemas it ships (offline).
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  echo "setup: installing kubernetes-validate (PyPI)"
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-pip >/dev/null
+  fi
+  python3 -m pip install -q kubernetes-validate==1.37.0 2>/dev/null \
+    || $SUDO python3 -m pip install -q --break-system-packages kubernetes-validate==1.37.0
+  hash -r
+  command -v kubernetes-validate >/dev/null || { echo "setup: kubernetes-validate is not on PATH" >&2; exit 1; }
 fi

@@ -31,6 +31,13 @@ public final class CoordinatorRuntime: @unchecked Sendable {
     private var machine: CoordinatorStateMachine
     private let boundLock = NSLock()
     private var bound: [Endpoint] = []
+    /// Gets the state machine (VMs, members) and each node's latest counters about once a
+    /// second, on the runtime's thread: it must only keep them (the `--metrics` endpoint's
+    /// snapshot; both are values). Set before `run()`.
+    public var onFigures: (@Sendable (CoordinatorStateMachine, [Int32: StatsReport]) -> Void)?
+    private var nodeReports: [Int32: StatsReport] = [:]
+    private var nodeConnections: Set<ConnectionID> = []
+    private var nextFigures: UInt64 = 0
 
     public init(configuration: CoordinatorConfiguration, logger: Logger, clock: ClusterClock = ClusterClock(),
                 transport: TransportFactory? = nil) {
@@ -104,9 +111,15 @@ public final class CoordinatorRuntime: @unchecked Sendable {
         for event in events {
             let e: CoordinatorStateMachine.Event
             switch event {
-            case .connected(let id, let peer): e = .connected(id, peer: peer)
-            case .received(let id, let m): e = .received(id, m)
-            case .disconnected(let id, let reason, _): e = .disconnected(id, reason: reason)
+            case .connected(let id, let peer):
+                if peer.role == .node { nodeConnections.insert(id) }
+                e = .connected(id, peer: peer)
+            case .received(let id, let m):
+                if case .stats(let r) = m, nodeConnections.contains(id) { nodeReports[r.nodeID] = r }
+                e = .received(id, m)
+            case .disconnected(let id, let reason, _):
+                nodeConnections.remove(id)
+                e = .disconnected(id, reason: reason)
             case .writable: continue
             }
             carryOut(machine.handle(e, now: clock.nanoseconds()))
@@ -115,6 +128,10 @@ public final class CoordinatorRuntime: @unchecked Sendable {
         if now >= nextTick {
             carryOut(machine.handle(.tick, now: now))
             nextTick = now + tickNanos
+            if let onFigures, now >= nextFigures {
+                onFigures(machine, nodeReports)
+                nextFigures = now + 1_000_000_000
+            }
         }
         return nil
     }

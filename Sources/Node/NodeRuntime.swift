@@ -74,6 +74,14 @@ public final class NodeRuntime: @unchecked Sendable {
     private let wokenBudget = 256
     private let clock: ClusterClock
     private let startedAt: UInt64
+    /// Gets every counters report this node sends the coordinator, on the execution thread:
+    /// it must only keep it (the `--metrics` endpoint's snapshot). Set before `run()`.
+    public var onStatsReport: (@Sendable (StatsReport) -> Void)?
+    /// For the report: instructions of VMs that ended here, the last heartbeat's round
+    /// trip to the coordinator, pages moved in and out, replicas installed and dropped.
+    private var endedInstructions: UInt64 = 0
+    private var heartbeatRoundTrip: UInt64 = 0
+    private var moveCounts = (in: Int64(0), out: Int64(0), replicas: Int64(0), dropped: Int64(0))
 
     public init(configuration: NodeConfiguration, logger: Logger, clock: ClusterClock = ClusterClock(),
                 transport: TransportFactory? = nil) {
@@ -158,6 +166,7 @@ public final class NodeRuntime: @unchecked Sendable {
                 apply(state.handle(.peerConnected(id, node: Int(peer.nodeID)), now: now))
             }
         case .received(let id, let message):
+            if id == coordinator, case .timeSync(_, let sentAt) = message { heartbeatRoundTrip = now &- sentAt }
             if id == coordinator, case .pageCommand(let c) = message {
                 pageCommand(c)
             } else if id == coordinator, case .pageAssigned(let vm, let page, let node, let frame) = message {
@@ -270,8 +279,9 @@ public final class NodeRuntime: @unchecked Sendable {
                     logger.info("VM \(vm) dropped: \(reason)")
                     endedMisses.append((vm, v.misses))
                     if endedMisses.count > 16 { endedMisses.removeFirst() }
+                    endedInstructions &+= v.harts.reduce(0) { $0 &+ $1.instructionsRetired }
                     // Its last counters reach the coordinator before this node says it dropped it.
-                    if let me = state.nodeID { _ = transport.send(.stats(statsReport(me)), on: coordinator) }
+                    if let me = state.nodeID { sendStats(me) }
                 }
                 scheduler.remove(vm: vm)
                 agent?.forgetParked(vm: vm)
@@ -288,7 +298,7 @@ public final class NodeRuntime: @unchecked Sendable {
             case .setClockOffset(let offset):
                 clock.setOffset(offset)
             case .reportStats:
-                if let me = state.nodeID { _ = transport.send(.stats(statsReport(me)), on: coordinator) }
+                if let me = state.nodeID { sendStats(me) }
                 logState()
             case .stop(let reason):
                 mailbox.requestStop(reason)
@@ -385,11 +395,13 @@ public final class NodeRuntime: @unchecked Sendable {
                 moveRecalls[id] = (keepShared ? agent?.beginDowngrade(frame) : agent?.beginScrub(frame, 4096)) ?? []
             case .sendPage(let id, let vm, let page, let frame, let to, let toFrame):
                 guard let agent, let data = agent.readPage(frame) else { continue }
+                moveCounts.out += 1
                 agent.zero(frame, 4096)
                 agent.forgetCounts(page: frame)
                 send(.pageData(id: id, vm: vm, guestPage: page, frame: toFrame, data: data), toNode: to)
-            case .switchPage(let vm, let page, _, let frame):
+            case .switchPage(let vm, let page, let node, let frame):
                 vms[vm]?.switchPage(page, to: frame)
+                if node == moves.node { moveCounts.in += 1 }
             case .gate(let frame):
                 agent?.gate(frame)
             case .ungate(let frame):
@@ -399,10 +411,12 @@ public final class NodeRuntime: @unchecked Sendable {
                 send(.pageReplica(id: id, vm: vm, guestPage: page, frame: toFrame, data: data), toNode: to)
             case .installReplica(let vm, let page, let frame):
                 vms[vm]?.installReplica(page, frame: frame)
+                moveCounts.replicas += 1
             case .thaw(let vm, let page):
                 vms[vm]?.thaw(page)
             case .dropReplica(let vm, let page):
                 vms[vm]?.dropReplica(page)
+                moveCounts.dropped += 1
             case .report(let m):
                 _ = transport.send(m, on: coordinator)
             case .done(let id, let ok, let detail):
@@ -533,12 +547,32 @@ public final class NodeRuntime: @unchecked Sendable {
         }
     }
 
-    /// The node's counters, for `disco stats`.
+    private func sendStats(_ me: Int) {
+        let report = statsReport(me)
+        _ = transport.send(.stats(report), on: coordinator)
+        onStatsReport?(report)
+    }
+
+    /// The node's counters, for `disco stats` and the metrics endpoints.
     private func statsReport(_ me: Int) -> StatsReport {
         var counters: [Counter] = [Counter(name: "vms", value: Int64(vms.count))]
         let harts = vms.values.flatMap(\.harts)
         counters.append(Counter(name: "vcpus", value: Int64(harts.count)))
-        counters.append(Counter(name: "instructions", value: Int64(truncatingIfNeeded: harts.reduce(UInt64(0)) { $0 &+ $1.instructionsRetired })))
+        let instructions = harts.reduce(UInt64(0)) { $0 &+ $1.instructionsRetired }
+        counters.append(Counter(name: "instructions", value: Int64(truncatingIfNeeded: instructions)))
+        // Since the node started, VMs that ended included (a counter that never goes back).
+        counters.append(Counter(name: "instructions_total", value: Int64(truncatingIfNeeded: instructions &+ endedInstructions)))
+        counters.append(Counter(name: "heartbeat_rtt_ns", value: Int64(truncatingIfNeeded: heartbeatRoundTrip)))
+        // Queue depths: VCPUs by scheduler state, events put aside while a DMA waited.
+        let queued = scheduler.states.values
+        counters.append(Counter(name: "vcpus_runnable", value: Int64(queued.filter { $0 == .runnable }.count)))
+        counters.append(Counter(name: "vcpus_parked", value: Int64(queued.filter { $0 == .parked }.count)))
+        counters.append(Counter(name: "vcpus_waiting", value: Int64(queued.filter { $0 == .waitingForInterrupt }.count)))
+        counters.append(Counter(name: "deferred_events", value: Int64(deferred.count)))
+        counters.append(Counter(name: "pages_migrated_in", value: moveCounts.in))
+        counters.append(Counter(name: "pages_migrated_out", value: moveCounts.out))
+        counters.append(Counter(name: "replicas_installed", value: moveCounts.replicas))
+        counters.append(Counter(name: "replicas_dropped", value: moveCounts.dropped))
         // Per VM: sampled data misses (local, remote, sampling slices).
         for (id, m) in endedMisses.map({ ($0.vm, $0.misses) }) + vms.map({ ($0.key, $0.value.misses) }) {
             counters.append(Counter(name: "vm.\(id).sampled_local_misses", value: Int64(truncatingIfNeeded: m.local)))

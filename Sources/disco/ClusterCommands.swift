@@ -1,5 +1,6 @@
 import ArgumentParser
 import Coordinator
+import DiscoMetrics
 import Foundation
 import Logging
 import Cluster
@@ -13,8 +14,10 @@ struct CoordinatorCommand: ParsableCommand {
         abstract: "Run the global monitor: membership, VM placement, consoles.",
         discussion: """
             Nodes join it with the cluster secret (DISCO_SECRET or --secret-file), CLI
-            commands talk to it. Stops on SIGINT or SIGTERM, stopping its VMs.
-              DISCO_SECRET=s3cret disco coordinator --listen tcp:127.0.0.1:7070
+            commands talk to it. Stops on SIGINT or SIGTERM, stopping its VMs. With
+            --metrics it serves Prometheus metrics: members, every VM (state, VCPUs,
+            migrations, replications) and each node's latest counters.
+              DISCO_SECRET=s3cret disco coordinator --listen tcp:127.0.0.1:7070 --metrics 127.0.0.1:9470
             """
     )
 
@@ -27,6 +30,8 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Coherence line size in bytes (a power of two, 64 to 4096).")
     var lineSize: Int = 128
 
+    @OptionGroup var metricsOption: MetricsOption
+
     @OptionGroup var options: ClusterOptions
 
     mutating func run() throws {
@@ -34,10 +39,17 @@ struct CoordinatorCommand: ParsableCommand {
         guard (64...4096).contains(lineSize), lineSize & (lineSize - 1) == 0 else { fail("--line-size must be a power of two from 64 to 4096") }
         guard heartbeatMs >= 10 else { fail("--heartbeat-ms must be at least 10") }
         let endpoints = listen.map { parseEndpoint($0, "--listen") }
+        _ = metricsOption.address()
+        let logger = options.logger("disco.coordinator")
         let runtime = CoordinatorRuntime(
             configuration: CoordinatorConfiguration(listen: endpoints, secret: options.secret(),
                                                     machine: .init(heartbeatMillis: UInt32(heartbeatMs), lineSize: lineSize)),
-            logger: options.logger("disco.coordinator"))
+            logger: logger)
+        // Listening for metrics first: a port in use stops the coordinator before any node joins.
+        let figures = CoordinatorMetrics()
+        if metricsOption.metrics != nil { runtime.onFigures = { figures.record($0, $1) } }
+        let server = metricsOption.serve(logger: logger) { figures.render() }
+        defer { server?.stop() }
         SignalStopper.install { runtime.stop(reason: "signal"); exitSoonAfterSignal() }
         do {
             let reason = try runtime.run()
@@ -62,7 +74,9 @@ struct NodeCommand: ParsableCommand {
         commandName: "node",
         abstract: "Run one NUMA node: its CPUs, its slice of machine memory, its directory.",
         discussion: """
-              DISCO_SECRET=s3cret disco node --coordinator tcp:10.0.0.1:7070 --listen tcp:0.0.0.0:7071 --cpus 4 --memory 2G
+            With --metrics it serves Prometheus metrics: the counters it reports to the
+            coordinator (instructions, misses, lines, page moves, queue depths, round trip).
+              DISCO_SECRET=s3cret disco node --coordinator tcp:10.0.0.1:7070 --listen tcp:10.0.0.2:7071 --cpus 4 --memory 2G --metrics 10.0.0.2:9470
             """
     )
 
@@ -87,6 +101,8 @@ struct NodeCommand: ParsableCommand {
     @Option(help: "Coherence line size in bytes (must match the coordinator's).")
     var lineSize: Int = 128
 
+    @OptionGroup var metricsOption: MetricsOption
+
     @OptionGroup var options: ClusterOptions
 
     mutating func run() throws {
@@ -98,13 +114,19 @@ struct NodeCommand: ParsableCommand {
         } catch { fail("\(error)") }
         guard cpus >= 1 && cpus <= 1024 else { fail("--cpus must be 1...1024") }
         guard (64...4096).contains(lineSize), lineSize & (lineSize - 1) == 0 else { fail("--line-size must be a power of two from 64 to 4096") }
+        _ = metricsOption.address()
+        let logger = options.logger("disco.node")
         let runtime = NodeRuntime(
             configuration: NodeConfiguration(coordinator: parseEndpoint(coordinator, "--coordinator"),
                                              listen: parseEndpoint(listen, "--listen"),
                                              name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())",
                                              cpus: cpus, memoryBytes: memoryBytes, secret: options.secret(),
                                              lineSize: lineSize, cacheBytes: Int(cacheBytes)),
-            logger: options.logger("disco.node"))
+            logger: logger)
+        let figures = NodeMetrics()
+        if metricsOption.metrics != nil { runtime.onStatsReport = { figures.record($0) } }
+        let server = metricsOption.serve(logger: logger) { figures.render() }
+        defer { server?.stop() }
         SignalStopper.install { runtime.stop(reason: "signal"); exitSoonAfterSignal() }
         do {
             let reason = try runtime.run()
@@ -123,6 +145,9 @@ struct Up: ParsableCommand {
             processes' logs). Runs until Ctrl-C or until any process dies (with
             --keep-going: until the coordinator dies), then stops them all. Other commands reach the cluster with the printed address and secret:
               DISCO_SECRET=... disco vm create --coordinator unix:/tmp/disco-.../coordinator.sock --spec vm.yaml
+            With --metrics the coordinator serves Prometheus metrics there, the nodes'
+            counters included (relayed from their reports):
+              disco up --nodes 2 --metrics 127.0.0.1:9470
             """
     )
 
@@ -141,19 +166,23 @@ struct Up: ParsableCommand {
     @Flag(help: "Keep the cluster up when a node dies (its VMs fail, the others run on); only the coordinator's death stops it.")
     var keepGoing = false
 
+    @OptionGroup var metricsOption: MetricsOption
+
     mutating func run() throws {
         guard (1...64).contains(nodes) else { fail("--nodes must be 1...64") }
         setvbuf(stdout, nil, _IOLBF, 0)  // progress lines appear at once, also in a pipe
         let memoryBytes: UInt64
         do { memoryBytes = try MemorySize.parse(memory) } catch { fail("\(error)") }
+        let metricsAddress = metricsOption.address()
         let cluster: LocalCluster
         do {
             cluster = try LocalCluster.start(nodes: nodes, cpus: cpus, memoryBytes: memoryBytes, directory: dir,
-                                             progress: { print($0) })
+                                             metrics: metricsAddress, progress: { print($0) })
         } catch {
             fail("\(error)")
         }
         print("cluster up: \(nodes) node(s); coordinator at \(cluster.coordinatorEndpoint)")
+        if metricsAddress != nil { print("metrics at \(cluster.metricsURL ?? "(see coordinator.log)")") }
         print("logs and sockets in \(cluster.directory)")
         print("export DISCO_SECRET=\(cluster.secretText)")
         print("Ctrl-C stops everything.")

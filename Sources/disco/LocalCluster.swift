@@ -1,4 +1,5 @@
 import Coordinator
+import DiscoMetrics
 import Foundation
 import Logging
 import Transport
@@ -23,7 +24,8 @@ final class LocalCluster {
 
     var secret: [UInt8] { Array(secretText.utf8) }
 
-    static func start(nodes: Int, cpus: Int, memoryBytes: UInt64, directory: String?,
+    /// With `metrics`, the coordinator serves Prometheus metrics there (`metricsURL`).
+    static func start(nodes: Int, cpus: Int, memoryBytes: UInt64, directory: String?, metrics: MetricsAddress? = nil,
                       progress: (String) -> Void = { _ in }) throws -> LocalCluster {
         let dir: String
         if let directory {
@@ -37,7 +39,7 @@ final class LocalCluster {
         let cluster = LocalCluster(directory: dir, secretText: randomSecret())
         do {
             try cluster.launch("coordinator", ["coordinator", "--listen", cluster.coordinatorEndpoint.description,
-                                               "--heartbeat-ms", "200"])
+                                               "--heartbeat-ms", "200"] + (metrics.map { ["--metrics", $0.description] } ?? []))
             try cluster.waitForSocket(dir + "/coordinator.sock")
             for i in 0..<nodes {
                 try cluster.launch("node-\(i)", ["node", "--coordinator", cluster.coordinatorEndpoint.description,
@@ -50,6 +52,15 @@ final class LocalCluster {
             throw error
         }
         return cluster
+    }
+
+    /// Where the coordinator serves metrics (its log says so once it listens; it does
+    /// before it opens its socket).
+    var metricsURL: String? {
+        guard let log = try? String(contentsOfFile: directory + "/coordinator.log", encoding: .utf8),
+              let line = log.split(separator: "\n").first(where: { $0.contains(MetricsOption.servingPrefix) }),
+              let range = line.range(of: MetricsOption.servingPrefix) else { return nil }
+        return String(line[range.upperBound...]).trimmingCharacters(in: .whitespaces)
     }
 
     private func launch(_ name: String, _ arguments: [String]) throws {
