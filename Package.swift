@@ -118,9 +118,9 @@ let package = Package(
         .testTarget(name: "InProcessClusterTests", dependencies: ["Coordinator", "Node", "Platform", "Protocol", "Transport", "Cluster", "TestSupport"]),
         .testTarget(name: "MetricsTests", dependencies: ["DiscoMetrics", "Coordinator", "Protocol", "Transport", "Cluster"]),
         // Starts the real `disco` binary (and QEMU, and Prometheus) as child processes.
-        .testTarget(name: "SystemTests"),
+        .testTarget(name: "SystemTests", dependencies: ["TestSupport"]),
         // The systemd units and Kubernetes manifests in deploy/, checked offline.
-        .testTarget(name: "DeployTests", dependencies: [.product(name: "Yams", package: "Yams")]),
+        .testTarget(name: "DeployTests", dependencies: ["TestSupport", .product(name: "Yams", package: "Yams")]),
     ],
     swiftLanguageModes: [.v5]
 )

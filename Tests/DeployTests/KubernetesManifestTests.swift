@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 import Yams
 
@@ -109,7 +110,7 @@ import Yams
                          "tcp:disco-coordinator:7070": "tcp:127.0.0.1:\(cluster)", "0.0.0.0:9470": "127.0.0.1:\(metrics)"]
         let c = try commandLine(try object(kind: "Deployment", in: "coordinator.yaml"), env: [:], replacing: replacing)
         let env = ["PATH": "/usr/bin:/bin"]
-        let coordinator = try Daemon(c, environment: env, log: dir + "/coordinator.log")
+        let coordinator = try Background(command: c, environment: env, log: dir + "/coordinator.log")
         defer { coordinator.stop() }
         try #require(coordinator.wait(for: "serving metrics on", timeout: 20), "\(coordinator.output)")
         var nodeReplacing = replacing
@@ -117,7 +118,7 @@ import Yams
         nodeReplacing[":7071"] = ":0"
         let n = try commandLine(try object(kind: "StatefulSet", in: "nodes.yaml"),
                                 env: ["POD_IP": "127.0.0.1", "POD_NAME": "disco-node-0"], replacing: nodeReplacing)
-        let node = try Daemon(n, environment: env, log: dir + "/node.log")
+        let node = try Background(command: n, environment: env, log: dir + "/node.log")
         defer { node.stop() }
         #expect(node.wait(for: "joined as node 0", timeout: 30), "\(node.output)")
         var listed = false

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -52,69 +53,6 @@ func run(_ executable: String, _ arguments: [String], environment: [String: Stri
     if p.isRunning { kill(p.processIdentifier, SIGKILL) }
     p.waitUntilExit()
     return Finished(status: p.terminationStatus, output: (try? String(contentsOf: out, encoding: .utf8)) ?? "")
-}
-
-/// A process started from a launcher's command line, stopped (SIGTERM, then SIGKILL)
-/// when the test is done with it.
-final class Daemon {
-    private let process = Process()
-    let logPath: String
-
-    init(_ command: [String], environment: [String: String], log: String) throws {
-        logPath = log
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        process.executableURL = URL(fileURLWithPath: command[0])
-        process.arguments = Array(command.dropFirst())
-        process.environment = environment
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-    }
-
-    var output: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
-
-    func wait(for text: String, timeout: TimeInterval) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline && process.isRunning {
-            if output.contains(text) { return true }
-            usleep(50_000)
-        }
-        return output.contains(text)
-    }
-
-    func line(after prefix: String) -> String? {
-        guard let line = output.split(separator: "\n").first(where: { $0.contains(prefix) }),
-              let r = line.range(of: prefix) else { return nil }
-        return String(line[r.upperBound...]).trimmingCharacters(in: .whitespaces)
-    }
-
-    func stop() {
-        guard process.isRunning else { return }
-        process.terminate()
-        let deadline = Date().addingTimeInterval(3)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
-
-    deinit { stop() }
-}
-
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-func freeLoopbackPort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var a = sockaddr_in()
-    a.sin_family = sa_family_t(AF_INET)
-    a.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let ok = withUnsafeMutablePointer(to: &a) { p in
-        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-    }
-    guard fd >= 0, ok else { throw POSIXError(.EADDRINUSE) }
-    return Int(UInt16(bigEndian: a.sin_port))
 }
 
 /// One HTTP GET on loopback: the body, or nil.

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// deploy/systemd: the units pass `systemd-analyze verify` and its offline security
@@ -100,7 +101,7 @@ import Testing
                                                   "DISCO_COORDINATOR_ARGS": "--heartbeat-ms 200"],
                                 credentials: dir + "/credentials")
         #expect(c.command.contains("--secret-file") && c.command.contains(dir + "/credentials/disco-secret"), "\(c.command)")
-        let coordinator = try Daemon(c.command, environment: c.environment, log: dir + "/coordinator.log")
+        let coordinator = try Background(command: c.command, environment: c.environment, log: dir + "/coordinator.log")
         defer { coordinator.stop() }
         try #require(coordinator.wait(for: "serving metrics on", timeout: 20), "\(coordinator.output)")
         let n = try commandLine("disco-node@.service", instance: "0",
@@ -109,7 +110,7 @@ import Testing
                                 credentials: dir + "/credentials")
         #expect(n.command.contains("\(ProcessInfo.processInfo.hostName)-0"), "%H-%i names the node: \(n.command)")
         #expect(n.command.contains("tcp:127.0.0.1:0"), "the default listen address: \(n.command)")
-        let node = try Daemon(n.command, environment: n.environment, log: dir + "/node.log")
+        let node = try Background(command: n.command, environment: n.environment, log: dir + "/node.log")
         defer { node.stop() }
         #expect(node.wait(for: "joined as node 0", timeout: 30), "\(node.output)")
         // The coordinator counts the node alive on its metrics endpoint; the node serves its own.

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// The `--metrics` HTTP endpoint of a real process (no Prometheus): what it answers on

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 /// Debian's `prometheus` (scripts/setup.sh installs it) on loopback with a generated
 /// configuration, its own data directory, and a query client for its HTTP API.

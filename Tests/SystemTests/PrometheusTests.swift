@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// The metrics endpoints under a real Prometheus (Debian's package): a live cluster runs
