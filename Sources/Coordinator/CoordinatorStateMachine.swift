@@ -111,6 +111,11 @@ public struct CoordinatorStateMachine: Sendable {
         public var firstTouch = false
         /// First touch: the part of the VM's run on each node that no page has yet.
         public var untouched: [NodeID: Range<UInt64>] = [:]
+        /// First touch: pages given a frame whose home has not yet said it filled it,
+        /// with the other nodes that touched them meanwhile. No other node learns of
+        /// the frame before the home's `pageAssigned` comes back: a line of it served
+        /// earlier would be the frame's old contents, not the boot image.
+        public var assigning: [UInt64: Set<NodeID>] = [:]
         /// First touch: pages given a frame on their toucher's node, and elsewhere (it had none left).
         public var touchedLocal = 0
         public var touchedElsewhere = 0
@@ -303,6 +308,8 @@ public struct CoordinatorStateMachine: Sendable {
             replicasDropped(vm, page: page, holders: holders.map(Int.init), from: n)
         case .pageTouch(let vm, let page):
             touch(vm, page: page, from: n)
+        case .pageAssigned(let vm, let page, _, _):
+            assigned(vm, page: page, from: n)
         case .framesScrubbed(let vm, let base, let bytes):
             guard let i = vms[vm]?.frameRuns[n]?.firstIndex(of: FrameRun(base: base, bytes: bytes)), vms[vm]!.scrubbing,
                   nodes[n]?.frames.release(base, bytes) == true else {
@@ -394,7 +401,7 @@ public struct CoordinatorStateMachine: Sendable {
     func pageHome(_ r: VMRecord, _ page: UInt64) -> PageHome? {
         let offset = page &- Self.ramBase
         guard offset < r.memoryBytes else { return nil }
-        if let moved = r.movedPages[page] { return moved }
+        if let moved = r.movedPages[page] { return r.assigning[page] == nil ? moved : nil }
         if r.firstTouch { return nil }
         let chunkBytes = UInt64(r.placement.chunkPages) * 4096
         let chunk = r.placement.chunks[Int(offset / chunkBytes)]
@@ -404,14 +411,20 @@ public struct CoordinatorStateMachine: Sendable {
     static let ramBase: UInt64 = 0x8000_0000
 
     /// First touch: node `n` touched a page that has no frame. It gets one on `n` (or,
-    /// with none left there, on the VM's node with the most left), and every node of
-    /// the VM learns where. A page assigned already is only told again to `n`.
+    /// with none left there, on the VM's node with the most left). The home is told
+    /// first and fills the frame (from the boot image); when it answers (`assigned`),
+    /// every other node of the VM learns where the page is. A page assigned already is
+    /// only told again to `n`; one still being filled adds `n` to those waiting.
     private mutating func touch(_ vm: UInt32, page: UInt64, from n: NodeID) {
         guard let r = vms[vm], r.isActive, r.firstTouch, r.participants.contains(n) else { return }
         guard page % 4096 == 0, page &- Self.ramBase < r.memoryBytes else {
             return log(.warning, "node \(n) touched 0x\(String(page, radix: 16)), which is not a page of VM \(vm)'s RAM")
         }
         if let home = r.movedPages[page] {
+            if r.assigning[page] != nil {
+                if n != home.node { vms[vm]!.assigning[page]!.insert(n) }
+                return
+            }
             return sendNode(n, .pageAssigned(vm: vm, guestPage: page, node: Int32(home.node), frame: home.frame))
         }
         let home = r.untouched[n]?.isEmpty == false ? n
@@ -422,9 +435,20 @@ public struct CoordinatorStateMachine: Sendable {
         vms[vm]!.untouched[home] = (frame + 4096)..<vms[vm]!.untouched[home]!.upperBound
         vms[vm]!.movedPages[page] = PageHome(node: home, frame: frame)
         vms[vm]!.memoryOnNodes[home, default: 0] += 4096
+        vms[vm]!.assigning[page] = home == n ? [] : [n]
         if home == n { vms[vm]!.touchedLocal += 1 } else { vms[vm]!.touchedElsewhere += 1 }
-        for p in r.participants.sorted() {
-            sendNode(p, .pageAssigned(vm: vm, guestPage: page, node: Int32(home), frame: frame))
+        sendNode(home, .pageAssigned(vm: vm, guestPage: page, node: Int32(home), frame: frame))
+    }
+
+    /// The home of a first-touched page filled its frame: the VM's other nodes learn
+    /// where the page is (all of them, so most never ask).
+    private mutating func assigned(_ vm: UInt32, page: UInt64, from n: NodeID) {
+        guard let r = vms[vm], r.isActive, let home = r.movedPages[page], home.node == n, r.assigning[page] != nil else {
+            return log(.warning, "node \(n) says it filled page 0x\(String(page, radix: 16)) of VM \(vm), which it was not given")
+        }
+        vms[vm]!.assigning[page] = nil
+        for p in r.participants.sorted() where p != n {
+            sendNode(p, .pageAssigned(vm: vm, guestPage: page, node: Int32(home.node), frame: home.frame))
         }
     }
 
@@ -435,7 +459,7 @@ public struct CoordinatorStateMachine: Sendable {
         guard page % 4096 == 0, page &- Self.ramBase < r.memoryBytes else {
             return "0x\(String(page, radix: 16)) is not a page of VM \(vm)'s RAM"
         }
-        guard let from = pageHome(r, page) else { return "page 0x\(String(page, radix: 16)) has not been touched yet" }
+        guard let from = pageHome(r, page) else { return "page 0x\(String(page, radix: 16)) has no frame yet (not touched, or being placed)" }
         guard r.participants.contains(target), nodes[target]?.alive == true else {
             return "node \(target) does not take part in VM \(vm) (nodes \(r.participants.sorted()))"
         }
@@ -452,7 +476,7 @@ public struct CoordinatorStateMachine: Sendable {
         guard page % 4096 == 0, page &- Self.ramBase < r.memoryBytes else {
             return "0x\(String(page, radix: 16)) is not a page of VM \(vm)'s RAM"
         }
-        guard let from = pageHome(r, page) else { return "page 0x\(String(page, radix: 16)) has not been touched yet" }
+        guard let from = pageHome(r, page) else { return "page 0x\(String(page, radix: 16)) has no frame yet (not touched, or being placed)" }
         guard !targets.isEmpty, Set(targets).count == targets.count else { return "name each replica's node once" }
         for t in targets {
             guard r.participants.contains(t), nodes[t]?.alive == true else {

@@ -139,17 +139,29 @@ public final class NodeRuntime: @unchecked Sendable {
             apply(state.handle(.stopping(reason: reason), now: clock.localNanoseconds()))
             return reason
         }
+        let t0 = clock.localNanoseconds()
         transport.poll()
         process(mailbox.takeAll())
         if case .stopped(let reason) = state.phase { return reason }
-        apply(state.handle(.tick, now: clock.localNanoseconds()))
+        let t1 = clock.localNanoseconds()
+        apply(state.handle(.tick, now: t1))
         flush()
         finishScrubs()
         advanceMoves()
         reportAccesses()
-        if !runOneSlice(), wait { idle() }
+        let t2 = clock.localNanoseconds()
+        let ran = runOneSlice()
+        let t3 = clock.localNanoseconds()
+        if t3 &- t0 > Self.slowTurnNanos {
+            // Nothing in a turn should take this long: heartbeats go out between turns.
+            logger.warning("a turn took \((t3 &- t0) / 1_000_000) ms: messages \((t1 &- t0) / 1_000_000) ms, bookkeeping \((t2 &- t1) / 1_000_000) ms, VCPU slice \((t3 &- t2) / 1_000_000) ms")
+        }
+        if !ran, wait { idle() }
         return nil
     }
+
+    /// A turn longer than this is logged (a heartbeat is due every 200 ms or more).
+    static let slowTurnNanos: UInt64 = 250_000_000
 
     /// Closes the transport (the last part of `run`).
     public func finish() { transport?.shutdown() }

@@ -254,21 +254,28 @@ public final class NodeVM: PhysicalMemory {
 
     /// The coordinator gave guest page `gpa` frame `frame` on `node`: this node maps it
     /// there, unless it already maps the page (a move or an earlier assignment told it
-    /// first). The node given the frame fills it from the boot image. The harts that
-    /// waited for it go.
+    /// first). The node given the frame fills it from the boot image and says so to
+    /// the coordinator, which only then tells the VM's other nodes (so none of them can
+    /// ask for a line of the frame before it holds the image). The harts that waited
+    /// for the page go, in either case.
     public func assign(_ gpa: UInt64, node home: Int, frame: UInt64) {
         let page = gpa & ~0xfff
         let offset = page &- ramBase
-        guard offset < ramSize, frames[Int(offset >> 12)] == Self.noFrame else { return }
-        frames[Int(offset >> 12)] = frame
-        movedIn[frame] = page
-        if home == node, let image {
-            for chunk in image.chunks where chunk.address < page + 4096 && chunk.address + UInt64(chunk.bytes.count) > page {
-                let from = max(chunk.address, page), to = min(chunk.address + UInt64(chunk.bytes.count), page + 4096)
-                chunk.bytes.withUnsafeBytes { raw in
-                    _ = agent.initialize(UnsafeRawBufferPointer(rebasing: raw[Int(from - chunk.address)..<Int(to - chunk.address)]),
-                                         at: frame + (from - page))
+        guard offset < ramSize else { return }
+        if frames[Int(offset >> 12)] == Self.noFrame {
+            frames[Int(offset >> 12)] = frame
+            movedIn[frame] = page
+            if home == node {
+                if let image {
+                    for chunk in image.chunks where chunk.address < page + 4096 && chunk.address + UInt64(chunk.bytes.count) > page {
+                        let from = max(chunk.address, page), to = min(chunk.address + UInt64(chunk.bytes.count), page + 4096)
+                        chunk.bytes.withUnsafeBytes { raw in
+                            _ = agent.initialize(UnsafeRawBufferPointer(rebasing: raw[Int(from - chunk.address)..<Int(to - chunk.address)]),
+                                                 at: frame + (from - page))
+                        }
+                    }
                 }
+                toCoordinator.append(.pageAssigned(vm: vm, guestPage: page, node: Int32(home), frame: frame))
             }
         }
         touchAsked.remove(page)

@@ -333,26 +333,44 @@ import Transport
         #expect(sm.vms[vm]!.frameRuns.values.flatMap { $0 }.reduce(0) { $0 + $1.bytes } == 16 << 20)
         #expect(sm.pageHome(sm.vms[vm]!, 0x8000_5000) == nil)
         let refused = migrate(&sm, vm, 0x8000_5000, to: 0)
-        #expect(sent(refused, to: client).first.map { "\($0)" }?.contains("has not been touched yet") == true)
-        // Node 1 touches a page: it is homed on node 1, and both nodes hear of it.
+        #expect(sent(refused, to: client).first.map { "\($0)" }?.contains("has no frame yet") == true)
+        // Node 1 touches a page: it is homed on node 1, which hears of it first.
         let ds = sm.handle(.received(node(1), .pageTouch(vm: vm, guestPage: 0x8000_5000)), now: 5 * Self.ms)
         guard case .pageAssigned(vm, 0x8000_5000, 1, let frame)? = sent(ds, to: node(1)).first else { Issue.record("\(ds)"); return }
-        #expect(sent(ds, to: node(0)) == [.pageAssigned(vm: vm, guestPage: 0x8000_5000, node: 1, frame: frame)])
+        #expect(sent(ds, to: node(0)).isEmpty)
         #expect(sm.vms[vm]!.frameRuns[1]!.contains { frame >= $0.base && frame < $0.base + $0.bytes })
+        // Until the home says it filled the frame, the page cannot move and nobody else learns of it.
+        #expect(sm.pageHome(sm.vms[vm]!, 0x8000_5000) == nil)
+        let early = sm.handle(.received(node(0), .pageTouch(vm: vm, guestPage: 0x8000_5000)), now: 5 * Self.ms)
+        #expect(sent(early, to: node(0)).isEmpty && sent(early, to: node(1)).isEmpty)
+        // Only the page's home can say it is filled.
+        #expect(sent(sm.handle(.received(node(0), .pageAssigned(vm: vm, guestPage: 0x8000_5000, node: 1, frame: frame)),
+                               now: 5 * Self.ms), to: node(1)).isEmpty)
+        let filled = sm.handle(.received(node(1), .pageAssigned(vm: vm, guestPage: 0x8000_5000, node: 1, frame: frame)), now: 5 * Self.ms)
+        #expect(sent(filled, to: node(0)) == [.pageAssigned(vm: vm, guestPage: 0x8000_5000, node: 1, frame: frame)])
+        #expect(sent(filled, to: node(1)).isEmpty)
         #expect(sm.pageHome(sm.vms[vm]!, 0x8000_5000) == .init(node: 1, frame: frame))
-        // A second touch (node 0 asked too before it heard) is answered with the same frame, to it alone.
+        // A second filled report is a lie now.
+        #expect(sm.handle(.received(node(1), .pageAssigned(vm: vm, guestPage: 0x8000_5000, node: 1, frame: frame)), now: 5 * Self.ms)
+            .allSatisfy { if case .send = $0 { return false } else { return true } })
+        // A touch after that (node 0 asked again before it heard) is answered with the same frame, to it alone.
         let again = sm.handle(.received(node(0), .pageTouch(vm: vm, guestPage: 0x8000_5000)), now: 6 * Self.ms)
         #expect(sent(again, to: node(0)) == [.pageAssigned(vm: vm, guestPage: 0x8000_5000, node: 1, frame: frame)])
         #expect(sent(again, to: node(1)).isEmpty)
-        // Node 1's half of the reservation runs out: its next pages go to node 0.
+        // Node 1's half of the reservation runs out: its next pages go to node 0, which
+        // fills them before node 1 hears.
         var frames: Set<UInt64> = [frame]
         var homes: [Int: Int] = [:]
         for i in 0..<2100 {
             let page = 0x8000_6000 + UInt64(i) * 4096
             let d = sm.handle(.received(node(1), .pageTouch(vm: vm, guestPage: page)), now: 7 * Self.ms)
-            guard case .pageAssigned(_, page, let n, let f)? = sent(d, to: node(1)).first else { Issue.record("\(d)"); return }
+            let told = sent(d, to: node(1)) + sent(d, to: node(0))
+            guard told.count == 1, case .pageAssigned(_, page, let n, let f)? = told.first else { Issue.record("\(d)"); return }
+            #expect(sent(d, to: node(Int(n))) == told)
             #expect(frames.insert(f).inserted)
             homes[Int(n), default: 0] += 1
+            let back = sm.handle(.received(node(Int(n)), .pageAssigned(vm: vm, guestPage: page, node: n, frame: f)), now: 7 * Self.ms)
+            #expect(sent(back, to: node(1 - Int(n))) == [.pageAssigned(vm: vm, guestPage: page, node: n, frame: f)])
         }
         #expect(homes == [1: 2047, 0: 53])
         #expect(sm.vms[vm]!.memoryOnNodes == [1: 2048 * 4096, 0: 53 * 4096])
