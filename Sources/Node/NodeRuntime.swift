@@ -18,10 +18,14 @@ public struct NodeConfiguration: Sendable {
     public var lineSize: Int
     public var cacheBytes: Int
     public var heartbeatMillis: UInt64
+    /// Whether a VCPU that spins (polls memory that does not change) gives its host
+    /// CPU away until memory may have changed (VCPUScheduler); off: it runs on.
+    public var parkSpinning: Bool
 
     /// `heartbeatMillis` is used until the coordinator names its interval at join.
     public init(coordinator: Endpoint, listen: Endpoint, name: String, cpus: Int, memoryBytes: UInt64,
-                secret: [UInt8], lineSize: Int = 128, cacheBytes: Int = 1 << 20, heartbeatMillis: UInt64 = 500) {
+                secret: [UInt8], lineSize: Int = 128, cacheBytes: Int = 1 << 20, heartbeatMillis: UInt64 = 500,
+                parkSpinning: Bool = true) {
         self.coordinator = coordinator
         self.listen = listen
         self.name = name
@@ -31,6 +35,7 @@ public struct NodeConfiguration: Sendable {
         self.lineSize = lineSize
         self.cacheBytes = cacheBytes
         self.heartbeatMillis = heartbeatMillis
+        self.parkSpinning = parkSpinning
     }
 }
 
@@ -72,6 +77,11 @@ public final class NodeRuntime: @unchecked Sendable {
     private var endedMisses: [(vm: UInt32, misses: NodeVM.MissSample)] = []
     /// The slice a VCPU gets right after the message that woke it.
     private let wokenBudget = 256
+    /// The slice of a VCPU that spun last time: enough for a spin loop to come round
+    /// to its head again (and be parked again), short if it still spins.
+    private let spinProbeBudget = 256
+    /// Slices that ended with the VCPU spinning (`vcpu_spin_parks`).
+    private var spinsParked: UInt64 = 0
     private let clock: ClusterClock
     private let startedAt: UInt64
     /// Gets every counters report this node sends the coordinator, on the execution thread:
@@ -328,6 +338,7 @@ public final class NodeRuntime: @unchecked Sendable {
         do {
             agent.learn(placement.nodes.map { .init(node: Int($0.nodeID), base: $0.memoryBase, size: $0.memoryBytes) })
             let vm = try NodeVM(placement: placement, config: spec.machineConfig, node: me, agent: agent, clock: clock)
+            for h in vm.harts { h.detectsSpinning = configuration.parkSpinning }
             vm.waitForCoherence = { [unowned self] in self.pumpCoherence() }
             try vm.boot()
             vms[placement.vm] = vm
@@ -526,12 +537,22 @@ public final class NodeRuntime: @unchecked Sendable {
     private func runOneSlice() -> Bool {
         for (id, phase) in state.vms where phase == .released { vms[id]?.pollDevices() }
         let vms = self.vms
-        guard let v = scheduler.next(hasWakeUp: { vms[$0.vm]?.harts[$0.index].hasWakeUpInterrupt ?? false }),
+        let start = clock.localNanoseconds()
+        guard let v = scheduler.next(now: start, hasWakeUp: { vms[$0.vm]?.harts[$0.index].hasWakeUpInterrupt ?? false }),
               let vm = vms[v.vm] else { return false }
         slicesRun &+= 1
         let sampled = slicesRun % sampleEvery == 0
         if sampled { vm.beginSample(v.index) }
-        scheduler.ran(v, VCPUScheduler.SliceEnd(vm.harts[v.index].run(budget: sliceBudget)))
+        let budget = scheduler.isProbing(v) ? spinProbeBudget : sliceBudget
+        let hart = vm.harts[v.index]
+        let retired = hart.instructionsRetired
+        let end = VCPUScheduler.SliceEnd(hart.run(budget: budget))
+        if end == .spinning { spinsParked &+= 1 }
+        let now = clock.localNanoseconds()
+        if now &- start > Self.slowTurnNanos {
+            logger.warning("VCPU \(v) ran \((now &- start) / 1_000_000) ms for \(hart.instructionsRetired &- retired) instructions (budget \(budget)), ended \(end) at pc 0x\(String(hart.pc, radix: 16))")
+        }
+        scheduler.ran(v, end, now: now)
         if sampled { vm.endSample(v.index) }
         if vm.isDeviceNode { vm.checkFinisher() }
         flush()
@@ -543,7 +564,7 @@ public final class NodeRuntime: @unchecked Sendable {
     private func runWoken() {
         for v in scheduler.takeWoken() {
             guard let vm = vms[v.vm], scheduler.states[v] == .runnable else { continue }
-            scheduler.ran(v, VCPUScheduler.SliceEnd(vm.harts[v.index].run(budget: wokenBudget)))
+            scheduler.ran(v, VCPUScheduler.SliceEnd(vm.harts[v.index].run(budget: wokenBudget)), now: clock.localNanoseconds())
             if vm.isDeviceNode { vm.checkFinisher() }
             flush()
         }
@@ -580,6 +601,8 @@ public final class NodeRuntime: @unchecked Sendable {
         counters.append(Counter(name: "vcpus_runnable", value: Int64(queued.filter { $0 == .runnable }.count)))
         counters.append(Counter(name: "vcpus_parked", value: Int64(queued.filter { $0 == .parked }.count)))
         counters.append(Counter(name: "vcpus_waiting", value: Int64(queued.filter { $0 == .waitingForInterrupt }.count)))
+        counters.append(Counter(name: "vcpus_spinning", value: Int64(queued.filter { $0 == .spinning }.count)))
+        counters.append(Counter(name: "vcpu_spin_parks", value: Int64(truncatingIfNeeded: spinsParked)))
         counters.append(Counter(name: "deferred_events", value: Int64(deferred.count)))
         counters.append(Counter(name: "pages_migrated_in", value: moveCounts.in))
         counters.append(Counter(name: "pages_migrated_out", value: moveCounts.out))
@@ -615,6 +638,9 @@ public final class NodeRuntime: @unchecked Sendable {
         var seconds = 0.05
         if state.nodeID != nil {
             seconds = min(seconds, state.nextHeartbeatNanos > now ? Double(state.nextHeartbeatNanos - now) / 1e9 : 0)
+        }
+        if let d = scheduler.nextSpinDeadline {
+            seconds = min(seconds, d > now ? Double(d - now) / 1e9 : 0)
         }
         for (id, phase) in state.vms where phase == .released {
             guard let vm = vms[id], let d = vm.nextDeadline else { continue }
@@ -707,6 +733,8 @@ public final class NodeRuntime: @unchecked Sendable {
     /// away before the VCPU ever used it, and contended lines would bounce between
     /// nodes forever without progress.
     private func process(_ fresh: [TransportEvent]) {
+        // A message may carry a change to what a spinning VCPU polls.
+        if !fresh.isEmpty { scheduler.wakeSpinners() }
         inbox = deferred + inbox[inboxHead...] + fresh
         inboxHead = 0
         deferred.removeAll()
@@ -729,6 +757,7 @@ extension VCPUScheduler.SliceEnd {
         case .budgetExhausted: self = .budgetExhausted
         case .waitingForInterrupt: self = .waitingForInterrupt
         case .parked: self = .parked
+        case .spinning: self = .spinning
         }
     }
 }

@@ -1,8 +1,15 @@
 /// Which of a node's VCPUs runs next: one run queue over every released VM's local
-/// VCPUs, in round-robin order. A VCPU is runnable, waiting for an interrupt (WFI), or
-/// parked on a remote line or device; a parked VCPU whose access completed is
-/// runnable again and "woken": it gets a short slice right after the message that
-/// woke it, before anything can take the line away again.
+/// VCPUs, in round-robin order. A VCPU is runnable, waiting for an interrupt (WFI),
+/// parked on a remote line or device, or spinning; a parked VCPU whose access
+/// completed is runnable again and "woken": it gets a short slice right after the
+/// message that woke it, before anything can take the line away again.
+///
+/// A spinning VCPU (its hart polls memory that has not changed, `HartExit.spinning`)
+/// gives its host CPU away until memory may have changed: another VCPU of the node
+/// ran a slice that did work, a message reached the node (`wakeSpinners`: a remote
+/// write's invalidation, a recall, a line for a home page another node writes), an
+/// interrupt is pending, or `spinPark` passed. It then runs a short probe slice
+/// (`isProbing`), which tells at once whether it still spins.
 ///
 /// Pure bookkeeping: the runtime asks `next`, runs that VCPU's slice, and reports how
 /// it ended. Removing a VM removes its VCPUs at once, so none of them can be picked
@@ -19,17 +26,23 @@ public struct VCPUScheduler: Sendable {
         public var description: String { "\(vm).\(index)" }
     }
 
-    public enum State: Sendable, Equatable { case runnable, waitingForInterrupt, parked }
+    public enum State: Sendable, Equatable { case runnable, waitingForInterrupt, parked, spinning }
 
     /// How a slice ended (the hart's own answer).
-    public enum SliceEnd: Sendable, Equatable { case budgetExhausted, waitingForInterrupt, parked }
+    public enum SliceEnd: Sendable, Equatable { case budgetExhausted, waitingForInterrupt, parked, spinning }
 
     private var order: [VCPU] = []
     public private(set) var states: [VCPU: State] = [:]
     private var cursor = 0
     private var woken: [VCPU] = []
+    /// Spinning VCPUs: when each may run again without a reason (nanoseconds).
+    private var spinDeadlines: [VCPU: UInt64] = [:]
+    /// VCPUs that spun and run again: their next slice is a probe.
+    private var probing: Set<VCPU> = []
+    /// How long a spinning VCPU waits at most for a reason to look again.
+    public let spinPark: UInt64
 
-    public init() {}
+    public init(spinPark: UInt64 = 250_000) { self.spinPark = spinPark }
 
     public var isEmpty: Bool { order.isEmpty }
 
@@ -51,12 +64,15 @@ public struct VCPUScheduler: Sendable {
         order.removeAll { $0.vm == vm }
         woken.removeAll { $0.vm == vm }
         for v in states.keys where v.vm == vm { states[v] = nil }
+        spinDeadlines = spinDeadlines.filter { $0.key.vm != vm }
+        probing = probing.filter { $0.vm != vm }
         if order.count != before, cursor >= order.count { cursor = 0 }
     }
 
     /// The next VCPU to run, round robin; a VCPU waiting for an interrupt counts as
-    /// runnable once `hasWakeUp` says its interrupt is pending. Nil if none can run.
-    public mutating func next(hasWakeUp: (VCPU) -> Bool) -> VCPU? {
+    /// runnable once `hasWakeUp` says its interrupt is pending, a spinning one also
+    /// once its park ended at `now`. Nil if none can run.
+    public mutating func next(now: UInt64 = .max, hasWakeUp: (VCPU) -> Bool) -> VCPU? {
         guard !order.isEmpty else { return nil }
         for step in 0..<order.count {
             let i = (cursor + step) % order.count
@@ -67,6 +83,9 @@ public struct VCPUScheduler: Sendable {
             case .waitingForInterrupt?:
                 guard hasWakeUp(v) else { continue }
                 states[v] = .runnable
+            case .spinning?:
+                guard (spinDeadlines[v] ?? 0) <= now || hasWakeUp(v) else { continue }
+                unpark(v)
             default:
                 continue
             }
@@ -76,15 +95,41 @@ public struct VCPUScheduler: Sendable {
         return nil
     }
 
-    /// The VCPU's slice ended so.
-    public mutating func ran(_ v: VCPU, _ end: SliceEnd) {
+    /// The VCPU's slice ended so. A slice that did work (anything but spinning) may
+    /// have written what the node's spinning VCPUs poll: they look again.
+    public mutating func ran(_ v: VCPU, _ end: SliceEnd, now: UInt64 = 0) {
         guard states[v] != nil else { return }  // its VM went away during the slice
         switch end {
         case .budgetExhausted: states[v] = .runnable
         case .waitingForInterrupt: states[v] = .waitingForInterrupt
         case .parked: states[v] = .parked
+        case .spinning:
+            states[v] = .spinning
+            spinDeadlines[v] = now &+ spinPark
+            probing.remove(v)
+            return
         }
+        probing.remove(v)
+        wakeSpinners()
     }
+
+    /// Memory may have changed (a message arrived): every spinning VCPU looks again.
+    public mutating func wakeSpinners() {
+        guard !spinDeadlines.isEmpty else { return }
+        for v in spinDeadlines.keys { unpark(v) }
+    }
+
+    private mutating func unpark(_ v: VCPU) {
+        spinDeadlines[v] = nil
+        states[v] = .runnable
+        probing.insert(v)
+    }
+
+    /// Whether `v`'s next slice is a probe (it spun last time).
+    public func isProbing(_ v: VCPU) -> Bool { probing.contains(v) }
+
+    /// When the first spinning VCPU's park ends, if any spins.
+    public var nextSpinDeadline: UInt64? { spinDeadlines.values.min() }
 
     /// The VCPU's parked access (or device read) completed: it runs again, soon.
     public mutating func wake(_ v: VCPU) {

@@ -141,31 +141,47 @@ public final class Machine: InterruptSink {
     }
 
     /// Runs the harts round-robin until the guest finishes or `requestStop()`.
+    ///
+    /// A hart that spins (`HartExit.spinning`: it polls memory that has not changed)
+    /// gets only a short probe slice per round while another hart works, and when
+    /// every hart that can run spins, nothing but devices and time can change what
+    /// they poll: the machine sleeps a little (at most `spinPark`) instead.
     public func run() -> MachineExit {
         var waiting = [Bool](repeating: false, count: harts.count)
+        var spinning = [Bool](repeating: false, count: harts.count)
         let budget = harts.count == 1 ? 100_000 : 10_000
         while true {
             if shouldStop { return .stopped }
             devices.poll()
-            var ran = false
+            var ran = false, worked = false
             for (h, hart) in harts.enumerated() {
                 if waiting[h] {
                     guard hart.hasWakeUpInterrupt else { continue }
                     waiting[h] = false
                 }
                 ran = true
-                if hart.run(budget: budget) == .waitingForInterrupt { waiting[h] = true }
+                switch hart.run(budget: spinning[h] ? Self.spinProbeBudget : budget) {
+                case .waitingForInterrupt: waiting[h] = true; spinning[h] = false
+                case .spinning: spinning[h] = true
+                case .budgetExhausted, .parked: spinning[h] = false; worked = true
+                }
                 if let exit = devices.takeExit() { return exit }
             }
-            if !ran { idle() }
+            if !ran { idle() } else if !worked { idle(atMost: Self.spinPark) }
         }
     }
 
-    /// Every hart waits for an interrupt: sleep until the next timer or console input.
-    private func idle() {
+    /// A spinning hart's slice: long enough for its loop to come round again.
+    static let spinProbeBudget = 256
+    /// How long the machine sleeps when every hart spins (timer ticks of 100 ns: 250 µs).
+    static let spinPark: UInt64 = 2_500
+
+    /// Every hart waits for an interrupt (or spins): sleep until the next timer or
+    /// console input, or `atMost` ticks.
+    private func idle(atMost: UInt64 = 100_000) {
         let now = clock.ticks()
         let deadline = devices.nextDeadline(harts: harts) ?? .max
-        let ticks = deadline > now ? min(deadline - now, 100_000) : 0  // at most 10 ms
+        let ticks = deadline > now ? min(deadline - now, atMost) : 0  // at most 10 ms
         guard ticks > 0 else { return }
         wakeUp.lock()
         _ = wakeUp.wait(until: Date(timeIntervalSinceNow: Double(ticks) / 10_000_000))

@@ -24,6 +24,12 @@ public enum HartExit: Equatable, Sendable {
     case waitingForInterrupt
     /// A memory access answered `.retry`; run again when the data is there.
     case parked
+    /// The hart spins: it came back to the same instruction with every register as it
+    /// was (a loop polling memory that has not changed, with or without the pause
+    /// hint). Run it again once memory may have changed (another hart ran, a remote
+    /// write or invalidation arrived, an interrupt is pending) or after a short while;
+    /// running it sooner only burns host CPU.
+    case spinning
 }
 
 /// A synchronous exception on its way to a trap handler (or a park).
@@ -61,6 +67,14 @@ public final class Hart {
     let x: UnsafeMutablePointer<UInt64>
     static let sinkRegister: UInt8 = 32
     public internal(set) var instructionsRetired: UInt64 = 0
+    /// Spin detection (`HartExit.spinning`): the state at the last probe.
+    let spinRegisters: UnsafeMutablePointer<UInt64>
+    var spinPC: UInt64 = .max
+    var spinPrivilege: PrivilegeMode = .machine
+    var spinSATP: UInt64 = 0
+    /// Whether `run` reports spinning (a runner that never parks a spinning hart can
+    /// turn it off; the probe is per slice, so it costs next to nothing either way).
+    public var detectsSpinning = true
     /// The bits of the instruction being executed (mtval for illegal instructions).
     var currentInstruction: UInt64 = 0
 
@@ -132,6 +146,8 @@ public final class Hart {
         compressedTable = CompressedTable.shared
         x = .allocate(capacity: 33)
         x.initialize(repeating: 0, count: 33)
+        spinRegisters = .allocate(capacity: 32)
+        spinRegisters.initialize(repeating: 0, count: 32)
         tlb = .allocate(capacity: 3 * Hart.tlbSize)
         tlb.initialize(repeating: TLBEntry(), count: 3 * Hart.tlbSize)
         threadContext = .allocate(
@@ -161,6 +177,7 @@ public final class Hart {
     deinit {
         releaseDecodedPages()
         x.deallocate()
+        spinRegisters.deallocate()
         tlb.deallocate()
         threadContext.deallocate()
         blockArena.deallocate()
@@ -250,6 +267,32 @@ public final class Hart {
         return runBlocks(budget: remaining, interrupts: true)
     }
 
+    /// Whether the hart is back at `pc` in the state of the last snapshot (every
+    /// integer register, privilege and address space): since then it ran and changed
+    /// nothing it can see, so until memory changes it would go on doing the same.
+    /// Otherwise, with `snapshot`, this becomes the snapshot. A slice takes one, at its
+    /// first block boundary, and compares at every boundary at that pc: a loop's
+    /// boundaries are the heads of its blocks (a chain ends before a block that does
+    /// not fit; an out-of-line load ends it at the load), and it comes round to them.
+    @inline(never)
+    private func spins(at pc: UInt64, snapshot: Bool) -> Bool {
+        // (A loop whose boundaries are more than `spinSnapshotAge` apart is not caught.)
+        if pc == spinPC, privilege == spinPrivilege, satp == spinSATP {
+            var same = true
+            for r in 1..<32 where spinRegisters[r] != x[r] { same = false; break }
+            if same { return true }
+        }
+        guard snapshot else { return false }
+        spinPC = pc
+        spinPrivilege = privilege
+        spinSATP = satp
+        (spinRegisters + 1).update(from: x + 1, count: 31)
+        return false
+    }
+
+    /// Block boundaries after which a spin snapshot whose pc did not come round is replaced.
+    static let spinSnapshotAge = 4
+
     /// The parked instruction, before any interrupt (kept out of line so that the hot
     /// loop in `run` stays the only inlined copy of the interpreter).
     @inline(never)
@@ -278,10 +321,27 @@ public final class Hart {
         var pc = self.pc
         // instructionsRetired lacks the instructions run since `remaining` was this.
         var counted = budget
+        // Spin probes: at each block boundary after something ran, compared with the
+        // snapshot at the snapshot's pc; a new snapshot at the first boundary and
+        // whenever the snapshot's pc has not come round within a few boundaries.
+        let detect = interrupts && detectsSpinning
+        var sinceSnapshot = Self.spinSnapshotAge
         slice: while remaining > 0 {
             if interrupts, mie != 0, effectiveMIP & mie != 0 {
                 self.pc = pc
                 if takeInterruptIfEnabled() { pc = self.pc }  // the handler's first block runs in this slice
+            }
+            if detect, remaining != budget {
+                if pc == spinPC || sinceSnapshot >= Self.spinSnapshotAge {
+                    let snapshot = sinceSnapshot >= Self.spinSnapshotAge
+                    if snapshot { sinceSnapshot = 0 }
+                    if spins(at: pc, snapshot: snapshot) {
+                        self.pc = pc
+                        instructionsRetired &+= UInt64(truncatingIfNeeded: counted &- remaining)
+                        return .spinning
+                    }
+                }
+                sinceSnapshot &+= 1
             }
             do {
                 // The block at pc: in the cursor's page, of the current code epoch.

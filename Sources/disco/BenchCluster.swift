@@ -6,13 +6,17 @@ import Transport
 struct BenchCluster: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cluster",
-        abstract: "Measure the distributed machine: remote miss latency, lines per second, SMP run time over 1, 2, 4 nodes.",
+        abstract: "Measure the distributed machine: remote miss latency, lines per second, SMP run time over 1, 2, 4 nodes, spin-waiting guests over 2, 3, 4 nodes.",
         discussion: """
             Runs guests/build/missbench.elf on one VM spread over 2 node processes (its
             pages interleaved over both, so half its reads miss to the other node) and
             reports the guest-observed miss latency next to the transport's own round
             trip on the same kind of socket; then the SMP guest's wall time on 1, 2 and 4
-            nodes (cluster start-up included, measured separately).
+            nodes (cluster start-up included, measured separately); then
+            guests/build/spin.elf (hart 0 writes 8 MiB while the others poll a flag
+            without a pause hint) with one VCPU per node on 2, 3 and 4 nodes, with spinning
+            VCPUs parked (the default) and not (--no-park-spinning): more node processes
+            than host cores should cost in proportion, never collapse.
               swift build -c release && .build/release/disco bench cluster
             """
     )
@@ -24,8 +28,8 @@ struct BenchCluster: ParsableCommand {
     var repeats: Int = 3
 
     mutating func run() throws {
-        let missbench = guests + "/missbench.elf", smp = guests + "/smp.elf"
-        for g in [missbench, smp] where !FileManager.default.isReadableFile(atPath: g) {
+        let missbench = guests + "/missbench.elf", smp = guests + "/smp.elf", spin = guests + "/spin.elf"
+        for g in [missbench, smp, spin] where !FileManager.default.isReadableFile(atPath: g) {
             fail("guest '\(g)' not found (build the guests with: make -C guests)")
         }
         guard repeats >= 1 else { fail("--repeats must be at least 1") }
@@ -60,11 +64,29 @@ struct BenchCluster: ParsableCommand {
             }
             print(String(format: "smp.elf on %d node(s): %.2f s", nodes, median(times)))
         }
+
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        print("== spin-waiting guest, one VCPU per node (\(cores) host cores) ==")
+        var parked: [Int: Double] = [:]
+        for nodes in [2, 3, 4] {
+            var line = String(format: "spin.elf on %d nodes:", nodes)
+            for park in [true, false] {
+                let times = try (0..<repeats).map { _ in
+                    try runDisco(me, ["run", "--nodes", "\(nodes)", "--smp", "\(nodes)", "--memory", "64M", "--bios", "none",
+                                      "--kernel", spin] + (park ? [] : ["--no-park-spinning"]), timeout: 300).seconds
+                }
+                if park { parked[nodes] = median(times) }
+                line += (park ? "  parked" : "  not parked") + String(format: " %6.2f s", median(times))
+            }
+            if let two = parked[2], nodes > 2 { line += String(format: "  (parked: %.2fx the 2-node time)", parked[nodes]! / two) }
+            print(line)
+        }
     }
 
     private func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
 
-    private func runDisco(_ path: String, _ args: [String]) throws -> (String, seconds: Double) {
+    /// Runs `disco` with `args`; fails the bench if it fails or takes over `timeout` s.
+    private func runDisco(_ path: String, _ args: [String], timeout: Double = 600) throws -> (String, seconds: Double) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: path)
         p.arguments = args
@@ -73,6 +95,9 @@ struct BenchCluster: ParsableCommand {
         p.standardInput = FileHandle.nullDevice
         let start = Date()
         try p.run()
+        let watchdog = DispatchWorkItem { if p.isRunning { p.terminate() } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
+        defer { watchdog.cancel() }
         let data = out.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
         let seconds = Date().timeIntervalSince(start)

@@ -101,6 +101,13 @@ struct NodeCommand: ParsableCommand {
     @Option(help: "Coherence line size in bytes (must match the coordinator's).")
     var lineSize: Int = 128
 
+    @Flag(inversion: .prefixedNo, help: """
+        Park a VCPU that spins (comes back to the same instruction with its registers \
+        unchanged: a loop polling memory, with or without the pause hint) until memory \
+        may have changed, instead of letting it burn a host core (default: on).
+        """)
+    var parkSpinning = true
+
     @OptionGroup var metricsOption: MetricsOption
 
     @OptionGroup var options: ClusterOptions
@@ -121,7 +128,7 @@ struct NodeCommand: ParsableCommand {
                                              listen: parseEndpoint(listen, "--listen"),
                                              name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())",
                                              cpus: cpus, memoryBytes: memoryBytes, secret: options.secret(),
-                                             lineSize: lineSize, cacheBytes: Int(cacheBytes)),
+                                             lineSize: lineSize, cacheBytes: Int(cacheBytes), parkSpinning: parkSpinning),
             logger: logger)
         let figures = NodeMetrics()
         if metricsOption.metrics != nil { runtime.onStatsReport = { figures.record($0) } }

@@ -25,7 +25,9 @@ final class LocalCluster {
     var secret: [UInt8] { Array(secretText.utf8) }
 
     /// With `metrics`, the coordinator serves Prometheus metrics there (`metricsURL`).
+    /// `nodeArguments` go to every `disco node` (e.g. `--no-park-spinning`).
     static func start(nodes: Int, cpus: Int, memoryBytes: UInt64, directory: String?, metrics: MetricsAddress? = nil,
+                      nodeArguments: [String] = [],
                       progress: (String) -> Void = { _ in }) throws -> LocalCluster {
         let dir: String
         if let directory {
@@ -44,7 +46,7 @@ final class LocalCluster {
             for i in 0..<nodes {
                 try cluster.launch("node-\(i)", ["node", "--coordinator", cluster.coordinatorEndpoint.description,
                                                  "--listen", "unix:\(dir)/node-\(i).sock", "--name", "node-\(i)",
-                                                 "--cpus", String(cpus), "--memory", "\(memoryBytes >> 20)M"])
+                                                 "--cpus", String(cpus), "--memory", "\(memoryBytes >> 20)M"] + nodeArguments)
             }
             try cluster.waitForNodes(nodes, progress: progress)
         } catch {

@@ -30,6 +30,13 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("Boot on an embedded local cluster of this many node processes (⌈vcpus/n⌉ CPUs each; the VM's VCPUs fill them, its memory is homed on them) instead of in this process.", valueName: "n"))
     var nodes: Int?
 
+    @Flag(inversion: .prefixedNo, help: """
+        Park a VCPU that spins (polls memory that does not change, with or without the \
+        pause hint) until memory may have changed, instead of letting it burn a host CPU \
+        (default: on; off to measure what it saves).
+        """)
+    var parkSpinning = true
+
     @Flag(help: "With --nodes: when the VM ends, print its page statistics (migrations, replications, collapses, move times, sampled local and remote misses) as the coordinator has them, on standard error.")
     var stats = false
 
@@ -43,10 +50,10 @@ struct Run: ParsableCommand {
         }
         if let nodes {
             guard (1...64).contains(nodes) else { fail("--nodes must be 1...64") }
-            throw ExitCode(runOnCluster(spec: spec, nodes: nodes, printStats: stats))
+            throw ExitCode(runOnCluster(spec: spec, nodes: nodes, printStats: stats, parkSpinning: parkSpinning))
         }
         if stats { fail("--stats needs --nodes (the statistics are the cluster's)") }
-        let outcome = runVM(spec: spec)
+        let outcome = runVM(spec: spec, parkSpinning: parkSpinning)
         throw ExitCode(outcome)
     }
 }

@@ -9,14 +9,15 @@ import Transport
 /// `disco run --nodes N`: boots `spec` on an embedded local cluster of N node
 /// processes (VCPUs round-robin over them, memory homed on them), with this terminal
 /// (or the console log) as the VM's console. Returns the exit status.
-func runOnCluster(spec: VMSpec, nodes: Int, printStats: Bool = false) -> Int32 {
+func runOnCluster(spec: VMSpec, nodes: Int, printStats: Bool = false, parkSpinning: Bool = true) -> Int32 {
     let console: HostConsole
     do { console = try HostConsole(logPath: spec.consoleLog) } catch { fail("\(error)") }
     let perNode = max(256 << 20, (spec.memoryBytes + 4095) & ~4095)
     let cluster: LocalCluster
     do {
         cluster = try LocalCluster.start(nodes: nodes, cpus: max(1, (spec.vcpus + nodes - 1) / nodes),
-                                         memoryBytes: perNode, directory: nil)
+                                         memoryBytes: perNode, directory: nil,
+                                         nodeArguments: parkSpinning ? [] : ["--no-park-spinning"])
     } catch {
         fail("cannot start the local cluster: \(error)")
     }
@@ -91,7 +92,7 @@ func runOnCluster(spec: VMSpec, nodes: Int, printStats: Bool = false) -> Int32 {
     if let problem {
         FileHandle.standardError.write(Data("disco: \(problem)\n".utf8))
     } else {
-        try? FileManager.default.removeItem(atPath: cluster.directory)
+        if ProcessInfo.processInfo.environment["DISCO_KEEP_LOGS"] == nil { try? FileManager.default.removeItem(atPath: cluster.directory) } else { FileHandle.standardError.write(Data("disco: logs in \(cluster.directory)\n".utf8)) }
     }
     return status
 }

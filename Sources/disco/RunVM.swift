@@ -8,7 +8,7 @@ import Glibc
 
 /// Boots `spec` in this process and returns the exit status for the finisher's verdict.
 /// A guest reset (0x7777) reboots the VM from scratch, as QEMU does.
-func runVM(spec: VMSpec) -> Int32 {
+func runVM(spec: VMSpec, parkSpinning: Bool = true) -> Int32 {
     let console: HostConsole
     do {
         console = try HostConsole(logPath: spec.consoleLog)
@@ -21,6 +21,7 @@ func runVM(spec: VMSpec) -> Int32 {
     } catch {
         fail("\(error)")
     }
+    for h in machine.harts { h.detectsSpinning = parkSpinning }
     console.enterRawModeIfTerminal()
     defer { console.restoreTerminal() }
 
@@ -48,6 +49,7 @@ func runVM(spec: VMSpec) -> Int32 {
         case .reset:
             do {
                 machine = try Machine(config: spec.machineConfig, console: console)
+                for h in machine.harts { h.detectsSpinning = parkSpinning }
                 current.machine = machine
             } catch {
                 console.restoreTerminal()

@@ -162,6 +162,37 @@ import Transport
         #expect(s.takeWoken().isEmpty)
     }
 
+    @Test func aSpinningVCPUWaitsForAReasonToLookAgain() {
+        var s = S(spinPark: 1000)
+        s.add(vm: 1, count: 2)
+        let none: (S.VCPU) -> Bool = { _ in false }
+        // VCPU 1 spins: while VCPU 0 spins too nothing runs, until the park ends.
+        s.ran(v(1, 1), .spinning, now: 100)
+        s.ran(v(1, 0), .spinning, now: 200)
+        #expect(s.states[v(1, 1)] == .spinning)
+        #expect(s.next(now: 500, hasWakeUp: none) == nil)
+        #expect(s.nextSpinDeadline == 1100)
+        #expect(s.next(now: 1100, hasWakeUp: none) == v(1, 1))
+        #expect(s.isProbing(v(1, 1)) && !s.isProbing(v(1, 0)))
+        s.ran(v(1, 1), .spinning, now: 1100)
+        #expect(!s.isProbing(v(1, 1)))
+        // A pending interrupt ends a park.
+        #expect(s.next(now: 1150, hasWakeUp: { $0 == self.v(1, 0) }) == v(1, 0))
+        // A slice that did work wakes every spinner: it may have written what they poll.
+        s.ran(v(1, 0), .budgetExhausted, now: 1200)
+        #expect(s.states[v(1, 1)] == .runnable && s.isProbing(v(1, 1)))
+        #expect(s.nextSpinDeadline == nil)
+        // So does a message (the runtime calls wakeSpinners).
+        s.ran(v(1, 1), .spinning, now: 1300)
+        s.wakeSpinners()
+        #expect(s.next(now: 1301, hasWakeUp: none) != nil && s.states[v(1, 1)] == .runnable)
+        // A probe that finds the VCPU working ends its probing.
+        s.ran(v(1, 1), .budgetExhausted, now: 1400)
+        #expect(!s.isProbing(v(1, 1)))
+        s.remove(vm: 1)
+        #expect(s.nextSpinDeadline == nil && s.next(now: .max, hasWakeUp: { _ in true }) == nil)
+    }
+
     @Test func aRemovedVMsVCPUsAreNeverPickedAgain() {
         // The old loop iterated over a copy of the node's VMs while handling messages
         // between slices, so a VM stopped meanwhile still ran a slice.
