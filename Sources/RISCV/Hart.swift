@@ -40,7 +40,7 @@ struct Trap: Error {
     static let park: UInt64 = .max
 }
 
-/// One RV64IMAC hart with M/S/U modes and Sv39 (privileged spec 1.12), as QEMU's
+/// One RV64GC (IMAFDC, Zicsr, Zifencei) hart with M/S/U modes and Sv39 (privileged spec 1.12), as QEMU's
 /// virt board CPU behaves. It reaches memory only through `PhysicalMemory`.
 ///
 /// Integer registers live in an unsafe buffer; translations are cached in a
@@ -60,6 +60,11 @@ public final class Hart {
     /// x[0] stays 0.
     let x: UnsafeMutablePointer<UInt64>
     static let sinkRegister: UInt8 = 32
+    /// f0...f31 (singles NaN-boxed, Hart+Float.swift).
+    let f: UnsafeMutablePointer<UInt64>
+    /// fcsr's two fields: the accrued exception flags and the dynamic rounding mode.
+    var fflags: UInt8 = 0
+    var frm: UInt8 = 0
     public internal(set) var instructionsRetired: UInt64 = 0
     /// The bits of the instruction being executed (mtval for illegal instructions).
     var currentInstruction: UInt64 = 0
@@ -132,6 +137,8 @@ public final class Hart {
         compressedTable = CompressedTable.shared
         x = .allocate(capacity: 33)
         x.initialize(repeating: 0, count: 33)
+        f = .allocate(capacity: 32)
+        f.initialize(repeating: 0, count: 32)
         tlb = .allocate(capacity: 3 * Hart.tlbSize)
         tlb.initialize(repeating: TLBEntry(), count: 3 * Hart.tlbSize)
         threadContext = .allocate(
@@ -161,6 +168,7 @@ public final class Hart {
     deinit {
         releaseDecodedPages()
         x.deallocate()
+        f.deallocate()
         tlb.deallocate()
         threadContext.deallocate()
         blockArena.deallocate()
@@ -173,6 +181,12 @@ public final class Hart {
     public subscript(register i: Int) -> UInt64 {
         get { i == 0 ? 0 : x[i] }
         set { if i != 0 { x[i] = newValue } }
+    }
+
+    /// FP register `i` (its raw 64 bits).
+    public subscript(floatRegister i: Int) -> UInt64 {
+        get { f[i] }
+        set { f[i] = newValue }
     }
 
     /// Raises or lowers an externally driven bit of mip.
