@@ -16,7 +16,7 @@ public enum VirtBoard {
     public static let timebaseFrequency: UInt32 = 10_000_000
     /// Where `fw_jump` firmware hands over: the kernel's load address.
     public static let kernelBase: UInt64 = 0x8020_0000
-    public static let isa = "rv64imac_zicsr_zifencei_zicntr_zihintpause_sstc"
+    public static let isa = "rv64imafdc_zicsr_zifencei_zicntr_zihintpause_sstc"
 
     /// The device tree QEMU's virt board would pass for `harts` harts and
     /// `memoryBytes` of RAM: the same nodes, compatibles, registers, interrupt

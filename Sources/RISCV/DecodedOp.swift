@@ -20,6 +20,10 @@ enum OpKind: UInt8 {
     case lrW, lrD, scW, scD, amoW, amoD
     case ecall, ebreak, mret, sret, wfi, sfenceVMA
     case csrrw, csrrs, csrrc, csrrwi, csrrsi, csrrci
+    /// F and D (Hart+Float.swift): the loads and stores, the four fused multiply-adds,
+    /// and everything under the OP-FP opcode (decoded further from `bits` when it runs).
+    /// Their register numbers are kept as encoded (f0 is a register).
+    case flw, fld, fsw, fsd, fmadd, fmsub, fnmsub, fnmadd, fp
     /// Not an instruction: the entry after a block's last instruction, whose `offset`
     /// is where the block falls through to (Hart+Blocks.swift).
     case blockEnd
@@ -84,6 +88,14 @@ extension OpKind {
         }
     }
 
+    /// The F and D instructions, whose `rd` may name an FP register (no sink for 0).
+    var isFloat: Bool {
+        switch self {
+        case .flw, .fld, .fsw, .fsd, .fmadd, .fmsub, .fnmsub, .fnmadd, .fp: return true
+        default: return false
+        }
+    }
+
     /// Instructions whose immediate is relative to their own address: in a block the
     /// immediate holds the target's offset from the page base instead.
     var isPCRelative: Bool {
@@ -138,7 +150,7 @@ struct DecodedOp {
         self.kind = kind
         self.imm = imm
         let d = UInt8((i >> 7) & 31)
-        rd = d == 0 ? Hart.sinkRegister : d
+        rd = d == 0 && !kind.isFloat ? Hart.sinkRegister : d
         rs1 = UInt8((i >> 15) & 31)
         rs2 = UInt8((i >> 20) & 31)
     }
@@ -254,6 +266,16 @@ struct DecodedOp {
             case (1, 7): return (.remuw, 0)
             default: return nil
             }
+        case 0x07:
+            return f3 == 2 ? (.flw, immI(i)) : f3 == 3 ? (.fld, immI(i)) : nil
+        case 0x27:
+            return f3 == 2 ? (.fsw, immS(i)) : f3 == 3 ? (.fsd, immS(i)) : nil
+        case 0x43, 0x47, 0x4b, 0x4f:
+            guard (i >> 25) & 3 <= 1 else { return nil }  // fmt H and Q are not implemented
+            let kinds: [OpKind] = [.fmadd, .fmsub, .fnmsub, .fnmadd]
+            return (kinds[Int((i >> 2) & 3)], 0)
+        case 0x53:
+            return (.fp, 0)  // checked when it runs (Hart+Float.swift)
         case 0x0f:
             return f3 == 0 ? (.fence, 0) : f3 == 1 ? (.fenceI, 0) : nil
         case 0x2f:

@@ -3,10 +3,14 @@
 // expects when it probes.
 
 extension Hart {
-    static let misa: UInt64 = (2 << 62) | (1 << 0) | (1 << 2) | (1 << 8) | (1 << 12) | (1 << 18) | (1 << 20)
+    /// RV64 A C D F I M S U.
+    static let misa: UInt64 = (2 << 62) | (1 << 0) | (1 << 2) | (1 << 3) | (1 << 5) | (1 << 8) | (1 << 12) | (1 << 18)
+        | (1 << 20)
     static let mstatusWritable: UInt64 = mstatusSIE | mstatusMIE | mstatusSPIE | mstatusMPIE | mstatusSPP | mstatusMPP
-        | mstatusMPRV | mstatusSUM | mstatusMXR | mstatusTVM | mstatusTW | mstatusTSR
-    static let sstatusMask: UInt64 = mstatusSIE | mstatusSPIE | mstatusSPP | mstatusSUM | mstatusMXR | (3 << 32)
+        | mstatusMPRV | mstatusSUM | mstatusMXR | mstatusTVM | mstatusTW | mstatusTSR | mstatusFS
+    /// The mstatus bits sstatus shows; of them SIE, SPIE, SPP, FS, SUM and MXR are writable.
+    static let sstatusMask: UInt64 = mstatusSIE | mstatusSPIE | mstatusSPP | mstatusFS | mstatusSUM | mstatusMXR | (3 << 32)
+        | mstatusSD
     static let supervisorInterrupts: UInt64 = (1 << 1) | (1 << 5) | (1 << 9)
     static let allInterrupts: UInt64 = 0xaaa
     /// Exceptions whose medeleg bit is writable: QEMU's set without the hypervisor
@@ -21,6 +25,16 @@ extension Hart {
         if Int(privilege.rawValue) < required { throw illegal }
         if forWrite && csr >> 10 == 3 { throw illegal }
         switch csr {
+        // The floating-point CSRs, illegal while mstatus.FS is Off.
+        case 0x001:
+            try requireFloat()
+            return UInt64(fflags)
+        case 0x002:
+            try requireFloat()
+            return UInt64(frm)
+        case 0x003:
+            try requireFloat()
+            return fcsr
         // Unprivileged counters, gated by mcounteren/scounteren.
         case 0xc00...0xc1f:
             let bit: UInt64 = 1 << UInt64(csr - 0xc00)
@@ -33,7 +47,7 @@ extension Hart {
             default: return 0
             }
         // Supervisor.
-        case 0x100: return mstatus & Self.sstatusMask
+        case 0x100: return mstatusWithSD & Self.sstatusMask
         case 0x104: return mie & mideleg
         case 0x105: return stvec
         case 0x106: return scounteren
@@ -53,7 +67,7 @@ extension Hart {
         case 0xf11, 0xf12, 0xf13, 0xf15: return 0
         case 0xf14: return UInt64(id)
         // Machine trap setup and handling.
-        case 0x300: return mstatus
+        case 0x300: return mstatusWithSD
         case 0x301: return Self.misa
         case 0x302: return medeleg
         case 0x303: return mideleg
@@ -70,6 +84,11 @@ extension Hart {
         case 0x344: return effectiveMIP
         case 0x3a0...0x3ae where csr & 1 == 0: return pmpcfg[(csr - 0x3a0) / 2]
         case 0x3b0...0x3ef: return pmpaddr[csr - 0x3b0]
+        // Debug triggers: the trigger module exists but has no triggers. tselect
+        // holds only 0; tdata1 reads type 0 ("no trigger at this index") and tdata2/3
+        // read 0, all ignoring writes; tinfo says only type 0 is supported.
+        case 0x7a0, 0x7a1, 0x7a2, 0x7a3: return 0
+        case 0x7a4: return 1
         case 0xb00: return cycle
         case 0xb02: return instructionsRetired
         case 0xb03...0xb1f: return 0  // mhpmcounter3..31
@@ -79,8 +98,19 @@ extension Hart {
 
     func writeCSR(_ csr: Int, _ value: UInt64) throws(Trap) {
         switch csr {
+        case 0x001:
+            fflags = UInt8(value & 0x1f)
+            markFloatDirty()
+        case 0x002:
+            frm = UInt8(value & 7)  // reserved modes are kept: dynamic rounding then traps
+            markFloatDirty()
+        case 0x003:
+            fflags = UInt8(value & 0x1f)
+            frm = UInt8((value >> 5) & 7)
+            markFloatDirty()
         case 0x100:
-            setMstatus((mstatus & ~Self.sstatusMask) | (value & Self.sstatusMask & ~(3 << 32)))
+            let writable = Self.sstatusMask & ~(3 << 32) & ~Self.mstatusSD
+            setMstatus((mstatus & ~writable) | (value & writable))
         case 0x104: mie = (mie & ~mideleg) | (value & mideleg)
         case 0x105: if value & 3 < 2 { stvec = value }  // reserved modes: the write is ignored, as on QEMU
         case 0x106: scounteren = value  // QEMU keeps all 64 bits; only 0...31 gate counters
@@ -125,6 +155,7 @@ extension Hart {
             mip = (mip & ~writable) | (value & writable)
         case 0x3a0...0x3ae where csr & 1 == 0: pmpcfg[(csr - 0x3a0) / 2] = value
         case 0x3b0...0x3ef: pmpaddr[csr - 0x3b0] = value & ((1 << 54) - 1)
+        case 0x7a0...0x7a4: break  // no triggers (see readCSR)
         case 0xb00: cycleOffset = value &- instructionsRetired
         case 0xb02: instructionsRetired = value &- 1  // the CSR instruction itself retires after the write
         case 0xb03...0xb1f: break

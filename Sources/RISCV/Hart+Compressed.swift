@@ -1,5 +1,5 @@
 // The C extension: each 16-bit instruction expands to the 32-bit instruction it
-// stands for (RV64C; the F/D forms are illegal since the hart has no FPU).
+// stands for (RV64C with the double-precision loads and stores of RV64DC).
 
 extension Hart {
     private static func r(_ op: UInt32, _ rd: UInt32, _ f3: UInt32, _ rs1: UInt32, _ rs2: UInt32, _ f7: UInt32) -> UInt32 {
@@ -38,12 +38,18 @@ extension Hart {
             let imm = ((c >> 7) & 0xf) << 6 | ((c >> 11) & 3) << 4 | bit(c, 5) << 3 | bit(c, 6) << 2
             guard imm != 0 else { return nil }
             return i(0x13, rdP, 0, 2, Int32(imm))
+        case (0, 1):  // C.FLD
+            let imm = ((c >> 5) & 3) << 6 | ((c >> 10) & 7) << 3
+            return i(0x07, rdP, 3, rs1P, Int32(imm))
         case (0, 2):  // C.LW
             let imm = bit(c, 5) << 6 | ((c >> 10) & 7) << 3 | bit(c, 6) << 2
             return i(0x03, rdP, 2, rs1P, Int32(imm))
         case (0, 3):  // C.LD
             let imm = ((c >> 5) & 3) << 6 | ((c >> 10) & 7) << 3
             return i(0x03, rdP, 3, rs1P, Int32(imm))
+        case (0, 5):  // C.FSD
+            let imm = ((c >> 5) & 3) << 6 | ((c >> 10) & 7) << 3
+            return s(0x27, 3, rs1P, rdP, Int32(imm))
         case (0, 6):  // C.SW
             let imm = bit(c, 5) << 6 | ((c >> 10) & 7) << 3 | bit(c, 6) << 2
             return s(0x23, 2, rs1P, rdP, Int32(imm))
@@ -109,6 +115,10 @@ extension Hart {
             return b(f3 == 6 ? 0 : 1, rs1P, 0, sext(u, 9))
         case (2, 0):  // C.SLLI
             return i(0x13, rdFull, 1, rdFull, Int32(bit(c, 12) << 5 | rs2Full))
+        case (2, 1):  // C.FLDSP (f0 is a valid destination)
+            let hi: UInt32 = ((c >> 2) & 7) << 6
+            let imm: UInt32 = hi | bit(c, 12) << 5 | ((c >> 5) & 3) << 3
+            return i(0x07, rdFull, 3, 2, Int32(imm))
         case (2, 2):  // C.LWSP
             guard rdFull != 0 else { return nil }
             let hi: UInt32 = ((c >> 2) & 3) << 6
@@ -132,12 +142,14 @@ extension Hart {
                 return i(0x67, 1, 0, rdFull, 0)  // C.JALR
             }
             return r(0x33, rdFull, 0, rdFull, rs2Full, 0)  // C.ADD
+        case (2, 5):  // C.FSDSP
+            return s(0x27, 3, 2, rs2Full, Int32(((c >> 7) & 7) << 6 | ((c >> 10) & 7) << 3))
         case (2, 6):  // C.SWSP
             return s(0x23, 2, 2, rs2Full, Int32(((c >> 7) & 3) << 6 | ((c >> 9) & 0xf) << 2))
         case (2, 7):  // C.SDSP
             return s(0x23, 3, 2, rs2Full, Int32(((c >> 7) & 7) << 6 | ((c >> 10) & 7) << 3))
         default:
-            return nil  // C.FLD/C.FSD/C.FLDSP/C.FSDSP and reserved encodings
+            return nil  // reserved encodings
         }
     }
 }

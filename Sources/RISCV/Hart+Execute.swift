@@ -1,6 +1,6 @@
 // The instructions blocks do not run in their handlers (Threaded.swift): loads and
-// stores off the fast path, A, Zicsr, Zifencei, the privileged instructions and
-// illegal encodings; and the M extension's division rules, which the handlers share.
+// stores off the fast path, A, F and D (Hart+Float.swift), Zicsr, Zifencei, the
+// privileged instructions and illegal encodings; and the M extension's division rules, which the handlers share.
 
 extension Hart {
     @inline(__always) static func sext32(_ v: UInt64) -> UInt64 { UInt64(bitPattern: Int64(Int32(truncatingIfNeeded: v))) }
@@ -49,6 +49,8 @@ extension Hart {
                 instructionsRetired &+= 1
                 throw Trap(cause: Self.waitCause, value: 0)
             }
+        case .flw, .fld, .fsw, .fsd, .fmadd, .fmsub, .fnmsub, .fnmadd, .fp:
+            try executeFloat(op, address)
         case .ecall, .ebreak, .mret, .sret, .sfenceVMA,
              .csrrw, .csrrs, .csrrc, .csrrwi, .csrrsi, .csrrci:
             try system(op, a, &next)

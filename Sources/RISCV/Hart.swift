@@ -46,7 +46,7 @@ struct Trap: Error {
     static let park: UInt64 = .max
 }
 
-/// One RV64IMAC hart with M/S/U modes and Sv39 (privileged spec 1.12), as QEMU's
+/// One RV64GC (IMAFDC, Zicsr, Zifencei) hart with M/S/U modes and Sv39 (privileged spec 1.12), as QEMU's
 /// virt board CPU behaves. It reaches memory only through `PhysicalMemory`.
 ///
 /// Integer registers live in an unsafe buffer; translations are cached in a
@@ -66,6 +66,11 @@ public final class Hart {
     /// x[0] stays 0.
     let x: UnsafeMutablePointer<UInt64>
     static let sinkRegister: UInt8 = 32
+    /// f0...f31 (singles NaN-boxed, Hart+Float.swift).
+    let f: UnsafeMutablePointer<UInt64>
+    /// fcsr's two fields: the accrued exception flags and the dynamic rounding mode.
+    var fflags: UInt8 = 0
+    var frm: UInt8 = 0
     public internal(set) var instructionsRetired: UInt64 = 0
     /// Spin detection (`HartExit.spinning`): the state at the last probe.
     let spinRegisters: UnsafeMutablePointer<UInt64>
@@ -146,8 +151,10 @@ public final class Hart {
         compressedTable = CompressedTable.shared
         x = .allocate(capacity: 33)
         x.initialize(repeating: 0, count: 33)
-        spinRegisters = .allocate(capacity: 32)
-        spinRegisters.initialize(repeating: 0, count: 32)
+        spinRegisters = .allocate(capacity: 64)
+        spinRegisters.initialize(repeating: 0, count: 64)
+        f = .allocate(capacity: 32)
+        f.initialize(repeating: 0, count: 32)
         tlb = .allocate(capacity: 3 * Hart.tlbSize)
         tlb.initialize(repeating: TLBEntry(), count: 3 * Hart.tlbSize)
         threadContext = .allocate(
@@ -178,6 +185,7 @@ public final class Hart {
         releaseDecodedPages()
         x.deallocate()
         spinRegisters.deallocate()
+        f.deallocate()
         tlb.deallocate()
         threadContext.deallocate()
         blockArena.deallocate()
@@ -190,6 +198,12 @@ public final class Hart {
     public subscript(register i: Int) -> UInt64 {
         get { i == 0 ? 0 : x[i] }
         set { if i != 0 { x[i] = newValue } }
+    }
+
+    /// FP register `i` (its raw 64 bits).
+    public subscript(floatRegister i: Int) -> UInt64 {
+        get { f[i] }
+        set { f[i] = newValue }
     }
 
     /// Raises or lowers an externally driven bit of mip.
@@ -268,7 +282,7 @@ public final class Hart {
     }
 
     /// Whether the hart is back at `pc` in the state of the last snapshot (every
-    /// integer register, privilege and address space): since then it ran and changed
+    /// integer and FP register, privilege and address space): since then it ran and changed
     /// nothing it can see, so until memory changes it would go on doing the same.
     /// Otherwise, with `snapshot`, this becomes the snapshot. A slice takes one, at its
     /// first block boundary, and compares at every boundary at that pc: a loop's
@@ -280,6 +294,7 @@ public final class Hart {
         if pc == spinPC, privilege == spinPrivilege, satp == spinSATP {
             var same = true
             for r in 1..<32 where spinRegisters[r] != x[r] { same = false; break }
+            if same { for r in 0..<32 where spinRegisters[32 + r] != f[r] { same = false; break } }
             if same { return true }
         }
         guard snapshot else { return false }
@@ -287,6 +302,7 @@ public final class Hart {
         spinPrivilege = privilege
         spinSATP = satp
         (spinRegisters + 1).update(from: x + 1, count: 31)
+        (spinRegisters + 32).update(from: f, count: 32)
         return false
     }
 

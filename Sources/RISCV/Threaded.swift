@@ -701,7 +701,8 @@ enum Threaded {
         case .remuw: return remuw
         case .illegal, .fence, .fenceI, .lrW, .lrD, .scW, .scD, .amoW, .amoD,
              .ecall, .ebreak, .mret, .sret, .wfi, .sfenceVMA,
-             .csrrw, .csrrs, .csrrc, .csrrwi, .csrrsi, .csrrci:
+             .csrrw, .csrrs, .csrrc, .csrrwi, .csrrsi, .csrrci,
+             .flw, .fld, .fsw, .fsd, .fmadd, .fmsub, .fnmsub, .fnmadd, .fp:
             return outOfLineHandler
         case .blockEnd: return blockEnd
         case .addiBeq: return addiBeq

@@ -86,7 +86,7 @@ func assemble(_ source: String) throws -> [UInt8] {
         p.waitUntilExit()
         if p.terminationStatus != 0 { throw AssemblyFailed() }
     }
-    try run(tool("clang"), ["--target=riscv64-unknown-elf", "-march=rv64imac_zicsr_zifencei", "-c", "t.S", "-o", "t.o"])
+    try run(tool("clang"), ["--target=riscv64-unknown-elf", "-march=rv64imafdc_zicsr_zifencei", "-c", "t.S", "-o", "t.o"])
     try run(tool("ld.lld"), ["-Ttext=0x80000000", "--oformat=binary", "t.o", "-o", "t.bin"])
     return [UInt8](try Data(contentsOf: dir.appendingPathComponent("t.bin")))
 }

@@ -98,6 +98,18 @@ import Testing
         #expect(bad.status != 0 && bad.errorOutput.contains("node 5 is not a live node"), "\(bad.errorOutput)")
     }
 
+    /// The FP guest (guests/fp) with all its memory on node 1 and its VCPU on node 0:
+    /// FP loads and stores of remote lines park and complete like integer ones.
+    @Test func floatingPointWithMemoryOnTheOtherNode() throws {
+        let elf = Paths.guest("fp.elf")
+        try #require(FileManager.default.fileExists(atPath: elf), "guest \(elf) is not built: run make -C guests")
+        let qemu = try runOnQEMU(elf, harts: 1)
+        let disco = try runOnDisco(elf, harts: 1, extra: ["--nodes", "2", "--placement", "node:1"])
+        #expect(disco.status == 0, "\(disco.errorOutput.suffix(1000))")
+        #expect(comparable(qemu.output).contains("fp: done"))
+        #expect(comparable(disco.output) == comparable(qemu.output))
+    }
+
     @Test func isaSuiteOnTwoNodes() throws {
         try expectSameAsQEMU("isa.elf", harts: 2, nodes: 2)
     }

@@ -43,6 +43,13 @@ import Testing
         try expectSameOutput("isa.elf", harts: harts)
     }
 
+    /// The F and D extensions (guests/fp): every instruction with every rounding mode
+    /// on edge cases and seeded random operands, result bits and fflags hashed per
+    /// instruction and mode; mstatus.FS, the FP CSRs, reserved rounding modes.
+    @Test func floatingPoint() throws {
+        try expectSameOutput("fp.elf", harts: 1)
+    }
+
     /// Memory-model litmus tests in one process: harts interleaved on one thread, and
     /// one hart rewriting code another has decoded (guests/litmus).
     @Test func litmusTests() throws {
