@@ -283,6 +283,7 @@ public struct VMSpec: Equatable, Sendable {
             throw SpecError("at most \(Self.maxDisks) virtio devices (disks and NICs), not \(disks.count) disks and \(nics.count) NICs")
         }
         var macs = Set<String>()
+        var nicSlots = Set<Int>()
         for (i, nic) in nics.enumerated() {
             try nic.check()
             if let mac = nic.mac, let octets = NIC.octets(mac), !macs.insert(octets.map { String($0) }.joined(separator: ":")).inserted {
@@ -290,9 +291,10 @@ public struct VMSpec: Equatable, Sendable {
             }
             guard let slot = nic.slot else { continue }
             if let other = slotOwner[slot] {
-                throw SpecError("'\(other)' and NIC \(i) (\(nic.name)) both want virtio slot \(slot)")
+                throw SpecError("\(nicSlots.contains(slot) ? other : "disk '\(other)'") and NIC \(i) (\(nic.name)) both want virtio slot \(slot)")
             }
-            slotOwner[slot] = "NIC \(i)"
+            slotOwner[slot] = "NIC \(i) (\(nic.name))"
+            nicSlots.insert(slot)
         }
         if firmware == nil || firmware == Firmware.none, kernel == nil {
             throw SpecError("nothing to boot: give a firmware (--bios) or a kernel (--kernel)")

@@ -204,7 +204,7 @@ import Testing
         #expect(throws: Never.self) { try spec.validate(fileExists: { _ in true }) }
         var clash = spec
         clash.nics[1].slot = 7
-        #expect(throws: SpecError("'/d' and NIC 1 (user NIC) both want virtio slot 7")) { try clash.validate(fileExists: { _ in true }) }
+        #expect(throws: SpecError("disk '/d' and NIC 1 (user NIC) both want virtio slot 7")) { try clash.validate(fileExists: { _ in true }) }
         var twins = spec
         twins.nics[2].mac = "52:54:00:00:00:07"
         #expect(throws: SpecError("two NICs have MAC 52:54:00:00:00:07")) { try twins.validate(fileExists: { _ in true }) }

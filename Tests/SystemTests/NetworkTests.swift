@@ -140,4 +140,18 @@ import TestSupport
         }
         #expect(disco.output.contains("eth0: virtio-net#"), "U-Boot found no NIC:\n\(disco.output.suffix(2500))")
     }
+
+    /// A NIC the platform cannot have is refused before anything boots, saying why.
+    @Test func badNICsAreRefusedWithTheReason() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for (nic, message) in [("tap", "say 'switch[=NAME]' or 'user' first"),
+                               ("switch=lan,mac=ff:ff:ff:ff:ff:ff", "is a group (multicast) address"),
+                               ("user,slot=8", "slot 8 does not exist")] {
+            let r = try runProcess(Paths.disco, ["run", "--bios", "none", "--kernel", Paths.guest("net.elf"), "--nic", nic], timeout: 30)
+            #expect(r.status == 2 && r.errorOutput.contains(message), "--nic \(nic): \(r.status) \(r.errorOutput)")
+        }
+        let r = try runProcess(Paths.disco, ["run", "--bios", "none", "--kernel", Paths.guest("net.elf"),
+                                             "--nic", "user,slot=3", "--nic", "switch,slot=3"], timeout: 30)
+        #expect(r.status == 2 && r.errorOutput.contains("NIC 0 (user NIC) and NIC 1 (NIC on switch 'default') both want virtio slot 3"), "\(r.errorOutput)")
+    }
 }
