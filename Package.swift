@@ -47,6 +47,8 @@ let package = Package(
             pkgConfig: "libuv",
             providers: [.apt(["libuv1-dev"])]
         ),
+        // The `--nic user` uplink: Debian's libslirp-dev (QEMU's user-mode network stack).
+        .systemLibrary(name: "CSlirp", providers: [.apt(["libslirp-dev"])]),
         // prctl(PR_SET_PDEATHSIG) for processes a launcher starts (the CLI's ParentWatch).
         .target(name: "CProcessControl"),
         .target(name: "Protocol"),
@@ -64,7 +66,7 @@ let package = Package(
         .target(name: "Coherence", dependencies: ["Cluster"], swiftSettings: emulationPath),
         .target(
             name: "Platform",
-            dependencies: ["RISCV", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["RISCV", "CSlirp", .product(name: "Logging", package: "swift-log")],
             swiftSettings: emulationPath
         ),
         .target(

@@ -2,9 +2,10 @@
 # Installs the Debian packages Disco builds and tests with, if any is missing, and the
 # one PyPI tool the deploy tests use.
 set -euo pipefail
+# libslirp-dev: the `--nic user` uplink (QEMU's user-mode network stack).
 # prometheus: the metrics tests scrape a live cluster with it; systemd: systemd-analyze
 # checks deploy/systemd.
-pkgs=(libuv1-dev pkg-config opensbi u-boot-qemu qemu-system-misc qemu-utils device-tree-compiler mtools dosfstools e2fsprogs
+pkgs=(libuv1-dev libslirp-dev pkg-config opensbi u-boot-qemu qemu-system-misc qemu-utils device-tree-compiler mtools dosfstools e2fsprogs
       prometheus systemd)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -92,6 +92,93 @@ public struct VMSpec: Equatable, Sendable {
         }
     }
 
+
+    /// A virtio-net NIC: on the cluster-wide virtual switch of a named subnet, or on the
+    /// host's network through user-mode NAT (as QEMU's `-nic user`).
+    public struct NIC: Equatable, Sendable {
+        public enum Attachment: Equatable, Sendable {
+            case `switch`(String)
+            case user
+        }
+        public var attachment: Attachment
+        /// "52:54:00:12:34:56"; nil: derived from the VM id and the NIC's index.
+        public var mac: String?
+        /// The virtio-mmio slot; nil takes the highest free one after the disks.
+        public var slot: Int?
+        public init(attachment: Attachment, mac: String? = nil, slot: Int? = nil) {
+            self.attachment = attachment
+            self.mac = mac
+            self.slot = slot
+        }
+
+        public static let defaultSubnet = "default"
+        public static let keys = ["switch", "user", "mac", "slot"]
+
+        /// A `--nic` value: `switch[=NAME][,mac=52:54:..][,slot=N]` or `user[,mac=..][,slot=N]`.
+        public init(parsingOption text: String) throws {
+            let fields = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            let head = fields[0]
+            if head == "user" {
+                self.init(attachment: .user)
+            } else if head == "switch" {
+                self.init(attachment: .switch(Self.defaultSubnet))
+            } else if head.hasPrefix("switch=") {
+                self.init(attachment: .switch(String(head.dropFirst(7))))
+            } else {
+                throw SpecError("--nic '\(text)': say 'switch[=NAME]' or 'user' first (e.g. switch=lan,mac=52:54:00:00:00:01,slot=0)")
+            }
+            var seen = Set<String>()
+            for option in fields.dropFirst() {
+                let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2 else { throw SpecError("--nic '\(text)': '\(option)' is not key=value (known keys: mac, slot)") }
+                guard seen.insert(parts[0]).inserted else { throw SpecError("--nic '\(text)': '\(parts[0])' given twice") }
+                switch parts[0] {
+                case "mac": mac = parts[1]
+                case "slot":
+                    guard let n = Int(parts[1]) else { throw SpecError("--nic '\(text)': slot must be a number 0...7, not '\(parts[1])'") }
+                    slot = n
+                default: throw SpecError("--nic '\(text)': unknown option '\(parts[0])' (known: mac, slot)")
+                }
+            }
+            try check()
+        }
+
+        /// What the NIC is attached to, in words.
+        public var name: String {
+            switch attachment {
+            case .switch(let subnet): return "NIC on switch '\(subnet)'"
+            case .user: return "user NIC"
+            }
+        }
+
+        /// The subnet name, the MAC and the slot are ones that can be.
+        public func check() throws {
+            if case .switch(let subnet) = attachment {
+                guard !subnet.isEmpty, subnet.utf8.count <= 64,
+                      subnet.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }) else {
+                    throw SpecError("switch name '\(subnet)' must be 1-64 letters, digits, '-', '_' or '.'")
+                }
+            }
+            if let slot, !(0..<VMSpec.maxDisks).contains(slot) {
+                throw SpecError("\(name): slot \(slot) does not exist (virtio-mmio slots are 0...\(VMSpec.maxDisks - 1))")
+            }
+            if let mac {
+                guard let octets = Self.octets(mac) else {
+                    throw SpecError("\(name): MAC '\(mac)' is not six hex octets such as 52:54:00:12:34:56")
+                }
+                guard octets[0] & 1 == 0 else { throw SpecError("\(name): MAC '\(mac)' is a group (multicast) address") }
+            }
+        }
+
+        /// The six octets of "aa:bb:cc:dd:ee:ff" (or with '-'), nil if it is not one.
+        public static func octets(_ text: String) -> [UInt8]? {
+            let parts = text.split(omittingEmptySubsequences: false) { $0 == ":" || $0 == "-" }
+            guard parts.count == 6 else { return nil }
+            let octets = parts.compactMap { $0.count == 2 ? UInt8($0, radix: 16) : nil }
+            return octets.count == 6 ? octets : nil
+        }
+    }
+
     public var name: String
     public var vcpus: Int
     /// Bytes of guest RAM at 0x8000_0000.
@@ -99,6 +186,7 @@ public struct VMSpec: Equatable, Sendable {
     public var firmware: Firmware?
     public var kernel: String?
     public var disks: [Disk]
+    public var nics: [NIC] = []
     public var bootargs: String?
     public var consoleLog: String?
     /// Where the VM's memory is homed on a cluster.
@@ -191,6 +279,23 @@ public struct VMSpec: Equatable, Sendable {
             }
             slotOwner[slot] = disk.path
         }
+        guard disks.count + nics.count <= Self.maxDisks else {
+            throw SpecError("at most \(Self.maxDisks) virtio devices (disks and NICs), not \(disks.count) disks and \(nics.count) NICs")
+        }
+        var macs = Set<String>()
+        var nicSlots = Set<Int>()
+        for (i, nic) in nics.enumerated() {
+            try nic.check()
+            if let mac = nic.mac, let octets = NIC.octets(mac), !macs.insert(octets.map { String($0) }.joined(separator: ":")).inserted {
+                throw SpecError("two NICs have MAC \(mac)")
+            }
+            guard let slot = nic.slot else { continue }
+            if let other = slotOwner[slot] {
+                throw SpecError("\(nicSlots.contains(slot) ? other : "disk '\(other)'") and NIC \(i) (\(nic.name)) both want virtio slot \(slot)")
+            }
+            slotOwner[slot] = "NIC \(i) (\(nic.name))"
+            nicSlots.insert(slot)
+        }
         if firmware == nil || firmware == Firmware.none, kernel == nil {
             throw SpecError("nothing to boot: give a firmware (--bios) or a kernel (--kernel)")
         }
@@ -266,6 +371,9 @@ extension VMSpec {
     ///   - disk.img
     ///   - { path: base.img, readonly: true }
     ///   - { path: vm1.qcow2, slot: 0 }      # at 0x10001000; format detected (raw or qcow2)
+    /// nics:
+    ///   - { switch: lan, mac: "52:54:00:00:00:01" }   # the virtual switch of subnet 'lan'
+    ///   - user                                       # the host's network (NAT), as QEMU's -nic user
     /// bootargs: console=ttyS0
     /// console-log: demo.log
     /// ```
@@ -352,8 +460,36 @@ extension VMSpec {
                     try disk.check()
                     return disk
                 }
+            case "nics":
+                guard let items = value.sequence else { throw SpecError("spec key 'nics' must be a list") }
+                spec.nics = try items.map { item in
+                    if let text = item.scalar?.string { return try NIC(parsingOption: text) }
+                    guard let m = item.mapping else { throw SpecError("each NIC is 'user', 'switch=NAME' or {switch: NAME, mac:, slot:}") }
+                    var attachment: NIC.Attachment?
+                    var nic = NIC(attachment: .user)
+                    for (k, v) in m {
+                        switch k.scalar?.string {
+                        case "switch":
+                            guard attachment == nil else { throw SpecError("a NIC is on a switch or 'user', not both") }
+                            attachment = .switch(try scalar(v, "switch"))
+                        case "user":
+                            guard v.bool == true else { throw SpecError("NIC 'user' must be true") }
+                            guard attachment == nil else { throw SpecError("a NIC is on a switch or 'user', not both") }
+                            attachment = .user
+                        case "mac": nic.mac = try scalar(v, "mac")
+                        case "slot":
+                            guard let n = Int(try scalar(v, "slot")) else { throw SpecError("NIC 'slot' must be a number 0...\(maxDisks - 1)") }
+                            nic.slot = n
+                        default: throw SpecError("unknown NIC key '\(k.scalar?.string ?? "?")' (known: \(NIC.keys.joined(separator: ", ")))")
+                        }
+                    }
+                    guard let attachment else { throw SpecError("a NIC needs 'switch: NAME' or 'user: true'") }
+                    nic.attachment = attachment
+                    try nic.check()
+                    return nic
+                }
             default:
-                throw SpecError("unknown spec key '\(key)' (known: name, vcpus, memory, bios, kernel, disks, bootargs, console-log, placement, numaPolicy, numaParameters)")
+                throw SpecError("unknown spec key '\(key)' (known: name, vcpus, memory, bios, kernel, disks, nics, bootargs, console-log, placement, numaPolicy, numaParameters)")
             }
         }
         return spec
@@ -413,6 +549,18 @@ extension VMSpec {
                 var m: [String: Any] = ["path": absolute(disk.path), "readonly": disk.readOnly]
                 if let slot = disk.slot { m["slot"] = slot }
                 if let format = disk.format { m["format"] = format }
+                return m
+            }
+        }
+        if !nics.isEmpty {
+            root["nics"] = nics.map { nic -> [String: Any] in
+                var m: [String: Any] = [:]
+                switch nic.attachment {
+                case .switch(let subnet): m["switch"] = subnet
+                case .user: m["user"] = true
+                }
+                if let mac = nic.mac { m["mac"] = mac }
+                if let slot = nic.slot { m["slot"] = slot }
                 return m
             }
         }

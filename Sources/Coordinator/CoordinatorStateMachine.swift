@@ -133,6 +133,8 @@ public struct CoordinatorStateMachine: Sendable {
         public var dropped: Set<NodeID> = []
         /// `scrubFrames` went out to the homes.
         public var scrubbing = false
+        /// The virtual-switch subnets its NICs are on.
+        public var subnets: Set<String> = []
         public var participants: Set<NodeID> {
             Set(placement.vcpuNodes.map(Int.init) + placement.chunks.map { Int($0.node) })
         }
@@ -346,8 +348,32 @@ public struct CoordinatorStateMachine: Sendable {
             if let (c, rid) = m.client { send(.vmResponse(id: rid, ok: false, createdVM: nil, body: "move failed: VM \(vm) ended"), to: c) }
         }
         for p in r.participants.sorted() { sendNode(p, .vmStop(vm: vm, reason: detail)) }
+        announce(r.subnets, also: [Int(r.placement.deviceNode)])
         if let owner = r.owner { send(.vmStatus(vm: vm, state: state, exit: exit, detail: detail), to: owner) }
         log(.info, "VM \(vm) '\(r.name)' \(state): \(detail)")
+    }
+
+    // MARK: - Virtual Ethernet
+
+    /// The live nodes where active VMs have NICs on `subnet` (their device nodes).
+    func subnetNodes(_ subnet: String) -> [NodeID] {
+        Set(vms.values.filter { $0.isActive && $0.subnets.contains(subnet) }.map { Int($0.placement.deviceNode) })
+            .filter { nodes[$0]?.alive == true }.sorted()
+    }
+
+    /// Tells the member nodes of each of `subnets` (and the nodes in `also`, which may
+    /// just have left one) who the members are now.
+    private mutating func announce(_ subnets: Set<String>, also: Set<NodeID>) {
+        for subnet in subnets.sorted() {
+            let members = subnetNodes(subnet)
+            let addresses = members.compactMap { n in
+                nodes[n].map { NodeAddress(nodeID: Int32(n), listenAddress: $0.listenAddress, memoryBase: $0.frames.base,
+                                           memoryBytes: $0.frames.size) }
+            }
+            for n in Set(members).union(also).sorted() where nodes[n]?.alive == true {
+                sendNode(n, .subnetMembers(subnet: subnet, nodes: addresses))
+            }
+        }
     }
 
     // MARK: - Clients
@@ -693,6 +719,10 @@ public struct CoordinatorStateMachine: Sendable {
         vms[id]!.firstTouch = firstTouch
         vms[id]!.untouched = untouched
         for n in participants { sendNode(n, .vmStart(placement)) }
+        var subnets = Set<String>()
+        for nic in spec.nics { if case .switch(let subnet) = nic.attachment { subnets.insert(subnet) } }
+        vms[id]!.subnets = subnets
+        announce(subnets, also: [])
         let homes = placed.memoryBytes.sorted { $0.key < $1.key }.map { "\($0.key): \(MemorySize.format($0.value))" }
         log(.info, "VM \(id) '\(spec.name)': \(spec.vcpus) VCPUs on nodes \(placed.vcpuNodes), memory \(firstTouch ? "reserved" : "homed") on [\(homes.joined(separator: ", "))]\(firstTouch ? ", placed by first touch" : "")")
         return id

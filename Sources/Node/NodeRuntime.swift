@@ -54,17 +54,17 @@ public struct NodeConfiguration: Sendable {
 /// for a line), so no VM can go away under a running VCPU.
 public final class NodeRuntime: @unchecked Sendable {
     public let configuration: NodeConfiguration
-    private let logger: Logger
+    let logger: Logger
     private let mailbox = Mailbox<TransportEvent>()
     private let makeTransport: TransportFactory
-    private var transport: (any MessageTransport)!
+    var transport: (any MessageTransport)!
     private var coordinator: ConnectionID!
     private var identity = Hello(role: .node, nodeID: -1, nonce: [UInt8](repeating: 0, count: 32))
 
-    private var state: NodeStateMachine
+    var state: NodeStateMachine
     private var scheduler = VCPUScheduler()
     private var agent: CoherenceAgent?
-    private var vms: [UInt32: NodeVM] = [:]
+    var vms: [UInt32: NodeVM] = [:]
     /// Pages of this node's VMs being moved (the node's part in each move).
     private var moves = PageMoveStateMachine(node: -1)
     /// Lines of old frames being recalled for a move, by move id.
@@ -82,7 +82,7 @@ public final class NodeRuntime: @unchecked Sendable {
     private let spinProbeBudget = 256
     /// Slices that ended with the VCPU spinning (`vcpu_spin_parks`).
     private var spinsParked: UInt64 = 0
-    private let clock: ClusterClock
+    let clock: ClusterClock
     private let startedAt: UInt64
     /// Gets every counters report this node sends the coordinator, on the execution thread:
     /// it must only keep it (the `--metrics` endpoint's snapshot). Set before `run()`.
@@ -92,6 +92,12 @@ public final class NodeRuntime: @unchecked Sendable {
     private var endedInstructions: UInt64 = 0
     private var heartbeatRoundTrip: UInt64 = 0
     private var moveCounts = (in: Int64(0), out: Int64(0), replicas: Int64(0), dropped: Int64(0))
+    /// This node's part of the virtual switch, the frames other nodes sent it that wait
+    /// for the next turn, and the frames for peers that could not be sent.
+    var network = NodeSwitch()
+    var framesFromNodes: [(node: NodeID, subnet: String, frame: [UInt8])] = []
+    var framesUnsent: UInt64 = 0
+    var nextSwitchAging: UInt64 = 0
 
     public init(configuration: NodeConfiguration, logger: Logger, clock: ClusterClock = ClusterClock(),
                 transport: TransportFactory? = nil) {
@@ -156,6 +162,7 @@ public final class NodeRuntime: @unchecked Sendable {
         let t1 = clock.localNanoseconds()
         apply(state.handle(.tick, now: t1))
         flush()
+        switchFrames()
         finishScrubs()
         advanceMoves()
         reportAccesses()
@@ -193,6 +200,8 @@ public final class NodeRuntime: @unchecked Sendable {
                 pageCommand(c)
             } else if id == coordinator, case .pageAssigned(let vm, let page, let node, let frame) = message {
                 vms[vm]?.assign(page, node: Int(node), frame: frame)
+            } else if id == coordinator, case .subnetMembers(let subnet, let nodes) = message {
+                subnetMembers(subnet, nodes)
             } else if id == coordinator {
                 apply(state.handle(.fromCoordinator(message), now: now))
             } else if let n = state.node(of: id) {
@@ -226,6 +235,8 @@ public final class NodeRuntime: @unchecked Sendable {
             }
         case .interrupt(let vm, _, _, _), .ipi(let vm, _):
             vms[vm]?.receive(message, from: n)
+        case .ethernetFrame(let subnet, let frame):
+            framesFromNodes.append((n, subnet, frame))
         case .pageFreeze(let id, let vm, let page):
             applyMoves(moves.handle(.freeze(id: id, vm: vm, page: page, from: n)))
         case .pageFrozen(let id):
@@ -268,7 +279,7 @@ public final class NodeRuntime: @unchecked Sendable {
     }
 
     /// Carries out the state machine's directives.
-    private func apply(_ directives: [NodeStateMachine.Directive]) {
+    func apply(_ directives: [NodeStateMachine.Directive]) {
         for d in directives {
             switch d {
             case .joined(let j):
@@ -306,6 +317,7 @@ public final class NodeRuntime: @unchecked Sendable {
                     if let me = state.nodeID { sendStats(me) }
                 }
                 scheduler.remove(vm: vm)
+                forgetNICs(of: vm)
                 agent?.forgetParked(vm: vm)
                 for m in moves.moves.values where m.vm == vm { moveRecalls[m.id] = nil }
                 applyMoves(moves.handle(.dropVM(vm)))
@@ -359,7 +371,7 @@ public final class NodeRuntime: @unchecked Sendable {
 
     /// Sends what the agent and the VMs produced, wakes the VCPUs whose access
     /// completed, and reports finished guests.
-    private func flush() {
+    func flush() {
         guard let agent else { return }
         flushCoherence()
         // A parked VCPU runs again only when its own access has been performed (the
@@ -608,6 +620,7 @@ public final class NodeRuntime: @unchecked Sendable {
         counters.append(Counter(name: "pages_migrated_out", value: moveCounts.out))
         counters.append(Counter(name: "replicas_installed", value: moveCounts.replicas))
         counters.append(Counter(name: "replicas_dropped", value: moveCounts.dropped))
+        counters += networkCounters
         // Per VM: sampled data misses (local, remote, sampling slices).
         for (id, m) in endedMisses.map({ ($0.vm, $0.misses) }) + vms.map({ ($0.key, $0.value.misses) }) {
             counters.append(Counter(name: "vm.\(id).sampled_local_misses", value: Int64(truncatingIfNeeded: m.local)))

@@ -24,6 +24,9 @@ public struct NodeStateMachine: Sendable {
         case peerLost(ConnectionID, reason: String)
         /// The runtime dialled `node` (after a `.dial` directive) on `connection`.
         case dialed(NodeID, ConnectionID)
+        /// These nodes share something with this one (a subnet of the virtual switch):
+        /// connect to them as to the nodes of a VM.
+        case meet([NodeAddress])
         case fromCoordinator(Message)
         /// The runtime built and booted its part of the VM (or could not).
         case vmLoaded(UInt32)
@@ -98,6 +101,12 @@ public struct NodeStateMachine: Sendable {
     @inline(__always) public func node(of c: ConnectionID) -> NodeID? { peerOf[c] }
     public func isFinished(_ vm: UInt32) -> Bool { finished.contains(vm) }
 
+    /// Messages held for peer `n` until it connects.
+    public func heldCount(forNode n: NodeID) -> Int { waitingForPeer[n]?.count ?? 0 }
+
+    /// Whether a connection to peer `n` is up or being made.
+    public func isReachable(_ n: NodeID) -> Bool { peers[n] != nil || dialing.contains(n) || peerAddresses[n] != nil }
+
     /// A message for peer `n` that has no connection yet: kept until it connects.
     public mutating func hold(_ m: Message, forNode n: NodeID) {
         waitingForPeer[n, default: []].append(m)
@@ -128,6 +137,10 @@ public struct NodeStateMachine: Sendable {
             }
         case .dialed(let n, let c):
             peerOf[c] = n
+        case .meet(let nodes):
+            guard let me = nodeID else { break }
+            for n in nodes { peerAddresses[Int(n.nodeID)] = n.listenAddress }
+            dial(Set(nodes.map { Int($0.nodeID) }), me: me)
         case .fromCoordinator(let m):
             fromCoordinator(m, now: now)
         case .vmLoaded(let vm):
@@ -241,8 +254,13 @@ public struct NodeStateMachine: Sendable {
         vms[vm] = .loading
         for n in placement.nodes { peerAddresses[Int(n.nodeID)] = n.listenAddress }
         out.append(.startVM(placement, spec))
+        dial(Set(placement.nodes.map { Int($0.nodeID) }), me: me)
+    }
+
+    /// Connects to those of `nodes` this node should dial and has no connection to.
+    private mutating func dial(_ nodes: Set<NodeID>, me: NodeID) {
         // One connection per pair of nodes: the lower id dials.
-        for n in Set(placement.nodes.map { Int($0.nodeID) }).sorted() where n > me && peers[n] == nil && !dialing.contains(n) {
+        for n in nodes.sorted() where n > me && peers[n] == nil && !dialing.contains(n) {
             guard let address = try? Endpoint(parsing: peerAddresses[n] ?? "") else {
                 log(.error, "node \(n) has no usable address '\(peerAddresses[n] ?? "")'")
                 continue

@@ -83,6 +83,12 @@ public final class NodeVM: PhysicalMemory {
     /// node everything else.
     private var devices: BoardDevices!
 
+    /// Frames the VM's switch NICs sent (device node), for the node's switch.
+    private final class FrameOutbox { var frames: [(nic: Int, frame: [UInt8])] = [] }
+    private let frameOutbox = FrameOutbox()
+    /// The uplinks of the VM's `user` NICs (device node).
+    private let userNetworks: UserNetworks
+
     /// Messages this VM wants sent (drained by the node after every step).
     public var outgoing: [(to: Int, message: Message)] = []
     /// Console output not yet sent (device node).
@@ -127,10 +133,18 @@ public final class NodeVM: PhysicalMemory {
         self.epochNanos = placement.epochNanos
         self.clock = clock
 
-        devices = try BoardDevices(config: config, io: Int(placement.deviceNode) == node,
+        let io = Int(placement.deviceNode) == node
+        let users = try UserNetworks(config: io ? config : MachineConfig(harts: config.harts, memoryBytes: config.memoryBytes,
+                                                                         bios: config.bios, kernel: nil, disks: [], bootargs: nil))
+        userNetworks = users
+        let sent = frameOutbox
+        devices = try BoardDevices(config: config, io: io,
                                    clock: { [epochNanos] in clock.mtime(epochNanos: epochNanos) },
                                    clintSink: LocalSink(owner: self), plicSink: RoutingSink(owner: self),
-                                   console: ConsoleBuffer(owner: self), dma: DMAView(owner: self))
+                                   console: ConsoleBuffer(owner: self), dma: DMAView(owner: self), vm: placement.vm,
+                                   transmit: { nic, frame in
+                                       if !users.transmit(nic: nic, frame: frame) { sent.frames.append((nic, frame)) }
+                                   })
         for (id, n) in vcpuNodes.enumerated() where n == node {
             localIndex[id] = harts.count
             harts.append(Hart(id: id, memory: self))
@@ -530,8 +544,30 @@ public final class NodeVM: PhysicalMemory {
         }
     }
 
-    /// Polls devices with time-driven state (timers, UART receive) once per turn.
-    public func pollDevices() { devices.poll() }
+    /// Polls devices with time-driven state (timers, UART receive, user-network uplinks)
+    /// once per turn.
+    public func pollDevices() {
+        devices.poll()
+        if !userNetworks.isEmpty { userNetworks.poll(nics: devices.nics) }
+    }
+
+    // MARK: - Network
+
+    /// The VM's NICs (device node; NIC i is `nics[i]`).
+    public var nics: [VirtioNet] { devices.nics }
+
+    /// The subnet NIC `i` is on, nil for a user NIC.
+    public func subnet(ofNIC i: Int) -> String? {
+        guard i < config.nics.count, case .switch(let name) = config.nics[i].backend else { return nil }
+        return name
+    }
+
+    /// The frames the VM's switch NICs sent since the last call, oldest first.
+    public func takeFrames() -> [(nic: Int, frame: [UInt8])] {
+        guard !frameOutbox.frames.isEmpty else { return [] }
+        defer { frameOutbox.frames.removeAll(keepingCapacity: true) }
+        return frameOutbox.frames
+    }
 
     /// The earliest time (mtime ticks) a local timer needs attention, if any.
     public var nextDeadline: UInt64? { devices.nextDeadline(harts: harts) }

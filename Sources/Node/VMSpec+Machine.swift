@@ -11,6 +11,15 @@ extension VMSpec {
         }
         return MachineConfig(harts: vcpus, memoryBytes: memoryBytes, bios: bios, kernel: kernel,
                              disks: disks.map { DiskConfig(path: $0.path, readOnly: $0.readOnly, slot: $0.slot,
-                                                                      format: $0.format.flatMap(DiskFormat.init(rawValue:))) }, bootargs: bootargs)
+                                                                      format: $0.format.flatMap(DiskFormat.init(rawValue:))) },
+                             nics: nics.map { nic in
+                                 let backend: NICConfig.Backend
+                                 switch nic.attachment {
+                                 case .switch(let subnet): backend = .switch(subnet)
+                                 case .user: backend = .user
+                                 }
+                                 return NICConfig(backend: backend, mac: nic.mac.flatMap(MACAddress.init(parsing:)), slot: nic.slot)
+                             },
+                             bootargs: bootargs)
     }
 }

@@ -23,12 +23,17 @@ public final class BoardDevices {
 
     /// Checks `config` against the board's limits and builds its devices. `io`: build
     /// the VM's I/O devices here (a cluster node without them has only the CLINT of
-    /// the VCPUs it runs). `clock` is mtime (10 MHz ticks).
+    /// the VCPUs it runs). `clock` is mtime (10 MHz ticks). NIC i (addresses derived
+    /// from `vm` where the config names none) sends its frames to `transmit(i, frame)`.
     public init(config: MachineConfig, io: Bool, clock: @escaping () -> UInt64,
-                clintSink: InterruptSink, plicSink: InterruptSink, console: ConsoleSink, dma: DMAMemory) throws {
+                clintSink: InterruptSink, plicSink: InterruptSink, console: ConsoleSink, dma: DMAMemory,
+                vm: UInt32 = 0, transmit: @escaping (_ nic: Int, _ frame: [UInt8]) -> Void = { _, _ in }) throws {
         guard config.harts >= 1, config.harts <= 64 else { throw MachineError("harts must be 1...64, not \(config.harts)") }
         guard config.disks.count <= VirtBoard.virtioSlots else {
             throw MachineError("at most \(VirtBoard.virtioSlots) disks, not \(config.disks.count)")
+        }
+        guard config.disks.count + config.nics.count <= VirtBoard.virtioSlots else {
+            throw MachineError("at most \(VirtBoard.virtioSlots) virtio devices, not \(config.disks.count) disks and \(config.nics.count) NICs")
         }
         clint = CLINT(harts: config.harts, sink: clintSink, clock: clock)
         var regions = [Region(base: VirtBoard.clint, size: VirtBoard.clintSize, device: clint)]
@@ -39,8 +44,10 @@ public final class BoardDevices {
             regions.append(Region(base: VirtBoard.testDevice, size: 0x1000, device: finisher))
             regions.append(Region(base: VirtBoard.plic, size: VirtBoard.plicSize, device: plic))
             regions.append(Region(base: VirtBoard.uart, size: 0x100, device: uart))
-            for (base, device) in try VirtBoard.virtioSlots(disks: config.disks, dma: dma,
-                                                            irq: { [unowned plic] in plic.setSourceLevel($0, $1) }) {
+            let nics = config.nics.indices.map { (config: config.nics[$0], mac: config.mac(ofNIC: $0, vm: vm)) }
+            for (base, device) in try VirtBoard.virtioSlots(disks: config.disks, nics: nics, dma: dma,
+                                                            irq: { [unowned plic] in plic.setSourceLevel($0, $1) },
+                                                            transmit: transmit) {
                 regions.append(Region(base: base, size: VirtBoard.virtioStride, device: device))
             }
             self.plic = plic
@@ -68,6 +75,12 @@ public final class BoardDevices {
 
     /// The VM's disks, in slot order.
     public var disks: [VirtioBlock] { regions.compactMap { $0.device as? VirtioBlock } }
+
+    /// The VM's NICs, in the config's order (NIC i is `nics[i]`).
+    public private(set) lazy var nics: [VirtioNet] = {
+        let all = regions.compactMap { $0.device as? VirtioNet }
+        return all.sorted { $0.index < $1.index }
+    }()
 
     /// Writes every disk's metadata back, syncs and closes it: when the VM ends (the
     /// process may exit without running deinitializers) or before a reset reopens them.

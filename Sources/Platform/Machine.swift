@@ -24,22 +24,48 @@ public struct DiskConfig: Equatable, Sendable {
     }
 }
 
+/// A virtio-net NIC of a VM: what it is plugged into, its MAC address (nil: derived
+/// from the VM id and the NIC's index, `MACAddress.derived`) and its virtio-mmio slot
+/// (nil: the free slots from the top, after the disks).
+public struct NICConfig: Equatable, Sendable {
+    public enum Backend: Equatable, Sendable {
+        /// A port on the cluster-wide virtual switch of the subnet with this name.
+        case `switch`(String)
+        /// The host's network through user-mode NAT (libslirp), as QEMU's `-nic user`.
+        case user
+    }
+    public var backend: Backend
+    public var mac: MACAddress?
+    public var slot: Int?
+    public init(backend: Backend, mac: MACAddress? = nil, slot: Int? = nil) {
+        self.backend = backend
+        self.mac = mac
+        self.slot = slot
+    }
+}
+
 public struct MachineConfig: Equatable, Sendable {
     public var harts: Int
     public var memoryBytes: UInt64
     public var bios: BootFirmware
     public var kernel: String?
     public var disks: [DiskConfig]
+    public var nics: [NICConfig]
     public var bootargs: String?
 
-    public init(harts: Int, memoryBytes: UInt64, bios: BootFirmware, kernel: String?, disks: [DiskConfig], bootargs: String?) {
+    public init(harts: Int, memoryBytes: UInt64, bios: BootFirmware, kernel: String?, disks: [DiskConfig],
+                nics: [NICConfig] = [], bootargs: String?) {
         self.harts = harts
         self.memoryBytes = memoryBytes
         self.bios = bios
         self.kernel = kernel
         self.disks = disks
+        self.nics = nics
         self.bootargs = bootargs
     }
+
+    /// NIC `i`'s address: the configured one, else the one derived from `vm` and `i`.
+    public func mac(ofNIC i: Int, vm: UInt32) -> MACAddress { nics[i].mac ?? .derived(vm: vm, nic: i) }
 }
 
 public enum MachineExit: Equatable, Sendable {
@@ -63,6 +89,7 @@ public final class Machine: InterruptSink {
     public let bus: SystemBus
     public private(set) var harts: [Hart] = []
     let devices: BoardDevices
+    private let userNetworks: UserNetworks
     private let clock = MonotonicClock()
     private let stopLock = NSLock()
     private var stopRequested = false
@@ -78,8 +105,11 @@ public final class Machine: InterruptSink {
         }
         // Devices raise lines through `sink`, which reaches this machine once it exists.
         let sink = Sink()
+        let users = try UserNetworks(config: config)
+        userNetworks = users
+        // One VM in the process: a NIC on a switch is alone on it, its frames reach no one.
         devices = try BoardDevices(config: config, io: true, clock: { clock.ticks() }, clintSink: sink, plicSink: sink,
-                                   console: console, dma: bus)
+                                   console: console, dma: bus, transmit: { _ = users.transmit(nic: $0, frame: $1) })
         for r in devices.regions { bus.attach(r.device, at: r.base, size: r.size) }
         harts = (0..<config.harts).map { Hart(id: $0, memory: bus) }
         sink.machine = self
@@ -153,6 +183,7 @@ public final class Machine: InterruptSink {
         while true {
             if shouldStop { return .stopped }
             devices.poll()
+            if !userNetworks.isEmpty { userNetworks.poll(nics: devices.nics) }
             var ran = false, worked = false
             for (h, hart) in harts.enumerated() {
                 if waiting[h] {

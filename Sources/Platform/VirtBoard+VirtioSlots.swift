@@ -5,36 +5,46 @@ extension VirtBoard {
     /// such disk lands in slot 7, at 0x10008000). Two disks on one slot, a slot out of
     /// range or more disks than slots is an error.
     public static func slotAssignment(_ disks: [DiskConfig]) throws -> [Int] {
-        guard disks.count <= virtioSlots else {
-            throw MachineError("at most \(virtioSlots) disks, not \(disks.count)")
+        try slotAssignment(disks: disks, nics: []).disks
+    }
+
+    /// Slots for disks and NICs together: the ones that name a slot get it; then the
+    /// other disks take the free slots from the highest down, then the other NICs.
+    public static func slotAssignment(disks: [DiskConfig], nics: [NICConfig]) throws -> (disks: [Int], nics: [Int]) {
+        guard disks.count + nics.count <= virtioSlots else {
+            throw MachineError(nics.isEmpty ? "at most \(virtioSlots) disks, not \(disks.count)"
+                                            : "at most \(virtioSlots) virtio devices, not \(disks.count) disks and \(nics.count) NICs")
         }
+        let names = disks.map { "disk '\($0.path)'" } + nics.indices.map { "NIC \($0)" }
+        let wanted = disks.map(\.slot) + nics.map(\.slot)
         var owner = [Int?](repeating: nil, count: virtioSlots)
-        for (i, disk) in disks.enumerated() {
-            guard let slot = disk.slot else { continue }
+        for (i, slot) in wanted.enumerated() {
+            guard let slot else { continue }
             guard (0..<virtioSlots).contains(slot) else {
-                throw MachineError("disk '\(disk.path)': slot \(slot) does not exist (0...\(virtioSlots - 1))")
+                throw MachineError("\(names[i]): slot \(slot) does not exist (0...\(virtioSlots - 1))")
             }
             if let other = owner[slot] {
-                throw MachineError("disks '\(disks[other].path)' and '\(disk.path)' both want slot \(slot)")
+                let both = i < disks.count && other < disks.count
+                    ? "disks '\(disks[other].path)' and '\(disks[i].path)'" : "\(names[other]) and \(names[i])"
+                throw MachineError("\(both) both want slot \(slot)")
             }
             owner[slot] = i
         }
         var free = (0..<virtioSlots).reversed().filter { owner[$0] == nil }[...]
-        return disks.enumerated().map { i, disk in
-            if let slot = disk.slot { return slot }
-            let slot = free.removeFirst()
-            owner[slot] = i
-            return slot
-        }
+        let slots = wanted.map { slot -> Int in slot ?? free.removeFirst() }
+        return (Array(slots[..<disks.count]), Array(slots[disks.count...]))
     }
 
-    /// The eight virtio-mmio slots of a VM: a virtio-blk device for each disk (in its
-    /// slot, see `slotAssignment`), empty slots for the rest. Slot i, at
+    /// The eight virtio-mmio slots of a VM: a virtio-blk device for each disk and a
+    /// virtio-net device for each NIC (in its slot, see `slotAssignment`; NIC i's frames
+    /// go to `transmit(i, frame)`), empty slots for the rest. Slot i, at
     /// `virtioBase + i·virtioStride`, raises PLIC source 1 + i through `irq`.
-    public static func virtioSlots(disks: [DiskConfig], dma: DMAMemory, irq: @escaping (_ source: Int, _ level: Bool) -> Void)
+    public static func virtioSlots(disks: [DiskConfig], nics: [(config: NICConfig, mac: MACAddress)] = [], dma: DMAMemory,
+                                   irq: @escaping (_ source: Int, _ level: Bool) -> Void,
+                                   transmit: @escaping (_ nic: Int, _ frame: [UInt8]) -> Void = { _, _ in })
         throws -> [(base: UInt64, device: MMIODevice)]
     {
-        let slots = try slotAssignment(disks)
+        let (slots, nicSlots) = try slotAssignment(disks: disks, nics: nics.map(\.config))
         var devices: [MMIODevice] = (0..<virtioSlots).map { _ in EmptyVirtioSlot() }
         var opened: [VirtioBlock] = []
         do {
@@ -47,6 +57,9 @@ extension VirtBoard {
         } catch {
             for d in opened { d.close() }
             throw MachineError("\(error)")
+        }
+        for (i, (nic, slot)) in zip(nics, nicSlots).enumerated() {
+            devices[slot] = VirtioNet(mac: nic.mac, index: i, bus: dma, irq: { irq(1 + slot, $0) }, transmit: { transmit(i, $0) })
         }
         return devices.enumerated().map { (virtioBase + UInt64($0.offset) * virtioStride, $0.element) }
     }

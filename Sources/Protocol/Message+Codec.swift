@@ -46,6 +46,7 @@ extension Message {
         case .pageAssigned: return .pageAssigned
         case .vcpuState: return .vcpuState
         case .ethernetFrame: return .ethernetFrame
+        case .subnetMembers: return .subnetMembers
         case .console: return .console
         case .stats: return .stats
         case .pageAccesses: return .pageAccesses
@@ -240,10 +241,18 @@ extension Message {
                 w.put(c.number)
                 w.put(c.value)
             }
-        case .ethernetFrame(let vm, let nic, let frame):
-            w.put(vm)
-            w.put(nic)
+        case .ethernetFrame(let subnet, let frame):
+            w.put(subnet)
             w.put(bytes: frame)
+        case .subnetMembers(let subnet, let nodes):
+            w.put(subnet)
+            w.put(UInt32(nodes.count))
+            for n in nodes {
+                w.put(n.nodeID)
+                w.put(n.listenAddress)
+                w.put(n.memoryBase)
+                w.put(n.memoryBytes)
+            }
         case .console(let vm, let bytes):
             w.put(vm)
             w.put(bytes: bytes)
@@ -510,7 +519,15 @@ extension Message {
             }
             return .vcpuState(VCPUState(vm: vm, vcpu: vcpu, pc: pc, privilege: privilege, registers: regs, csrs: csrs))
         case .ethernetFrame:
-            return .ethernetFrame(vm: try r.u32("vm"), nic: try r.u16("nic"), frame: try r.bytes("frame"))
+            return .ethernetFrame(subnet: try r.string("subnet"), frame: try r.bytes("frame"))
+        case .subnetMembers:
+            let subnet = try r.string("subnet")
+            var nodes: [NodeAddress] = []
+            for _ in 0..<(try r.count("nodes", minimumElementSize: 24)) {
+                nodes.append(NodeAddress(nodeID: try r.int(Int32.self, "nodes"), listenAddress: try r.string("nodes"),
+                                         memoryBase: try r.u64("nodes"), memoryBytes: try r.u64("nodes")))
+            }
+            return .subnetMembers(subnet: subnet, nodes: nodes)
         case .console: return .console(vm: try r.u32("vm"), bytes: try r.bytes("bytes"))
         case .stats:
             let node = try r.int(Int32.self, "nodeID"), uptime = try r.u64("uptimeNanos")

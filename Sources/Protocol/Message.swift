@@ -97,8 +97,16 @@ public enum Message: Equatable, Sendable {
     case pageAssigned(vm: UInt32, guestPage: UInt64, node: Int32, frame: UInt64)
     /// A VCPU's architectural state, for placing or moving it.
     case vcpuState(VCPUState)
-    /// A frame on the VMs' virtual Ethernet segment.
-    case ethernetFrame(vm: UInt32, nic: UInt16, frame: [UInt8])
+    /// Node to node: an Ethernet frame on the virtual switch of subnet `subnet`, for the
+    /// receiving node's NICs on that subnet (docs/monitor.md, "Virtual Ethernet"). The
+    /// codec carries any length; the receiving switch drops a frame shorter than 14 or
+    /// longer than 1518 bytes with a warning.
+    case ethernetFrame(subnet: String, frame: [UInt8])
+    /// Coordinator to every node with a NIC on subnet `subnet` (and to a node that just
+    /// lost its last one): the nodes whose VMs have NICs on it now. Nodes connect to
+    /// each other for it (the lower id dials) and flood the subnet's broadcasts and
+    /// unknown unicasts to those nodes only.
+    case subnetMembers(subnet: String, nodes: [NodeAddress])
     /// Bytes to or from a VM's console.
     case console(vm: UInt32, bytes: [UInt8])
     /// Periodic counters from a node.
@@ -141,6 +149,7 @@ public enum MessageType: UInt8, CaseIterable, Sendable {
     case pageReplica = 0x37, pageThaw = 0x38, pageCollapse = 0x39, pageCollapsed = 0x3A
     case pageReplicasDropped = 0x3B, pageTouch = 0x3C, pageAssigned = 0x3D
     case ethernetFrame = 0x40, console = 0x41, stats = 0x42, pageAccesses = 0x43
+    case subnetMembers = 0x44
     case vmRequest = 0x50, vmResponse = 0x51, vmStatus = 0x52, vmStart = 0x53, vmStop = 0x54
     case vmDropped = 0x55, scrubFrames = 0x56, framesScrubbed = 0x57
 }

@@ -25,7 +25,7 @@ struct Demo: ParsableCommand {
         var spec: VMSpec
         do {
             spec = try vm.resolvedSpec()
-            if vm.spec == nil {
+            if vm.spec.isEmpty {
                 spec.name = "demo"
                 if vm.bios == nil { spec.firmware = .file(Self.openSBI) }
                 if vm.kernel == nil { spec.kernel = Self.uBoot }
@@ -34,7 +34,7 @@ struct Demo: ParsableCommand {
             }
             try spec.validate()
         } catch let error as SpecError {
-            fail("\(error.description)\(vm.spec == nil ? " (install Debian's opensbi and u-boot-qemu: ./scripts/setup.sh)" : "")")
+            fail("\(error.description)\(vm.spec.isEmpty ? " (install Debian's opensbi and u-boot-qemu: ./scripts/setup.sh)" : "")")
         }
         if let nodes {
             guard (1...64).contains(nodes) else { fail("--nodes must be 1...64") }

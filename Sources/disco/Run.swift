@@ -22,6 +22,8 @@ struct Run: ParsableCommand {
               disco run --bios none --kernel guests/build/blk.elf --disk vm1.qcow2,slot=0
               disco run --spec vm.yaml
               disco run --nodes 2 --smp 4 --bios none --kernel guests/build/smp.elf
+              disco run --nodes 2 --spec a.yaml --spec b.yaml    # two VMs side by side
+              disco run --bios none --kernel guests/build/net.elf --nic user,slot=0
             """
     )
 
@@ -41,6 +43,17 @@ struct Run: ParsableCommand {
     var stats = false
 
     mutating func run() throws {
+        if vm.spec.count > 1, let nodes {
+            let specs: [VMSpec]
+            do {
+                specs = try vm.resolvedSpecs()
+                for s in specs { try s.validate() }
+            } catch let error as SpecError {
+                fail(error.description)
+            }
+            guard (1...64).contains(nodes) else { fail("--nodes must be 1...64") }
+            throw ExitCode(runSideBySide(specs: specs, nodes: nodes))
+        }
         let spec: VMSpec
         do {
             spec = try vm.resolvedSpec()
@@ -60,8 +73,8 @@ struct Run: ParsableCommand {
 
 /// The VM flags shared by `run` and the commands that boot something.
 struct VMOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("A YAML spec file (name, vcpus, memory, bios, kernel, disks, bootargs, console-log, placement, numaPolicy, numaParameters); flags override it.", valueName: "file"))
-    var spec: String?
+    @Option(help: ArgumentHelp("A YAML spec file (name, vcpus, memory, bios, kernel, disks, nics, bootargs, console-log, placement, numaPolicy, numaParameters); flags override it. With --nodes it may be given several times: the VMs boot side by side on the embedded cluster, each output line prefixed with '[name] '.", valueName: "file"))
+    var spec: [String] = []
 
     @Option(help: ArgumentHelp("Firmware entered in M-mode at 0x80000000, or 'none' to enter the kernel in M-mode.", valueName: "path|none"))
     var bios: String?
@@ -78,6 +91,9 @@ struct VMOptions: ParsableArguments {
     @Option(help: ArgumentHelp("A disk on a virtio-blk device (repeatable, up to 8): raw or qcow2 (detected from the file), optionally ',slot=N' (virtio-mmio slot 0-7, at 0x10001000+0x1000*N; without it disks fill from slot 7 down), ',readonly=on', ',format=raw|qcow2'.", valueName: "file[,slot=N]"))
     var disk: [String] = []
 
+    @Option(help: ArgumentHelp("A virtio-net NIC (repeatable; NICs and disks share the 8 virtio slots): 'switch[=NAME]' puts it on the cluster-wide virtual switch of subnet NAME (default 'default'), where every VM with a NIC on that subnet hears its broadcasts; 'user' gives it the host's network through user-mode NAT as QEMU's -nic user (DHCP hands out 10.0.2.15, gateway 10.0.2.2, DNS 10.0.2.3). Options: ',mac=52:54:00:12:34:56' (default: 52:54 then the VM id and the NIC's index), ',slot=N'.", valueName: "switch[=NAME]|user[,mac=M][,slot=N]"))
+    var nic: [String] = []
+
     @Option(help: ArgumentHelp("Kernel command line placed in /chosen/bootargs.", valueName: "args"))
     var append: String?
 
@@ -91,12 +107,24 @@ struct VMOptions: ParsableArguments {
     var numaPolicy: String?
 
     func resolvedSpec() throws -> VMSpec {
-        var spec = try spec.map { try VMSpec.load(file: $0) } ?? VMSpec()
+        guard spec.count <= 1 else { throw SpecError("several --spec files boot side by side only on a cluster: add --nodes N") }
+        return try resolve(try spec.first.map { try VMSpec.load(file: $0) } ?? VMSpec())
+    }
+
+    /// Every --spec file (at least one VM), each with the flags applied.
+    func resolvedSpecs() throws -> [VMSpec] {
+        guard !spec.isEmpty else { return [try resolvedSpec()] }
+        return try spec.map { try resolve(try VMSpec.load(file: $0)) }
+    }
+
+    private func resolve(_ loaded: VMSpec) throws -> VMSpec {
+        var spec = loaded
         if let bios { spec.firmware = bios == "none" ? VMSpec.Firmware.none : .file(bios) }
         if let kernel { spec.kernel = kernel }
         if let smp { spec.vcpus = smp }
         if let memory { spec.memoryBytes = try MemorySize.parse(memory) }
         if !disk.isEmpty { spec.disks = try disk.map { try VMSpec.Disk(parsingOption: $0) } }
+        if !nic.isEmpty { spec.nics = try nic.map { try VMSpec.NIC(parsingOption: $0) } }
         if let append { spec.bootargs = append }
         if let consoleLog { spec.consoleLog = consoleLog }
         if let placement { spec.placement = try VMSpec.MemoryPlacement(parsing: placement) }

@@ -170,4 +170,52 @@ import Testing
         let fine = VMSpec(kernel: "/k", disks: [.init(path: "/a", slot: 3), .init(path: "/b"), .init(path: "/c", slot: 4)])
         #expect(throws: Never.self) { try fine.validate(fileExists: { _ in true }) }
     }
+
+    @Test func nicOptionsReadLikeQEMUs() throws {
+        #expect(try VMSpec.NIC(parsingOption: "switch") == .init(attachment: .switch("default")))
+        #expect(try VMSpec.NIC(parsingOption: "switch=lan,mac=52:54:00:00:00:01,slot=0")
+                == .init(attachment: .switch("lan"), mac: "52:54:00:00:00:01", slot: 0))
+        #expect(try VMSpec.NIC(parsingOption: "user,slot=3") == .init(attachment: .user, slot: 3))
+        for (bad, message) in [("tap", "say 'switch[=NAME]' or 'user' first"), ("user,mac=52:54:00", "is not six hex octets"),
+                               ("user,mac=01:00:5e:00:00:01", "is a group (multicast) address"),
+                               ("switch=lan,slot=9", "slot 9 does not exist"), ("switch=a b", "must be 1-64 letters"),
+                               ("user,speed=10", "unknown option 'speed'"), ("user,slot=1,slot=2", "'slot' given twice")] {
+            do {
+                _ = try VMSpec.NIC(parsingOption: bad)
+                Issue.record("accepted \(bad)")
+            } catch let e as SpecError {
+                #expect(e.description.contains(message), "\(e.description)")
+            }
+        }
+    }
+
+    @Test func specNICsParseValidateAndRoundTrip() throws {
+        let spec = try VMSpec.parse(yaml: """
+            kernel: /k
+            disks: [{path: /d, slot: 7}]
+            nics:
+              - {switch: lan, mac: "52:54:00:00:00:07", slot: 0}
+              - user
+              - switch=dmz
+            """)
+        #expect(spec.nics == [.init(attachment: .switch("lan"), mac: "52:54:00:00:00:07", slot: 0), .init(attachment: .user),
+                              .init(attachment: .switch("dmz"))])
+        #expect(try VMSpec.parse(yaml: spec.yamlText()) == spec)
+        #expect(throws: Never.self) { try spec.validate(fileExists: { _ in true }) }
+        var clash = spec
+        clash.nics[1].slot = 7
+        #expect(throws: SpecError("disk '/d' and NIC 1 (user NIC) both want virtio slot 7")) { try clash.validate(fileExists: { _ in true }) }
+        var twins = spec
+        twins.nics[2].mac = "52:54:00:00:00:07"
+        #expect(throws: SpecError("two NICs have MAC 52:54:00:00:00:07")) { try twins.validate(fileExists: { _ in true }) }
+        var many = spec
+        many.nics = Array(repeating: .init(attachment: .user), count: 8)
+        #expect(throws: SpecError("at most 8 virtio devices (disks and NICs), not 1 disks and 8 NICs")) {
+            try many.validate(fileExists: { _ in true })
+        }
+        #expect(throws: SpecError("a NIC needs 'switch: NAME' or 'user: true'")) { try VMSpec.parse(yaml: "nics: [{mac: '52:54:00:00:00:01'}]") }
+        #expect(throws: SpecError("unknown NIC key 'model' (known: switch, user, mac, slot)")) {
+            try VMSpec.parse(yaml: "nics: [{user: true, model: e1000}]")
+        }
+    }
 }

@@ -90,7 +90,11 @@ struct MessageGenerator {
                                         csrs: (0..<Int(rng.next() % 30)).map { _ in
                                             CSRValue(number: UInt16(rng.next() % 0x1000), value: int())
                                         }))
-        case .ethernetFrame: return .ethernetFrame(vm: int(), nic: int(), frame: bytes(max: 1514))
+        case .ethernetFrame: return .ethernetFrame(subnet: string(), frame: bytes(max: 1514))
+        case .subnetMembers:
+            return .subnetMembers(subnet: string(), nodes: (0..<Int(rng.next() % 5)).map { _ in
+                NodeAddress(nodeID: int(), listenAddress: string(), memoryBase: int(), memoryBytes: int())
+            })
         case .console: return .console(vm: int(), bytes: bytes())
         case .stats:
             return .stats(StatsReport(nodeID: int(), uptimeNanos: int(),
