@@ -329,7 +329,9 @@ struct ExperimentRunner {
         let wallStart = Date()
         let perNode = max(256 << 20, UInt64(r.vms) * r.memoryBytes)
         let cpus = max(1, (r.vms * r.vcpus + r.nodes - 1) / r.nodes)
-        let cluster = try LocalCluster.start(nodes: r.nodes, cpus: cpus, memoryBytes: perNode, directory: nil)
+        // Heartbeats every second (a node is dead after 6 s of silence, not 1.2 s): on a host
+        // shared with other work, a node that is not scheduled for a moment must not fail the run.
+        let cluster = try LocalCluster.start(nodes: r.nodes, cpus: cpus, memoryBytes: perNode, directory: nil, heartbeatMillis: 1000)
         defer { cluster.stop() }
         var logger = Logger(label: "disco.experiment")
         logger.logLevel = .error

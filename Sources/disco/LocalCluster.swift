@@ -25,8 +25,9 @@ final class LocalCluster {
     var secret: [UInt8] { Array(secretText.utf8) }
 
     /// With `metrics`, the coordinator serves Prometheus metrics there (`metricsURL`).
+    /// `heartbeatMillis`: a node silent for 6 of them is dead (longer for sweeps on a busy host).
     static func start(nodes: Int, cpus: Int, memoryBytes: UInt64, directory: String?, metrics: MetricsAddress? = nil,
-                      progress: (String) -> Void = { _ in }) throws -> LocalCluster {
+                      heartbeatMillis: Int = 200, progress: (String) -> Void = { _ in }) throws -> LocalCluster {
         let dir: String
         if let directory {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -39,7 +40,7 @@ final class LocalCluster {
         let cluster = LocalCluster(directory: dir, secretText: randomSecret())
         do {
             try cluster.launch("coordinator", ["coordinator", "--listen", cluster.coordinatorEndpoint.description,
-                                               "--heartbeat-ms", "200"] + (metrics.map { ["--metrics", $0.description] } ?? []))
+                                               "--heartbeat-ms", String(heartbeatMillis)] + (metrics.map { ["--metrics", $0.description] } ?? []))
             try cluster.waitForSocket(dir + "/coordinator.sock")
             for i in 0..<nodes {
                 try cluster.launch("node-\(i)", ["node", "--coordinator", cluster.coordinatorEndpoint.description,
