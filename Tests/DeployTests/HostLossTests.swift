@@ -156,9 +156,10 @@ import Testing
         #expect(processes[victimHost].output.contains("rejoining"), "\(processes[victimHost].output.suffix(2000))")
         #expect(processes[victimHost].isRunning)
 
-        // And it serves a VM again: one whose memory is all homed on it, its VCPU elsewhere.
+        // And it serves a VM again: one whose memory is all homed on it (and stays there:
+        // page policy off), its VCPU elsewhere.
         let backSpec = dir + "/back.yaml"
-        try "name: back\nvcpus: 1\nmemory: 16M\nbios: none\nkernel: \(Self.guest)\nplacement: node:\(newID)\n"
+        try "name: back\nvcpus: 1\nmemory: 16M\nbios: none\nkernel: \(Self.guest)\nplacement: node:\(newID)\nnumaPolicy: off\n"
             .write(toFile: backSpec, atomically: true, encoding: .utf8)
         let back = try cli(["vm", "create", "--spec", backSpec, "--wait"], timeout: 90)
         #expect(back.status == 0, "\(back.output)\n\(logs())")
