@@ -99,6 +99,8 @@ let package = Package(
                 "RISCV", "Platform", "Node", "Coordinator", "Protocol", "Transport", "Cluster", "CProcessControl", "DiscoMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                // `disco top` reads the coordinator's YAML answers; `disco experiment` its sweep files.
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
 

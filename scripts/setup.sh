@@ -4,9 +4,11 @@
 set -euo pipefail
 # libslirp-dev: the `--nic user` uplink (QEMU's user-mode network stack).
 # prometheus: the metrics tests scrape a live cluster with it; systemd: systemd-analyze
-# checks deploy/systemd.
+# checks deploy/systemd; slurmctld, slurmd, slurm-client and munge: the Slurm test runs
+# deploy/slurm's job on a Slurm of its own; iproute2 (ip netns) and util-linux (nsenter):
+# hosts as network namespaces; python3-matplotlib: `disco experiment` draws its plots.
 pkgs=(libuv1-dev libslirp-dev pkg-config opensbi u-boot-qemu qemu-system-misc qemu-utils device-tree-compiler mtools dosfstools e2fsprogs
-      prometheus systemd)
+      prometheus systemd slurmctld slurmd slurm-client munge iproute2 util-linux python3-matplotlib)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

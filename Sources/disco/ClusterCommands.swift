@@ -108,12 +108,19 @@ struct NodeCommand: ParsableCommand {
         """)
     var parkSpinning = true
 
+    @Flag(help: ArgumentHelp("When the coordinator is lost (a network cut, a coordinator restart), join it again as a new node instead of exiting; the VMs that used this node have failed by then. The process stays (it re-executes itself), so srun, a container or a test keeps one process."))
+    var rejoin = false
+
+    @Option(help: ArgumentHelp("With --rejoin: seconds to wait before joining again.", valueName: "seconds"))
+    var rejoinDelay: Double = 1
+
     @OptionGroup var metricsOption: MetricsOption
 
     @OptionGroup var options: ClusterOptions
 
     mutating func run() throws {
         ParentWatch.arm()
+        guard rejoinDelay >= 0 && rejoinDelay <= 3600 else { fail("--rejoin-delay must be 0...3600 seconds") }
         let memoryBytes: UInt64, cacheBytes: UInt64
         do {
             memoryBytes = try MemorySize.parse(memory)
@@ -134,14 +141,35 @@ struct NodeCommand: ParsableCommand {
         if metricsOption.metrics != nil { runtime.onStatsReport = { figures.record($0) } }
         let server = metricsOption.serve(logger: logger) { figures.render() }
         defer { server?.stop() }
-        SignalStopper.install { runtime.stop(reason: "signal"); exitSoonAfterSignal() }
+        let signalled = LockedFlag()
+        SignalStopper.install { signalled.set(); runtime.stop(reason: "signal"); exitSoonAfterSignal() }
+        let reason: String
         do {
-            let reason = try runtime.run()
+            reason = try runtime.run()
             Logger(label: "disco.node").info("node stopped: \(reason)")
         } catch {
             fail("\(error)")
         }
+        if rejoin, !signalled.isSet, reason.hasPrefix("lost the coordinator") {
+            server?.stop()
+            Logger(label: "disco.node").notice("rejoining the coordinator in \(rejoinDelay) s as a new node")
+            Thread.sleep(forTimeInterval: rejoinDelay)
+            if !signalled.isSet { reexecuteSelf() }
+        }
     }
+}
+
+/// Starts this program over in this process (same pid, arguments and environment):
+/// a node that rejoins begins with nothing of its old membership. Every descriptor
+/// above stderr is closed on the way (the old sockets, the metrics listener).
+func reexecuteSelf() -> Never {
+    if let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
+        for name in fds { if let fd = Int32(name), fd > 2 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) } }
+    }
+    var argv: [UnsafeMutablePointer<CChar>?] = CommandLine.arguments.map { strdup($0) }
+    argv.append(nil)
+    execv("/proc/self/exe", &argv)
+    fail("cannot start over to rejoin: \(String(cString: strerror(errno)))")
 }
 
 struct Up: ParsableCommand {
@@ -232,6 +260,57 @@ struct ClientOptions: ParsableArguments {
     }
 }
 
+extension ClientOptions {
+    /// `disco vm create --wait`: creates the VM, copies its console to stdout until it ends.
+    func createAndWait(_ spec: VMSpec) -> Never {
+        setvbuf(stdout, nil, _IONBF, 0)
+        let logger = options.logger("disco.cli")
+        let client: ClusterClient, vm: UInt32
+        do {
+            client = try ClusterClient(coordinator: parseEndpoint(coordinator, "--coordinator"), secret: options.secret(), logger: logger)
+            try client.waitConnected(timeout: 10)
+            let (ok, created, body) = try client.requestWithVM(.create(spec: spec.yamlText()))
+            guard ok, let id = created else {
+                FileHandle.standardError.write(Data("disco: the cluster refused the VM: \(body)\n".utf8))
+                Foundation.exit(1)
+            }
+            vm = id
+        } catch { fail("\(error)") }
+        FileHandle.standardError.write(Data("disco: VM \(vm) created; its console follows\n".utf8))
+        let quit = LockedFlag()
+        SignalStopper.install { quit.set(); client.wake() }
+        while true {
+            if quit.isSet {
+                _ = try? client.request(.stop(vm: vm), timeout: 5)
+                FileHandle.standardError.write(Data("disco: VM \(vm) stopped on a signal\n".utf8))
+                Foundation.exit(130)
+            }
+            let events: [Message]
+            do { events = try client.events(until: Date().addingTimeInterval(0.5)) } catch {
+                FileHandle.standardError.write(Data("disco: VM \(vm): \(error)\n".utf8))
+                Foundation.exit(1)
+            }
+            for m in events {
+                switch m {
+                case .console(let v, let bytes) where v == vm:
+                    FileHandle.standardOutput.write(Data(bytes))
+                case .vmStatus(let v, .stopped, let exit, let detail) where v == vm:
+                    FileHandle.standardError.write(Data("disco: VM \(vm) stopped: \(detail)\n".utf8))
+                    switch exit {
+                    case .fail?: Foundation.exit(1)
+                    default: Foundation.exit(0)
+                    }
+                case .vmStatus(let v, .failed, _, let detail) where v == vm:
+                    FileHandle.standardError.write(Data("disco: VM \(vm) failed: \(detail)\n".utf8))
+                    Foundation.exit(1)
+                default:
+                    break
+                }
+            }
+        }
+    }
+}
+
 struct NodesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "nodes", abstract: "List the cluster's nodes.")
     @OptionGroup var client: ClientOptions
@@ -250,8 +329,18 @@ struct VMCommand: ParsableCommand {
         subcommands: [Create.self, List.self, Stop.self, Migrate.self, Replicate.self])
 
     struct Create: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create a VM from a spec file; prints its id.")
+        static let configuration = CommandConfiguration(
+            abstract: "Create a VM from a spec file; prints its id.",
+            discussion: """
+                With --wait it stays attached: the VM's console goes to standard
+                output and the command ends with the VM: status 0 when the guest
+                passed (powered off), 1 when it failed or the VM failed (a node it
+                used was lost), 130 on Ctrl-C (which stops the VM). For batch jobs:
+                  disco vm create --spec vm.yaml --wait --coordinator tcp:10.0.0.1:7070
+                """)
         @Option(help: ArgumentHelp("The VM spec (YAML).", valueName: "file")) var spec: String
+        @Flag(help: "Print the VM's console output and wait until it ends; the exit status says how it ended.")
+        var wait = false
         @OptionGroup var client: ClientOptions
         func run() throws {
             let vm: VMSpec
@@ -259,6 +348,7 @@ struct VMCommand: ParsableCommand {
                 vm = try VMSpec.load(file: spec)
                 try vm.validate()
             } catch { fail("\(error)") }
+            if wait { client.createAndWait(vm) }
             client.ask(.create(spec: vm.yamlText()))
         }
     }

@@ -25,9 +25,10 @@ final class LocalCluster {
     var secret: [UInt8] { Array(secretText.utf8) }
 
     /// With `metrics`, the coordinator serves Prometheus metrics there (`metricsURL`).
+    /// `heartbeatMillis`: a node silent for 6 of them is dead (longer for sweeps on a busy host).
     /// `nodeArguments` go to every `disco node` (e.g. `--no-park-spinning`).
     static func start(nodes: Int, cpus: Int, memoryBytes: UInt64, directory: String?, metrics: MetricsAddress? = nil,
-                      nodeArguments: [String] = [],
+                      heartbeatMillis: Int = 200, nodeArguments: [String] = [],
                       progress: (String) -> Void = { _ in }) throws -> LocalCluster {
         let dir: String
         if let directory {
@@ -41,7 +42,7 @@ final class LocalCluster {
         let cluster = LocalCluster(directory: dir, secretText: randomSecret())
         do {
             try cluster.launch("coordinator", ["coordinator", "--listen", cluster.coordinatorEndpoint.description,
-                                               "--heartbeat-ms", "200"] + (metrics.map { ["--metrics", $0.description] } ?? []))
+                                               "--heartbeat-ms", String(heartbeatMillis)] + (metrics.map { ["--metrics", $0.description] } ?? []))
             try cluster.waitForSocket(dir + "/coordinator.sock")
             for i in 0..<nodes {
                 try cluster.launch("node-\(i)", ["node", "--coordinator", cluster.coordinatorEndpoint.description,
