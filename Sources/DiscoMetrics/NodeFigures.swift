@@ -13,6 +13,7 @@ enum NodeFigures {
         "rejected_messages": "disco_rejected_messages_total",
         "replicas_installed": "disco_replicas_installed_total",
         "replicas_dropped": "disco_replicas_dropped_total",
+        "vcpu_spin_parks": "disco_vcpu_spin_parks_total",
     ]
 
     /// Report counters that are current values.
@@ -32,6 +33,7 @@ enum NodeFigures {
         "vcpus_runnable": ("disco_vcpus", "state", "runnable", false),
         "vcpus_parked": ("disco_vcpus", "state", "parked", false),
         "vcpus_waiting": ("disco_vcpus", "state", "waiting", false),
+        "vcpus_spinning": ("disco_vcpus", "state", "spinning", false),
     ]
 
     /// Shown in `disco stats` only: the current VMs' instructions (`instructions_total`

@@ -105,7 +105,8 @@ import Testing
         #expect(movedIn >= migrations && movedOut >= migrations, "nodes: in \(movedIn), out \(movedOut); coordinator: \(migrations)")
         let rtt = try prometheus.query("disco_heartbeat_round_trip_seconds")
         #expect(rtt.count == 2 && rtt.allSatisfy { $0.value > 0 && $0.value < 1 }, "\(rtt)")
-        // U-Boot's one VCPU is on a node's run queue (runnable) or waiting for an interrupt.
+        // U-Boot's one VCPU is on a node's run queue (runnable), waiting for an interrupt,
+        // or parked as spinning (its prompt polls the UART).
         let vcpus = try prometheus.query("sum(disco_vcpus)")
         #expect(vcpus.first?.value == 1, "\(vcpus)")
         #expect(try prometheus.query("disco_deferred_events").count == 2)
