@@ -747,7 +747,7 @@ public final class NodeRuntime: @unchecked Sendable {
     /// nodes forever without progress.
     private func process(_ fresh: [TransportEvent]) {
         // A message may carry a change to what a spinning VCPU polls.
-        if !fresh.isEmpty { scheduler.wakeSpinners() }
+        if !fresh.isEmpty { scheduler.wakeSpinners(now: clock.localNanoseconds()) }
         inbox = deferred + inbox[inboxHead...] + fresh
         inboxHead = 0
         deferred.removeAll()

@@ -6,10 +6,12 @@
 ///
 /// A spinning VCPU (its hart polls memory that has not changed, `HartExit.spinning`)
 /// gives its host CPU away until memory may have changed: another VCPU of the node
-/// ran a slice that did work, a message reached the node (`wakeSpinners`: a remote
-/// write's invalidation, a recall, a line for a home page another node writes), an
-/// interrupt is pending, or `spinPark` passed. It then runs a short probe slice
-/// (`isProbing`), which tells at once whether it still spins.
+/// ran a slice that did work, or a message reached the node (`wakeSpinners`: a remote
+/// write's invalidation, a recall, a request for a home line another node will write)
+/// — then it looks again within `spinNotice` (so a stream of messages costs one probe
+/// per `spinNotice`, not one per message) — or an interrupt is pending, or `spinPark`
+/// passed. It then runs a short probe slice (`isProbing`), which tells at once whether
+/// it still spins.
 ///
 /// Pure bookkeeping: the runtime asks `next`, runs that VCPU's slice, and reports how
 /// it ended. Removing a VM removes its VCPUs at once, so none of them can be picked
@@ -41,8 +43,13 @@ public struct VCPUScheduler: Sendable {
     private var probing: Set<VCPU> = []
     /// How long a spinning VCPU waits at most for a reason to look again.
     public let spinPark: UInt64
+    /// How soon it looks again once there is a reason.
+    public let spinNotice: UInt64
 
-    public init(spinPark: UInt64 = 250_000) { self.spinPark = spinPark }
+    public init(spinPark: UInt64 = 2_000_000, spinNotice: UInt64 = 50_000) {
+        self.spinPark = spinPark
+        self.spinNotice = spinNotice
+    }
 
     public var isEmpty: Bool { order.isEmpty }
 
@@ -96,7 +103,7 @@ public struct VCPUScheduler: Sendable {
     }
 
     /// The VCPU's slice ended so. A slice that did work (anything but spinning) may
-    /// have written what the node's spinning VCPUs poll: they look again.
+    /// have written what the node's spinning VCPUs poll: they look again soon.
     public mutating func ran(_ v: VCPU, _ end: SliceEnd, now: UInt64 = 0) {
         guard states[v] != nil else { return }  // its VM went away during the slice
         switch end {
@@ -110,13 +117,15 @@ public struct VCPUScheduler: Sendable {
             return
         }
         probing.remove(v)
-        wakeSpinners()
+        wakeSpinners(now: now)
     }
 
-    /// Memory may have changed (a message arrived): every spinning VCPU looks again.
-    public mutating func wakeSpinners() {
+    /// Memory may have changed (a message arrived at `now`): every spinning VCPU looks
+    /// again within `spinNotice`.
+    public mutating func wakeSpinners(now: UInt64) {
         guard !spinDeadlines.isEmpty else { return }
-        for v in spinDeadlines.keys { unpark(v) }
+        let soon = now &+ spinNotice
+        for (v, d) in spinDeadlines where d > soon { spinDeadlines[v] = soon }
     }
 
     private mutating func unpark(_ v: VCPU) {

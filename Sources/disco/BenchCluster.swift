@@ -14,7 +14,9 @@ struct BenchCluster: ParsableCommand {
             trip on the same kind of socket; then the SMP guest's wall time on 1, 2 and 4
             nodes (cluster start-up included, measured separately); then
             guests/build/spin.elf (hart 0 writes 8 MiB while the others poll a flag
-            without a pause hint) with one VCPU per node on 2, 3 and 4 nodes, with spinning
+            without a pause hint) with one VCPU per node on 2, 3 and 4 nodes, its memory
+            interleaved and the page policy off (so the pollers' nodes serve hart 0's
+            misses, as for a teaching kernel on an interleaving machine), with spinning
             VCPUs parked (the default) and not (--no-park-spinning): more node processes
             than host cores should cost in proportion, never collapse.
               swift build -c release && .build/release/disco bench cluster
@@ -66,14 +68,15 @@ struct BenchCluster: ParsableCommand {
         }
 
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        print("== spin-waiting guest, one VCPU per node (\(cores) host cores) ==")
+        print("== spin-waiting guest, one VCPU per node, memory interleaved, policy off (\(cores) host cores) ==")
         var parked: [Int: Double] = [:]
         for nodes in [2, 3, 4] {
             var line = String(format: "spin.elf on %d nodes:", nodes)
             for park in [true, false] {
                 let times = try (0..<repeats).map { _ in
-                    try runDisco(me, ["run", "--nodes", "\(nodes)", "--smp", "\(nodes)", "--memory", "64M", "--bios", "none",
-                                      "--kernel", spin] + (park ? [] : ["--no-park-spinning"]), timeout: 300).seconds
+                    try runDisco(me, ["run", "--nodes", "\(nodes)", "--smp", "\(nodes)", "--memory", "64M", "--placement", "interleave",
+                                      "--numa-policy", "off", "--bios", "none", "--kernel", spin]
+                                     + (park ? [] : ["--no-park-spinning"]), timeout: 300).seconds
                 }
                 if park { parked[nodes] = median(times) }
                 line += (park ? "  parked" : "  not parked") + String(format: " %6.2f s", median(times))

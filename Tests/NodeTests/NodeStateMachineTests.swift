@@ -163,7 +163,7 @@ import Transport
     }
 
     @Test func aSpinningVCPUWaitsForAReasonToLookAgain() {
-        var s = S(spinPark: 1000)
+        var s = S(spinPark: 1000, spinNotice: 10)
         s.add(vm: 1, count: 2)
         let none: (S.VCPU) -> Bool = { _ in false }
         // VCPU 1 spins: while VCPU 0 spins too nothing runs, until the park ends.
@@ -178,14 +178,19 @@ import Transport
         #expect(!s.isProbing(v(1, 1)))
         // A pending interrupt ends a park.
         #expect(s.next(now: 1150, hasWakeUp: { $0 == self.v(1, 0) }) == v(1, 0))
-        // A slice that did work wakes every spinner: it may have written what they poll.
+        // A slice that did work: every spinner looks again soon (it may have written
+        // what they poll).
         s.ran(v(1, 0), .budgetExhausted, now: 1200)
-        #expect(s.states[v(1, 1)] == .runnable && s.isProbing(v(1, 1)))
-        #expect(s.nextSpinDeadline == nil)
-        // So does a message (the runtime calls wakeSpinners).
+        #expect(s.nextSpinDeadline == 1210)
+        #expect(s.next(now: 1205, hasWakeUp: none) == v(1, 0))
+        s.ran(v(1, 0), .waitingForInterrupt, now: 1206)
+        #expect(s.next(now: 1207, hasWakeUp: none) == nil)
+        #expect(s.next(now: 1210, hasWakeUp: none) == v(1, 1) && s.isProbing(v(1, 1)))
+        // So does a message (the runtime calls wakeSpinners); many messages, one look.
         s.ran(v(1, 1), .spinning, now: 1300)
-        s.wakeSpinners()
-        #expect(s.next(now: 1301, hasWakeUp: none) != nil && s.states[v(1, 1)] == .runnable)
+        for t in UInt64(1301)...1309 { s.wakeSpinners(now: t) }
+        #expect(s.nextSpinDeadline == 1311)
+        #expect(s.next(now: 1311, hasWakeUp: none) == v(1, 1) && s.states[v(1, 1)] == .runnable)
         // A probe that finds the VCPU working ends its probing.
         s.ran(v(1, 1), .budgetExhausted, now: 1400)
         #expect(!s.isProbing(v(1, 1)))
