@@ -11,7 +11,9 @@ struct BenchCluster: ParsableCommand {
             Runs guests/build/missbench.elf on one VM spread over 2 node processes (its
             pages interleaved over both, so half its reads miss to the other node) and
             reports the guest-observed miss latency next to the transport's own round
-            trip on the same kind of socket; then the SMP guest's wall time on 1, 2 and 4
+            trip on the same kind of socket, what a read of a line held in the node's
+            remote cache costs next to a local one, and the lines per second of one hart
+            streaming remote memory; then the SMP guest's wall time on 1, 2 and 4
             nodes (cluster start-up included, measured separately); then
             guests/build/spin.elf (hart 0 writes 8 MiB while the others poll a flag
             without a pause hint) with one VCPU per node on 2, 3 and 4 nodes, its memory
@@ -39,6 +41,7 @@ struct BenchCluster: ParsableCommand {
 
         print("== remote misses (2 nodes, Unix sockets) ==")
         var medians: [Double] = [], p99s: [Double] = [], rates: [Double] = []
+        var hits: [Double] = [], locals: [Double] = [], streams: [Double] = []
         for _ in 0..<repeats {
             let (out, _) = try runDisco(me, ["run", "--nodes", "2", "--smp", "2", "--memory", "64M", "--placement", "interleave",
                                              "--bios", "none", "--kernel", missbench])
@@ -49,12 +52,27 @@ struct BenchCluster: ParsableCommand {
             medians.append(Double(f[4]) ?? .nan)
             p99s.append(Double(f[7]) ?? .nan)
             rates.append(Double(f[9]) ?? .nan)
+            let lines = out.split(separator: "\n")
+            if let h = lines.first(where: { $0.hasPrefix("instret: read ns remote-cache hit") })?.split(separator: " "), h.count >= 8 {
+                hits.append(Double(h[5]) ?? .nan)
+                locals.append(Double(h[7]) ?? .nan)
+            }
+            if let st = lines.first(where: { $0.hasPrefix("instret: stream remote lines") })?.split(separator: " "), st.count >= 6 {
+                streams.append(Double(st[5]) ?? .nan)
+            }
         }
         let rtt = try transportRoundTrip()
         print(String(format: "guest-observed remote miss   median %7.1f µs  p99 %7.1f µs", median(medians), median(p99s)))
         print(String(format: "transport round trip (unix)  median %7.1f µs  p99 %7.1f µs  (ratio miss/RTT %.2fx)",
                      rtt.median / 1e3, rtt.p99 / 1e3, median(medians) * 1e3 / rtt.median))
         print(String(format: "lines transferred per second  %.0f (one hart, one miss at a time)", median(rates)))
+        if !hits.isEmpty {
+            print(String(format: "read of a line in the remote cache %.0f ns, of a local line %.0f ns (%.0f ns more)",
+                         median(hits), median(locals), median(hits) - median(locals)))
+        }
+        if !streams.isEmpty {
+            print(String(format: "one hart streaming remote memory: %.0f lines/s (sequential prefetch)", median(streams)))
+        }
 
         print("== SMP guest (4 VCPUs) wall time ==")
         let startup = try (0..<repeats).map { _ in try runDisco(me, ["run", "--nodes", "1", "--smp", "1", "--memory", "64M",
