@@ -76,6 +76,24 @@ import Testing
         #expect(!d.output.contains("SRST returned"))
     }
 
+    /// Side by side on a cluster (two specs), the VM that reboots boots again under
+    /// its name while the other powers off.
+    @Test func sideBySideOneRebootsOneShutsDown() throws {
+        let initrd = try Initrd()
+        let dir = initrd.dir
+        for (name, mode) in [("a", "shutdown"), ("b", "reboot")] {
+            try "name: \(name)\nmemory: 128M\nbios: \(Paths.openSBI)\nkernel: \(Self.kernel)\ninitrd: initrd.img\nbootargs: srst=\(mode)\n"
+                .write(to: dir.appendingPathComponent("\(name).yaml"), atomically: true, encoding: .utf8)
+        }
+        let r = try runProcess(Paths.disco, ["run", "--nodes", "2", "--spec", dir.appendingPathComponent("a.yaml").path,
+                                             "--spec", dir.appendingPathComponent("b.yaml").path], timeout: 120,
+                               until: { $0.components(separatedBy: "[b] image: hello").count > 3 })
+        #expect(r.output.components(separatedBy: "[b] image: hello").count > 3, "\(r.errorOutput) \(r.output.suffix(800))")
+        #expect(r.output.contains("[a] image: asking OpenSBI for a shutdown"))
+        #expect(r.output.components(separatedBy: "[a] image: hello").count == 2)
+        #expect(!r.errorOutput.contains("failed") && !r.errorOutput.contains("refused"), "\(r.errorOutput)")
+    }
+
     /// Bad input is refused before anything boots, with the reason.
     @Test func anInitrdThatDoesNotFitIsAnError() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("disco-initrd-\(UUID().uuidString)")
