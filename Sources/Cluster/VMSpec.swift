@@ -188,6 +188,8 @@ public struct VMSpec: Equatable, Sendable {
     public var disks: [Disk]
     public var nics: [NIC] = []
     public var bootargs: String?
+    /// An initial RAM disk (QEMU's -initrd): loaded high in RAM, named in /chosen.
+    public var initrd: String?
     public var consoleLog: String?
     /// Where the VM's memory is homed on a cluster.
     public var placement: MemoryPlacement = .firstTouch
@@ -302,6 +304,10 @@ public struct VMSpec: Equatable, Sendable {
         var files: [(String, String)] = []
         if case .file(let path)? = firmware { files.append(("firmware", path)) }
         if let kernel { files.append(("kernel", kernel)) }
+        if let initrd {
+            guard kernel != nil else { throw SpecError("initrd '\(initrd)' needs a kernel (--kernel) to hand it to") }
+            files.append(("initrd", initrd))
+        }
         for disk in disks { files.append(("disk", disk.path)) }
         if let log = consoleLog, log.isEmpty { throw SpecError("console log path is empty") }
         for (what, path) in files where !fileExists(path) {
@@ -375,6 +381,7 @@ extension VMSpec {
     ///   - { switch: lan, mac: "52:54:00:00:00:01" }   # the virtual switch of subnet 'lan'
     ///   - user                                       # the host's network (NAT), as QEMU's -nic user
     /// bootargs: console=ttyS0
+    /// initrd: initramfs.cpio.gz      # loaded high in RAM, as QEMU's -initrd
     /// console-log: demo.log
     /// ```
     public static func parse(yaml text: String, baseDirectory: String = ".") throws -> VMSpec {
@@ -411,6 +418,8 @@ extension VMSpec {
                 spec.firmware = s == "none" ? Firmware.none : .file(resolve(s))
             case "kernel":
                 spec.kernel = resolve(try scalar(value, key))
+            case "initrd":
+                spec.initrd = resolve(try scalar(value, key))
             case "placement":
                 spec.placement = try MemoryPlacement(parsing: try scalar(value, key))
             case "numaPolicy", "numa-policy":
@@ -489,7 +498,7 @@ extension VMSpec {
                     return nic
                 }
             default:
-                throw SpecError("unknown spec key '\(key)' (known: name, vcpus, memory, bios, kernel, disks, nics, bootargs, console-log, placement, numaPolicy, numaParameters)")
+                throw SpecError("unknown spec key '\(key)' (known: name, vcpus, memory, bios, kernel, initrd, disks, nics, bootargs, console-log, placement, numaPolicy, numaParameters)")
             }
         }
         return spec
@@ -530,6 +539,7 @@ extension VMSpec {
         case nil: break
         }
         if let kernel { root["kernel"] = absolute(kernel) }
+        if let initrd { root["initrd"] = absolute(initrd) }
         if let bootargs { root["bootargs"] = bootargs }
         if let consoleLog { root["console-log"] = absolute(consoleLog) }
         if placement != .firstTouch { root["placement"] = placement.description }

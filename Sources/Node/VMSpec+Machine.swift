@@ -20,6 +20,6 @@ extension VMSpec {
                                  }
                                  return NICConfig(backend: backend, mac: nic.mac.flatMap(MACAddress.init(parsing:)), slot: nic.slot)
                              },
-                             bootargs: bootargs)
+                             bootargs: bootargs, initrd: initrd)
     }
 }

@@ -52,9 +52,11 @@ public struct MachineConfig: Equatable, Sendable {
     public var disks: [DiskConfig]
     public var nics: [NICConfig]
     public var bootargs: String?
+    /// An initial RAM disk loaded high in RAM, as QEMU's -initrd.
+    public var initrd: String?
 
     public init(harts: Int, memoryBytes: UInt64, bios: BootFirmware, kernel: String?, disks: [DiskConfig],
-                nics: [NICConfig] = [], bootargs: String?) {
+                nics: [NICConfig] = [], bootargs: String?, initrd: String? = nil) {
         self.harts = harts
         self.memoryBytes = memoryBytes
         self.bios = bios
@@ -62,6 +64,7 @@ public struct MachineConfig: Equatable, Sendable {
         self.disks = disks
         self.nics = nics
         self.bootargs = bootargs
+        self.initrd = initrd
     }
 
     /// NIC `i`'s address: the configured one, else the one derived from `vm` and `i`.

@@ -21,7 +21,8 @@ public enum VirtBoard {
     /// The device tree QEMU's virt board would pass for `harts` harts and
     /// `memoryBytes` of RAM: the same nodes, compatibles, registers, interrupt
     /// wiring and phandle structure (OpenSBI, U-Boot and Linux read it).
-    public static func deviceTree(harts: Int, memoryBytes: UInt64, bootargs: String? = nil) -> [UInt8] {
+    public static func deviceTree(harts: Int, memoryBytes: UInt64, bootargs: String? = nil,
+                                  initrd: Range<UInt64>? = nil) -> [UInt8] {
         precondition(harts >= 1)
         // phandles: one per hart interrupt controller, then the PLIC and the test device.
         let intc = (0..<harts).map { UInt32(1 + $0) }
@@ -35,6 +36,15 @@ public enum VirtBoard {
 
         t.begin("chosen")
         if let bootargs { t.property("bootargs", string: bootargs) }
+        if let initrd {
+            // QEMU 7.2 writes both as one 32-bit cell (RAM starts at 2 GiB, and an
+            // initrd sits within its first 4 GiB); Linux reads either width.
+            func cells(_ v: UInt64) -> [UInt32] {
+                v <= UInt64(UInt32.max) ? [UInt32(v)] : [UInt32(v >> 32), UInt32(truncatingIfNeeded: v)]
+            }
+            t.property("linux,initrd-start", cells: cells(initrd.lowerBound))
+            t.property("linux,initrd-end", cells: cells(initrd.upperBound))
+        }
         t.property("stdout-path", string: "/soc/serial@\(hex(uart))")
         t.end()
 

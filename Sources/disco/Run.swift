@@ -12,6 +12,10 @@ struct Run: ParsableCommand {
             Ctrl-A then x to quit, Ctrl-A h for help) or, with --console-log, a file.
             The exit status follows the guest's test finisher: 0 when it powers off or
             passes, its code (or 1) when it fails; 2 for a bad command line or spec.
+            A reset through the finisher (OpenSBI's SBI system reset for a reboot)
+            boots the VM again from its files, as QEMU does, on one process and on
+            a cluster. Linux: see docs/linux.md (--kernel with an Image header,
+            --initrd, --append).
 
             Examples:
               disco run --bios none --kernel guests/build/isa.elf
@@ -24,6 +28,9 @@ struct Run: ParsableCommand {
               disco run --nodes 2 --smp 4 --bios none --kernel guests/build/smp.elf
               disco run --nodes 2 --spec a.yaml --spec b.yaml    # two VMs side by side
               disco run --bios none --kernel guests/build/net.elf --nic user,slot=0
+              disco run --smp 2 --memory 1G \\
+                --bios /usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin \\
+                --kernel vmlinux --initrd initrd.img --append "console=ttyS0"
             """
     )
 
@@ -73,14 +80,17 @@ struct Run: ParsableCommand {
 
 /// The VM flags shared by `run` and the commands that boot something.
 struct VMOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("A YAML spec file (name, vcpus, memory, bios, kernel, disks, nics, bootargs, console-log, placement, numaPolicy, numaParameters); flags override it. With --nodes it may be given several times: the VMs boot side by side on the embedded cluster, each output line prefixed with '[name] '.", valueName: "file"))
+    @Option(help: ArgumentHelp("A YAML spec file (name, vcpus, memory, bios, kernel, initrd, disks, nics, bootargs, console-log, placement, numaPolicy, numaParameters); flags override it. With --nodes it may be given several times: the VMs boot side by side on the embedded cluster, each output line prefixed with '[name] '.", valueName: "file"))
     var spec: [String] = []
 
     @Option(help: ArgumentHelp("Firmware entered in M-mode at 0x80000000, or 'none' to enter the kernel in M-mode.", valueName: "path|none"))
     var bios: String?
 
-    @Option(help: ArgumentHelp("Kernel: an ELF loaded at its addresses, or a raw image at 0x80200000 (0x80000000 with --bios none).", valueName: "path"))
+    @Option(help: ArgumentHelp("Kernel: an ELF loaded at its addresses; a Linux RISC-V Image (its header checked: image_size and text_offset must fit the RAM) at the first 2 MiB boundary after the firmware, as QEMU does (0x80200000 after OpenSBI's fw_jump; 0x80000000 with --bios none); another raw image at 0x80200000 (0x80000000 with --bios none).", valueName: "path"))
     var kernel: String?
+
+    @Option(help: ArgumentHelp("An initial RAM disk (e.g. an initramfs), loaded as QEMU's -initrd: at the kernel's start plus half the RAM or 128 MiB, whichever is less; its bounds go to the device tree's /chosen linux,initrd-start and linux,initrd-end. Needs --kernel.", valueName: "path"))
+    var initrd: String?
 
     @Option(help: ArgumentHelp("Number of virtual CPUs (harts).", valueName: "n"))
     var smp: Int?
@@ -121,6 +131,7 @@ struct VMOptions: ParsableArguments {
         var spec = loaded
         if let bios { spec.firmware = bios == "none" ? VMSpec.Firmware.none : .file(bios) }
         if let kernel { spec.kernel = kernel }
+        if let initrd { spec.initrd = initrd }
         if let smp { spec.vcpus = smp }
         if let memory { spec.memoryBytes = try MemorySize.parse(memory) }
         if !disk.isEmpty { spec.disks = try disk.map { try VMSpec.Disk(parsingOption: $0) } }

@@ -24,12 +24,12 @@ func runOnCluster(spec: VMSpec, nodes: Int, printStats: Bool = false, parkSpinni
     var logger = Logger(label: "disco.run")
     logger.logLevel = .error
     let client: ClusterClient
-    let vm: UInt32
+    var vm: UInt32
+    var sent = spec
+    sent.consoleLog = nil
     do {
         client = try ClusterClient(coordinator: cluster.coordinatorEndpoint, secret: cluster.secret, logger: logger)
         try client.waitConnected(timeout: 10)
-        var sent = spec
-        sent.consoleLog = nil
         let (ok, created, body) = try client.requestWithVM(.create(spec: sent.yamlText()))
         guard ok, let id = created else {
             cluster.stop()
@@ -43,7 +43,9 @@ func runOnCluster(spec: VMSpec, nodes: Int, printStats: Bool = false, parkSpinni
 
     console.enterRawModeIfTerminal()
     let quit = LockedFlag()
-    console.startInputThread(deliver: { client.send(.console(vm: vm, bytes: $0)) },
+    // A guest reset boots the VM again under a new id; console input follows it.
+    let current = CurrentVM(vm)
+    console.startInputThread(deliver: { client.send(.console(vm: current.id, bytes: $0)) },
                              quit: { quit.set(); client.wake() })
     SignalStopper.install { quit.set(); client.wake() }
 
@@ -70,10 +72,30 @@ func runOnCluster(spec: VMSpec, nodes: Int, printStats: Bool = false, parkSpinni
             switch m {
             case .console(_, let bytes):
                 bytes.withUnsafeBytes { console.write($0) }
+            case .vmStatus(let which, _, _, _) where which != vm:
+                break  // a VM that a reset replaced, winding down
+            case .vmStatus(_, .stopped, .reset?, _):
+                // The guest reset the board (the finisher's 0x7777, as OpenSBI's SBI
+                // system reset writes it): as QEMU and `disco run` on one process do,
+                // boot the VM again from its files, with fresh memory.
+                do {
+                    let (ok, created, body) = try client.requestWithVM(.create(spec: sent.yamlText()))
+                    guard ok, let id = created else {
+                        problem = "the guest reset the VM and the cluster refused to boot it again: \(body)"
+                        status = 1
+                        break loop
+                    }
+                    vm = id
+                    current.id = id
+                } catch {
+                    problem = "the guest reset the VM and booting it again failed: \(error) (logs in \(cluster.directory))"
+                    status = 1
+                    break loop
+                }
             case .vmStatus(_, .stopped, let exit, _):
                 switch exit {
                 case .fail(let code)?: status = code == 0 ? 1 : Int32(truncatingIfNeeded: code)
-                case .pass?, .reset?, .stopped?, nil: status = 0
+                case .pass?, .stopped?, .reset?, nil: status = 0
                 }
                 break loop
             case .vmStatus(_, .failed, _, let detail):
@@ -95,6 +117,17 @@ func runOnCluster(spec: VMSpec, nodes: Int, printStats: Bool = false, parkSpinni
         if ProcessInfo.processInfo.environment["DISCO_KEEP_LOGS"] == nil { try? FileManager.default.removeItem(atPath: cluster.directory) } else { FileHandle.standardError.write(Data("disco: logs in \(cluster.directory)\n".utf8)) }
     }
     return status
+}
+
+/// The VM that console input goes to (a reset replaces it).
+private final class CurrentVM: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _id: UInt32
+    init(_ id: UInt32) { _id = id }
+    var id: UInt32 {
+        get { lock.lock(); defer { lock.unlock() }; return _id }
+        set { lock.lock(); _id = newValue; lock.unlock() }
+    }
 }
 
 /// Prints the coordinator's statistics line of VM `vm` to standard error once the nodes'

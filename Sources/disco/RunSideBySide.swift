@@ -27,6 +27,8 @@ func runSideBySide(specs: [VMSpec], nodes: Int) -> Int32 {
     var names: [UInt32: String] = [:]
     var logs: [UInt32: FileHandle] = [:]
     var pending: [UInt32: [UInt8]] = [:]
+    // What each VM was created from, to create it again when its guest resets.
+    var sentSpecs: [UInt32: String] = [:]
     do {
         client = try ClusterClient(coordinator: cluster.coordinatorEndpoint, secret: cluster.secret, logger: logger)
         try client.waitConnected(timeout: 10)
@@ -40,6 +42,7 @@ func runSideBySide(specs: [VMSpec], nodes: Int) -> Int32 {
                 fail("the cluster refused VM '\(spec.name)': \(body)")
             }
             names[id] = taken.contains(spec.name) ? "\(spec.name)-\(id)" : spec.name
+            sentSpecs[id] = sent.yamlText()
             if let path = spec.consoleLog {
                 guard FileManager.default.createFile(atPath: path, contents: nil), let h = FileHandle(forWritingAtPath: path) else {
                     cluster.stop()
@@ -100,6 +103,27 @@ func runSideBySide(specs: [VMSpec], nodes: Int) -> Int32 {
             switch m {
             case .console(let vm, let bytes):
                 emit(vm, bytes)
+            case .vmStatus(let vm, .stopped, .reset?, _) where running.contains(vm):
+                // The guest reset its board: boot that VM again (a new id, the same
+                // name and console log), as QEMU does.
+                emit(vm, [], flush: true)
+                running.remove(vm)
+                do {
+                    let (ok, created, body) = try client.requestWithVM(.create(spec: sentSpecs[vm] ?? ""))
+                    guard ok, let id = created else {
+                        problem = "VM '\(names[vm] ?? "\(vm)")' reset and the cluster refused to boot it again: \(body)"
+                        status = 1
+                        break loop
+                    }
+                    names[id] = names[vm]
+                    logs[id] = logs.removeValue(forKey: vm)
+                    sentSpecs[id] = sentSpecs[vm]
+                    running.insert(id)
+                } catch {
+                    problem = "VM '\(names[vm] ?? "\(vm)")' reset and booting it again failed: \(error) (logs in \(cluster.directory))"
+                    status = 1
+                    break loop
+                }
             case .vmStatus(let vm, .stopped, let exit, _):
                 emit(vm, [], flush: true)
                 running.remove(vm)

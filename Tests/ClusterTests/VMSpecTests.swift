@@ -92,6 +92,20 @@ import Testing
         expected.firmware = .file("/work/dir/fw/fw_jump.bin")
         expected.disks[0].path = "/work/dir/a.img"
         #expect(back == expected)
+        // An initrd (QEMU's -initrd) is read from `initrd:` relative to the spec's folder.
+        var linux = VMSpec(kernel: "/boot/Image")
+        linux.initrd = "initrd.img"
+        let linuxBack = try VMSpec.parse(yaml: linux.yamlText(baseDirectory: "/vms"))
+        #expect(linuxBack.initrd == "/vms/initrd.img")
+        #expect(try VMSpec.parse(yaml: "kernel: Image\ninitrd: rd/initrd.img\n", baseDirectory: "/vms").initrd == "/vms/rd/initrd.img")
+        let exists: (String) -> Bool = { $0 != "/missing" }
+        #expect(throws: Never.self) { try linuxBack.validate(fileExists: exists) }
+        var missing = linuxBack
+        missing.initrd = "/missing"
+        #expect(throws: SpecError("initrd '/missing': no such readable file")) { try missing.validate(fileExists: exists) }
+        var orphan = VMSpec(firmware: .file("/fw"))
+        orphan.initrd = "/rd"
+        #expect(throws: SpecError.self) { try orphan.validate(fileExists: exists) }
         var none = VMSpec()
         none.firmware = VMSpec.Firmware.none
         none.kernel = "/k.elf"

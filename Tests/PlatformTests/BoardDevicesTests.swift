@@ -37,6 +37,13 @@ import Testing
         #expect(b.takeExit() == nil)
         finisher.write(offset: offset, size: 4, value: 0x5555)
         #expect(b.takeExit() == .pass)
+        // OpenSBI's SBI system reset stores halfwords (QEMU's device takes 2 to 4 bytes).
+        finisher.write(offset: offset, size: 2, value: 0x7777)
+        #expect(b.takeExit() == .reset)
+        finisher.write(offset: offset, size: 2, value: 0xffff_5555)
+        #expect(b.takeExit() == .pass)
+        finisher.write(offset: offset, size: 1, value: 0x55)
+        #expect(b.takeExit() == nil)
     }
 
     @Test func limitsAreCheckedForEveryCaller() {
