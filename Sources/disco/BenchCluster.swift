@@ -57,8 +57,8 @@ struct BenchCluster: ParsableCommand {
                 hits.append(Double(h[5]) ?? .nan)
                 locals.append(Double(h[7]) ?? .nan)
             }
-            if let st = lines.first(where: { $0.hasPrefix("instret: stream remote lines") })?.split(separator: " "), st.count >= 6 {
-                streams.append(Double(st[5]) ?? .nan)
+            if let st = lines.first(where: { $0.hasPrefix("instret: stream remote lines") })?.split(separator: " "), st.count >= 7 {
+                streams.append(Double(st[6]) ?? .nan)
             }
         }
         let rtt = try transportRoundTrip()
