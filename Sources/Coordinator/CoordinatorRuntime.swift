@@ -8,8 +8,12 @@ public struct CoordinatorConfiguration: Sendable {
     public var listen: [Endpoint]
     public var secret: [UInt8]
     public var machine: CoordinatorStateMachine.Configuration
+    /// A directory for a console log per VM (`vm-<id>-<name>.log`), or nil for none.
+    public var consoleDirectory: String?
 
-    public init(listen: [Endpoint], secret: [UInt8], machine: CoordinatorStateMachine.Configuration = .init()) {
+    public init(listen: [Endpoint], secret: [UInt8], machine: CoordinatorStateMachine.Configuration = .init(),
+                consoleDirectory: String? = nil) {
+        self.consoleDirectory = consoleDirectory
         self.listen = listen
         self.secret = secret
         self.machine = machine
@@ -38,6 +42,7 @@ public final class CoordinatorRuntime: @unchecked Sendable {
     private var nodeReports: [Int32: StatsReport] = [:]
     private var nodeConnections: Set<ConnectionID> = []
     private var nextFigures: UInt64 = 0
+    private let consoleFiles: ConsoleFiles
 
     public init(configuration: CoordinatorConfiguration, logger: Logger, clock: ClusterClock = ClusterClock(),
                 transport: TransportFactory? = nil) {
@@ -46,7 +51,10 @@ public final class CoordinatorRuntime: @unchecked Sendable {
         self.clock = clock
         // This thread drives the sockets: a message is handled the moment it is read.
         self.makeTransport = transport ?? Transports.network(logger: logger, driven: true)
-        self.machine = CoordinatorStateMachine(configuration: configuration.machine)
+        var machineConfiguration = configuration.machine
+        if machineConfiguration.checkConsoleLog == nil { machineConfiguration.checkConsoleLog = { ConsoleFiles.check($0) } }
+        self.machine = CoordinatorStateMachine(configuration: machineConfiguration)
+        self.consoleFiles = ConsoleFiles(directory: configuration.consoleDirectory) { [logger] in logger.warning("\($0)") }
     }
 
     /// Bound listen addresses, once `run()` has started (any thread).
@@ -137,7 +145,10 @@ public final class CoordinatorRuntime: @unchecked Sendable {
     }
 
     /// Closes the transport (the last part of `run`).
-    public func finish() { transport?.shutdown() }
+    public func finish() {
+        transport?.shutdown()
+        consoleFiles.closeAll()
+    }
 
     private func carryOut(_ directives: [CoordinatorStateMachine.Directive]) {
         for d in directives {
@@ -146,6 +157,8 @@ public final class CoordinatorRuntime: @unchecked Sendable {
             case .close(let c): transport.close(c)
             case .log(let level, let text):
                 logger.log(level: level, "\(text)")
+            case .consoleOutput(let vm, let name, let log, let bytes):
+                consoleFiles.write(vm: vm, name: name, log: log, bytes: bytes)
             }
         }
     }

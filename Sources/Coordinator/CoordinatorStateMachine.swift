@@ -38,6 +38,9 @@ public struct CoordinatorStateMachine: Sendable {
         case send(Message, to: ConnectionID)
         case close(ConnectionID)
         case log(Logger.Level, String)
+        /// Output of VM `vm` (named `name`) to keep on disk: in its spec's `console-log`
+        /// file `log` if it has one, and in the coordinator's console directory if it has one.
+        case consoleOutput(vm: UInt32, name: String, log: String?, bytes: [UInt8])
     }
 
     public struct Configuration: Sendable {
@@ -46,9 +49,17 @@ public struct CoordinatorStateMachine: Sendable {
         public var deadAfterIntervals: Int
         public var lineSize: Int
         public var strategy: PlacementPolicy.Strategy
+        /// How much of each VM's most recent console output is kept for consoles that attach.
+        public var consoleBacklogBytes: Int
+        /// Checks that a spec's `console-log` can be written on this host: nil if it can,
+        /// else why not (the create fails). Nil: not checked (tests).
+        public var checkConsoleLog: (@Sendable (String) -> String?)?
 
         public init(heartbeatMillis: UInt32 = 500, suspectAfterIntervals: Int = 3, deadAfterIntervals: Int = 6,
-                    lineSize: Int = 128, strategy: PlacementPolicy.Strategy = .compact) {
+                    lineSize: Int = 128, strategy: PlacementPolicy.Strategy = .compact,
+                    consoleBacklogBytes: Int = 64 * 1024, checkConsoleLog: (@Sendable (String) -> String?)? = nil) {
+            self.consoleBacklogBytes = consoleBacklogBytes
+            self.checkConsoleLog = checkConsoleLog
             self.heartbeatMillis = heartbeatMillis
             self.suspectAfterIntervals = suspectAfterIntervals
             self.deadAfterIntervals = deadAfterIntervals
@@ -135,6 +146,13 @@ public struct CoordinatorStateMachine: Sendable {
         public var scrubbing = false
         /// The virtual-switch subnets its NICs are on.
         public var subnets: Set<String> = []
+        /// The spec's `console-log` file (written by the coordinator's runtime).
+        public var consoleLog: String?
+        /// The most recent console output (at most `consoleBacklogBytes`).
+        public var backlog: [UInt8] = []
+        /// Clients attached with `consoleAttach` (besides the owner): they get the output,
+        /// and their input goes to the VM.
+        public var consoles: Set<ConnectionID> = []
         public var participants: Set<NodeID> {
             Set(placement.vcpuNodes.map(Int.init) + placement.chunks.map { Int($0.node) })
         }
@@ -186,6 +204,7 @@ public struct CoordinatorStateMachine: Sendable {
             }
             if clients.remove(id) != nil {
                 for (vm, r) in vms where r.owner == id { vms[vm]?.owner = nil }
+                for (vm, r) in vms where r.consoles.contains(id) { vms[vm]?.consoles.remove(id) }
             }
         case .tick:
             apply(membership.handle(.tick(now: duration)))
@@ -278,8 +297,14 @@ public struct CoordinatorStateMachine: Sendable {
         case .leave(let reason):
             log(.info, "node \(n) leaves: \(reason)")
             apply(membership.handle(.leave(n, now: duration)))
-        case .console(let vm, _):
-            if let owner = vms[vm]?.owner { send(message, to: owner) }
+        case .console(let vm, let bytes):
+            guard let r = vms[vm], r.participants.contains(n) else { return }
+            vms[vm]!.backlog.append(contentsOf: bytes)
+            let excess = vms[vm]!.backlog.count - configuration.consoleBacklogBytes
+            if excess > 0 { vms[vm]!.backlog.removeFirst(excess) }
+            if let owner = r.owner { send(message, to: owner) }
+            for c in r.consoles.sorted(by: { $0.rawValue < $1.rawValue }) where c != r.owner { send(message, to: c) }
+            out.append(.consoleOutput(vm: vm, name: r.name, log: r.consoleLog, bytes: bytes))
         case .stats(let report):
             nodeStats[n] = report
         case .vmStatus(let vm, let state, let exit, let detail):
@@ -350,6 +375,8 @@ public struct CoordinatorStateMachine: Sendable {
         for p in r.participants.sorted() { sendNode(p, .vmStop(vm: vm, reason: detail)) }
         announce(r.subnets, also: [Int(r.placement.deviceNode)])
         if let owner = r.owner { send(.vmStatus(vm: vm, state: state, exit: exit, detail: detail), to: owner) }
+        for c in r.consoles.sorted(by: { $0.rawValue < $1.rawValue }) where c != r.owner { send(.vmStatus(vm: vm, state: state, exit: exit, detail: detail), to: c) }
+        vms[vm]!.consoles = []
         log(.info, "VM \(vm) '\(r.name)' \(state): \(detail)")
     }
 
@@ -384,12 +411,43 @@ public struct CoordinatorStateMachine: Sendable {
             answer(rid, request, from: id)
         case .console(let vm, _):
             guard let r = vms[vm], r.isActive else { return }
+            guard r.owner == id || r.consoles.contains(id) else {
+                return send(.error(code: .invalidRequest, message: "console input for VM \(vm), which this client neither created nor attached to"), to: id)
+            }
             sendNode(Int(r.placement.deviceNode), message)
+        case .consoleAttach(let which):
+            switch findVM(which) {
+            case .failure(let why):
+                send(.consoleAttached(vm: 0, ok: false, detail: why.description, backlog: []), to: id)
+            case .success(let vm):
+                vms[vm]!.consoles.insert(id)
+                log(.info, "a console attached to VM \(vm) '\(vms[vm]!.name)'")
+                send(.consoleAttached(vm: vm, ok: true, detail: "attached to VM \(vm) '\(vms[vm]!.name)'", backlog: vms[vm]!.backlog), to: id)
+            }
+        case .consoleDetach(let vm):
+            if vms[vm]?.consoles.remove(id) != nil { log(.info, "a console detached from VM \(vm)") }
         case .leave:
             out.append(.close(id))
         default:
-            send(.error(code: .unexpectedMessage, message: "clients send vmRequest or console"), to: id)
+            send(.error(code: .unexpectedMessage, message: "clients send vmRequest, console, consoleAttach or consoleDetach"), to: id)
         }
+    }
+
+    struct LookupError: Error, CustomStringConvertible { var description: String }
+
+    /// A running VM by id or by name (the running VM of that name).
+    func findVM(_ which: String) -> Result<UInt32, LookupError> {
+        if let id = UInt32(which) {
+            guard let r = vms[id] else { return .failure(LookupError(description: "no VM \(id)")) }
+            guard r.isActive else { return .failure(LookupError(description: "VM \(id) '\(r.name)' is not running (\(r.state))")) }
+            return .success(id)
+        }
+        let named = vms.filter { $0.value.name == which }
+        let active = named.filter { $0.value.isActive }.keys.sorted()
+        if active.count == 1 { return .success(active[0]) }
+        if active.count > 1 { return .failure(LookupError(description: "several running VMs are named '\(which)' (\(active.map(String.init).joined(separator: ", "))): give its id")) }
+        if named.isEmpty { return .failure(LookupError(description: "no VM named '\(which)'")) }
+        return .failure(LookupError(description: "no running VM named '\(which)' (it has ended)"))
     }
 
     private mutating func answer(_ rid: UInt64, _ request: VMRequest, from client: ConnectionID) {
@@ -657,6 +715,10 @@ public struct CoordinatorStateMachine: Sendable {
     private mutating func create(_ text: String, owner: ConnectionID) throws -> UInt32 {
         let spec = try VMSpec.parse(yaml: text)
         try spec.validate(fileExists: { _ in true })  // the nodes read the files and report
+        // The coordinator sees every VM's output, so it writes the console log (on its host).
+        if let path = spec.consoleLog, let check = configuration.checkConsoleLog, let why = check(path) {
+            throw CreateError(description: "console-log \(path): \(why)")
+        }
         let alive = membership.alive.filter { $0.status == .alive && nodes[$0.id]?.alive == true }.map(\.id)
         guard !alive.isEmpty else { throw CreateError(description: "no live nodes to run the VM on") }
         var load: [NodeID: Int] = [:]
@@ -718,6 +780,7 @@ public struct CoordinatorStateMachine: Sendable {
                            state: .starting, frameRuns: runs, memoryBytes: spec.memoryBytes)
         vms[id]!.firstTouch = firstTouch
         vms[id]!.untouched = untouched
+        vms[id]!.consoleLog = spec.consoleLog
         for n in participants { sendNode(n, .vmStart(placement)) }
         var subnets = Set<String>()
         for nic in spec.nics { if case .switch(let subnet) = nic.attachment { subnets.insert(subnet) } }

@@ -48,6 +48,9 @@ extension Message {
         case .ethernetFrame: return .ethernetFrame
         case .subnetMembers: return .subnetMembers
         case .console: return .console
+        case .consoleAttach: return .consoleAttach
+        case .consoleAttached: return .consoleAttached
+        case .consoleDetach: return .consoleDetach
         case .stats: return .stats
         case .pageAccesses: return .pageAccesses
         case .vmRequest: return .vmRequest
@@ -256,6 +259,15 @@ extension Message {
         case .console(let vm, let bytes):
             w.put(vm)
             w.put(bytes: bytes)
+        case .consoleAttach(let vm):
+            w.put(vm)
+        case .consoleAttached(let vm, let ok, let detail, let backlog):
+            w.put(vm)
+            w.put(ok)
+            w.put(detail)
+            w.put(bytes: backlog)
+        case .consoleDetach(let vm):
+            w.put(vm)
         case .stats(let s):
             w.put(s.nodeID)
             w.put(s.uptimeNanos)
@@ -529,6 +541,11 @@ extension Message {
             }
             return .subnetMembers(subnet: subnet, nodes: nodes)
         case .console: return .console(vm: try r.u32("vm"), bytes: try r.bytes("bytes"))
+        case .consoleAttach: return .consoleAttach(vm: try r.string("vm"))
+        case .consoleAttached:
+            return .consoleAttached(vm: try r.u32("vm"), ok: try r.bool("ok"), detail: try r.string("detail"),
+                                    backlog: try r.bytes("backlog"))
+        case .consoleDetach: return .consoleDetach(vm: try r.u32("vm"))
         case .stats:
             let node = try r.int(Int32.self, "nodeID"), uptime = try r.u64("uptimeNanos")
             let n = try r.count("counters", minimumElementSize: 12)

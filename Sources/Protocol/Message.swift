@@ -109,6 +109,15 @@ public enum Message: Equatable, Sendable {
     case subnetMembers(subnet: String, nodes: [NodeAddress])
     /// Bytes to or from a VM's console.
     case console(vm: UInt32, bytes: [UInt8])
+    /// Client to coordinator: attach this connection to a VM's console (`vm` is its id
+    /// or its name). Answered with `consoleAttached`; then the client gets the VM's
+    /// `console` output and may send it `console` input, until `consoleDetach`.
+    case consoleAttach(vm: String)
+    /// Coordinator to client: the answer to `consoleAttach`: the VM's id, and on success
+    /// its recent output (the coordinator's bounded backlog), else why not in `detail`.
+    case consoleAttached(vm: UInt32, ok: Bool, detail: String, backlog: [UInt8])
+    /// Client to coordinator: stop getting this VM's console (the VM runs on).
+    case consoleDetach(vm: UInt32)
     /// Periodic counters from a node.
     case stats(StatsReport)
     /// Node to coordinator, every report interval: this node's accesses (sampled) to
@@ -150,6 +159,7 @@ public enum MessageType: UInt8, CaseIterable, Sendable {
     case pageReplicasDropped = 0x3B, pageTouch = 0x3C, pageAssigned = 0x3D
     case ethernetFrame = 0x40, console = 0x41, stats = 0x42, pageAccesses = 0x43
     case subnetMembers = 0x44
+    case consoleAttach = 0x48, consoleAttached = 0x49, consoleDetach = 0x4A
     case vmRequest = 0x50, vmResponse = 0x51, vmStatus = 0x52, vmStart = 0x53, vmStop = 0x54
     case vmDropped = 0x55, scrubFrames = 0x56, framesScrubbed = 0x57
 }

@@ -30,12 +30,20 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Coherence line size in bytes (a power of two, 64 to 4096).")
     var lineSize: Int = 128
 
+    @Option(help: ArgumentHelp("Keep every VM's console output in this directory, one file per VM (vm-ID-NAME.log); created if missing. A spec's console-log file is written too, on this host (a relative path is taken from this process's working directory; `vm create` sends it absolute, from the spec file's directory).", valueName: "dir"))
+    var consoleDir: String?
+
     @OptionGroup var metricsOption: MetricsOption
 
     @OptionGroup var options: ClusterOptions
 
     mutating func run() throws {
         ParentWatch.arm()
+        if let consoleDir {
+            do { try FileManager.default.createDirectory(atPath: consoleDir, withIntermediateDirectories: true) } catch {
+                fail("cannot create --console-dir \(consoleDir): \(error.localizedDescription)")
+            }
+        }
         guard (64...4096).contains(lineSize), lineSize & (lineSize - 1) == 0 else { fail("--line-size must be a power of two from 64 to 4096") }
         guard heartbeatMs >= 10 else { fail("--heartbeat-ms must be at least 10") }
         let endpoints = listen.map { parseEndpoint($0, "--listen") }
@@ -43,7 +51,8 @@ struct CoordinatorCommand: ParsableCommand {
         let logger = options.logger("disco.coordinator")
         let runtime = CoordinatorRuntime(
             configuration: CoordinatorConfiguration(listen: endpoints, secret: options.secret(),
-                                                    machine: .init(heartbeatMillis: UInt32(heartbeatMs), lineSize: lineSize)),
+                                                    machine: .init(heartbeatMillis: UInt32(heartbeatMs), lineSize: lineSize),
+                                                    consoleDirectory: consoleDir),
             logger: logger)
         // Listening for metrics first: a port in use stops the coordinator before any node joins.
         let figures = CoordinatorMetrics()
@@ -219,6 +228,7 @@ struct Up: ParsableCommand {
         print("cluster up: \(nodes) node(s); coordinator at \(cluster.coordinatorEndpoint)")
         if metricsAddress != nil { print("metrics at \(cluster.metricsURL ?? "(see coordinator.log)")") }
         print("logs and sockets in \(cluster.directory)")
+        print("VM consoles logged in \(cluster.directory)/consoles; attach with: disco console VM --coordinator \(cluster.coordinatorEndpoint)")
         print("export DISCO_SECRET=\(cluster.secretText)")
         print("Ctrl-C stops everything.")
         let stop = LockedFlag()

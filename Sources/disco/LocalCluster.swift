@@ -42,7 +42,7 @@ final class LocalCluster {
         let cluster = LocalCluster(directory: dir, secretText: randomSecret())
         do {
             try cluster.launch("coordinator", ["coordinator", "--listen", cluster.coordinatorEndpoint.description,
-                                               "--heartbeat-ms", String(heartbeatMillis)] + (metrics.map { ["--metrics", $0.description] } ?? []))
+                                               "--heartbeat-ms", String(heartbeatMillis), "--console-dir", dir + "/consoles"] + (metrics.map { ["--metrics", $0.description] } ?? []))
             try cluster.waitForSocket(dir + "/coordinator.sock")
             for i in 0..<nodes {
                 try cluster.launch("node-\(i)", ["node", "--coordinator", cluster.coordinatorEndpoint.description,

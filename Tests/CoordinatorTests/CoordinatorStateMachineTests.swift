@@ -246,6 +246,96 @@ import Transport
         #expect(sent(output, to: client) == [.console(vm: vm!, bytes: [66])])
     }
 
+    // MARK: - Consoles
+
+    func connectClient(_ sm: inout SM, _ c: ConnectionID) {
+        _ = sm.handle(.connected(c, peer: Hello(role: .client, nodeID: -1, nonce: [], name: "console")), now: 0)
+    }
+
+    func attach(_ sm: inout SM, _ c: ConnectionID, _ which: String) -> Message? {
+        sent(sm.handle(.received(c, .consoleAttach(vm: which)), now: 0), to: c).first
+    }
+
+    @Test func consolesAttachByIdOrNameGetTheBacklogThenLiveOutputAndDetach() throws {
+        var sm = SM(configuration: .init(strategy: .roundRobin, consoleBacklogBytes: 8))
+        for i in 0..<2 { _ = sm.handle(.connected(node(i), peer: hello(i)), now: 0) }
+        connectClient(&sm, client)
+        let (vm, p) = try #require(runningVM(&sm))
+        let device = node(Int(p.deviceNode))
+        // Output before anyone attached: the owner gets it, the backlog keeps the last 8 bytes.
+        let early = sm.handle(.received(device, .console(vm: vm, bytes: Array("0123456789".utf8))), now: 0)
+        #expect(sent(early, to: client) == [.console(vm: vm, bytes: Array("0123456789".utf8))])
+        #expect(early.contains(.consoleOutput(vm: vm, name: "t", log: nil, bytes: Array("0123456789".utf8))))
+        let a = ConnectionID(rawValue: 200), b = ConnectionID(rawValue: 201)
+        connectClient(&sm, a)
+        connectClient(&sm, b)
+        #expect(attach(&sm, a, "\(vm)") == .consoleAttached(vm: vm, ok: true, detail: "attached to VM \(vm) 't'", backlog: Array("23456789".utf8)))
+        #expect(attach(&sm, b, "t") == .consoleAttached(vm: vm, ok: true, detail: "attached to VM \(vm) 't'", backlog: Array("23456789".utf8)))
+        // Live output reaches the owner and both consoles, once each.
+        let live = sm.handle(.received(device, .console(vm: vm, bytes: [33])), now: 0)
+        for c in [client, a, b] { #expect(sent(live, to: c) == [.console(vm: vm, bytes: [33])]) }
+        #expect(sm.vms[vm]!.backlog == Array("3456789!".utf8))
+        // Input from a console goes to the VM's device node only.
+        let input = sm.handle(.received(b, .console(vm: vm, bytes: [10])), now: 0)
+        #expect(input == [.send(.console(vm: vm, bytes: [10]), to: device)])
+        // Detached, and disconnected: no more output for them; the owner still gets it.
+        _ = sm.handle(.received(a, .consoleDetach(vm: vm)), now: 0)
+        _ = sm.handle(.disconnected(b, reason: "gone"), now: 0)
+        let after = sm.handle(.received(device, .console(vm: vm, bytes: [34])), now: 0)
+        #expect(sent(after, to: a).isEmpty && sent(after, to: b).isEmpty)
+        #expect(sent(after, to: client) == [.console(vm: vm, bytes: [34])])
+        // A detached console's input is refused, not delivered.
+        let late = sm.handle(.received(a, .console(vm: vm, bytes: [10])), now: 0)
+        #expect(sent(late, to: device).isEmpty)
+        guard case .error? = sent(late, to: a).first else { Issue.record("no error for input from a detached console"); return }
+    }
+
+    @Test func inputFromTwoConsolesGoesOnlyToEachOnesVM() throws {
+        var sm = cluster(2)
+        let (one, p1) = try #require(runningVM(&sm))
+        let (two, p2) = try #require(runningVM(&sm, spec: spec.replacingOccurrences(of: "name: t", with: "name: u")))
+        let a = ConnectionID(rawValue: 200), b = ConnectionID(rawValue: 201)
+        connectClient(&sm, a)
+        connectClient(&sm, b)
+        #expect(attach(&sm, a, "t").map { if case .consoleAttached(one, true, _, _) = $0 { true } else { false } } == true)
+        #expect(attach(&sm, b, "u").map { if case .consoleAttached(two, true, _, _) = $0 { true } else { false } } == true)
+        #expect(sm.handle(.received(a, .console(vm: one, bytes: [1])), now: 0) == [.send(.console(vm: one, bytes: [1]), to: node(Int(p1.deviceNode)))])
+        #expect(sm.handle(.received(b, .console(vm: two, bytes: [2])), now: 0) == [.send(.console(vm: two, bytes: [2]), to: node(Int(p2.deviceNode)))])
+        // a is not attached to the second VM: its input there is refused.
+        let stray = sm.handle(.received(a, .console(vm: two, bytes: [3])), now: 0)
+        #expect(!stray.contains { if case .send(.console, _) = $0 { true } else { false } })
+        // Output of each VM reaches only its own console (and the owner).
+        let out = sm.handle(.received(node(Int(p2.deviceNode)), .console(vm: two, bytes: [4])), now: 0)
+        #expect(sent(out, to: a).isEmpty)
+        #expect(sent(out, to: b) == [.console(vm: two, bytes: [4])])
+    }
+
+    @Test func attachingToAnUnknownOrEndedVMIsRefusedAndAnEndedVMsConsolesAreTold() throws {
+        var sm = cluster(2)
+        let (vm, _) = try #require(runningVM(&sm))
+        let a = ConnectionID(rawValue: 200)
+        connectClient(&sm, a)
+        #expect(attach(&sm, a, "99") == .consoleAttached(vm: 0, ok: false, detail: "no VM 99", backlog: []))
+        #expect(attach(&sm, a, "nosuch") == .consoleAttached(vm: 0, ok: false, detail: "no VM named 'nosuch'", backlog: []))
+        _ = attach(&sm, a, "t")
+        let stop = sm.handle(.received(client, .vmRequest(id: 9, request: .stop(vm: vm))), now: 0)
+        #expect(sent(stop, to: a) == [.vmStatus(vm: vm, state: .stopped, exit: .stopped, detail: "stopped by request")])
+        guard case .consoleAttached(_, false, let why, _)? = attach(&sm, a, "\(vm)") else { Issue.record("attached to a stopped VM"); return }
+        #expect(why.contains("not running"))
+    }
+
+    @Test func aConsoleLogThatCannotBeWrittenFailsTheCreateAndOneThatCanIsWritten() {
+        var sm = SM(configuration: .init(strategy: .roundRobin, checkConsoleLog: { $0.hasPrefix("/bad") ? "Permission denied" : nil }))
+        for i in 0..<2 { _ = sm.handle(.connected(node(i), peer: hello(i)), now: 0) }
+        connectClient(&sm, client)
+        let (refused, ds) = create(&sm, spec: spec + "console-log: /bad/t.log\n")
+        #expect(refused == nil)
+        #expect(sent(ds, to: client) == [.vmResponse(id: 7, ok: false, createdVM: nil, body: "console-log /bad/t.log: Permission denied")])
+        let (vm, _) = create(&sm, spec: spec + "console-log: /tmp/t.log\n")
+        let out = sm.handle(.received(node(0), .console(vm: vm!, bytes: [65])), now: 0)
+        #expect(out.contains(.consoleOutput(vm: vm!, name: "t", log: "/tmp/t.log", bytes: [65])))
+    }
+
     // MARK: - Page moves
 
     /// A running 2-VCPU VM over nodes 0 and 1 (one-page chunks), with its placement.

@@ -96,6 +96,9 @@ struct MessageGenerator {
                 NodeAddress(nodeID: int(), listenAddress: string(), memoryBase: int(), memoryBytes: int())
             })
         case .console: return .console(vm: int(), bytes: bytes())
+        case .consoleAttach: return .consoleAttach(vm: string())
+        case .consoleAttached: return .consoleAttached(vm: int(), ok: rng.next() % 2 == 0, detail: string(), backlog: bytes())
+        case .consoleDetach: return .consoleDetach(vm: int())
         case .stats:
             return .stats(StatsReport(nodeID: int(), uptimeNanos: int(),
                                       counters: (0..<Int(rng.next() % 10)).map { _ in Counter(name: string(), value: int()) }))
