@@ -68,8 +68,10 @@ final class HostConsole: ConsoleSink {
     }
 
     /// Reads stdin on a thread of its own and hands bytes to `deliver`, interpreting
-    /// the escape key when in raw mode. Calls `quit` on Ctrl-A x.
-    func startInputThread(deliver: @escaping ([UInt8]) -> Void, quit: @escaping () -> Void) {
+    /// the escape key when in raw mode. Calls `quit` on Ctrl-A x, and with `detach`
+    /// (`disco console`, where the VM runs on either way) calls it on Ctrl-A d and Ctrl-A x.
+    func startInputThread(deliver: @escaping ([UInt8]) -> Void, quit: @escaping () -> Void,
+                          detach: (() -> Void)? = nil) {
         let raw = isRaw
         let thread = Thread {
             var escape = false
@@ -84,7 +86,24 @@ final class HostConsole: ConsoleSink {
                 }
                 var out: [UInt8] = []
                 for byte in buffer[0..<n] {
-                    if escape {
+                    if escape, let detach {
+                        escape = false
+                        switch byte {
+                        case UInt8(ascii: "d"), UInt8(ascii: "D"), UInt8(ascii: "x"), UInt8(ascii: "X"):
+                            let msg = "\r\ndisco: detached (the VM runs on)\r\n"
+                            _ = msg.withCString { Glibc.write(STDERR_FILENO, $0, strlen($0)) }
+                            if !out.isEmpty { deliver(out) }  // what was typed before the escape
+                            detach()
+                            return
+                        case UInt8(ascii: "h"), UInt8(ascii: "?"):
+                            let msg = "\r\nC-a d  detach (the VM runs on)\r\nC-a x  detach too\r\nC-a h  this help\r\nC-a C-a  send C-a\r\n"
+                            _ = msg.withCString { Glibc.write(STDERR_FILENO, $0, strlen($0)) }
+                        case 0x01:
+                            out.append(0x01)
+                        default:
+                            break
+                        }
+                    } else if escape {
                         escape = false
                         switch byte {
                         case UInt8(ascii: "x"), UInt8(ascii: "X"):

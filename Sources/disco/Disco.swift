@@ -12,7 +12,7 @@ struct Disco: ParsableCommand {
             machines on an emulated ccNUMA machine.
             """,
         subcommands: [Run.self, Demo.self, Up.self, CoordinatorCommand.self, NodeCommand.self, VMCommand.self,
-                      NodesCommand.self, StatsCommand.self, Top.self, Bench.self, ExperimentCommand.self, SpecCheck.self, DiskCommand.self]
+                      NodesCommand.self, StatsCommand.self, ConsoleCommand.self, Top.self, Bench.self, ExperimentCommand.self, SpecCheck.self, DiskCommand.self]
     )
 
     /// Like ArgumentParser's main, except that a bad command line is one line on
