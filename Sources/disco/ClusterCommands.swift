@@ -347,6 +347,10 @@ struct VMCommand: ParsableCommand {
                 passed (powered off), 1 when it failed or the VM failed (a node it
                 used was lost), 130 on Ctrl-C (which stops the VM). For batch jobs:
                   disco vm create --spec vm.yaml --wait --coordinator tcp:10.0.0.1:7070
+                The spec's console-log is written by the coordinator, on its host
+                (a relative path is taken from the spec file's directory); one it
+                cannot open refuses the VM. Any client can attach to the VM's console
+                later with `disco console VM`.
                 """)
         @Option(help: ArgumentHelp("The VM spec (YAML).", valueName: "file")) var spec: String
         @Flag(help: "Print the VM's console output and wait until it ends; the exit status says how it ended.")
