@@ -28,7 +28,7 @@ final class LocalCluster {
     /// `heartbeatMillis`: a node silent for 6 of them is dead (longer for sweeps on a busy host).
     /// `nodeArguments` go to every `disco node` (e.g. `--no-park-spinning`).
     static func start(nodes: Int, cpus: Int, memoryBytes: UInt64, directory: String?, metrics: MetricsAddress? = nil,
-                      heartbeatMillis: Int = 200, nodeArguments: [String] = [],
+                      heartbeatMillis: Int = 500, nodeArguments: [String] = [],
                       progress: (String) -> Void = { _ in }) throws -> LocalCluster {
         let dir: String
         if let directory {

@@ -5,7 +5,7 @@ import Logging
 /// `--metrics HOST:PORT` of `disco coordinator`, `disco node` and `disco up`.
 struct MetricsOption: ParsableArguments {
     @Option(help: ArgumentHelp(
-        "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9470, [::1]:9470, 0.0.0.0:9470; port 0 picks a free one and the log says which). Figures refresh about once a second; docs/operations.md lists them.",
+        "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9470, [::1]:9470, 0.0.0.0:9470; port 0 picks a free one and the log says which). Figures refresh every few seconds (nodes report every 4 heartbeats); docs/operations.md lists them.",
         valueName: "host:port"))
     var metrics: String?
 
