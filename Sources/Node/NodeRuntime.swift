@@ -164,24 +164,22 @@ public final class NodeRuntime: @unchecked Sendable {
             apply(state.handle(.stopping(reason: reason), now: clock.localNanoseconds()))
             return reason
         }
-        let t0 = clock.localNanoseconds()
+        let start = clock.localNanoseconds()
         transport.poll()
         process(mailbox.takeAll())
         if case .stopped(let reason) = state.phase { return reason }
-        let t1 = clock.localNanoseconds()
-        apply(state.handle(.tick, now: t1))
+        let now = clock.localNanoseconds()
+        // Nothing in a turn should take this long: heartbeats go out between turns.
+        if now &- start > Self.slowTurnNanos {
+            logger.warning("handling messages took \((now &- start) / 1_000_000) ms")
+        }
+        apply(state.handle(.tick, now: now))
         flush()
         switchFrames()
         finishScrubs()
         advanceMoves()
         reportAccesses()
-        let t2 = clock.localNanoseconds()
-        let ran = runOneSlice()
-        let t3 = clock.localNanoseconds()
-        if t3 &- t0 > Self.slowTurnNanos {
-            // Nothing in a turn should take this long: heartbeats go out between turns.
-            logger.warning("a turn took \((t3 &- t0) / 1_000_000) ms: messages \((t1 &- t0) / 1_000_000) ms, bookkeeping \((t2 &- t1) / 1_000_000) ms, VCPU slice \((t3 &- t2) / 1_000_000) ms")
-        }
+        let ran = runOneSlice(from: now)
         if !ran, wait { idle() }
         return nil
     }
@@ -555,11 +553,11 @@ public final class NodeRuntime: @unchecked Sendable {
         scrubs = left
     }
 
-    /// Runs the next runnable VCPU for one slice; false if none could run.
-    private func runOneSlice() -> Bool {
+    /// Runs the next runnable VCPU for one slice; false if none could run. `start` is
+    /// the clock when the turn's bookkeeping began (a slow turn is logged from it).
+    private func runOneSlice(from start: UInt64) -> Bool {
         for (id, phase) in state.vms where phase == .released { vms[id]?.pollDevices() }
         let vms = self.vms
-        let start = clock.localNanoseconds()
         guard let v = scheduler.next(now: start, hasWakeUp: { vms[$0.vm]?.harts[$0.index].hasWakeUpInterrupt ?? false }),
               let vm = vms[v.vm] else { return false }
         slicesRun &+= 1
@@ -574,7 +572,7 @@ public final class NodeRuntime: @unchecked Sendable {
         if end == .spinning { spinsParked &+= 1 }
         let now = clock.localNanoseconds()
         if now &- start > Self.slowTurnNanos {
-            logger.warning("VCPU \(v) ran \((now &- start) / 1_000_000) ms for \(hart.instructionsRetired &- retired) instructions (budget \(budget)), ended \(end) at pc 0x\(String(hart.pc, radix: 16))")
+            logger.warning("a turn's bookkeeping and the slice of VCPU \(v) took \((now &- start) / 1_000_000) ms for \(hart.instructionsRetired &- retired) instructions (budget \(budget)), ended \(end) at pc 0x\(String(hart.pc, radix: 16))")
         }
         scheduler.ran(v, end, now: now)
         if sampled { vm.endSample(v.index) }
@@ -759,7 +757,7 @@ public final class NodeRuntime: @unchecked Sendable {
     /// nodes forever without progress.
     private func process(_ fresh: [TransportEvent]) {
         // A message may carry a change to what a spinning VCPU polls.
-        if !fresh.isEmpty { scheduler.wakeSpinners(now: clock.localNanoseconds()) }
+        if !fresh.isEmpty, scheduler.hasSpinning { scheduler.wakeSpinners(now: clock.localNanoseconds()) }
         inbox = deferred + inbox[inboxHead...] + fresh
         inboxHead = 0
         deferred.removeAll()

@@ -140,6 +140,9 @@ public struct VCPUScheduler: Sendable {
     /// When the first spinning VCPU's park ends, if any spins.
     public var nextSpinDeadline: UInt64? { spinDeadlines.values.min() }
 
+    /// Whether any VCPU is parked spinning.
+    public var hasSpinning: Bool { !spinDeadlines.isEmpty }
+
     /// The VCPU's parked access (or device read) completed: it runs again, soon.
     public mutating func wake(_ v: VCPU) {
         guard let s = states[v] else { return }

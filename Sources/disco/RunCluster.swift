@@ -57,14 +57,9 @@ func runOnCluster(spec: VMSpec, nodes: Int, printStats: Bool = false, parkSpinni
             status = console.quitRequested.isSet ? 0 : 130
             break
         }
-        if let died = cluster.firstExited() {
-            problem = "\(died) (logs in \(cluster.directory))"
-            status = 1
-            break
-        }
-        let events: [Message]
-        do { events = try client.events(until: Date().addingTimeInterval(0.2)) } catch {
-            problem = "\(error) (logs in \(cluster.directory))"
+        let (events, failure) = clusterEvents(client, cluster)
+        if let failure {
+            problem = failure
             status = 1
             break
         }
@@ -146,4 +141,13 @@ private func printVMStats(_ client: ClusterClient, _ vm: UInt32) {
         Thread.sleep(forTimeInterval: 0.15)
     }
     FileHandle.standardError.write(Data("\(last.trimmingCharacters(in: .whitespaces).dropFirst(2))\n".utf8))
+}
+
+/// The embedded cluster's next events (waiting up to 0.2 s), or why there are none: a
+/// process of the cluster exited, or the coordinator connection failed.
+func clusterEvents(_ client: ClusterClient, _ cluster: LocalCluster) -> (events: [Message], failure: String?) {
+    if let died = cluster.firstExited() { return ([], "\(died) (logs in \(cluster.directory))") }
+    do { return (try client.events(until: Date().addingTimeInterval(0.2)), nil) } catch {
+        return ([], "\(error) (logs in \(cluster.directory))")
+    }
 }

@@ -88,14 +88,9 @@ func runSideBySide(specs: [VMSpec], nodes: Int) -> Int32 {
             status = 130
             break
         }
-        if let died = cluster.firstExited() {
-            problem = "\(died) (logs in \(cluster.directory))"
-            status = 1
-            break
-        }
-        let events: [Message]
-        do { events = try client.events(until: Date().addingTimeInterval(0.2)) } catch {
-            problem = "\(error) (logs in \(cluster.directory))"
+        let (events, failure) = clusterEvents(client, cluster)
+        if let failure {
+            problem = failure
             status = 1
             break
         }
