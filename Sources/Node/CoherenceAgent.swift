@@ -124,7 +124,7 @@ public final class CoherenceAgent {
     /// home memory of this node.
     public func beginScrub(_ base: UInt64, _ bytes: UInt64) -> [LineAddress]? {
         guard base % 4096 == 0, bytes % 4096 == 0, isLocal(base), bytes <= localSize - (base - localBase) else { return nil }
-        let lines = directory.trackedLines.filter { $0 >= base && $0 - base < bytes }.sorted()
+        let lines = directory.trackedLines(in: base, bytes)
         for line in lines { _ = acquireLocal(line, write: true, touch: false) }
         if !retryLines.isEmpty { settle() }
         return lines
@@ -139,7 +139,7 @@ public final class CoherenceAgent {
     /// (`isHomeReadable`), or nil if the page is not home memory of this node.
     public func beginDowngrade(_ page: UInt64) -> [LineAddress]? {
         guard page % 4096 == 0, isLocal(page), localSize - (page - localBase) >= 4096 else { return nil }
-        let lines = directory.trackedLines.filter { $0 >= page && $0 - page < 4096 && !directory.localRights($0).read }.sorted()
+        let lines = directory.trackedLines(in: page, 4096).filter { !directory.localRights($0).read }
         for line in lines { _ = acquireLocal(line, write: false, touch: false) }
         if !retryLines.isEmpty { settle() }
         return lines
@@ -298,16 +298,12 @@ public final class CoherenceAgent {
         if write, isGated(page) { return nil }
         // A parked access on the page must complete (and be consumed) through the slow
         // path, or the CPU could perform it twice.
-        if !parked.isEmpty, allParked.contains(where: { LineGeometry.page(of: $0.2.line) == page }) { return nil }
-        var line = page
-        var shared = false
-        while line < page + 4096 {
-            let r = directory.localRights(line)
-            if !(write ? r.write : r.read) { return nil }
-            shared = shared || !r.write
-            line += UInt64(geometry.lineSize)
+        if !parked.isEmpty {
+            for list in parked.values { for p in list where LineGeometry.page(of: p.line) == page { return nil } }
         }
-        if shared { touchHome(page, write: false) }
+        let r = directory.pageRights(page)
+        if !(write ? r.write : r.read) { return nil }
+        if !r.write { touchHome(page, write: false) }
         return local + Int(page - localBase)
     }
 
