@@ -331,6 +331,10 @@ public final class CoherenceAgent {
     /// and the completed data access must survive that until it is consumed.
     private var parked: [UInt64: [Parked]] = [:]
     private static let maxParkedPerRequester = 8
+    /// Performed accesses dropped before their CPU picked them up (a CPU with more
+    /// than `maxParkedPerRequester` performed and unconsumed: never seen; counted so a
+    /// run would show it).
+    public private(set) var droppedPerformed = 0
 
     private func park(_ requester: UInt64, _ p: Parked) {
         var list = parked[requester] ?? []
@@ -338,7 +342,17 @@ public final class CoherenceAgent {
             list[i] = p
         } else {
             list.append(p)
-            if list.count > Self.maxParkedPerRequester { list.removeFirst() }  // a path the CPU left long ago
+            if list.count > Self.maxParkedPerRequester {
+                // A path the CPU left long ago. Drop the oldest access that was not
+                // performed (if the CPU comes back to it, it asks again); a performed one
+                // must be picked up, or an AMO would be done twice.
+                if let i = list.firstIndex(where: { $0.result == nil }) {
+                    list.remove(at: i)
+                } else {
+                    list.removeFirst()
+                    droppedPerformed &+= 1
+                }
+            }
         }
         parked[requester] = list
     }
