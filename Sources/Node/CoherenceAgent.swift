@@ -208,6 +208,15 @@ public final class CoherenceAgent {
         return allParked.contains { $0.0 >> 32 == UInt64(vm) && $0.2.result == nil && LineGeometry.page(of: $0.2.line) == page }
     }
 
+    /// Whether `requester` has an access that was performed and not yet picked up. Its
+    /// CPU must re-execute the parked instruction before anything else (no interrupt
+    /// first): an interrupt handler would run with the access already done in memory,
+    /// and an instruction resumed later on another CPU would do it a second time.
+    public func hasPerformedAccess(requester: UInt64) -> Bool {
+        guard !parked.isEmpty, let list = parked[requester] else { return false }
+        return list.contains { $0.result != nil }
+    }
+
     /// Whether `requester` has an access at `address` of `size` bytes that was
     /// performed and not yet picked up: it must be picked up even while the page is
     /// frozen, or the instruction would perform it a second time.

@@ -568,6 +568,7 @@ public final class NodeRuntime: @unchecked Sendable {
             : sliceBudget
         let hart = vm.harts[v.index]
         let retired = hart.instructionsRetired
+        vm.finishPerformedFirst(v.index)
         let end = VCPUScheduler.SliceEnd(hart.run(budget: budget))
         if end == .spinning { spinsParked &+= 1 }
         let now = clock.localNanoseconds()
@@ -586,6 +587,7 @@ public final class NodeRuntime: @unchecked Sendable {
     private func runWoken() {
         for v in scheduler.takeWoken() {
             guard let vm = vms[v.vm], scheduler.states[v] == .runnable else { continue }
+            vm.finishPerformedFirst(v.index)
             scheduler.ran(v, VCPUScheduler.SliceEnd(vm.harts[v.index].run(budget: wokenBudget)), now: clock.localNanoseconds())
             if vm.isDeviceNode { vm.checkFinisher() }
             flush()
