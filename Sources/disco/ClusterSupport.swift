@@ -60,12 +60,12 @@ func randomSecret() -> String {
 extension ClusterClient {
     /// Creates a VM again after its guest reset the board. The old VM's frames come
     /// back only once its nodes have scrubbed them, so a VM that needs them is refused
-    /// for a moment ("not enough free memory"): ask again for up to `patience`.
+    /// for a moment ("not enough free memory", "no run of ... free"): ask again for up to `patience`.
     func createAgainAfterReset(spec: String, patience: TimeInterval = 30) throws -> (ok: Bool, vm: UInt32?, body: String) {
         let deadline = Date().addingTimeInterval(patience)
         while true {
             let answer = try requestWithVM(.create(spec: spec))
-            guard !answer.ok, answer.body.contains("free memory"), Date() < deadline else { return answer }
+            guard !answer.ok, answer.body.contains("free"), Date() < deadline else { return answer }
             Thread.sleep(forTimeInterval: 0.1)
         }
     }
