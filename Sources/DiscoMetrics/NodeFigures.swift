@@ -50,6 +50,12 @@ enum NodeFigures {
                 case "sampled_local_misses": m.counter("disco_sampled_misses_total", labels + [("locality", "local")], total: c.value)
                 case "sampled_remote_misses": m.counter("disco_sampled_misses_total", labels + [("locality", "remote")], total: c.value)
                 case "sample_slices": m.counter("disco_sample_slices_total", labels, total: c.value)
+                // Per VCPU on this node (VCPUScheduler's accounts): `vcpu.<n>.run_ns|instructions`.
+                case _ where name.hasPrefix("vcpu.") && name.split(separator: ".").count == 3:
+                    let parts = name.split(separator: ".")
+                    let vcpu = labels + [("vcpu", String(parts[1]))]
+                    if parts[2] == "run_ns" { m.counter("disco_vcpu_run_nanoseconds_total", vcpu, total: c.value) }
+                    else { m.counter("disco_vcpu_" + sanitized(String(parts[2])) + "_total", vcpu, total: c.value) }
                 default: m.gauge("disco_node_vm_" + sanitized(name), labels, Double(c.value))
                 }
             } else if let metric = counters[c.name] {
