@@ -34,6 +34,7 @@ enum NodeFigures {
         "vcpus_parked": ("disco_vcpus", "state", "parked", false),
         "vcpus_waiting": ("disco_vcpus", "state", "waiting", false),
         "vcpus_spinning": ("disco_vcpus", "state", "spinning", false),
+        "vcpus_held": ("disco_vcpus", "state", "held", false),
     ]
 
     /// Shown in `disco stats` only: the current VMs' instructions (`instructions_total`
