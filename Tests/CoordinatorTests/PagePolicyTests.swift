@@ -27,10 +27,10 @@ import Testing
         var q = P(defaults: small)
         let other = P.Page(vm: 2, address: 0x8000_3000)
         _ = q.handle(report([1: 8], page: other), now: 0)
-        _ = q.handle(report([1: 16]), now: 0)
+        _ = q.handle(report([1: 9]), now: 0)
         _ = q.handle(.vcpuMoved(vm: 1, from: 1, to: 2, leftOnSource: 1), now: ms)
-        // Page of VM 1: node 1 has 8, node 2 has 8 (shared: replicated to both).
-        #expect(q.handle(report([1: 2]), now: 2 * ms) == [.replicate(page, to: [1, 2])])
+        // Page of VM 1: node 1 has 5, node 2 has 4: both use it, it is replicated to both.
+        #expect(q.handle(report([1: 5]), now: 2 * ms) == [.replicate(page, to: [1, 2])])
         #expect(q.handle(report([1: 2], page: other), now: 2 * ms) == [.migrate(other, from: 0, to: 1)])
     }
 

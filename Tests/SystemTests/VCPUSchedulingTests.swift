@@ -27,12 +27,12 @@ import Testing
         let secret: String
         var coordinator: String { "unix:\(dir)/coordinator.sock" }
 
-        init(nodes: Int, cpus: Int) throws {
+        init(nodes: Int, cpus: Int, balance: Bool = false) throws {
             dir = FileManager.default.temporaryDirectory.appendingPathComponent("disco-vcpu-\(UUID().uuidString)").path
             up = Process()
             up.executableURL = URL(fileURLWithPath: Paths.disco)
             up.arguments = ["up", "--nodes", "\(nodes)", "--cpus", "\(cpus)", "--memory", "256M", "--dir", dir,
-                            "--balance-vcpus", "off"]
+                            "--balance-vcpus", balance ? "on" : "off"]
             let out = Pipe()
             up.standardOutput = out
             up.standardError = out
@@ -122,5 +122,50 @@ import Testing
         let result = try #require(owner)
         #expect(result.status == 0, "\(result.output.suffix(1500)) \(result.errorOutput.suffix(1500))")
         #expect(comparable(result.output) == comparable(qemu.output), "\(moves)\n\(result.output.suffix(1500))")
+    }
+
+    /// The balancer, on: VCPU 3 is moved onto node 0 by hand (3 VCPUs on its 2 CPUs,
+    /// while node 1 has one free); 2 s later the balancer moves a VCPU of node 0 to node
+    /// 1 by itself (VCPU 1: VCPU 3 cools down after its move), once, and the output is
+    /// still QEMU's.
+    @Test func theBalancerMovesAVCPUOffAnOverloadedNode() throws {
+        let elf = Paths.guest("sched.elf")
+        try #require(FileManager.default.fileExists(atPath: elf), "guest \(elf) is not built: run make -C guests")
+        let qemu = try runOnQEMU(elf, harts: 4, timeout: 180)
+        let cluster = try Cluster(nodes: 2, cpus: 2, balance: true)
+        defer { cluster.stop() }
+        let spec = cluster.dir + "/vm.yaml"
+        try "name: balanced\nvcpus: 4\nmemory: 64M\nbios: none\nkernel: \(elf)\nplacement: interleave\n"
+            .write(toFile: spec, atomically: true, encoding: .utf8)
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var owner: ProcessResult?
+        DispatchQueue.global().async {
+            owner = try? cluster.cli(["vm", "create", "--spec", spec, "--wait"], timeout: 300)
+            done.signal()
+        }
+        let log = cluster.dir + "/consoles/vm-1-balanced.log"
+        let started = Date().addingTimeInterval(60)
+        while Date() < started, !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("sched: start") {
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        let r = try cluster.cli(["vm", "migrate-vcpu", "1", "3", "--to", "0", "--overcommit"])
+        #expect(r.status == 0 && r.output.contains("moved VM 1 VCPU 3 from node 1 to node 0"), "\(r.output) \(r.errorOutput)")
+        var list = ""
+        let until = Date().addingTimeInterval(20)
+        while Date() < until {
+            list = try cluster.cli(["vm", "list"]).output
+            if list.contains("vcpu_nodes: [0, 1, 1, 0]") || !list.contains("state: running") { break }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        #expect(list.contains("vcpu_nodes: [0, 1, 1, 0]") && list.contains("vcpu_migrations: 2"), "\(list)")
+        let coordinatorLog = (try? String(contentsOfFile: cluster.dir + "/coordinator.log", encoding: .utf8)) ?? ""
+        #expect(coordinatorLog.contains("VM 1 VCPU 1: moving from node 0 to node 1 (balancer)"), "\(coordinatorLog.suffix(2000))")
+        #expect(done.wait(timeout: .now() + 300) == .success, "the VM did not end")
+        let result = try #require(owner)
+        #expect(result.status == 0, "\(result.output.suffix(1500)) \(result.errorOutput.suffix(1500))")
+        #expect(comparable(result.output) == comparable(qemu.output), "\(result.output.suffix(1500))")
+        // One move by the balancer, none back.
+        let final = (try? String(contentsOfFile: cluster.dir + "/coordinator.log", encoding: .utf8)) ?? ""
+        #expect(final.components(separatedBy: "(balancer)").count - 1 == 1, "\(final.suffix(2000))")
     }
 }
