@@ -976,7 +976,7 @@ public struct CoordinatorStateMachine: Sendable {
                 }
             }
             let vcpuText = perVCPU.sorted { $0.key < $1.key }.map {
-                "\($0.key): {node: \($0.value.node), run_ms: \($0.value.runNanos / 1_000_000), instructions: \($0.value.instructions)}"
+                "\($0.key): {node: \($0.value.node), run_ms: \($0.value.runNanos / 1_000_000), retired: \($0.value.instructions)}"
             }
             let local = perNode.values.reduce(0) { $0 + $1.local }, remote = perNode.values.reduce(0) { $0 + $1.remote }
             let share = local + remote == 0 ? "n/a" : String(format: "%.3f", Double(local) / Double(local + remote))
