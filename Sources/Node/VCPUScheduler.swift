@@ -111,18 +111,14 @@ public struct VCPUScheduler: Sendable {
         accounts[v] = nil
     }
 
-    /// Stops `v` from running (a move to another node is under way) until `release`.
+    /// Stops `v` from running: it is leaving for another node (it is `remove`d once its
+    /// state is sent; nothing refuses a move after this point).
     public mutating func hold(_ v: VCPU) {
         guard states[v] != nil else { return }
         states[v] = .held
         spinDeadlines[v] = nil
         probing.remove(v)
         woken.removeAll { $0 == v }
-    }
-
-    /// A held VCPU may run again (its move was refused).
-    public mutating func release(_ v: VCPU) {
-        if states[v] == .held { states[v] = .runnable }
     }
 
     /// Charges a slice of `v` that took `nanos` and retired `instructions`.
