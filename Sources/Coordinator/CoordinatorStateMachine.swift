@@ -54,10 +54,14 @@ public struct CoordinatorStateMachine: Sendable {
         /// Checks that a spec's `console-log` can be written on this host: nil if it can,
         /// else why not (the create fails). Nil: not checked (tests).
         public var checkConsoleLog: (@Sendable (String) -> String?)?
+        /// VCPU load balancing between nodes (`VCPUBalancer`).
+        public var balancing: VCPUBalancer.Parameters
 
         public init(heartbeatMillis: UInt32 = 500, suspectAfterIntervals: Int = 3, deadAfterIntervals: Int = 6,
                     lineSize: Int = 128, strategy: PlacementPolicy.Strategy = .compact,
-                    consoleBacklogBytes: Int = 64 * 1024, checkConsoleLog: (@Sendable (String) -> String?)? = nil) {
+                    consoleBacklogBytes: Int = 64 * 1024, checkConsoleLog: (@Sendable (String) -> String?)? = nil,
+                    balancing: VCPUBalancer.Parameters = VCPUBalancer.Parameters()) {
+            self.balancing = balancing
             self.consoleBacklogBytes = consoleBacklogBytes
             self.checkConsoleLog = checkConsoleLog
             self.heartbeatMillis = heartbeatMillis
@@ -155,9 +159,13 @@ public struct CoordinatorStateMachine: Sendable {
         /// Clients attached with `consoleAttach` (besides the owner): they get the output,
         /// and their input goes to the VM.
         public var consoles: Set<ConnectionID> = []
-        public var participants: Set<NodeID> {
-            Set(placement.vcpuNodes.map(Int.init) + placement.chunks.map { Int($0.node) })
-        }
+        /// The nodes the VM was started on (its VCPUs', memory's and devices' nodes when
+        /// it was placed): they all hold a part of it for as long as it lives, wherever
+        /// its VCPUs move among them.
+        public var participants: Set<NodeID> { Set(placement.nodes.map { Int($0.nodeID) }) }
+        /// VCPUs moved between nodes (by command or by the balancer).
+        public var vcpuMigrations = 0
+        public var vcpuMoveNanos: [UInt64] = []
         public var isActive: Bool { state == .starting || state == .running }
     }
 
@@ -169,6 +177,16 @@ public struct CoordinatorStateMachine: Sendable {
     public private(set) var vms: [UInt32: VMRecord] = [:]
     private var nextVM: UInt32 = 1
     private var pendingMoves: [UInt64: PendingMove] = [:]
+    /// VCPU moves under way: where to, since when, who asked (nil: the balancer).
+    struct PendingVCPUMove: Sendable {
+        var from: NodeID
+        var to: NodeID
+        var startedNanos: UInt64
+        var client: (ConnectionID, UInt64)?
+    }
+    private var vcpuMoves: [VCPUBalancer.VCPURef: PendingVCPUMove] = [:]
+    /// Decides which VCPUs move between nodes.
+    public private(set) var balancer: VCPUBalancer
     /// Decides which pages move, from the nodes' `pageAccesses` reports.
     public private(set) var pagePolicy = PagePolicy()
     private var nextMoveID: UInt64 = 1
@@ -180,6 +198,7 @@ public struct CoordinatorStateMachine: Sendable {
 
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
+        balancer = VCPUBalancer(parameters: configuration.balancing)
         membership = MembershipStateMachine(heartbeatInterval: .milliseconds(Int64(configuration.heartbeatMillis)),
                                             suspectAfterIntervals: configuration.suspectAfterIntervals,
                                             deadAfterIntervals: configuration.deadAfterIntervals)
@@ -211,6 +230,7 @@ public struct CoordinatorStateMachine: Sendable {
         case .tick:
             apply(membership.handle(.tick(now: duration)))
             _ = pagePolicy.handle(.tick, now: nowNanos)
+            balance()
         case .stopping(let reason):
             for vm in vms.keys.sorted() where vms[vm]!.isActive {
                 finish(vm, state: .stopped, exit: .stopped, detail: "the coordinator is stopping (\(reason))")
@@ -331,6 +351,8 @@ public struct CoordinatorStateMachine: Sendable {
             scrubIfDropped(vm)
         case .pageCommandDone(let id, let ok, let detail):
             moveDone(id, ok: ok, detail: detail, from: n)
+        case .vcpuMigrated(let vm, let vcpu, let node, let ok, let detail):
+            vcpuMoveDone(vm, Int(vcpu), to: Int(node), ok: ok, detail: detail, from: n)
         case .pageAccesses(let vm, let entries):
             pageAccesses(vm, entries, from: n)
         case .pageReplicasDropped(let vm, let page, let holders):
@@ -369,6 +391,11 @@ public struct CoordinatorStateMachine: Sendable {
         vms[vm]!.exit = exit
         vms[vm]!.detail = detail
         pagePolicy.remove(vm: vm)
+        balancer.remove(vm: vm)
+        for (v, m) in vcpuMoves.sorted(by: { $0.key < $1.key }) where v.vm == vm {
+            vcpuMoves[v] = nil
+            if let (c, rid) = m.client { send(.vmResponse(id: rid, ok: false, createdVM: nil, body: "VCPU move failed: VM \(vm) ended"), to: c) }
+        }
         // Moves under way end with the VM (its nodes drop them); their frames are scrubbed with its runs.
         for (id, m) in pendingMoves.sorted(by: { $0.key < $1.key }) where m.vm == vm {
             pendingMoves[id] = nil
@@ -478,6 +505,90 @@ public struct CoordinatorStateMachine: Sendable {
             if let error = migrate(vm, page: page, to: Int(node), client: (client, rid)) { reply(false, error) }
         case .replicate(let vm, let page, let nodes):
             if let error = replicate(vm, page: page, to: nodes.map(Int.init), client: (client, rid)) { reply(false, error) }
+        case .migrateVCPU(let vm, let vcpu, let node, let overcommit):
+            if let error = migrateVCPU(vm, Int(vcpu), to: Int(node), overcommit: overcommit, client: (client, rid)) { reply(false, error) }
+        }
+    }
+
+    // MARK: - VCPU moves (docs/monitor.md, "VCPU migration")
+
+    /// VCPUs placed on each node by the active VMs.
+    func vcpuLoad() -> [NodeID: Int] {
+        var load: [NodeID: Int] = [:]
+        for r in vms.values where r.isActive { for n in r.placement.vcpuNodes { load[Int(n), default: 0] += 1 } }
+        return load
+    }
+
+    /// Starts moving VCPU `vcpu` of a running VM to node `target`, one of the VM's nodes
+    /// with a CPU free for it (or any of them, with `overcommit`). Returns why not, or
+    /// nil when the command went to the VCPU's node.
+    mutating func migrateVCPU(_ vm: UInt32, _ vcpu: Int, to target: NodeID, overcommit: Bool,
+                              client: (ConnectionID, UInt64)?) -> String? {
+        guard let r = vms[vm] else { return "no VM \(vm)" }
+        guard r.state == .running else { return "VM \(vm) '\(r.name)' is not running (\(r.state))" }
+        guard vcpu >= 0, vcpu < r.placement.vcpuNodes.count else {
+            return "VM \(vm) '\(r.name)' has no VCPU \(vcpu) (it has \(r.placement.vcpuNodes.count): 0...\(r.placement.vcpuNodes.count - 1))"
+        }
+        guard nodes[target]?.alive == true else { return "node \(target) is not a live node" }
+        guard r.participants.contains(target) else {
+            return "node \(target) takes no part in VM \(vm) (its nodes are \(r.participants.sorted())); a VCPU moves among its VM's nodes"
+        }
+        let from = Int(r.placement.vcpuNodes[vcpu])
+        guard from != target else { return "VCPU \(vcpu) of VM \(vm) is on node \(target) already" }
+        let ref = VCPUBalancer.VCPURef(vm: vm, vcpu: vcpu)
+        guard vcpuMoves[ref] == nil else { return "VCPU \(vcpu) of VM \(vm) is moving already" }
+        let load = vcpuLoad()[target, default: 0], cpus = nodes[target]!.cpus
+        guard overcommit || load < cpus else {
+            return "node \(target) has no free CPU (\(load) VCPUs on \(cpus) CPUs); --overcommit moves it there anyway, to share its CPUs"
+        }
+        vcpuMoves[ref] = PendingVCPUMove(from: from, to: target, startedNanos: nowNanos, client: client)
+        balancer.moved(ref, now: nowNanos)
+        sendNode(from, .vcpuMigrate(vm: vm, vcpu: UInt32(vcpu), node: Int32(target)))
+        log(.info, "VM \(vm) VCPU \(vcpu): moving from node \(from) to node \(target)\(client == nil ? " (balancer)" : "")")
+        return nil
+    }
+
+    /// A VCPU move ended: reported by its new node (it runs there), or refused by its
+    /// old node (it runs on there).
+    private mutating func vcpuMoveDone(_ vm: UInt32, _ vcpu: Int, to target: NodeID, ok: Bool, detail: String, from n: NodeID) {
+        let ref = VCPUBalancer.VCPURef(vm: vm, vcpu: vcpu)
+        guard let m = vcpuMoves[ref], m.to == target, n == m.from || n == m.to else {
+            return log(.warning, "node \(n) reported a move of VM \(vm) VCPU \(vcpu) to node \(target), which was not asked for")
+        }
+        vcpuMoves[ref] = nil
+        let nanos = nowNanos &- m.startedNanos
+        if ok, vms[vm]?.isActive == true {
+            vms[vm]!.placement.vcpuNodes[vcpu] = Int32(target)
+            vms[vm]!.vcpuMigrations += 1
+            Self.record(nanos, in: &vms[vm]!.vcpuMoveNanos)
+            let left = vms[vm]!.placement.vcpuNodes.filter { Int($0) == m.from }.count
+            _ = pagePolicy.handle(.vcpuMoved(vm: vm, from: m.from, to: target, leftOnSource: left), now: nowNanos)
+            log(.info, "VM \(vm) VCPU \(vcpu) moved from node \(m.from) to node \(target) in \(nanos / 1000) us")
+        } else if !ok {
+            log(.warning, "VM \(vm) VCPU \(vcpu): move to node \(target) failed: \(detail)")
+        }
+        if let (c, rid) = m.client {
+            let body = ok ? "moved VM \(vm) VCPU \(vcpu) from node \(m.from) to node \(target) in \(nanos / 1000) us"
+                          : "VCPU move failed: \(detail)"
+            send(.vmResponse(id: rid, ok: ok, createdVM: nil, body: body), to: c)
+        }
+    }
+
+    /// Lets the balancer look at the VCPUs' placement; carries out the move it picks.
+    private mutating func balance() {
+        guard configuration.balancing.enabled else { return }
+        let cpus = Dictionary(uniqueKeysWithValues: nodes.filter { $0.value.alive }.map { ($0.key, $0.value.cpus) })
+        var placed: [VCPUBalancer.Placed] = []
+        for (id, r) in vms where r.state == .running {
+            let allowed = r.participants.filter { nodes[$0]?.alive == true }
+            for (i, n) in r.placement.vcpuNodes.enumerated() {
+                placed.append(.init(vcpu: .init(vm: id, vcpu: i), node: Int(n), allowed: allowed))
+            }
+        }
+        placed.sort { $0.vcpu < $1.vcpu }
+        guard let move = balancer.evaluate(now: nowNanos, cpus: cpus, vcpus: placed, moving: !vcpuMoves.isEmpty) else { return }
+        if let why = migrateVCPU(move.vcpu.vm, move.vcpu.vcpu, to: move.to, overcommit: false, client: nil) {
+            log(.warning, "balancer: \(move.vcpu) to node \(move.to): \(why)")
         }
     }
 
@@ -750,8 +861,7 @@ public struct CoordinatorStateMachine: Sendable {
         }
         let alive = membership.alive.filter { $0.status == .alive && nodes[$0.id]?.alive == true }.map(\.id)
         guard !alive.isEmpty else { throw CreateError(description: "no live nodes to run the VM on") }
-        var load: [NodeID: Int] = [:]
-        for r in vms.values where r.isActive { for n in r.placement.vcpuNodes { load[Int(n), default: 0] += 1 } }
+        let load = vcpuLoad()
         let policy = PlacementPolicy(strategy: configuration.strategy,
                                      chunkBytes: PlacementPolicy.chunkBytes(for: spec.memoryBytes))
         let placed = try policy.place(
@@ -823,10 +933,19 @@ public struct CoordinatorStateMachine: Sendable {
     // MARK: - Reply texts (YAML, one entry a line)
 
     var listText: String {
+        let load = vcpuLoad()
         let rows = vms.keys.sorted().map { id -> String in
             let r = vms[id]!
             let memory = r.memoryOnNodes.sorted { $0.key < $1.key }.map { "\($0.key): \(MemorySize.format($0.value))" }
-            return "- {vm: \(id), name: \(r.name), state: \(r.state), vcpus: \(r.placement.vcpuNodes.count), nodes: \(r.participants.sorted()), vcpu_nodes: \(r.placement.vcpuNodes), memory_nodes: {\(memory.joined(separator: ", "))}\(r.detail.isEmpty ? "" : ", detail: \"\(r.detail)\"")}"
+            // Nodes where this VM's VCPUs share CPUs (more VCPUs placed there, of all VMs, than CPUs).
+            var shared: [String] = []
+            if r.isActive {
+                for n in Set(r.placement.vcpuNodes.map(Int.init)).sorted() {
+                    let placed = load[n, default: 0], cpus = nodes[n]?.cpus ?? 0
+                    if placed > cpus { shared.append("\(n): \"\(placed) VCPUs time-share \(cpus) CPU\(cpus == 1 ? "" : "s")\"") }
+                }
+            }
+            return "- {vm: \(id), name: \(r.name), state: \(r.state), vcpus: \(r.placement.vcpuNodes.count), nodes: \(r.participants.sorted()), vcpu_nodes: \(r.placement.vcpuNodes), memory_nodes: {\(memory.joined(separator: ", "))}\(shared.isEmpty ? "" : ", cpus_shared: {\(shared.joined(separator: ", "))}")\(r.vcpuMigrations == 0 ? "" : ", vcpu_migrations: \(r.vcpuMigrations)")\(r.detail.isEmpty ? "" : ", detail: \"\(r.detail)\"")}"
         }
         return rows.isEmpty ? "[]" : rows.joined(separator: "\n")
     }
@@ -870,17 +989,28 @@ public struct CoordinatorStateMachine: Sendable {
             let replicated = r.replicas.values.reduce(0) { $0 + $1.count }
             // Sampled data misses per node, from the nodes' latest reports.
             var perNode: [NodeID: (local: Int64, remote: Int64)] = [:]
+            // Per VCPU: the node that reports it now, and what it cost there.
+            var perVCPU: [Int: (node: NodeID, runNanos: Int64, instructions: Int64)] = [:]
             for (n, report) in nodeStats {
                 for c in report.counters {
                     guard let (vm, name) = Self.vmCounter(c.name), vm == id else { continue }
                     if name == "sampled_local_misses" { perNode[n, default: (0, 0)].local = c.value }
                     if name == "sampled_remote_misses" { perNode[n, default: (0, 0)].remote = c.value }
+                    let parts = name.split(separator: ".")
+                    if parts.count == 3, parts[0] == "vcpu", let v = Int(parts[1]),
+                       v < r.placement.vcpuNodes.count, Int(r.placement.vcpuNodes[v]) == n {
+                        if parts[2] == "run_ns" { perVCPU[v, default: (n, 0, 0)].runNanos = c.value }
+                        if parts[2] == "instructions" { perVCPU[v, default: (n, 0, 0)].instructions = c.value }
+                    }
                 }
+            }
+            let vcpuText = perVCPU.sorted { $0.key < $1.key }.map {
+                "\($0.key): {node: \($0.value.node), run_ms: \($0.value.runNanos / 1_000_000), retired: \($0.value.instructions)}"
             }
             let local = perNode.values.reduce(0) { $0 + $1.local }, remote = perNode.values.reduce(0) { $0 + $1.remote }
             let share = local + remote == 0 ? "n/a" : String(format: "%.3f", Double(local) / Double(local + remote))
             let nodesText = perNode.sorted { $0.key < $1.key }.map { "\($0.key): {local: \($0.value.local), remote: \($0.value.remote)}" }
-            lines.append("  - {vm: \(id), state: \(r.state), migrations: \(r.migrations), move_us_p50: \(percentile(r.moveNanos, 0.5)), move_us_p99: \(percentile(r.moveNanos, 0.99)), replications: \(r.replications), replicate_us_p50: \(percentile(r.replicateNanos, 0.5)), replicate_us_p99: \(percentile(r.replicateNanos, 0.99)), collapses: \(r.collapses), replicas: \(replicated), first_touch_local: \(r.touchedLocal), first_touch_elsewhere: \(r.touchedElsewhere), first_touch_ahead: \(r.placedAhead), sampled_misses: {local: \(local), remote: \(remote), local_share: \(share), nodes: {\(nodesText.joined(separator: ", "))}}}")
+            lines.append("  - {vm: \(id), state: \(r.state), migrations: \(r.migrations), move_us_p50: \(percentile(r.moveNanos, 0.5)), move_us_p99: \(percentile(r.moveNanos, 0.99)), replications: \(r.replications), replicate_us_p50: \(percentile(r.replicateNanos, 0.5)), replicate_us_p99: \(percentile(r.replicateNanos, 0.99)), collapses: \(r.collapses), replicas: \(replicated), first_touch_local: \(r.touchedLocal), first_touch_elsewhere: \(r.touchedElsewhere), first_touch_ahead: \(r.placedAhead), sampled_misses: {local: \(local), remote: \(remote), local_share: \(share), nodes: {\(nodesText.joined(separator: ", "))}}, vcpu_migrations: \(r.vcpuMigrations), vcpus: {\(vcpuText.joined(separator: ", "))}}")
         }
         return lines.joined(separator: "\n")
     }

@@ -128,6 +128,10 @@ public struct PagePolicy: Sendable {
         case collapsed(Page)
         /// Time passed: counters restart every reset interval.
         case tick
+        /// A VCPU of `vm` moved from node `from` to node `to`, leaving `leftOnSource`
+        /// VCPUs of the VM on `from`: its share of `from`'s misses on the VM's pages
+        /// (1 / (leftOnSource + 1) of them) are `to`'s now, so hot pages follow it there.
+        case vcpuMoved(vm: UInt32, from: NodeID, to: NodeID, leftOnSource: Int)
     }
 
     public enum Decision: Sendable, Equatable {
@@ -207,6 +211,18 @@ public struct PagePolicy: Sendable {
             let limit = parameters(for: page.vm).writeLimit
             counters[page, default: Counters()].writeMisses = max(counters[page]?.writeMisses ?? 0, limit)
             strike(page, now: now)
+            return []
+        case .vcpuMoved(let vm, let from, let to, let left):
+            for (page, c) in counters where page.vm == vm {
+                guard let m = c.misses[from], m > 0 else { continue }
+                let share = m / UInt64(max(0, left) + 1)
+                guard share > 0 else { continue }
+                var moved = c
+                moved.misses[from] = m - share == 0 ? nil : m - share
+                moved.misses[to, default: 0] += share
+                moved.hotSince = nil
+                counters[page] = moved
+            }
             return []
         case .tick:
             let vms = Set(counters.keys.map(\.vm)).union(lastReset.keys)

@@ -35,6 +35,7 @@ enum NodeFigures {
         "vcpus_parked": ("disco_vcpus", "state", "parked", false),
         "vcpus_waiting": ("disco_vcpus", "state", "waiting", false),
         "vcpus_spinning": ("disco_vcpus", "state", "spinning", false),
+        "vcpus_held": ("disco_vcpus", "state", "held", false),
     ]
 
     /// Shown in `disco stats` only: the current VMs' instructions (`instructions_total`
@@ -51,6 +52,12 @@ enum NodeFigures {
                 case "sampled_local_misses": m.counter("disco_sampled_misses_total", labels + [("locality", "local")], total: c.value)
                 case "sampled_remote_misses": m.counter("disco_sampled_misses_total", labels + [("locality", "remote")], total: c.value)
                 case "sample_slices": m.counter("disco_sample_slices_total", labels, total: c.value)
+                // Per VCPU on this node (VCPUScheduler's accounts): `vcpu.<n>.run_ns|instructions`.
+                case _ where name.hasPrefix("vcpu.") && name.split(separator: ".").count == 3:
+                    let parts = name.split(separator: ".")
+                    let vcpu = labels + [("vcpu", String(parts[1]))]
+                    if parts[2] == "run_ns" { m.counter("disco_vcpu_run_nanoseconds_total", vcpu, total: c.value) }
+                    else { m.counter("disco_vcpu_" + sanitized(String(parts[2])) + "_total", vcpu, total: c.value) }
                 default: m.gauge("disco_node_vm_" + sanitized(name), labels, Double(c.value))
                 }
             } else if let metric = counters[c.name] {

@@ -217,6 +217,9 @@ public final class CoherenceAgent {
         return list.contains { $0.result != nil }
     }
 
+    /// Whether `requester` has any access parked here, performed or not.
+    public func hasParkedAccess(requester: UInt64) -> Bool { !parked.isEmpty && parked[requester] != nil }
+
     /// Whether `requester` has an access at `address` of `size` bytes that was
     /// performed and not yet picked up: it must be picked up even while the page is
     /// frozen, or the instruction would perform it a second time.

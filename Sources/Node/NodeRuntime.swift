@@ -178,6 +178,7 @@ public final class NodeRuntime: @unchecked Sendable {
         switchFrames()
         finishScrubs()
         advanceMoves()
+        leaveVCPUs()
         reportAccesses()
         let ran = runOneSlice(from: now)
         if !ran, wait { idle() }
@@ -209,6 +210,8 @@ public final class NodeRuntime: @unchecked Sendable {
                 vms[vm]?.assign(page, node: Int(node), frame: frame)
             } else if id == coordinator, case .subnetMembers(let subnet, let nodes) = message {
                 subnetMembers(subnet, nodes)
+            } else if id == coordinator, case .vcpuMigrate(let vm, let vcpu, let node) = message {
+                migrateVCPU(vm, Int(vcpu), to: Int(node))
             } else if id == coordinator {
                 apply(state.handle(.fromCoordinator(message), now: now))
             } else if let n = state.node(of: id) {
@@ -243,6 +246,14 @@ public final class NodeRuntime: @unchecked Sendable {
             }
         case .interrupt(let vm, _, _, _), .ipi(let vm, _):
             vms[vm]?.receive(message, from: n)
+        case .vcpuMoving(let vm, let vcpu, let node):
+            // Everything this node sent about the VCPU to `n` precedes the answer.
+            vms[vm]?.route(Int(vcpu), to: Int(node))
+            send(.vcpuRouted(vm: vm, vcpu: vcpu), toNode: n)
+        case .vcpuRouted(let vm, let vcpu):
+            vcpuRouted(vm, Int(vcpu), from: n)
+        case .vcpuState(let st):
+            vcpuArrived(st, from: n)
         case .ethernetFrame(let subnet, let frame):
             framesFromNodes.append((n, subnet, frame))
         case .pageFreeze(let id, let vm, let page):
@@ -314,7 +325,7 @@ public final class NodeRuntime: @unchecked Sendable {
                 startVM(placement, spec)
             case .releaseVM(let vm):
                 guard let v = vms[vm] else { continue }
-                scheduler.add(vm: vm, count: v.harts.count)
+                scheduler.add(vm: vm, harts: v.harts.map(\.id))
             case .dropVM(let vm, let reason):
                 if let v = vms.removeValue(forKey: vm) {
                     logger.info("VM \(vm) dropped: \(reason)")
@@ -325,6 +336,7 @@ public final class NodeRuntime: @unchecked Sendable {
                     if let me = state.nodeID { sendStats(me) }
                 }
                 scheduler.remove(vm: vm)
+                leaving = leaving.filter { $0.key.vm != vm }
                 forgetNICs(of: vm)
                 agent?.forgetParked(vm: vm)
                 for m in moves.moves.values where m.vm == vm { moveRecalls[m.id] = nil }
@@ -558,20 +570,21 @@ public final class NodeRuntime: @unchecked Sendable {
     private func runOneSlice(from start: UInt64) -> Bool {
         for (id, phase) in state.vms where phase == .released { vms[id]?.pollDevices() }
         let vms = self.vms
-        guard let v = scheduler.next(now: start, hasWakeUp: { vms[$0.vm]?.harts[$0.index].hasWakeUpInterrupt ?? false }),
-              let vm = vms[v.vm] else { return false }
+        guard let v = scheduler.next(now: start, hasWakeUp: { vms[$0.vm]?.hart($0.index)?.hasWakeUpInterrupt ?? false }),
+              let vm = vms[v.vm], let hart = vm.hart(v.index) else { return false }
         slicesRun &+= 1
         let sampled = slicesRun % sampleEvery == 0
         if sampled { vm.beginSample(v.index) }
         let budget = scheduler.isProbing(v) ? spinProbeBudget
             : start &- lastPeerMessage > quietNanos && vm.harts.count == 1 && scheduler.states.count == 1 ? quietSliceBudget
             : sliceBudget
-        let hart = vm.harts[v.index]
         let retired = hart.instructionsRetired
-        vm.finishPerformedFirst(v.index)
+        vm.finishPerformedFirst(hart)
+        let began = clock.localNanoseconds()
         let end = VCPUScheduler.SliceEnd(hart.run(budget: budget))
         if end == .spinning { spinsParked &+= 1 }
         let now = clock.localNanoseconds()
+        scheduler.charge(v, nanos: now &- began, instructions: hart.instructionsRetired &- retired)
         if now &- start > Self.slowTurnNanos {
             logger.warning("a turn's bookkeeping and the slice of VCPU \(v) took \((now &- start) / 1_000_000) ms for \(hart.instructionsRetired &- retired) instructions (budget \(budget)), ended \(end) at pc 0x\(String(hart.pc, radix: 16))")
         }
@@ -582,13 +595,124 @@ public final class NodeRuntime: @unchecked Sendable {
         return true
     }
 
+    // MARK: - VCPU migration (docs/monitor.md, "VCPU migration")
+
+    /// A VCPU of this node on its way out: where to, since when, and the nodes whose
+    /// `vcpuRouted` it still waits for (nil: it has not stopped yet).
+    private struct Leaving {
+        var to: NodeID
+        var since: UInt64
+        var waiting: Set<NodeID>?
+    }
+    private var leaving: [VCPUScheduler.VCPU: Leaving] = [:]
+    private var vcpusMoved = (in: UInt64(0), out: UInt64(0))
+    /// What the VCPUs that moved here had retired before.
+    private var arrivedInstructions: UInt64 = 0
+    /// How long a VCPU may stay busy (accesses in flight) before its move is refused.
+    private let leaveTimeoutNanos: UInt64 = 5_000_000_000
+
+    /// The coordinator asks this node to move one of its VCPUs to `to`. It leaves at
+    /// the first slice boundary where no access of it is in flight (`leaveVCPUs`).
+    private func migrateVCPU(_ vm: UInt32, _ id: Int, to: NodeID) {
+        let v = VCPUScheduler.VCPU(vm: vm, index: id)
+        func refuse(_ why: String) {
+            _ = transport.send(.vcpuMigrated(vm: vm, vcpu: UInt32(id), node: Int32(to), ok: false, detail: why), on: coordinator)
+        }
+        guard let me = state.nodeID, let machine = vms[vm], machine.hart(id) != nil else {
+            return refuse("VCPU \(id) of VM \(vm) is not on node \(state.nodeID ?? -1)")
+        }
+        guard to != me else { return refuse("VCPU \(id) of VM \(vm) is on node \(to) already") }
+        guard machine.placement.nodes.contains(where: { Int($0.nodeID) == to }) else {
+            return refuse("node \(to) takes no part in VM \(vm)")
+        }
+        guard scheduler.states[v] != nil else { return refuse("VM \(vm) is not running on node \(me) yet") }
+        guard leaving[v] == nil else { return refuse("VCPU \(id) of VM \(vm) is moving already") }
+        leaving[v] = Leaving(to: to, since: clock.localNanoseconds(), waiting: nil)
+        leaveVCPUs()
+    }
+
+    /// Stops the VCPUs asked to leave that are between accesses, and tells the VM's
+    /// other nodes to route them to their new node; refuses a move whose VCPU stayed
+    /// busy too long. Runs every turn while a move is under way.
+    private func leaveVCPUs() {
+        guard !leaving.isEmpty, let me = state.nodeID else { return }
+        let now = clock.localNanoseconds()
+        for (v, l) in leaving where l.waiting == nil {
+            guard let machine = vms[v.vm] else { leaving[v] = nil; continue }
+            let st = scheduler.states[v]
+            if st == .parked || machine.busyReason(v.index) != nil {
+                if now &- l.since > leaveTimeoutNanos {
+                    leaving[v] = nil
+                    _ = transport.send(.vcpuMigrated(vm: v.vm, vcpu: UInt32(v.index), node: Int32(l.to), ok: false,
+                                                     detail: "VCPU \(v.index) stayed busy for 5 s (\(machine.busyReason(v.index) ?? "parked"))"),
+                                       on: coordinator)
+                }
+                continue
+            }
+            scheduler.hold(v)
+            let others = Set(machine.placement.nodes.map { Int($0.nodeID) }).subtracting([me])
+            leaving[v]!.waiting = others
+            for n in others.sorted() { send(.vcpuMoving(vm: v.vm, vcpu: UInt32(v.index), node: Int32(l.to)), toNode: n) }
+        }
+    }
+
+    /// Node `n` routes the VCPU to its new node now: once every other node does, its
+    /// state goes there.
+    private func vcpuRouted(_ vm: UInt32, _ id: Int, from n: NodeID) {
+        let v = VCPUScheduler.VCPU(vm: vm, index: id)
+        guard var l = leaving[v], l.waiting != nil else {
+            return logger.warning("vcpuRouted for VCPU \(id) of VM \(vm) from node \(n), which is not leaving")
+        }
+        l.waiting!.remove(n)
+        leaving[v] = l
+        guard l.waiting!.isEmpty else { return }
+        leaving[v] = nil
+        guard let machine = vms[vm], let st = machine.detach(id, to: l.to) else {
+            logger.error("VCPU \(id) of VM \(vm) could not leave after its nodes rerouted it")
+            apply(state.handle(.vmLoadFailed(vm, reason: "VCPU \(id) was lost in its move to node \(l.to)"), now: clock.localNanoseconds()))
+            return
+        }
+        scheduler.remove(v)
+        vcpusMoved.out &+= 1
+        // This node's instruction counter never goes back: what the VCPU retired stays counted here.
+        endedInstructions &+= st.csrs.first { $0.number == 0xb02 }?.value ?? 0
+        send(.vcpuState(st), toNode: l.to)
+        logger.info("VCPU \(id) of VM \(vm) left for node \(l.to)")
+    }
+
+    /// A VCPU's state came from node `n`: it runs here from now on.
+    private func vcpuArrived(_ st: VCPUState, from n: NodeID) {
+        guard let me = state.nodeID else { return }
+        guard let machine = vms[st.vm] else {
+            return logger.warning("vcpuState for VM \(st.vm), which is not on this node, from node \(n)")
+        }
+        do {
+            let hart = try machine.attach(st)
+            hart.detectsSpinning = configuration.parkSpinning
+            // Only what it retires from now on counts here.
+            arrivedInstructions &+= hart.instructionsRetired
+            if state.vms[st.vm] == .released { scheduler.add(vm: st.vm, harts: [Int(st.vcpu)]) }
+            vcpusMoved.in &+= 1
+            logger.info("VCPU \(st.vcpu) of VM \(st.vm) arrived from node \(n)")
+            _ = transport.send(.vcpuMigrated(vm: st.vm, vcpu: st.vcpu, node: Int32(me), ok: true, detail: "from node \(n)"),
+                               on: coordinator)
+        } catch {
+            _ = transport.send(.vcpuMigrated(vm: st.vm, vcpu: st.vcpu, node: Int32(me), ok: false, detail: "\(error)"), on: coordinator)
+            apply(state.handle(.vmLoadFailed(st.vm, reason: "VCPU \(st.vcpu) could not be installed: \(error)"), now: clock.localNanoseconds()))
+        }
+    }
+
     /// Runs the VCPUs a message just woke, briefly, so they use what arrived before the
     /// next message can take it away.
     private func runWoken() {
         for v in scheduler.takeWoken() {
-            guard let vm = vms[v.vm], scheduler.states[v] == .runnable else { continue }
-            vm.finishPerformedFirst(v.index)
-            scheduler.ran(v, VCPUScheduler.SliceEnd(vm.harts[v.index].run(budget: wokenBudget)), now: clock.localNanoseconds())
+            guard let vm = vms[v.vm], let hart = vm.hart(v.index), scheduler.states[v] == .runnable else { continue }
+            vm.finishPerformedFirst(hart)
+            let began = clock.localNanoseconds(), retired = hart.instructionsRetired
+            let end = VCPUScheduler.SliceEnd(hart.run(budget: wokenBudget))
+            let now = clock.localNanoseconds()
+            scheduler.charge(v, nanos: now &- began, instructions: hart.instructionsRetired &- retired)
+            scheduler.ran(v, end, now: now)
             if vm.isDeviceNode { vm.checkFinisher() }
             flush()
         }
@@ -597,8 +721,8 @@ public final class NodeRuntime: @unchecked Sendable {
     private func logState() {
         guard logger.logLevel <= .debug, let agent else { return }
         for (id, vm) in vms {
-            let harts = vm.harts.enumerated().map { i, h in
-                "\(h.id):\(scheduler.states[.init(vm: id, index: i)].map { "\($0)" } ?? "held") pc=0x\(String(h.pc, radix: 16)) retired=\(h.instructionsRetired)"
+            let harts = vm.harts.map { h in
+                "\(h.id):\(scheduler.states[.init(vm: id, index: h.id)].map { "\($0)" } ?? "not released") pc=0x\(String(h.pc, radix: 16)) retired=\(h.instructionsRetired)"
             }
             logger.debug("VM \(id) phase=\(state.vms[id].map { "\($0)" } ?? "gone") harts [\(harts.joined(separator: ", "))]; misses \(agent.remoteMisses), lines in \(agent.linesReceived) out \(agent.linesSent)")
         }
@@ -618,7 +742,7 @@ public final class NodeRuntime: @unchecked Sendable {
         let instructions = harts.reduce(UInt64(0)) { $0 &+ $1.instructionsRetired }
         counters.append(Counter(name: "instructions", value: Int64(truncatingIfNeeded: instructions)))
         // Since the node started, VMs that ended included (a counter that never goes back).
-        counters.append(Counter(name: "instructions_total", value: Int64(truncatingIfNeeded: instructions &+ endedInstructions)))
+        counters.append(Counter(name: "instructions_total", value: Int64(truncatingIfNeeded: instructions &+ endedInstructions &- arrivedInstructions)))
         counters.append(Counter(name: "heartbeat_rtt_ns", value: Int64(truncatingIfNeeded: heartbeatRoundTrip)))
         // Queue depths: VCPUs by scheduler state, events put aside while a DMA waited.
         let queued = scheduler.states.values
@@ -633,6 +757,14 @@ public final class NodeRuntime: @unchecked Sendable {
         counters.append(Counter(name: "replicas_installed", value: moveCounts.replicas))
         counters.append(Counter(name: "replicas_dropped", value: moveCounts.dropped))
         counters += networkCounters
+        // Per VCPU here: what it cost (for fairness: `disco stats`, the metrics).
+        for (v, a) in scheduler.accounts.sorted(by: { ($0.key.vm, $0.key.index) < ($1.key.vm, $1.key.index) }) {
+            counters.append(Counter(name: "vm.\(v.vm).vcpu.\(v.index).run_ns", value: Int64(truncatingIfNeeded: a.runNanos)))
+            counters.append(Counter(name: "vm.\(v.vm).vcpu.\(v.index).instructions", value: Int64(truncatingIfNeeded: a.instructions)))
+        }
+        counters.append(Counter(name: "vcpus_held", value: Int64(queued.filter { $0 == .held }.count)))
+        counters.append(Counter(name: "vcpus_moved_in", value: Int64(truncatingIfNeeded: vcpusMoved.in)))
+        counters.append(Counter(name: "vcpus_moved_out", value: Int64(truncatingIfNeeded: vcpusMoved.out)))
         // Per VM: sampled data misses (local, remote, sampling slices).
         for (id, m) in endedMisses.map({ ($0.vm, $0.misses) }) + vms.map({ ($0.key, $0.value.misses) }) {
             counters.append(Counter(name: "vm.\(id).sampled_local_misses", value: Int64(truncatingIfNeeded: m.local)))

@@ -68,16 +68,25 @@ public final class NodeVM: PhysicalMemory {
     private var replicas: [UInt64: UInt64] = [:]
     /// (machine base, chunk index) sorted by base, for machine → guest lookups.
     private let chunksByBase: [(base: UInt64, index: Int)]
-    private let vcpuNodes: [Int]
+    /// The node of each VCPU, by hart id: where its CLINT registers and its interrupts
+    /// go. It changes when a VCPU moves (`detach`, `attach`, `route`).
+    public private(set) var vcpuNodes: [Int]
     private let epochNanos: UInt64
     private let clock: ClusterClock
 
-    /// The harts placed on this node (the VM's VCPUs with `localIndex` positions).
+    /// The harts on this node (the VM's VCPUs with `localIndex` positions).
     public private(set) var harts: [Hart] = []
     /// Local harts whose parked access or device read completed since the node last
-    /// looked (indices into `harts`); the node's scheduler makes them runnable.
+    /// looked (hart ids); the node's scheduler makes them runnable.
     public var woken: [Int] = []
+    /// Hart id → position in `harts`.
     private var localIndex: [Int: Int] = [:]
+    /// Interrupt lines for VCPUs on their way here (routed here, state not yet in),
+    /// applied in order when they arrive.
+    private var earlyLines: [Int: [(InterruptLine, Bool)]] = [:]
+
+    /// The local hart with id `id`.
+    @inline(__always) public func hart(_ id: Int) -> Hart? { localIndex[id].map { harts[$0] } }
 
     /// This node's devices of the VM: the CLINT of the local harts, and on the device
     /// node everything else.
@@ -188,20 +197,21 @@ public final class NodeVM: PhysicalMemory {
     /// A parked access of a local hart completed in the agent: it re-executes that
     /// instruction first, before looking at interrupts.
     public func accessCompleted(requester: UInt64) {
-        guard requester >> 32 == UInt64(vm), let i = localIndex[Int(requester & 0xffff_ffff)] else { return }
+        let id = Int(requester & 0xffff_ffff)
+        guard requester >> 32 == UInt64(vm), let i = localIndex[id] else { return }
         harts[i].finishParkedInstructionFirst = true
-        woken.append(i)
+        woken.append(id)
     }
 
-    /// Before local hart `index` runs: if the agent holds an access it performed for the
+    /// Before `hart` runs: if the agent holds an access it performed for the
     /// hart and the hart has not picked up, the hart re-executes that instruction before
     /// it looks at interrupts. `accessCompleted` says so when the access completes, but
     /// the re-execution can be held on the way (its fetch or page walk reaches a page
     /// being moved) and woken by the move instead; without this it could then take an
     /// interrupt first and run the handler with the access done in memory but not in
     /// the program, or be resumed on another CPU that does it again.
-    public func finishPerformedFirst(_ index: Int) {
-        if agent.hasPerformedAccess(requester: requester(harts[index].id)) { harts[index].finishParkedInstructionFirst = true }
+    public func finishPerformedFirst(_ hart: Hart) {
+        if agent.hasPerformedAccess(requester: requester(hart.id)) { hart.finishParkedInstructionFirst = true }
     }
 
     /// The machine address of guest-physical `gpa`, if it is RAM.
@@ -244,16 +254,16 @@ public final class NodeVM: PhysicalMemory {
 
     /// Starts a sampling slice for local hart `index`: its data fast paths go, and until
     /// `endSample` none is handed out, so every data access is seen.
-    public func beginSample(_ index: Int) {
+    public func beginSample(_ id: Int) {
         sampling = true
         sampledLines.removeAll(keepingCapacity: true)
         misses.slices &+= 1
-        harts[index].dropAllDirectMappings()
+        hart(id)?.dropAllDirectMappings()
     }
 
-    public func endSample(_ index: Int) {
+    public func endSample(_ id: Int) {
         sampling = false
-        harts[index].dropAllDirectMappings()
+        hart(id)?.dropAllDirectMappings()
     }
 
     /// A data access to machine address `m` in a sampling slice.
@@ -305,7 +315,7 @@ public final class NodeVM: PhysicalMemory {
         }
         touchAsked.remove(page)
         if let held = touching.removeValue(forKey: page) {
-            for hart in held.sorted() { if let i = localIndex[hart] { woken.append(i) } }
+            for hart in held.sorted() where localIndex[hart] != nil { woken.append(hart) }
         }
     }
 
@@ -341,7 +351,7 @@ public final class NodeVM: PhysicalMemory {
     /// Lets the accesses held on frozen guest page `page` go (they re-execute).
     private func release(_ page: UInt64) {
         if let held = frozen.removeValue(forKey: page) {
-            for hart in held.sorted() { if let i = localIndex[hart] { woken.append(i) } }
+            for hart in held.sorted() where localIndex[hart] != nil { woken.append(hart) }
         }
     }
 
@@ -508,6 +518,70 @@ public final class NodeVM: PhysicalMemory {
         return .retry
     }
 
+    // MARK: - VCPU migration
+
+    /// Why local VCPU `id` cannot leave between these slices (an access of it is in
+    /// flight or half done), or nil if it can.
+    public func busyReason(_ id: Int) -> String? {
+        guard let h = hart(id) else { return "VCPU \(id) is not on node \(node)" }
+        if pendingReads[id] != nil { return "a device read is in flight" }
+        if h.finishParkedInstructionFirst { return "a parked access has not been finished" }
+        // An access the agent performed for it and it has not picked up would be done
+        // again on the new node; one still parked would be performed here after it left.
+        if agent.hasParkedAccess(requester: requester(id)) { return "an access of it is parked in the coherence agent" }
+        if touching.values.contains(where: { $0.contains(id) }) { return "it waits for a page's first frame" }
+        if frozen.values.contains(where: { $0.contains(id) }) { return "it waits for a page being moved" }
+        return nil
+    }
+
+    /// Takes local VCPU `id` out of this node for node `to`: its architectural state and
+    /// its CLINT registers, which this node forgets (from now on its CLINT registers and
+    /// interrupts are `to`'s). Nil if it is not here or busy (`busyReason`).
+    public func detach(_ id: Int, to: Int) -> VCPUState? {
+        guard busyReason(id) == nil, let i = localIndex[id], to != node, id < vcpuNodes.count else { return nil }
+        let h = harts[i]
+        let st = h.state
+        let (msip, mtimecmp) = devices.clint.registers(ofHart: id)
+        harts.remove(at: i)
+        localIndex = Dictionary(uniqueKeysWithValues: harts.enumerated().map { ($0.element.id, $0.offset) })
+        woken.removeAll { $0 == id }
+        vcpuNodes[id] = to
+        // This node's copy of its registers no longer drives anything.
+        devices.clint.setRegisters(ofHart: id, msip: false, mtimecmp: .max)
+        return VCPUState(vm: vm, vcpu: UInt32(id), pc: st.pc, privilege: st.privilege, registers: st.registers,
+                         csrs: st.csrs.map { CSRValue(number: $0.number, value: $0.value) },
+                         floatRegisters: st.floatRegisters, msip: msip, mtimecmp: mtimecmp)
+    }
+
+    /// Installs a VCPU that moved here (empty TLBs and decoded blocks), with its CLINT
+    /// registers: its mtimecmp, and its msip also set if a hart here set it while it was
+    /// on the way. Lines raised or lowered for it meanwhile are applied after its state.
+    /// Returns the new hart.
+    public func attach(_ st: VCPUState) throws -> Hart {
+        let id = Int(st.vcpu)
+        guard st.vm == vm, id < vcpuNodes.count else { throw MachineError("VM \(vm) has no VCPU \(st.vcpu)") }
+        guard localIndex[id] == nil else { throw MachineError("VCPU \(id) of VM \(vm) is on node \(node) already") }
+        let h = Hart(id: id, memory: self)
+        do {
+            try h.restore(HartState(pc: st.pc, privilege: st.privilege, registers: st.registers,
+                                    floatRegisters: st.floatRegisters, csrs: st.csrs.map { ($0.number, $0.value) }))
+        } catch { throw MachineError("VCPU \(id) of VM \(vm): \(error)") }
+        localIndex[id] = harts.count
+        harts.append(h)
+        vcpuNodes[id] = node
+        let here = devices.clint.registers(ofHart: id)
+        devices.clint.setRegisters(ofHart: id, msip: st.msip || here.msip, mtimecmp: st.mtimecmp)
+        for (line, level) in earlyLines.removeValue(forKey: id) ?? [] { h.setInterrupt(line, level) }
+        return h
+    }
+
+    /// VCPU `id` runs on node `to` from now on (this node neither had it nor gets it,
+    /// or gets it: its interrupts wait here for it).
+    public func route(_ id: Int, to: Int) {
+        guard id < vcpuNodes.count, localIndex[id] == nil else { return }
+        vcpuNodes[id] = to
+    }
+
     // MARK: - Messages for this VM
 
     /// Handles a VM message from node `from`; false if it does not belong here.
@@ -540,11 +614,17 @@ public final class NodeVM: PhysicalMemory {
                   let i = localIndex[hart] else { return false }
             pendingReads[hart]?.result = (r.status == .ok ? .ok : .accessFault, r.value)
             harts[i].finishParkedInstructionFirst = true
-            woken.append(i)
+            woken.append(hart)
             return true
         case .interrupt(_, let vcpu, let cause, let level):
-            guard let i = localIndex[Int(vcpu)], let line = InterruptLine(rawValue: Int(cause)) else { return false }
-            harts[i].setInterrupt(line, level)
+            guard let line = InterruptLine(rawValue: Int(cause)) else { return false }
+            if let i = localIndex[Int(vcpu)] {
+                harts[i].setInterrupt(line, level)
+                return true
+            }
+            // A VCPU routed here whose state is still on the way: kept for it.
+            guard Int(vcpu) < vcpuNodes.count, vcpuNodes[Int(vcpu)] == node else { return false }
+            earlyLines[Int(vcpu), default: []].append((line, level))
             return true
         case .console(_, let bytes):
             guard let uart = devices.uart else { return false }
@@ -683,6 +763,9 @@ public final class NodeVM: PhysicalMemory {
         func setInterrupt(hart: Int, line: InterruptLine, asserted: Bool) {
             if let i = owner.localIndex[hart] {
                 owner.harts[i].setInterrupt(line, asserted)
+            } else if hart < owner.vcpuNodes.count, owner.vcpuNodes[hart] == owner.node {
+                // Moving here, its state not yet in: kept for it.
+                owner.earlyLines[hart, default: []].append((line, asserted))
             } else if hart < owner.vcpuNodes.count {
                 owner.outgoing.append((owner.vcpuNodes[hart], .interrupt(vm: owner.vm, vcpu: UInt32(hart),
                                                                          cause: UInt8(line.rawValue), level: asserted)))

@@ -74,6 +74,18 @@ public final class CLINT: MMIODevice {
         }
     }
 
+    /// Hart `h`'s registers (its msip bit and mtimecmp), to move it to another node.
+    public func registers(ofHart h: Int) -> (msip: Bool, mtimecmp: UInt64) { (msip[h], mtimecmp[h]) }
+
+    /// Sets hart `h`'s registers (a hart moved here) and drives its lines from them.
+    public func setRegisters(ofHart h: Int, msip m: Bool, mtimecmp t: UInt64) {
+        msip[h] = m
+        mtimecmp[h] = t
+        sink.setInterrupt(hart: h, line: .machineSoftware, asserted: m)
+        timerAsserted[h] = !(mtime >= t)
+        setTimer(h, mtime >= t)
+    }
+
     private func setTimer(_ h: Int, _ asserted: Bool) {
         guard timerAsserted[h] != asserted else { return }
         timerAsserted[h] = asserted

@@ -31,6 +31,10 @@ extension Message {
         case .tlbShootdown: return .tlbShootdown
         case .tlbShootdownAck: return .tlbShootdownAck
         case .timeSync: return .timeSync
+        case .vcpuMigrate: return .vcpuMigrate
+        case .vcpuMoving: return .vcpuMoving
+        case .vcpuRouted: return .vcpuRouted
+        case .vcpuMigrated: return .vcpuMigrated
         case .pageCommand: return .pageCommand
         case .pageCommandDone: return .pageCommandDone
         case .pageFreeze: return .pageFreeze
@@ -181,6 +185,19 @@ extension Message {
         case .timeSync(let mtime, let at):
             w.put(mtime)
             w.put(at)
+        case .vcpuMigrate(let vm, let vcpu, let node), .vcpuMoving(let vm, let vcpu, let node):
+            w.put(vm)
+            w.put(vcpu)
+            w.put(node)
+        case .vcpuRouted(let vm, let vcpu):
+            w.put(vm)
+            w.put(vcpu)
+        case .vcpuMigrated(let vm, let vcpu, let node, let ok, let detail):
+            w.put(vm)
+            w.put(vcpu)
+            w.put(node)
+            w.put(ok)
+            w.put(detail)
         case .pageCommand(let c):
             w.put(c.id)
             w.put(c.kind.rawValue)
@@ -244,6 +261,10 @@ extension Message {
                 w.put(c.number)
                 w.put(c.value)
             }
+            w.put(UInt32(s.floatRegisters.count))
+            for r in s.floatRegisters { w.put(r) }
+            w.put(s.msip)
+            w.put(s.mtimecmp)
         case .ethernetFrame(let subnet, let frame):
             w.put(subnet)
             w.put(bytes: frame)
@@ -307,6 +328,12 @@ extension Message {
                 w.put(page)
                 w.put(UInt32(nodes.count))
                 for n in nodes { w.put(n) }
+            case .migrateVCPU(let vm, let vcpu, let node, let overcommit):
+                w.put(UInt8(8))
+                w.put(vm)
+                w.put(vcpu)
+                w.put(node)
+                w.put(overcommit)
             }
         case .vmResponse(let id, let ok, let createdVM, let body):
             w.put(id)
@@ -454,6 +481,14 @@ extension Message {
             return .tlbShootdown(id: id, vm: vm, pages: pages)
         case .tlbShootdownAck: return .tlbShootdownAck(id: try r.u64("id"))
         case .timeSync: return .timeSync(mtime: try r.u64("mtime"), sentAtNanos: try r.u64("sentAtNanos"))
+        case .vcpuMigrate:
+            return .vcpuMigrate(vm: try r.u32("vm"), vcpu: try r.u32("vcpu"), node: try r.int(Int32.self, "node"))
+        case .vcpuMoving:
+            return .vcpuMoving(vm: try r.u32("vm"), vcpu: try r.u32("vcpu"), node: try r.int(Int32.self, "node"))
+        case .vcpuRouted: return .vcpuRouted(vm: try r.u32("vm"), vcpu: try r.u32("vcpu"))
+        case .vcpuMigrated:
+            return .vcpuMigrated(vm: try r.u32("vm"), vcpu: try r.u32("vcpu"), node: try r.int(Int32.self, "node"),
+                                 ok: try r.bool("ok"), detail: try r.string("detail"))
         case .pageCommand:
             let id = try r.u64("id")
             let kind = try enumValue(PageCommand.Kind.self, try r.u8("kind"), "kind")
@@ -529,7 +564,14 @@ extension Message {
                 guard number < 0x1000 else { throw .invalidValue(field: "csrs") }
                 csrs.append(CSRValue(number: number, value: try r.u64("csrs")))
             }
-            return .vcpuState(VCPUState(vm: vm, vcpu: vcpu, pc: pc, privilege: privilege, registers: regs, csrs: csrs))
+            let nf = try r.count("floatRegisters", minimumElementSize: 8)
+            guard nf == 32 else { throw .invalidValue(field: "floatRegisters") }
+            var fregs: [UInt64] = []
+            fregs.reserveCapacity(32)
+            for _ in 0..<nf { fregs.append(try r.u64("floatRegisters")) }
+            let msip = try r.bool("msip"), mtimecmp = try r.u64("mtimecmp")
+            return .vcpuState(VCPUState(vm: vm, vcpu: vcpu, pc: pc, privilege: privilege, registers: regs, csrs: csrs,
+                                        floatRegisters: fregs, msip: msip, mtimecmp: mtimecmp))
         case .ethernetFrame:
             return .ethernetFrame(subnet: try r.string("subnet"), frame: try r.bytes("frame"))
         case .subnetMembers:
@@ -585,6 +627,9 @@ extension Message {
                 for _ in 0..<n { nodes.append(try r.int(Int32.self, "nodes")) }
                 guard page % 4096 == 0 else { throw .invalidValue(field: "guestPage") }
                 request = .replicate(vm: vm, guestPage: page, nodes: nodes)
+            case 8:
+                request = .migrateVCPU(vm: try r.u32("vm"), vcpu: try r.u32("vcpu"), node: try r.int(Int32.self, "node"),
+                                       overcommit: try r.bool("overcommit"))
             default: throw .invalidValue(field: "request")
             }
             return .vmRequest(id: id, request: request)

@@ -59,6 +59,18 @@ public enum Message: Equatable, Sendable {
     case tlbShootdownAck(id: UInt64)
     /// A cluster-wide time base sample (mtime ticks at 10 MHz) from the coordinator.
     case timeSync(mtime: UInt64, sentAtNanos: UInt64)
+    /// Coordinator to the VCPU's node: move VCPU `vcpu` of `vm` to node `node`
+    /// (docs/monitor.md, "VCPU migration").
+    case vcpuMigrate(vm: UInt32, vcpu: UInt32, node: Int32)
+    /// The VCPU's old node to every other node of the VM, once the VCPU stopped there:
+    /// from now on its CLINT registers and interrupts are at `node`; answer `vcpuRouted`.
+    case vcpuMoving(vm: UInt32, vcpu: UInt32, node: Int32)
+    /// Answer to `vcpuMoving`: everything this node sent about the VCPU to its old node
+    /// came before this.
+    case vcpuRouted(vm: UInt32, vcpu: UInt32)
+    /// Node to coordinator: the move of the VCPU to `node` ended (`ok`: it runs there;
+    /// else why not, and it runs where it was).
+    case vcpuMigrated(vm: UInt32, vcpu: UInt32, node: Int32, ok: Bool, detail: String)
 
     // MARK: Monitor
     /// Coordinator to node: move, copy or fold back a page of a VM.
@@ -153,6 +165,7 @@ public enum MessageType: UInt8, CaseIterable, Sendable {
     case evictShared = 0x18, putAck = 0x19
     case mmioRequest = 0x20, mmioResponse = 0x21, interrupt = 0x22, ipi = 0x23
     case tlbShootdown = 0x24, tlbShootdownAck = 0x25, timeSync = 0x26
+    case vcpuMigrate = 0x27, vcpuMoving = 0x28, vcpuRouted = 0x29, vcpuMigrated = 0x2A
     case pageCommand = 0x30, pageCommandDone = 0x31, vcpuState = 0x32
     case pageFreeze = 0x33, pageFrozen = 0x34, pageData = 0x35, pageMoved = 0x36
     case pageReplica = 0x37, pageThaw = 0x38, pageCollapse = 0x39, pageCollapsed = 0x3A
@@ -303,13 +316,22 @@ public struct VCPUState: Equatable, Sendable {
     public var registers: [UInt64]
     /// (CSR number, value) pairs.
     public var csrs: [CSRValue]
-    public init(vm: UInt32, vcpu: UInt32, pc: UInt64, privilege: UInt8, registers: [UInt64], csrs: [CSRValue]) {
+    /// f0...f31 (raw bits).
+    public var floatRegisters: [UInt64]
+    /// The VCPU's CLINT registers: its msip bit and its mtimecmp.
+    public var msip: Bool
+    public var mtimecmp: UInt64
+    public init(vm: UInt32, vcpu: UInt32, pc: UInt64, privilege: UInt8, registers: [UInt64], csrs: [CSRValue],
+                floatRegisters: [UInt64] = Array(repeating: 0, count: 32), msip: Bool = false, mtimecmp: UInt64 = .max) {
         self.vm = vm
         self.vcpu = vcpu
         self.pc = pc
         self.privilege = privilege
         self.registers = registers
         self.csrs = csrs
+        self.floatRegisters = floatRegisters
+        self.msip = msip
+        self.mtimecmp = mtimecmp
     }
 }
 
@@ -368,6 +390,9 @@ public enum VMRequest: Equatable, Sendable {
     /// Give guest page `guestPage` of `vm` read-only replicas on `nodes` (the monitor's
     /// replication, by hand). Answered when the replicas are in place or refused.
     case replicate(vm: UInt32, guestPage: UInt64, nodes: [Int32])
+    /// Move VCPU `vcpu` of `vm` to node `node`, one of the VM's nodes; `overcommit`: even
+    /// when that node has no free CPU. Answered when the VCPU runs there, or refused.
+    case migrateVCPU(vm: UInt32, vcpu: UInt32, node: Int32, overcommit: Bool)
 }
 
 /// How a guest ended, as the device node saw it (QEMU's test finisher, or a stop).

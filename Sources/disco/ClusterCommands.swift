@@ -33,6 +33,9 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Keep every VM's console output in this directory, one file per VM (vm-ID-NAME.log); created if missing. A spec's console-log file is written too, on this host (a relative path is taken from this process's working directory; `vm create` sends it absolute, from the spec file's directory).", valueName: "dir"))
     var consoleDir: String?
 
+    @Option(help: ArgumentHelp("VCPU load balancing: on, a VCPU of a node with more VCPUs than CPUs moves to another node of its VM with a CPU free (after the overload lasted 2 s; at most one move a second; a moved VCPU stays 30 s); off, VCPUs move only by `disco vm migrate-vcpu`.", valueName: "on|off"))
+    var balanceVcpus: String = "on"
+
     @OptionGroup var metricsOption: MetricsOption
 
     @OptionGroup var options: ClusterOptions
@@ -46,12 +49,14 @@ struct CoordinatorCommand: ParsableCommand {
         }
         guard (64...4096).contains(lineSize), lineSize & (lineSize - 1) == 0 else { fail("--line-size must be a power of two from 64 to 4096") }
         guard heartbeatMs >= 10 else { fail("--heartbeat-ms must be at least 10") }
+        guard let balance = try? VMSpec.parseSwitch(balanceVcpus, "") else { fail("--balance-vcpus must be on or off, not '\(balanceVcpus)'") }
         let endpoints = listen.map { parseEndpoint($0, "--listen") }
         _ = metricsOption.address()
         let logger = options.logger("disco.coordinator")
         let runtime = CoordinatorRuntime(
             configuration: CoordinatorConfiguration(listen: endpoints, secret: options.secret(),
-                                                    machine: .init(heartbeatMillis: UInt32(heartbeatMs), lineSize: lineSize),
+                                                    machine: .init(heartbeatMillis: UInt32(heartbeatMs), lineSize: lineSize,
+                                                                   balancing: .init(enabled: balance)),
                                                     consoleDirectory: consoleDir),
             logger: logger)
         // Listening for metrics first: a port in use stops the coordinator before any node joins.
@@ -210,6 +215,9 @@ struct Up: ParsableCommand {
     @Flag(help: "Keep the cluster up when a node dies (its VMs fail, the others run on); only the coordinator's death stops it.")
     var keepGoing = false
 
+    @Option(help: ArgumentHelp("The coordinator's VCPU load balancing (see disco coordinator --help).", valueName: "on|off"))
+    var balanceVcpus: String = "on"
+
     @OptionGroup var metricsOption: MetricsOption
 
     mutating func run() throws {
@@ -218,10 +226,12 @@ struct Up: ParsableCommand {
         let memoryBytes: UInt64
         do { memoryBytes = try MemorySize.parse(memory) } catch { fail("\(error)") }
         let metricsAddress = metricsOption.address()
+        guard (try? VMSpec.parseSwitch(balanceVcpus, "")) != nil else { fail("--balance-vcpus must be on or off, not '\(balanceVcpus)'") }
         let cluster: LocalCluster
         do {
             cluster = try LocalCluster.start(nodes: nodes, cpus: cpus, memoryBytes: memoryBytes, directory: dir,
-                                             metrics: metricsAddress, progress: { print($0) })
+                                             metrics: metricsAddress, coordinatorArguments: ["--balance-vcpus", balanceVcpus],
+                                             progress: { print($0) })
         } catch {
             fail("\(error)")
         }
@@ -335,8 +345,8 @@ struct StatsCommand: ParsableCommand {
 
 struct VMCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "vm", abstract: "Create, list or stop VMs on a running cluster, or move a page of one.",
-        subcommands: [Create.self, List.self, Stop.self, Migrate.self, Replicate.self])
+        commandName: "vm", abstract: "Create, list or stop VMs on a running cluster, or move a page or a VCPU of one.",
+        subcommands: [Create.self, List.self, Stop.self, Migrate.self, Replicate.self, MigrateVCPU.self])
 
     struct Create: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -390,6 +400,32 @@ struct VMCommand: ParsableCommand {
         @OptionGroup var client: ClientOptions
         func run() throws {
             client.ask(.migrate(vm: vm, guestPage: parsePageAddress(page), node: to))
+        }
+    }
+
+    struct MigrateVCPU: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "migrate-vcpu",
+            abstract: "Move one VCPU of a running VM to another of its nodes (what the balancer does).",
+            discussion: """
+                The VCPU stops on its node at the first slice boundary where none of its
+                memory or device accesses is in flight; its registers, CSRs, FP state,
+                pending interrupts and CLINT registers (msip, mtimecmp) go to the new
+                node, which starts it with empty TLBs, and every node of the VM sends
+                its interrupts there from then on. The guest sees nothing but time
+                passing. Prints the move's time once the VCPU runs there.
+                The target must be one of the VM's nodes (`disco vm list`: nodes) with a
+                CPU free; --overcommit moves it even onto a node whose CPUs are all
+                taken (its VCPUs then share them by time slices).
+                Example: disco vm migrate-vcpu 1 3 --to 0
+                """)
+        @Argument(help: "The VM id.") var vm: UInt32
+        @Argument(help: "The VCPU (its hart id, from 0).") var vcpu: UInt32
+        @Option(help: "The node to move it to.") var to: Int32
+        @Flag(help: "Move it even if the node has no free CPU.") var overcommit = false
+        @OptionGroup var client: ClientOptions
+        func run() throws {
+            client.ask(.migrateVCPU(vm: vm, vcpu: vcpu, node: to, overcommit: overcommit))
         }
     }
 

@@ -39,6 +39,9 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("Boot on an embedded local cluster of this many node processes (⌈vcpus/n⌉ CPUs each; the VM's VCPUs fill them, its memory is homed on them) instead of in this process.", valueName: "n"))
     var nodes: Int?
 
+    @Option(help: ArgumentHelp("With --nodes: CPUs per node (default ⌈vcpus/n⌉). Fewer CPUs than VCPUs works: a node's VCPUs share its CPUs by time slices (docs/monitor.md, \"VCPU scheduling\").", valueName: "n"))
+    var cpus: Int?
+
     @Flag(inversion: .prefixedNo, help: """
         Park a VCPU that spins (polls memory that does not change, with or without the \
         pause hint) until memory may have changed, instead of letting it burn a host CPU \
@@ -59,7 +62,8 @@ struct Run: ParsableCommand {
                 fail(error.description)
             }
             guard (1...64).contains(nodes) else { fail("--nodes must be 1...64") }
-            throw ExitCode(runSideBySide(specs: specs, nodes: nodes))
+            if let cpus, !(1...1024).contains(cpus) { fail("--cpus must be 1...1024") }
+            throw ExitCode(runSideBySide(specs: specs, nodes: nodes, cpus: cpus))
         }
         let spec: VMSpec
         do {
@@ -70,8 +74,10 @@ struct Run: ParsableCommand {
         }
         if let nodes {
             guard (1...64).contains(nodes) else { fail("--nodes must be 1...64") }
-            throw ExitCode(runOnCluster(spec: spec, nodes: nodes, printStats: stats, parkSpinning: parkSpinning))
+            if let cpus, !(1...1024).contains(cpus) { fail("--cpus must be 1...1024") }
+            throw ExitCode(runOnCluster(spec: spec, nodes: nodes, cpus: cpus, printStats: stats, parkSpinning: parkSpinning))
         }
+        if cpus != nil { fail("--cpus needs --nodes (it sizes the embedded cluster's nodes)") }
         if stats { fail("--stats needs --nodes (the statistics are the cluster's)") }
         let outcome = runVM(spec: spec, parkSpinning: parkSpinning)
         throw ExitCode(outcome)

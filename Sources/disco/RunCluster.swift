@@ -9,13 +9,13 @@ import Transport
 /// `disco run --nodes N`: boots `spec` on an embedded local cluster of N node
 /// processes (VCPUs round-robin over them, memory homed on them), with this terminal
 /// (or the console log) as the VM's console. Returns the exit status.
-func runOnCluster(spec: VMSpec, nodes: Int, printStats: Bool = false, parkSpinning: Bool = true) -> Int32 {
+func runOnCluster(spec: VMSpec, nodes: Int, cpus: Int? = nil, printStats: Bool = false, parkSpinning: Bool = true) -> Int32 {
     let console: HostConsole
     do { console = try HostConsole(logPath: spec.consoleLog) } catch { fail("\(error)") }
     let perNode = max(256 << 20, (spec.memoryBytes + 4095) & ~4095)
     let cluster: LocalCluster
     do {
-        cluster = try LocalCluster.start(nodes: nodes, cpus: max(1, (spec.vcpus + nodes - 1) / nodes),
+        cluster = try LocalCluster.start(nodes: nodes, cpus: cpus ?? max(1, (spec.vcpus + nodes - 1) / nodes),
                                          memoryBytes: perNode, directory: nil,
                                          nodeArguments: parkSpinning ? [] : ["--no-park-spinning"])
     } catch {

@@ -11,12 +11,12 @@ import Protocol
 /// where each VM was placed, and returns when every VM
 /// has ended: 0 if all passed, else the first failure's status. Console input is not
 /// routed (one keyboard, several VMs); Ctrl-C stops them all.
-func runSideBySide(specs: [VMSpec], nodes: Int) -> Int32 {
+func runSideBySide(specs: [VMSpec], nodes: Int, cpus: Int? = nil) -> Int32 {
     let vcpus = specs.reduce(0) { $0 + $1.vcpus }
     let memory = specs.reduce(UInt64(0)) { $0 + (($1.memoryBytes + 4095) & ~4095) }
     let cluster: LocalCluster
     do {
-        cluster = try LocalCluster.start(nodes: nodes, cpus: max(1, (vcpus + nodes - 1) / nodes),
+        cluster = try LocalCluster.start(nodes: nodes, cpus: cpus ?? max(1, (vcpus + nodes - 1) / nodes),
                                          memoryBytes: max(256 << 20, memory), directory: nil)
     } catch {
         fail("cannot start the local cluster: \(error)")

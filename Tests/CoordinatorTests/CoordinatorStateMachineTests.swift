@@ -385,6 +385,89 @@ import Transport
         #expect(sm.pageHome(sm.vms[vm]!, 0x8000_0000)?.node == other)
     }
 
+    // MARK: - VCPU moves
+
+    func migrateVCPU(_ sm: inout SM, _ vm: UInt32, _ vcpu: UInt32, to n: Int32, overcommit: Bool = false, rid: UInt64 = 60) -> [Message] {
+        sent(sm.handle(.received(client, .vmRequest(id: rid, request: .migrateVCPU(vm: vm, vcpu: vcpu, node: n, overcommit: overcommit))),
+                       now: 5 * Self.ms), to: client)
+    }
+
+    func refusal(_ ms: [Message]) -> String {
+        if case .vmResponse(_, false, nil, let body)? = ms.first { return body }
+        return "not refused: \(ms)"
+    }
+
+    @Test func aVCPUMoveIsCheckedSentToItsNodeAndRecordedWhenTheNewNodeRunsIt() throws {
+        var sm = cluster(3)
+        let (vm, p) = try #require(runningVM(&sm))
+        #expect(p.vcpuNodes == [0, 1])
+        #expect(refusal(migrateVCPU(&sm, 99, 0, to: 1)) == "no VM 99")
+        #expect(refusal(migrateVCPU(&sm, vm, 2, to: 0)) == "VM \(vm) 't' has no VCPU 2 (it has 2: 0...1)")
+        #expect(refusal(migrateVCPU(&sm, vm, 1, to: 7)) == "node 7 is not a live node")
+        #expect(refusal(migrateVCPU(&sm, vm, 1, to: 2)).hasPrefix("node 2 takes no part in VM \(vm) (its nodes are [0, 1])"))
+        #expect(refusal(migrateVCPU(&sm, vm, 1, to: 1)) == "VCPU 1 of VM \(vm) is on node 1 already")
+        // VCPU 1 goes from node 1 to node 0 (2 CPUs, 1 VCPU): the command goes to node 1.
+        let ds = sm.handle(.received(client, .vmRequest(id: 61, request: .migrateVCPU(vm: vm, vcpu: 1, node: 0, overcommit: false))),
+                           now: 5 * Self.ms)
+        #expect(sent(ds, to: node(1)) == [.vcpuMigrate(vm: vm, vcpu: 1, node: 0)])
+        #expect(sent(ds, to: client).isEmpty)  // answered when done
+        #expect(refusal(migrateVCPU(&sm, vm, 1, to: 0, rid: 62)) == "VCPU 1 of VM \(vm) is moving already")
+        // Only the VCPU's old or new node may report; the new node says it runs it.
+        _ = sm.handle(.received(node(2), .vcpuMigrated(vm: vm, vcpu: 1, node: 0, ok: true, detail: "")), now: 6 * Self.ms)
+        #expect(sm.vms[vm]!.placement.vcpuNodes == [0, 1])
+        let done = sm.handle(.received(node(0), .vcpuMigrated(vm: vm, vcpu: 1, node: 0, ok: true, detail: "from node 1")), now: 7 * Self.ms)
+        guard case .vmResponse(61, true, nil, let body)? = sent(done, to: client).first else { Issue.record("\(done)"); return }
+        #expect(body == "moved VM \(vm) VCPU 1 from node 1 to node 0 in 2000 us")
+        #expect(sm.vms[vm]!.placement.vcpuNodes == [0, 0] && sm.vms[vm]!.vcpuMigrations == 1)
+        // Node 1 still takes part (its memory), so the VCPU may go back there.
+        #expect(sm.vms[vm]!.participants == [0, 1])
+        #expect(sm.listText.contains("vcpu_nodes: [0, 0]") && sm.listText.contains("vcpu_migrations: 1"))
+        // A move its node refuses changes nothing and says why.
+        _ = sm.handle(.received(client, .vmRequest(id: 63, request: .migrateVCPU(vm: vm, vcpu: 0, node: 1, overcommit: false))), now: 8 * Self.ms)
+        let refused = sm.handle(.received(node(0), .vcpuMigrated(vm: vm, vcpu: 0, node: 1, ok: false, detail: "VCPU 0 stayed busy for 5 s")),
+                                now: 9 * Self.ms)
+        #expect(sent(refused, to: client) == [.vmResponse(id: 63, ok: false, createdVM: nil, body: "VCPU move failed: VCPU 0 stayed busy for 5 s")])
+        #expect(sm.vms[vm]!.placement.vcpuNodes == [0, 0])
+    }
+
+    @Test func aVCPUMovesOntoAFullNodeOnlyWhenToldToOvercommit() throws {
+        var sm = SM(configuration: .init(heartbeatMillis: 100, strategy: .roundRobin, balancing: .init(enabled: false)))
+        for i in 0..<2 { _ = sm.handle(.connected(node(i), peer: hello(i, cpus: 1)), now: 0) }
+        _ = sm.handle(.connected(client, peer: Hello(role: .client, nodeID: -1, nonce: [], name: "cli")), now: 0)
+        let (vm, _) = try #require(runningVM(&sm))
+        #expect(refusal(migrateVCPU(&sm, vm, 1, to: 0)) == "node 0 has no free CPU (1 VCPUs on 1 CPUs); --overcommit moves it there anyway, to share its CPUs")
+        let ds = sm.handle(.received(client, .vmRequest(id: 64, request: .migrateVCPU(vm: vm, vcpu: 1, node: 0, overcommit: true))), now: 5 * Self.ms)
+        #expect(sent(ds, to: node(1)) == [.vcpuMigrate(vm: vm, vcpu: 1, node: 0)])
+        _ = sm.handle(.received(node(0), .vcpuMigrated(vm: vm, vcpu: 1, node: 0, ok: true, detail: "")), now: 6 * Self.ms)
+        // `vm list` says that node 0's CPU is time-shared now.
+        #expect(sm.listText.contains("cpus_shared: {0: \"2 VCPUs time-share 1 CPU\"}"), "\(sm.listText)")
+    }
+
+    /// The balancer, on: a node with more VCPUs than CPUs while another node of the VM
+    /// has one free gives it a VCPU after the overload settled; one move, then calm.
+    @Test func theBalancerMovesAVCPUOffAnOverloadedNode() throws {
+        var sm = SM(configuration: .init(heartbeatMillis: 100, strategy: .compact))
+        _ = sm.handle(.connected(node(0), peer: hello(0, cpus: 2)), now: 0)
+        _ = sm.handle(.connected(node(1), peer: hello(1, cpus: 2)), now: 0)
+        _ = sm.handle(.connected(client, peer: Hello(role: .client, nodeID: -1, nonce: [], name: "cli")), now: 0)
+        // 4 VCPUs: compact fills both nodes; an overcommitted move makes node 0 run 3.
+        let (vm, p) = try #require(runningVM(&sm, spec: spec.replacingOccurrences(of: "vcpus: 2", with: "vcpus: 4")))
+        #expect(p.vcpuNodes == [0, 0, 1, 1])
+        _ = sm.handle(.received(client, .vmRequest(id: 65, request: .migrateVCPU(vm: vm, vcpu: 3, node: 0, overcommit: true))), now: 5 * Self.ms)
+        _ = sm.handle(.received(node(0), .vcpuMigrated(vm: vm, vcpu: 3, node: 0, ok: true, detail: "")), now: 6 * Self.ms)
+        var moves: [Message] = []
+        for t in stride(from: UInt64(100), through: 40_000, by: 50) {
+            for m in sent(sm.handle(.tick, now: t * Self.ms), to: node(0)) { if case .vcpuMigrate = m { moves.append(m) } }
+            if let m = moves.last, case .vcpuMigrate(_, let v, let n) = m, sm.vms[vm]!.placement.vcpuNodes[Int(v)] != Int32(n) {
+                _ = sm.handle(.received(node(Int(n)), .vcpuMigrated(vm: vm, vcpu: v, node: n, ok: true, detail: "")), now: t * Self.ms + 1)
+            }
+            for n in 0..<2 { _ = sm.handle(.received(node(n), .heartbeat(sequence: t, sentAtNanos: 0)), now: t * Self.ms) }
+        }
+        // VCPU 3 moved by command (cooling down): VCPU 1 is the one that goes.
+        #expect(moves == [.vcpuMigrate(vm: vm, vcpu: 1, node: 1)], "\(moves)")
+        #expect(sm.vms[vm]!.placement.vcpuNodes == [0, 1, 1, 0])
+    }
+
     @Test func replicasGetFramesAndAWriteCollapseGivesThemBack() throws {
         var sm = cluster(3)
         let (vm, p) = try #require(runningVM(&sm, spec: spec.replacingOccurrences(of: "vcpus: 2", with: "vcpus: 3")))

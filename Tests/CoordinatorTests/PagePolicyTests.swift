@@ -15,6 +15,25 @@ import Testing
                           misses: misses, writeMisses: writes)])
     }
 
+    /// A VCPU moved from node 1 to node 2: node 1's misses on the VM's pages were its
+    /// (node 1 kept no other VCPU of the VM), so they are node 2's now and the page
+    /// follows the VCPU to node 2, not to where it was. With one VCPU left behind, half go.
+    @Test func missesFollowAVCPUThatMoved() {
+        var p = P(defaults: small)
+        #expect(p.handle(report([1: 8]), now: 0).isEmpty)
+        _ = p.handle(.vcpuMoved(vm: 1, from: 1, to: 2, leftOnSource: 0), now: ms)
+        #expect(p.handle(report([2: 2]), now: 2 * ms) == [.migrate(page, from: 0, to: 2)])
+        // Another VM's counters are not touched; half of node 1's go when one VCPU stays.
+        var q = P(defaults: small)
+        let other = P.Page(vm: 2, address: 0x8000_3000)
+        _ = q.handle(report([1: 8], page: other), now: 0)
+        _ = q.handle(report([1: 9]), now: 0)
+        _ = q.handle(.vcpuMoved(vm: 1, from: 1, to: 2, leftOnSource: 1), now: ms)
+        // Page of VM 1: node 1 has 5, node 2 has 4: both use it, it is replicated to both.
+        #expect(q.handle(report([1: 5]), now: 2 * ms) == [.replicate(page, to: [1, 2])])
+        #expect(q.handle(report([1: 2], page: other), now: 2 * ms) == [.migrate(other, from: 0, to: 1)])
+    }
+
     @Test func belowTheTriggerNothingHappensAndReportsAddUp() {
         var p = P(defaults: small)
         #expect(p.handle(report([1: 6]), now: 0).isEmpty)

@@ -24,6 +24,8 @@ import Transport
         var migrations = 0
         var replications = 0
         var collapses = 0
+        /// VCPU moves the client asked for that were carried out.
+        var vcpuMigrations = 0
     }
 
     final class Events: @unchecked Sendable {
@@ -37,7 +39,10 @@ import Transport
     /// how many rounds it took. With `moves`, the client keeps one page command in
     /// flight all the time: a migration or a replication of a random page among the
     /// guest's first 64 (code, data, stacks) to a random node, drawn from that seed.
-    static func run(_ elf: String, vcpus: Int, nodes count: Int, maxRounds: Int = 400_000, moves: UInt64? = nil) throws -> Run {
+    /// With `vcpuMoves`, it moves VCPUs instead, `vcpuMoveEvery` rounds after the last
+    /// move ended: a random VCPU to a random node (`--overcommit`), drawn from that seed.
+    static func run(_ elf: String, vcpus: Int, nodes count: Int, maxRounds: Int = 400_000, moves: UInt64? = nil,
+                    vcpuMoves: UInt64? = nil, vcpuMoveEvery: Int = 200) throws -> Run {
         let time = ManualTime()
         let executor = ManualExecutor(now: { time.nanoseconds() })
         let network = InMemoryNetwork(executor: executor)
@@ -65,10 +70,11 @@ import Transport
         defer { client.shutdown() }
         let connection = client.connect(to: coordinatorEndpoint, reconnect: false)
         var spec = VMSpec(name: "det", vcpus: vcpus, memoryBytes: 64 << 20, firmware: VMSpec.Firmware.none, kernel: elf)
-        if moves != nil { spec.placement = .interleave }  // every page exists from the start
-        var rng = SeededGenerator(seed: moves ?? 0)
+        if moves != nil || vcpuMoves != nil { spec.placement = .interleave }  // every page exists from the start
+        var rng = SeededGenerator(seed: moves ?? vcpuMoves ?? 0)
         var moveInFlight = false
         var nextMoveID: UInt64 = 100
+        var nextVCPUMove = 0
 
         var out = Run()
         var created: UInt32?
@@ -85,7 +91,9 @@ import Transport
                 case .received(_, .vmResponse(1, _, _, let body)): joined = body.components(separatedBy: "status: alive").count - 1
                 case .received(_, .vmResponse(let id, let ok, _, let body)) where id >= 100:
                     moveInFlight = false
-                    if ok { if body.hasPrefix("moved") { out.migrations += 1 } else { out.replications += 1 } }
+                    nextVCPUMove = round + vcpuMoveEvery
+                    if ok, body.hasPrefix("moved VM \(created ?? 0) VCPU") { out.vcpuMigrations += 1 }
+                    else if ok { if body.hasPrefix("moved") { out.migrations += 1 } else { out.replications += 1 } }
                 case .received(_, .vmResponse(3, true, _, let body)):
                     if let c = body.components(separatedBy: "collapses: ").dropFirst().first?.prefix(while: \.isNumber), let n = Int(c) {
                         out.collapses = max(out.collapses, n)
@@ -108,6 +116,13 @@ import Transport
                 nextMoveID += 1
                 moveInFlight = true
                 if round % 500 == 0 { _ = client.send(.vmRequest(id: 3, request: .stats), on: connection) }
+            }
+            if let vm = created, vcpuMoves != nil, !moveInFlight, round >= nextVCPUMove {
+                let request = VMRequest.migrateVCPU(vm: vm, vcpu: UInt32(rng.next() % UInt64(vcpus)),
+                                                    node: Int32(rng.next() % UInt64(count)), overcommit: true)
+                _ = client.send(.vmRequest(id: nextMoveID, request: request), on: connection)
+                nextMoveID += 1
+                moveInFlight = true
             }
             // Ask for the members until every node has joined, then create the VM.
             if created == nil, round % 50 == 0 {
@@ -150,6 +165,25 @@ import Transport
         #expect(first.migrations >= 20 && first.replications >= 10, "\(first.migrations) migrations, \(first.replications) replications")
         print("\(guest) seed \(seed): \(first.migrations) migrations, \(first.replications) replications, \(first.collapses)+ collapses in \(first.rounds) rounds")
         let second = try Self.run(elf, vcpus: vcpus, nodes: nodes, maxRounds: 1_000_000, moves: seed)
+        #expect(second == first, "rounds \(first.rounds) vs \(second.rounds)")
+    }
+
+    /// VCPUs move between the nodes all the time (a random VCPU to a random node, from a
+    /// seed, a few rounds after the last move ended: 1 for smp.elf, which is short, 200
+    /// for litmus.elf, whose tests need both harts running for a while to finish) while they race on locks, barriers, IPIs and
+    /// litmus tests: the guest prints what it prints on one machine, and the same seed
+    /// replays the same run exactly.
+    @Test(arguments: [("litmus.elf", 2, 2, UInt64(5), 200), ("smp.elf", 4, 2, 7, 1), ("smp.elf", 4, 3, 11, 1)])
+    func vcpusMoveAtRandomAndTheRunStillReplays(guest: String, vcpus: Int, nodes: Int, seed: UInt64, every: Int) throws {
+        let elf = InProcessClusterTests.guest(guest)
+        try #require(FileManager.default.fileExists(atPath: elf), "run make -C guests")
+        let first = try Self.run(elf, vcpus: vcpus, nodes: nodes, maxRounds: 1_000_000, vcpuMoves: seed, vcpuMoveEvery: every)
+        #expect(first.state == .stopped && first.exit == .pass, "\(first.console.suffix(600))")
+        let (expected, _) = try InProcessClusterTests.reference(elf, harts: vcpus)
+        #expect(InProcessClusterTests.comparable(first.console) == InProcessClusterTests.comparable(expected))
+        #expect(first.vcpuMigrations >= 5, "\(first.vcpuMigrations) VCPU moves")
+        print("\(guest) on \(nodes) nodes, seed \(seed): \(first.vcpuMigrations) VCPU moves in \(first.rounds) rounds")
+        let second = try Self.run(elf, vcpus: vcpus, nodes: nodes, maxRounds: 1_000_000, vcpuMoves: seed, vcpuMoveEvery: every)
         #expect(second == first, "rounds \(first.rounds) vs \(second.rounds)")
     }
 }

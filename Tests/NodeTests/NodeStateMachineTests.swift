@@ -218,4 +218,90 @@ import Transport
         s.remove(vm: 3)
         #expect(s.isEmpty && s.next(hasWakeUp: { _ in true }) == nil)
     }
+
+    /// Fairness is per VM: a VM with three busy VCPUs and one with one get the node
+    /// half each (not three quarters and one quarter), measured by what the slices cost.
+    @Test func busyVMsShareTheNodeEquallyWhateverTheirVCPUCount() {
+        var s = S()
+        s.add(vm: 1, count: 3)
+        s.add(vm: 2, count: 1)
+        var ran: [UInt32: UInt64] = [:]
+        for _ in 0..<4000 {
+            guard let p = s.next(hasWakeUp: { _ in false }) else { break }
+            s.charge(p, nanos: 1000, instructions: 2000)
+            s.ran(p, .budgetExhausted)
+            ran[p.vm, default: 0] += 1000
+        }
+        #expect(ran[1] == 2_000_000 && ran[2] == 2_000_000, "\(ran)")
+        // Within VM 1 its VCPUs took turns: each ran a third of its share.
+        for i in 0..<3 {
+            #expect(s.accounts[v(1, i)]?.runNanos == 666_000 || s.accounts[v(1, i)]?.runNanos == 667_000,
+                    "\(String(describing: s.accounts[v(1, i)]))")
+            #expect(s.accounts[v(1, i)]!.instructions == 2 * s.accounts[v(1, i)]!.runNanos)
+        }
+        #expect(s.accounts[v(2, 0)]?.slices == 2000)
+    }
+
+    /// Slices of different lengths: the VM charged less runs until it caught up.
+    @Test func aVMWhoseSlicesCostMoreRunsLessOften() {
+        var s = S()
+        s.add(vm: 1, count: 1)
+        s.add(vm: 2, count: 1)
+        var picks: [UInt32: Int] = [:]
+        for _ in 0..<300 {
+            let p = s.next(hasWakeUp: { _ in false })!
+            s.charge(p, nanos: p.vm == 1 ? 3000 : 1000, instructions: 1)
+            s.ran(p, .budgetExhausted)
+            picks[p.vm, default: 0] += 1
+        }
+        #expect(picks[1] == 75 && picks[2] == 225, "\(picks)")
+        #expect(s.vmCharged[1]! - s.vmCharged[2]! <= 3000)
+    }
+
+    /// A VM that waited (WFI) does not bank the time it did not use: back, it is at most
+    /// `catchUpNanos` behind, so the busy VM still gets the node after that.
+    @Test func anIdleVMComesBackAtMostCatchUpBehind() {
+        var s = S(catchUpNanos: 10_000)
+        s.add(vm: 1, count: 1)
+        s.add(vm: 2, count: 1)
+        s.ran(v(2, 0), .waitingForInterrupt)
+        for _ in 0..<100 {
+            let p = s.next(hasWakeUp: { _ in false })!
+            #expect(p == v(1, 0))
+            s.charge(p, nanos: 1000, instructions: 1)
+            s.ran(p, .budgetExhausted)
+        }
+        // VM 2's interrupt arrives: it runs first, but only for catchUpNanos' worth.
+        var picks: [S.VCPU] = []
+        for _ in 0..<20 {
+            let p = s.next(hasWakeUp: { _ in true })!
+            picks.append(p)
+            s.charge(p, nanos: 1000, instructions: 1)
+            s.ran(p, .budgetExhausted)
+        }
+        #expect(picks.prefix(10).allSatisfy { $0 == v(2, 0) }, "\(picks)")
+        #expect(picks.suffix(10).filter { $0 == v(1, 0) }.count == 5, "\(picks)")
+    }
+
+    /// A VCPU held for a move is never picked; removing VCPUs (they left) keeps the
+    /// others' turns; one that arrives joins them; a VM that arrives starts even with the others.
+    @Test func heldVCPUsAreSkippedAndMovedOnesLeaveAndJoin() {
+        var s = S()
+        s.add(vm: 1, count: 3)
+        s.hold(v(1, 1))
+        #expect(s.states[v(1, 1)] == .held)
+        s.ran(v(1, 1), .budgetExhausted)  // a slice that ended as the hold came: still held
+        #expect(s.states[v(1, 1)] == .held)
+        let picks = (0..<4).compactMap { _ in s.next(hasWakeUp: { _ in true }) }
+        #expect(picks == [v(1, 0), v(1, 2), v(1, 0), v(1, 2)])
+        s.charge(v(1, 0), nanos: 500, instructions: 1)
+        s.remove(v(1, 0))
+        s.remove(v(1, 1))  // it left
+        #expect(s.accounts[v(1, 0)] == nil && s.states[v(1, 0)] == nil && s.states[v(1, 1)] == nil)
+        s.add(vm: 1, harts: [7])
+        let next = (0..<4).compactMap { _ in s.next(hasWakeUp: { _ in true }) }
+        #expect(next == [v(1, 2), v(1, 7), v(1, 2), v(1, 7)], "\(next)")
+        s.add(vm: 2, harts: [0])
+        #expect(s.vmCharged[2] == s.vmCharged[1])
+    }
 }

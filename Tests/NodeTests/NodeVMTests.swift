@@ -34,6 +34,47 @@ import Testing
                                              .init(node: 1, base: Self.base1, size: 64 << 20)])
     }
 
+    /// VCPU 1 leaves node 1 with its registers and CLINT registers; its CLINT accesses
+    /// go to its new node at once; interrupts routed back here before it returns are kept
+    /// for it; it comes back with all of it.
+    @Test func aVCPULeavesWithItsStateAndComesBackToItsKeptInterrupts() throws {
+        let agent = try agent()
+        let a = try vm(1, agent: agent, frames: 0)
+        var value: UInt64 = 0
+        let h = try #require(a.hart(1))
+        h.pc = 0x8000_0040
+        h[register: 5] = 0x1234
+        h[floatRegister: 7] = 0x4000_0000_0000_0000
+        #expect(a.store(VirtBoard.clint + 4, size: 4, value: 1, hart: 1) == .ok)           // msip of hart 1
+        #expect(a.store(VirtBoard.clint + 0x4008, size: 8, value: 777, hart: 1) == .ok)    // its mtimecmp
+        #expect(a.outgoing.isEmpty)  // both local: hart 1's CLINT registers live with it
+        #expect(a.busyReason(1) == nil && a.busyReason(0) == "VCPU 0 is not on node 1")
+        let st = try #require(a.detach(1, to: 0))
+        #expect(st.vcpu == 1 && st.pc == 0x8000_0040 && st.registers[5] == 0x1234 && st.floatRegisters[7] == 0x4000_0000_0000_0000)
+        #expect(st.msip && st.mtimecmp == 777 && st.csrs.contains { $0.number == 0x344 && $0.value & 8 != 0 })
+        #expect(a.hart(1) == nil && a.harts.isEmpty && a.vcpuNodes == [0, 0])
+        #expect(a.detach(1, to: 0) == nil)
+        // Its CLINT registers are node 0's now: a write to them is forwarded there.
+        #expect(a.store(VirtBoard.clint + 4, size: 4, value: 0, hart: 0) == .ok)
+        guard case (0, .mmioRequest(let r))? = a.outgoing.last.map({ ($0.to, $0.message) }) else { Issue.record("\(a.outgoing)"); return }
+        #expect(r.address == VirtBoard.clint + 4 && r.isWrite)
+        // An interrupt for it here is not this node's business until it is routed back.
+        let seip = Message.interrupt(vm: 1, vcpu: 1, cause: 9, level: true)
+        #expect(!a.receive(seip, from: 0))
+        a.route(1, to: 1)
+        #expect(a.receive(seip, from: 0))
+        let back = try a.attach(st)
+        #expect(back.id == 1 && a.hart(1) === back && a.vcpuNodes == [0, 1])
+        #expect(back.pc == 0x8000_0040 && back[register: 5] == 0x1234 && back[floatRegister: 7] == 0x4000_0000_0000_0000)
+        let mip = back.state.csrs.first { $0.number == 0x344 }!.value
+        #expect(mip & (1 << 3) != 0 && mip & (1 << 9) != 0, "msip restored and the kept SEIP applied: \(mip)")
+        #expect(a.load(VirtBoard.clint + 0x4008, size: 8, hart: 1, value: &value) == .ok && value == 777)
+        #expect(throws: MachineError.self) { try a.attach(st) }
+        // A VCPU with a device read in flight cannot leave.
+        #expect(a.load(VirtBoard.uart + 5, size: 1, hart: 1, value: &value) == .retry)
+        #expect(a.busyReason(1) == "a device read is in flight" && a.detach(1, to: 0) == nil)
+    }
+
     @Test func remoteMMIOAnswersReachOnlyTheVMAndVCPUThatAsked() throws {
         let agent = try agent()
         let a = try vm(1, agent: agent, frames: 0)
@@ -53,7 +94,7 @@ import Testing
         #expect(!a.receive(forB, from: 0))
         #expect(a.load(VirtBoard.uart + 5, size: 1, hart: 1, value: &value) == .retry)
         #expect(b.receive(forB, from: 0))
-        #expect(b.woken == [0])
+        #expect(b.woken == [1])  // hart ids
         value = 0
         #expect(b.load(VirtBoard.uart + 5, size: 1, hart: 1, value: &value) == .ok)
         #expect(value == 0x60)

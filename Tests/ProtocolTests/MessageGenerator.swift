@@ -89,7 +89,12 @@ struct MessageGenerator {
                                         registers: (0..<32).map { _ in int() },
                                         csrs: (0..<Int(rng.next() % 30)).map { _ in
                                             CSRValue(number: UInt16(rng.next() % 0x1000), value: int())
-                                        }))
+                                        },
+                                        floatRegisters: (0..<32).map { _ in int() }, msip: bool(), mtimecmp: int()))
+        case .vcpuMigrate: return .vcpuMigrate(vm: int(), vcpu: int(), node: int())
+        case .vcpuMoving: return .vcpuMoving(vm: int(), vcpu: int(), node: int())
+        case .vcpuRouted: return .vcpuRouted(vm: int(), vcpu: int())
+        case .vcpuMigrated: return .vcpuMigrated(vm: int(), vcpu: int(), node: int(), ok: bool(), detail: string())
         case .ethernetFrame: return .ethernetFrame(subnet: string(), frame: bytes(max: 1514))
         case .subnetMembers:
             return .subnetMembers(subnet: string(), nodes: (0..<Int(rng.next() % 5)).map { _ in
@@ -109,7 +114,8 @@ struct MessageGenerator {
             })
         case .vmRequest:
             let request: VMRequest
-            switch rng.next() % 7 {
+            switch rng.next() % 8 {
+            case 6: request = .migrateVCPU(vm: int(), vcpu: int(), node: int(), overcommit: bool())
             case 0: request = .create(spec: string())
             case 1: request = .stop(vm: int())
             case 2: request = .list
