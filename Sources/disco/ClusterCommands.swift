@@ -30,6 +30,9 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Coherence line size in bytes (a power of two, 64 to 4096).")
     var lineSize: Int = 128
 
+    @Option(help: ArgumentHelp("Each node's global buffer cache, e.g. 16M (0: none): the top of every node's slice, at most half of it, kept from VMs; whole-page disk reads of a read-only base image map one cached machine page into every VM on the node that reads it, copy-on-write.", valueName: "size"))
+    var bufferCache: String = "0"
+
     @Option(help: ArgumentHelp("Keep every VM's console output in this directory, one file per VM (vm-ID-NAME.log); created if missing. A spec's console-log file is written too, on this host (a relative path is taken from this process's working directory; `vm create` sends it absolute, from the spec file's directory).", valueName: "dir"))
     var consoleDir: String?
 
@@ -46,12 +49,16 @@ struct CoordinatorCommand: ParsableCommand {
         }
         guard (64...4096).contains(lineSize), lineSize & (lineSize - 1) == 0 else { fail("--line-size must be a power of two from 64 to 4096") }
         guard heartbeatMs >= 10 else { fail("--heartbeat-ms must be at least 10") }
+        let bufferCacheBytes: UInt64
+        do { bufferCacheBytes = bufferCache == "0" ? 0 : try MemorySize.parse(bufferCache) } catch { fail("--buffer-cache: \(error)") }
+        guard bufferCacheBytes % 4096 == 0 else { fail("--buffer-cache must be whole 4 KiB pages") }
         let endpoints = listen.map { parseEndpoint($0, "--listen") }
         _ = metricsOption.address()
         let logger = options.logger("disco.coordinator")
         let runtime = CoordinatorRuntime(
             configuration: CoordinatorConfiguration(listen: endpoints, secret: options.secret(),
-                                                    machine: .init(heartbeatMillis: UInt32(heartbeatMs), lineSize: lineSize),
+                                                    machine: .init(heartbeatMillis: UInt32(heartbeatMs), lineSize: lineSize,
+                                                                   bufferCacheBytes: bufferCacheBytes),
                                                     consoleDirectory: consoleDir),
             logger: logger)
         // Listening for metrics first: a port in use stops the coordinator before any node joins.
@@ -210,6 +217,9 @@ struct Up: ParsableCommand {
     @Flag(help: "Keep the cluster up when a node dies (its VMs fail, the others run on); only the coordinator's death stops it.")
     var keepGoing = false
 
+    @Option(help: ArgumentHelp("Each node's global buffer cache, e.g. 16M (0: none; see disco coordinator --help).", valueName: "size"))
+    var bufferCache: String = "0"
+
     @OptionGroup var metricsOption: MetricsOption
 
     mutating func run() throws {
@@ -221,7 +231,8 @@ struct Up: ParsableCommand {
         let cluster: LocalCluster
         do {
             cluster = try LocalCluster.start(nodes: nodes, cpus: cpus, memoryBytes: memoryBytes, directory: dir,
-                                             metrics: metricsAddress, progress: { print($0) })
+                                             metrics: metricsAddress, coordinatorArguments: ["--buffer-cache", bufferCache],
+                                             progress: { print($0) })
         } catch {
             fail("\(error)")
         }

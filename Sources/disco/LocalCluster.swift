@@ -28,7 +28,7 @@ final class LocalCluster {
     /// `heartbeatMillis`: a node silent for 6 of them is dead (longer for sweeps on a busy host).
     /// `nodeArguments` go to every `disco node` (e.g. `--no-park-spinning`).
     static func start(nodes: Int, cpus: Int, memoryBytes: UInt64, directory: String?, metrics: MetricsAddress? = nil,
-                      heartbeatMillis: Int = 500, nodeArguments: [String] = [],
+                      heartbeatMillis: Int = 500, nodeArguments: [String] = [], coordinatorArguments: [String] = [],
                       progress: (String) -> Void = { _ in }) throws -> LocalCluster {
         let dir: String
         if let directory {
@@ -42,7 +42,8 @@ final class LocalCluster {
         let cluster = LocalCluster(directory: dir, secretText: randomSecret())
         do {
             try cluster.launch("coordinator", ["coordinator", "--listen", cluster.coordinatorEndpoint.description,
-                                               "--heartbeat-ms", String(heartbeatMillis), "--console-dir", dir + "/consoles"] + (metrics.map { ["--metrics", $0.description] } ?? []))
+                                               "--heartbeat-ms", String(heartbeatMillis), "--console-dir", dir + "/consoles"] + (metrics.map { ["--metrics", $0.description] } ?? [])
+                                               + coordinatorArguments)
             try cluster.waitForSocket(dir + "/coordinator.sock")
             for i in 0..<nodes {
                 try cluster.launch("node-\(i)", ["node", "--coordinator", cluster.coordinatorEndpoint.description,
