@@ -58,7 +58,8 @@ import Transport
         guard case .joinAccepted(let j)? = sent(ds, to: node(0)).first else { Issue.record("no joinAccepted: \(ds)"); return }
         #expect(j.bufferCacheBytes == 128 << 20 && j.memoryBytes == 256 << 20)
         #expect(sm.freeBytes(of: 0) == 128 << 20)
-        // A VM of 128 MiB fits below the cache; one more byte does not.
+        _ = sm.handle(.connected(client, peer: Hello(role: .client, nodeID: -1, nonce: [], name: "cli")), now: 0)
+        // A VM of 128 MiB fits below the cache; one more page does not.
         let (vm, _) = create(&sm, spec: "name: a\nvcpus: 1\nmemory: 128M\nbios: none\nkernel: /k.elf\n")
         #expect(vm != nil)
         #expect(sm.freeBytes(of: 0) == 0)
