@@ -21,6 +21,9 @@ public struct NodeConfiguration: Sendable {
     /// Whether a VCPU that spins (polls memory that does not change) gives its host
     /// CPU away until memory may have changed (VCPUScheduler); off: it runs on.
     public var parkSpinning: Bool
+    /// Beyond Disco: scan the VMs' pages for identical contents and merge them into one
+    /// frame of the buffer cache, copy-on-write (needs a buffer cache; off by default).
+    public var shareIdenticalPages = false
 
     /// `heartbeatMillis` is used until the coordinator names its interval at join.
     public init(coordinator: Endpoint, listen: Endpoint, name: String, cpus: Int, memoryBytes: UInt64,
@@ -63,10 +66,12 @@ public final class NodeRuntime: @unchecked Sendable {
 
     var state: NodeStateMachine
     private var scheduler = VCPUScheduler()
-    private var agent: CoherenceAgent?
+    var agent: CoherenceAgent?
     /// The global buffer cache: the top of this node's slice, as the coordinator said
     /// in `joinAccepted` (nil: none).
-    private var bufferCache: BufferCache?
+    var bufferCache: BufferCache?
+    /// The identical-page scanner's state (NodeRuntime+ContentSharing.swift).
+    var contentScan = ContentScan()
     var vms: [UInt32: NodeVM] = [:]
     /// Pages of this node's VMs being moved (the node's part in each move).
     private var moves = PageMoveStateMachine(node: -1)
@@ -182,6 +187,7 @@ public final class NodeRuntime: @unchecked Sendable {
         finishScrubs()
         advanceMoves()
         reportAccesses()
+        if configuration.shareIdenticalPages { scanForIdenticalPages() }
         let ran = runOneSlice(from: now)
         if !ran, wait { idle() }
         return nil
@@ -636,6 +642,11 @@ public final class NodeRuntime: @unchecked Sendable {
                   Counter(name: "buffer_cache_fills", value: Int64(truncatingIfNeeded: i.fills)),
                   Counter(name: "buffer_cache_full", value: Int64(truncatingIfNeeded: i.refusedFull)),
                   Counter(name: "buffer_cache_copies_on_write", value: Int64(truncatingIfNeeded: cache.copiesOnWrite))]
+            if configuration.shareIdenticalPages {
+                c += [Counter(name: "identical_pages_scanned", value: Int64(truncatingIfNeeded: contentScan.scanned)),
+                      Counter(name: "identical_pages_merged", value: Int64(truncatingIfNeeded: contentScan.merged)),
+                      Counter(name: "identical_scan_ns", value: Int64(truncatingIfNeeded: contentScan.nanoseconds))]
+            }
         }
         return c
     }

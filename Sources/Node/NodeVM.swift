@@ -491,6 +491,27 @@ public final class NodeVM: PhysicalMemory {
         if cache.index.release(f, by: .init(vm: vm, guestPage: page)) { agent.zero(f, 4096) }
     }
 
+    /// Guest pages of the VM.
+    public var pageCount: Int { touched.count }
+
+    /// Page `index` of the VM, for the identical-page scanner: its guest address and own
+    /// frame, if it may be merged now (used, mapping no cached frame, not frozen, gated
+    /// or replicated, and the VM may share at all).
+    func pageForContentScan(_ index: Int) -> (gpa: UInt64, frame: UInt64)? {
+        guard sharesBlocks, index >= 0, index < touched.count, touched[index] else { return nil }
+        let gpa = ramBase + UInt64(index) << 12
+        guard shared[gpa] == nil, frozen[gpa] == nil, replicas[gpa] == nil, let m = machineAddress(gpa), m != Self.noFrame,
+              !agent.isGated(m) else { return nil }
+        return (gpa, m)
+    }
+
+    /// Guest page `gpa` (whose own frame holds the same bytes as `frame`) maps the cached
+    /// `frame` from now on, read-only (the index has recorded the sharer).
+    func mapShared(_ gpa: UInt64, frame: UInt64) {
+        shared[gpa] = frame
+        for h in harts { h.dropDirectMappings(page: gpa) }
+    }
+
     /// The VM ends on this node: its guest pages let go of the cached frames; frames
     /// nobody shares any more are zeroed and free.
     public func releaseSharedPages() {

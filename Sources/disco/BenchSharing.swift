@@ -44,6 +44,9 @@ struct BenchSharing: ParsableCommand {
     @Flag(help: "Skip the runs without a buffer cache.")
     var noBaseline = false
 
+    @Flag(help: "Also run with the nodes merging identical pages (disco node --share-identical-pages), and report what the scan cost.")
+    var identical = false
+
     @Option(help: ArgumentHelp("Keep the clusters' logs and the VMs' consoles here (default: a temporary directory, removed).", valueName: "path"))
     var dir: String?
 
@@ -54,6 +57,9 @@ struct BenchSharing: ParsableCommand {
         var copies: Int
         var output: String
         var seconds: Double
+        var scanned = 0
+        var merged = 0
+        var scanNanos = 0
     }
 
     mutating func run() throws {
@@ -95,17 +101,25 @@ struct BenchSharing: ParsableCommand {
                 line += String(format: "  %11ld  %4.2fx", b.machineFrames, Double(b.guestPages) / Double(max(1, b.machineFrames)))
             }
             print(line)
+            if identical {
+                let c = try measure(n, cacheBytes: cacheBytes, root: root + "/identical-\(n)", base: base, elf: elf,
+                                    nodeArguments: ["--share-identical-pages"])
+                print(String(format: "     identical pages merged too: M %ld (V/M %4.2fx); %ld pages merged, %ld hashes, %.1f µs of scanning a hash, %.1f ms of scanning in %.1f s",
+                             c.machineFrames, Double(c.guestPages) / Double(max(1, c.machineFrames)), c.merged, c.scanned,
+                             Double(c.scanNanos) / Double(max(1, c.scanned)) / 1e3, Double(c.scanNanos) / 1e6, c.seconds))
+            }
         }
         print("every VM printed:")
         print(output ?? "", terminator: "")
     }
 
     /// Boots `n` VMs on a fresh one-node cluster and reads the node's figures once every VM is done.
-    private func measure(_ n: Int, cacheBytes: UInt64, root: String, base: String, elf: String) throws -> Figures {
+    private func measure(_ n: Int, cacheBytes: UInt64, root: String, base: String, elf: String,
+                         nodeArguments: [String] = []) throws -> Figures {
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         let started = Date()
         let cluster = try LocalCluster.start(nodes: 1, cpus: n, memoryBytes: UInt64(n) * (16 << 20) + 2 * cacheBytes + (16 << 20),
-                                             directory: root + "/cluster",
+                                             directory: root + "/cluster", nodeArguments: nodeArguments,
                                              coordinatorArguments: ["--buffer-cache", cacheBytes == 0 ? "0" : "\(cacheBytes >> 10)K"])
         defer { cluster.stop() }
         var logger = Logger(label: "disco.bench")
@@ -150,7 +164,8 @@ struct BenchSharing: ParsableCommand {
             if let row = stats.split(separator: "\n").first(where: { $0.contains("{node: 0,") }) {
                 for field in row.drop(while: { $0 != "{" }).dropFirst().dropLast().split(separator: ",") {
                     let kv = field.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-                    if kv.count == 2, kv[0] == "guest_pages_mapped" || kv[0].hasPrefix("machine_frames") || kv[0].hasPrefix("buffer_cache"),
+                    if kv.count == 2, kv[0] == "guest_pages_mapped" || kv[0].hasPrefix("machine_frames") || kv[0].hasPrefix("buffer_cache")
+                        || kv[0] == "identical_pages_merged",
                        let v = Int(kv[1]) { figures[kv[0]] = v }
                 }
             }
@@ -163,10 +178,22 @@ struct BenchSharing: ParsableCommand {
             guard Date() < deadline else { throw BenchError("the node's figures did not settle within 180 s: \(stats.split(separator: "\n").joined(separator: " | "))") }
             Thread.sleep(forTimeInterval: 0.5)
         }
+        // The scan's cost: its time counter changes on every turn, so it is read apart.
+        var scanNanos = 0, scanned = 0
+        if let (_, stats) = try? client.request(.stats), let row = stats.split(separator: "\n").first(where: { $0.contains("{node: 0,") }) {
+            func value(_ key: String) -> Int {
+                guard let field = row.split(separator: ",").first(where: { $0.contains(" \(key):") }) else { return 0 }
+                return Int(field.split(separator: ":").last!.trimmingCharacters(in: .whitespaces.union(["}"]))) ?? 0
+            }
+            scanNanos = value("identical_scan_ns")
+            scanned = value("identical_pages_scanned")
+        }
         for id in ids { _ = try? client.request(.stop(vm: id)) }
         return Figures(guestPages: figures["guest_pages_mapped"] ?? 0, machineFrames: figures["machine_frames_used"] ?? 0,
                        cacheFrames: figures["buffer_cache_frames_used"] ?? 0, copies: figures["buffer_cache_copies_on_write"] ?? 0,
-                       output: outputs[0], seconds: Date().timeIntervalSince(started))
+                       output: outputs[0], seconds: Date().timeIntervalSince(started),
+                       scanned: scanned, merged: figures["identical_pages_merged"] ?? 0,
+                       scanNanos: scanNanos)
     }
 
     struct BenchError: Error, CustomStringConvertible {

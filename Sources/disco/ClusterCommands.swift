@@ -124,6 +124,9 @@ struct NodeCommand: ParsableCommand {
         """)
     var parkSpinning = true
 
+    @Flag(help: "Beyond Disco: merge pages of identical contents of the VMs that use the buffer cache into one cached frame, copy-on-write (a scan hashing up to 512 used pages every 10 ms; needs the coordinator's --buffer-cache; default: off).")
+    var shareIdenticalPages = false
+
     @Flag(help: ArgumentHelp("When the coordinator is lost (a network cut, a coordinator restart), join it again as a new node instead of exiting; the VMs that used this node have failed by then. The process stays (it re-executes itself), so srun, a container or a test keeps one process."))
     var rejoin = false
 
@@ -146,13 +149,13 @@ struct NodeCommand: ParsableCommand {
         guard (64...4096).contains(lineSize), lineSize & (lineSize - 1) == 0 else { fail("--line-size must be a power of two from 64 to 4096") }
         _ = metricsOption.address()
         let logger = options.logger("disco.node")
-        let runtime = NodeRuntime(
-            configuration: NodeConfiguration(coordinator: parseEndpoint(coordinator, "--coordinator"),
-                                             listen: parseEndpoint(listen, "--listen"),
-                                             name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())",
-                                             cpus: cpus, memoryBytes: memoryBytes, secret: options.secret(),
-                                             lineSize: lineSize, cacheBytes: Int(cacheBytes), parkSpinning: parkSpinning),
-            logger: logger)
+        var nodeConfiguration = NodeConfiguration(coordinator: parseEndpoint(coordinator, "--coordinator"),
+                                                  listen: parseEndpoint(listen, "--listen"),
+                                                  name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())",
+                                                  cpus: cpus, memoryBytes: memoryBytes, secret: options.secret(),
+                                                  lineSize: lineSize, cacheBytes: Int(cacheBytes), parkSpinning: parkSpinning)
+        nodeConfiguration.shareIdenticalPages = shareIdenticalPages
+        let runtime = NodeRuntime(configuration: nodeConfiguration, logger: logger)
         let figures = NodeMetrics()
         if metricsOption.metrics != nil { runtime.onStatsReport = { figures.record($0) } }
         let server = metricsOption.serve(logger: logger) { figures.render() }

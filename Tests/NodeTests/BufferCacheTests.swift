@@ -144,6 +144,30 @@ import Testing
         #expect(!a.shareBlock(blockA, at: page + 8, fill: pattern(1)))
     }
 
+    @Test func aMergedIdenticalPageIsReadFromTheCacheAndCopiedOnWrite() throws {
+        let agent = try CoherenceAgent(node: 0, slices: [.init(node: 0, base: Self.base, size: 64 << 20)])
+        let cache = BufferCache(base: Self.cacheBase, bytes: 16 * 4096)
+        let a = try vm(1, agent: agent, cache: cache, frames: 0)
+        let page: UInt64 = 0x8002_0000
+        #expect(a.pageForContentScan(0x20) == nil)  // never used
+        #expect(a.store(page + 16, size: 8, value: 0x1234, hart: 0) == .ok)
+        guard let (gpa, own) = a.pageForContentScan(0x20) else { Issue.record("a used page is not offered"); return }
+        #expect(gpa == page)
+        // The scanner's merge: the cache frame gets the bytes, the page maps it.
+        let key = SharedBlock(device: .max, inode: 42, offset: 0)
+        guard case .fill(let f) = cache.index.share(key, with: .init(vm: 1, guestPage: page)), let bytes = agent.readPage(own) else {
+            Issue.record("no frame"); return
+        }
+        #expect(bytes.withUnsafeBytes { agent.initialize($0, at: f) })
+        cache.index.filled(key)
+        a.mapShared(page, frame: f)
+        #expect(a.sharedFrame(ofGuestPage: page) == f && a.pageForContentScan(0x20) == nil)
+        #expect(load(a, page + 16) == 0x1234)
+        #expect(a.store(page + 24, size: 8, value: 7, hart: 0) == .ok)
+        #expect(a.sharedFrame(ofGuestPage: page) == nil && cache.index.framesInUse == 0)
+        #expect(load(a, page + 16) == 0x1234 && load(a, page + 24) == 7)
+    }
+
     @Test func aVMSpanningNodesOrWithoutACacheSharesNothing() throws {
         let agent = try CoherenceAgent(node: 0, slices: [.init(node: 0, base: Self.base, size: 64 << 20),
                                                          .init(node: 1, base: Self.base + (64 << 20), size: 64 << 20)])

@@ -57,4 +57,25 @@ import Testing
         #expect(comparable(q.output).hasSuffix(printed) || comparable(q.output) == printed,
                 "QEMU printed:\n\(q.output)\ndisco's VMs printed:\n\(printed)")
     }
+
+    /// Beyond Disco: with the nodes merging identical pages too, two identical VMs end up
+    /// in fewer frames than with the buffer cache alone, and print the same.
+    @Test(.timeLimit(.minutes(5))) func identicalPagesMergeToo() throws {
+        let dir = NSTemporaryDirectory() + "disco-identical-test-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try runProcess(Paths.disco, ["bench", "sharing", "--vms", "2", "--pages", "64", "--writes", "4", "--private", "32",
+                                             "--cache", "4M", "--no-baseline", "--identical", "--guests", Paths.guests.path,
+                                             "--dir", dir], timeout: 240)
+        #expect(r.status == 0, "disco bench sharing exited \(r.status):\n\(r.output)\(r.errorOutput)")
+        let words = r.output.split(separator: "\n").first { $0.hasPrefix("  2 ") }?.split(separator: " ") ?? []
+        let merged = r.output.split(separator: "\n").first { $0.contains("identical pages merged too: M ") }?
+            .components(separatedBy: "M ").dropFirst().first?.split(separator: " ").first.flatMap { Int($0) }
+        guard words.count >= 3, let m = Int(words[2]), let v = Int(words[1]), let merged else {
+            Issue.record("no figures:\n\(r.output)"); return
+        }
+        // Everything of the two identical VMs is identical: one copy of each page is left.
+        #expect(merged < m, "\(r.output)")
+        #expect(merged <= v / 2 + 4, "\(r.output)")
+    }
 }
