@@ -151,9 +151,17 @@ func runDemoCluster(vms count: Int, nodes: Int, openSBI: String, uBoot: String) 
             for id in order { if let p = pings[id] { type(id, p); pinged.insert(id) } }
         } else if ready, !reported {
             reported = true
-            Thread.sleep(forTimeInterval: 4.5)  // the nodes report every 2 s
-            if let (_, stats) = try? client.request(.stats) {
-                let figures = nodeMemoryFigures(stats)
+            // The nodes report every 4 heartbeats (4 s here): wait for a report made after this.
+            var figures: [Int: [String: Int]] = [:]
+            let started = Date()
+            while Date().timeIntervalSince(started) < 20 {
+                Thread.sleep(forTimeInterval: 1)
+                guard let (_, stats) = try? client.request(.stats) else { continue }
+                figures = nodeMemoryFigures(stats)
+                if Date().timeIntervalSince(started) > 9, figures.count == nodes,
+                   figures.values.allSatisfy({ ($0["guest_pages_mapped"] ?? 0) > 0 }) { break }
+            }
+            if !figures.isEmpty {
                 print("")
                 print("== memory: what the global buffer cache saved ==")
                 var totalV = 0, totalM = 0
