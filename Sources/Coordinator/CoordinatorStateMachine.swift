@@ -56,12 +56,17 @@ public struct CoordinatorStateMachine: Sendable {
         public var checkConsoleLog: (@Sendable (String) -> String?)?
         /// VCPU load balancing between nodes (`VCPUBalancer`).
         public var balancing: VCPUBalancer.Parameters
+        /// Each node's global buffer cache: this much of the top of its slice (whole
+        /// pages, at most half the slice), kept from VMs; 0: no buffer cache.
+        public var bufferCacheBytes: UInt64
 
         public init(heartbeatMillis: UInt32 = 500, suspectAfterIntervals: Int = 3, deadAfterIntervals: Int = 6,
                     lineSize: Int = 128, strategy: PlacementPolicy.Strategy = .compact,
                     consoleBacklogBytes: Int = 64 * 1024, checkConsoleLog: (@Sendable (String) -> String?)? = nil,
-                    balancing: VCPUBalancer.Parameters = VCPUBalancer.Parameters()) {
+                    balancing: VCPUBalancer.Parameters = VCPUBalancer.Parameters(),
+                    bufferCacheBytes: UInt64 = 0) {
             self.balancing = balancing
+            self.bufferCacheBytes = bufferCacheBytes
             self.consoleBacklogBytes = consoleBacklogBytes
             self.checkConsoleLog = checkConsoleLog
             self.heartbeatMillis = heartbeatMillis
@@ -261,12 +266,14 @@ public struct CoordinatorStateMachine: Sendable {
             for d in directives {
                 switch d {
                 case .accepted(let m):
+                    let cache = min(configuration.bufferCacheBytes, m.resources.memoryBytes / 2) & ~4095
                     nodes[m.id] = NodeRecord(connection: id, listenAddress: peer.listenAddress, cpus: m.resources.cpus,
-                                             frames: FrameAllocator(base: m.memoryBase, size: m.resources.memoryBytes))
+                                             frames: FrameAllocator(base: m.memoryBase, size: m.resources.memoryBytes, withheld: cache))
                     nodeOf[id] = m.id
                     send(.joinAccepted(JoinAccepted(nodeID: Int32(m.id), memoryBase: m.memoryBase,
                                                     memoryBytes: m.resources.memoryBytes,
-                                                    heartbeatMillis: configuration.heartbeatMillis)), to: id)
+                                                    heartbeatMillis: configuration.heartbeatMillis,
+                                                    bufferCacheBytes: cache)), to: id)
                     log(.info, "node \(m.id) '\(m.name)' joined: \(m.resources.cpus) CPUs, \(m.resources.memoryBytes >> 20) MiB, peers reach it at \(peer.listenAddress)")
                 case .rejected(let name, let reason):
                     log(.warning, "refused node '\(name)': \(reason)")

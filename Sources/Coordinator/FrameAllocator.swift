@@ -11,15 +11,19 @@ public struct FrameAllocator: Sendable, Equatable {
     /// Free runs (start, bytes), sorted, never adjacent.
     public private(set) var free: [(start: UInt64, bytes: UInt64)]
 
-    public init(base: UInt64, size: UInt64) {
-        precondition(base % 4096 == 0 && size % 4096 == 0, "a slice is whole pages")
+    /// The top of the slice kept out of the allocator: the node's global buffer cache.
+    public let withheld: UInt64
+
+    public init(base: UInt64, size: UInt64, withheld: UInt64 = 0) {
+        precondition(base % 4096 == 0 && size % 4096 == 0 && withheld % 4096 == 0 && withheld <= size, "a slice is whole pages")
         self.base = base
         self.size = size
-        self.free = size > 0 ? [(base, size)] : []
+        self.withheld = withheld
+        self.free = size > withheld ? [(base, size - withheld)] : []
     }
 
     public static func == (a: FrameAllocator, b: FrameAllocator) -> Bool {
-        a.base == b.base && a.size == b.size && a.free.elementsEqual(b.free) { $0 == $1 }
+        a.base == b.base && a.size == b.size && a.withheld == b.withheld && a.free.elementsEqual(b.free) { $0 == $1 }
     }
 
     public var freeBytes: UInt64 { free.reduce(0) { $0 + $1.bytes } }
@@ -46,7 +50,7 @@ public struct FrameAllocator: Sendable, Equatable {
     @discardableResult
     public mutating func release(_ start: UInt64, _ bytes: UInt64) -> Bool {
         let rounded = (bytes + 4095) & ~4095
-        guard start % 4096 == 0, rounded > 0, start >= base, start + rounded <= base + size else { return false }
+        guard start % 4096 == 0, rounded > 0, start >= base, start + rounded <= base + size - withheld else { return false }
         let i = free.firstIndex(where: { $0.start >= start }) ?? free.count
         if i > 0, free[i - 1].start + free[i - 1].bytes > start { return false }
         if i < free.count, start + rounded > free[i].start { return false }

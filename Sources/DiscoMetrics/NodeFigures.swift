@@ -15,6 +15,12 @@ enum NodeFigures {
         "replicas_dropped": "disco_replicas_dropped_total",
         "vcpu_spin_parks": "disco_vcpu_spin_parks_total",
         "parked_performed_dropped": "disco_parked_performed_dropped_total",
+        "buffer_cache_hits": "disco_buffer_cache_hits_total",
+        "buffer_cache_fills": "disco_buffer_cache_fills_total",
+        "buffer_cache_full": "disco_buffer_cache_full_total",
+        "buffer_cache_copies_on_write": "disco_buffer_cache_copies_on_write_total",
+        "identical_pages_scanned": "disco_identical_pages_scanned_total",
+        "identical_pages_merged": "disco_identical_pages_merged_total",
     ]
 
     /// Report counters that are current values.
@@ -25,6 +31,11 @@ enum NodeFigures {
         "pages_with_remote_misses": "disco_pages_with_remote_misses",
         "home_misses_served": "disco_home_misses_counted",
         "hottest_page_misses": "disco_hottest_page_misses",
+        "guest_pages_mapped": "disco_guest_pages_mapped",
+        "machine_frames_used": "disco_machine_frames_used",
+        "buffer_cache_frames": "disco_buffer_cache_frames",
+        "buffer_cache_frames_used": "disco_buffer_cache_frames_used",
+        "buffer_cache_mappings": "disco_buffer_cache_mappings",
     ]
 
     /// Counters folded into a label of one metric.

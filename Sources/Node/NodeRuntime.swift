@@ -21,6 +21,9 @@ public struct NodeConfiguration: Sendable {
     /// Whether a VCPU that spins (polls memory that does not change) gives its host
     /// CPU away until memory may have changed (VCPUScheduler); off: it runs on.
     public var parkSpinning: Bool
+    /// Beyond Disco: scan the VMs' pages for identical contents and merge them into one
+    /// frame of the buffer cache, copy-on-write (needs a buffer cache; off by default).
+    public var shareIdenticalPages = false
 
     /// `heartbeatMillis` is used until the coordinator names its interval at join.
     public init(coordinator: Endpoint, listen: Endpoint, name: String, cpus: Int, memoryBytes: UInt64,
@@ -63,7 +66,12 @@ public final class NodeRuntime: @unchecked Sendable {
 
     var state: NodeStateMachine
     private var scheduler = VCPUScheduler()
-    private var agent: CoherenceAgent?
+    var agent: CoherenceAgent?
+    /// The global buffer cache: the top of this node's slice, as the coordinator said
+    /// in `joinAccepted` (nil: none).
+    var bufferCache: BufferCache?
+    /// The identical-page scanner's state (NodeRuntime+ContentSharing.swift).
+    var contentScan = ContentScan()
     var vms: [UInt32: NodeVM] = [:]
     /// Pages of this node's VMs being moved (the node's part in each move).
     private var moves = PageMoveStateMachine(node: -1)
@@ -180,6 +188,7 @@ public final class NodeRuntime: @unchecked Sendable {
         advanceMoves()
         leaveVCPUs()
         reportAccesses()
+        if configuration.shareIdenticalPages { scanForIdenticalPages() }
         let ran = runOneSlice(from: now)
         if !ran, wait { idle() }
         return nil
@@ -311,6 +320,12 @@ public final class NodeRuntime: @unchecked Sendable {
                                                slices: [.init(node: Int(j.nodeID), base: j.memoryBase, size: j.memoryBytes)],
                                                geometry: LineGeometry(lineSize: configuration.lineSize),
                                                cacheBytes: configuration.cacheBytes)
+                    let cacheBytes = j.bufferCacheBytes
+                    guard cacheBytes % 4096 == 0, cacheBytes <= j.memoryBytes else {
+                        stop(reason: "the coordinator gave a buffer cache of \(cacheBytes) bytes in a slice of \(j.memoryBytes)")
+                        continue
+                    }
+                    bufferCache = cacheBytes > 0 ? BufferCache(base: j.memoryBase + j.memoryBytes - cacheBytes, bytes: cacheBytes) : nil
                 } catch {
                     stop(reason: "\(error)")
                 }
@@ -329,6 +344,7 @@ public final class NodeRuntime: @unchecked Sendable {
             case .dropVM(let vm, let reason):
                 if let v = vms.removeValue(forKey: vm) {
                     logger.info("VM \(vm) dropped: \(reason)")
+                    v.releaseSharedPages()
                     endedMisses.append((vm, v.misses))
                     if endedMisses.count > 16 { endedMisses.removeFirst() }
                     endedInstructions &+= v.harts.reduce(0) { $0 &+ $1.instructionsRetired }
@@ -369,7 +385,8 @@ public final class NodeRuntime: @unchecked Sendable {
         guard let agent, let me = state.nodeID else { return }
         do {
             agent.learn(placement.nodes.map { .init(node: Int($0.nodeID), base: $0.memoryBase, size: $0.memoryBytes) })
-            let vm = try NodeVM(placement: placement, config: spec.machineConfig, node: me, agent: agent, clock: clock)
+            let vm = try NodeVM(placement: placement, config: spec.machineConfig, node: me, agent: agent, clock: clock,
+                                bufferCache: bufferCache)
             for h in vm.harts { h.detectsSpinning = configuration.parkSpinning }
             vm.waitForCoherence = { [unowned self] in self.pumpCoherence() }
             try vm.boot()
@@ -734,6 +751,32 @@ public final class NodeRuntime: @unchecked Sendable {
         onStatsReport?(report)
     }
 
+    /// The footprint of the VMs here (docs/memory.md, "The global buffer cache"): guest
+    /// pages they used, and the machine frames holding those pages: their own frames of
+    /// pages that map no cached frame, and the cache's frames in use.
+    private var memoryCounters: [Counter] {
+        let pages = vms.values.reduce(0) { $0 + $1.guestPagesTouched }
+        let own = vms.values.reduce(0) { $0 + $1.privateFramesTouched }
+        var c = [Counter(name: "guest_pages_mapped", value: Int64(pages)),
+                 Counter(name: "machine_frames_used", value: Int64(own + (bufferCache?.index.framesInUse ?? 0)))]
+        if let cache = bufferCache {
+            let i = cache.index
+            c += [Counter(name: "buffer_cache_frames", value: Int64(i.bytes / 4096)),
+                  Counter(name: "buffer_cache_frames_used", value: Int64(i.framesInUse)),
+                  Counter(name: "buffer_cache_mappings", value: Int64(i.mappings)),
+                  Counter(name: "buffer_cache_hits", value: Int64(truncatingIfNeeded: i.hits)),
+                  Counter(name: "buffer_cache_fills", value: Int64(truncatingIfNeeded: i.fills)),
+                  Counter(name: "buffer_cache_full", value: Int64(truncatingIfNeeded: i.refusedFull)),
+                  Counter(name: "buffer_cache_copies_on_write", value: Int64(truncatingIfNeeded: cache.copiesOnWrite))]
+            if configuration.shareIdenticalPages {
+                c += [Counter(name: "identical_pages_scanned", value: Int64(truncatingIfNeeded: contentScan.scanned)),
+                      Counter(name: "identical_pages_merged", value: Int64(truncatingIfNeeded: contentScan.merged)),
+                      Counter(name: "identical_scan_ns", value: Int64(truncatingIfNeeded: contentScan.nanoseconds))]
+            }
+        }
+        return c
+    }
+
     /// The node's counters, for `disco stats` and the metrics endpoints.
     private func statsReport(_ me: Int) -> StatsReport {
         var counters: [Counter] = [Counter(name: "vms", value: Int64(vms.count))]
@@ -765,6 +808,7 @@ public final class NodeRuntime: @unchecked Sendable {
         counters.append(Counter(name: "vcpus_held", value: Int64(queued.filter { $0 == .held }.count)))
         counters.append(Counter(name: "vcpus_moved_in", value: Int64(truncatingIfNeeded: vcpusMoved.in)))
         counters.append(Counter(name: "vcpus_moved_out", value: Int64(truncatingIfNeeded: vcpusMoved.out)))
+        counters += memoryCounters
         // Per VM: sampled data misses (local, remote, sampling slices).
         for (id, m) in endedMisses.map({ ($0.vm, $0.misses) }) + vms.map({ ($0.key, $0.value.misses) }) {
             counters.append(Counter(name: "vm.\(id).sampled_local_misses", value: Int64(truncatingIfNeeded: m.local)))

@@ -66,6 +66,19 @@ public final class NodeVM: PhysicalMemory {
     /// here: reads and fetches use it; a write drops it first and goes to the page's
     /// home, which collapses the other replicas before granting it.
     private var replicas: [UInt64: UInt64] = [:]
+    /// The global buffer cache (docs/memory.md): guest pages that map a frame of the
+    /// node's buffer cache, read-only and shared with other VMs, instead of their own
+    /// frame; reads and fetches use it, a write copies it into the page's own frame first.
+    private var shared: [UInt64: UInt64] = [:]
+    private let bufferCache: BufferCache?
+    /// Whether this VM's disk reads may map cached frames: all of it on this node (its
+    /// VCPUs, its devices, every frame of its memory, placed up front), so no other node
+    /// ever needs its pmap to know about shared frames.
+    public let sharesBlocks: Bool
+    /// Guest pages used so far (by a hart, a device, or a shared read), for the node's
+    /// footprint figures (`guestPagesTouched`, `privateFramesTouched`).
+    private var touched: [Bool]
+    public private(set) var guestPagesTouched = 0
     /// (machine base, chunk index) sorted by base, for machine → guest lookups.
     private let chunksByBase: [(base: UInt64, index: Int)]
     /// The node of each VCPU, by hart id: where its CLINT registers and its interrupts
@@ -114,7 +127,8 @@ public final class NodeVM: PhysicalMemory {
     private var pendingReads: [Int: PendingRead] = [:]
     private var nextRequestID: UInt64 = 1
 
-    public init(placement: VMPlacement, config: MachineConfig, node: Int, agent: CoherenceAgent, clock: ClusterClock) throws {
+    public init(placement: VMPlacement, config: MachineConfig, node: Int, agent: CoherenceAgent, clock: ClusterClock,
+                bufferCache: BufferCache? = nil) throws {
         let chunkPages = UInt64(placement.chunkPages)
         guard chunkPages > 0, chunkPages & (chunkPages - 1) == 0,
               placement.firstTouch || UInt64(placement.chunks.count) * chunkPages * 4096 >= config.memoryBytes else {
@@ -137,6 +151,10 @@ public final class NodeVM: PhysicalMemory {
             for i in 0..<pages { frames[i] = placement.chunks[i / chunkPagesInt].frameBase + UInt64(i % chunkPagesInt) * 4096 }
         }
         self.frames = frames
+        self.touched = [Bool](repeating: false, count: pages)
+        self.bufferCache = bufferCache
+        self.sharesBlocks = bufferCache != nil && !placement.firstTouch && Int(placement.deviceNode) == node
+            && placement.vcpuNodes.allSatisfy { Int($0) == node } && placement.chunks.allSatisfy { Int($0.node) == node }
         self.chunksByBase = placement.chunks.enumerated().map { (base: $0.element.frameBase, index: $0.offset) }.sorted { $0.base < $1.base }
         self.vcpuNodes = placement.vcpuNodes.map(Int.init)
         self.epochNanos = placement.epochNanos
@@ -332,6 +350,8 @@ public final class NodeVM: PhysicalMemory {
     public func freeze(_ gpa: UInt64) {
         let page = gpa & ~0xfff
         guard machineAddress(page) != nil, frozen[page] == nil else { return }
+        // A moved or replicated page is the page's own frame: a shared one is copied in first.
+        if !shared.isEmpty, shared[page] != nil { copyOnWrite(page) }
         frozen[page] = []
         for h in harts { h.dropDirectMappings(page: page) }
     }
@@ -395,6 +415,7 @@ public final class NodeVM: PhysicalMemory {
     /// `size` bytes by `requester` uses: the local replica if there is one, unless the
     /// read was already performed on `m` before the replica came (it is picked up there).
     @inline(__always) private func readAddress(_ gpa: UInt64, _ m: UInt64, _ size: Int, _ requester: UInt64) -> UInt64 {
+        if !shared.isEmpty, let f = shared[gpa & ~0xfff] { return f | (gpa & 0xfff) }
         guard !replicas.isEmpty, let r = replicas[gpa & ~0xfff],
               !agent.hasPerformedAccess(.load, requester: requester, address: m, size: size) else { return m }
         return r | (gpa & 0xfff)
@@ -403,6 +424,7 @@ public final class NodeVM: PhysicalMemory {
     /// A write to guest-physical `gpa`: the local replica of its page goes first.
     @inline(__always) private func prepareWrite(_ gpa: UInt64) {
         if !replicas.isEmpty, replicas[gpa & ~0xfff] != nil { dropReplica(gpa) }
+        if !shared.isEmpty, shared[gpa & ~0xfff] != nil { copyOnWrite(gpa) }
     }
 
     /// An access to a frozen page: an access already performed is picked up; anything
@@ -417,11 +439,119 @@ public final class NodeVM: PhysicalMemory {
         return true
     }
 
+    // MARK: - The global buffer cache
+
+    @inline(__always) private func markTouched(_ gpa: UInt64) {
+        let i = Int((gpa &- ramBase) >> 12)
+        if !touched[i] {
+            touched[i] = true
+            guestPagesTouched += 1
+        }
+    }
+
+    /// Guest pages that map a frame of the buffer cache now.
+    public var sharedPages: Int { shared.count }
+
+    /// Guest pages used whose own frame holds data: touched and not mapping a cached frame.
+    public var privateFramesTouched: Int { guestPagesTouched - shared.count }
+
+    /// The cached frame guest page `gpa` maps, if it maps one.
+    public func sharedFrame(ofGuestPage gpa: UInt64) -> UInt64? { shared.isEmpty ? nil : shared[gpa & ~0xfff] }
+
+    /// A disk read of `block` into the whole guest page at `gpa`: maps the page to the
+    /// node's cached frame of the block (filling a free one first with `fill` if none
+    /// holds it), read-only and copy-on-write. False when this VM or page does not
+    /// qualify or the cache is full (the device copies the bytes in instead).
+    func shareBlock(_ block: SharedBlock, at gpa: UInt64, fill: (UnsafeMutableRawBufferPointer) throws -> Void) -> Bool {
+        guard sharesBlocks, let cache = bufferCache, gpa & 0xfff == 0, let m = machineAddress(gpa), m != Self.noFrame,
+              !isFrozen(gpa), replicas.isEmpty || replicas[gpa] == nil, !agent.isGated(m) else { return false }
+        let me = BufferCacheIndex.Sharer(vm: vm, guestPage: gpa)
+        if let current = shared[gpa] {
+            if cache.index.block(inFrame: current) == block { return true }
+            // Replaced whole by the read: nothing of the old page needs copying.
+            shared[gpa] = nil
+            if cache.index.release(current, by: me) { agent.zero(current, 4096) }
+        }
+        let frame: UInt64
+        switch cache.index.share(block, with: me) {
+        case .full:
+            return false
+        case .hit(let f):
+            frame = f
+        case .fill(let f):
+            var bytes = [UInt8](repeating: 0, count: 4096)
+            do {
+                try bytes.withUnsafeMutableBytes { try fill($0) }
+            } catch {
+                cache.index.abandon(block)
+                return false
+            }
+            guard bytes.withUnsafeBytes({ agent.initialize($0, at: f) }) else {
+                cache.index.abandon(block)
+                return false
+            }
+            cache.index.filled(block)
+            frame = f
+        }
+        shared[gpa] = frame
+        markTouched(gpa)
+        for h in harts { h.dropDirectMappings(page: gpa) }
+        return true
+    }
+
+    /// A write to guest page `gpa`, which maps a cached frame: the page's bytes are
+    /// copied into its own frame, which it maps again (read and write) from now on; the
+    /// cache forgets this sharer (and frees the frame if it was the last).
+    private func copyOnWrite(_ gpa: UInt64) {
+        let page = gpa & ~0xfff
+        guard let f = shared.removeValue(forKey: page), let cache = bufferCache,
+              let m = machineAddress(page), let bytes = agent.readPage(f) else { return }
+        bytes.withUnsafeBytes { _ = agent.initialize($0, at: m) }
+        for h in harts { h.dropDirectMappings(page: page) }
+        cache.copiesOnWrite &+= 1
+        if cache.index.release(f, by: .init(vm: vm, guestPage: page)) { agent.zero(f, 4096) }
+    }
+
+    /// Guest pages of the VM.
+    public var pageCount: Int { touched.count }
+
+    /// Page `index` of the VM, for the identical-page scanner: its guest address and own
+    /// frame, if it may be merged now (used, mapping no cached frame, not frozen, gated
+    /// or replicated, and the VM may share at all).
+    func pageForContentScan(_ index: Int) -> (gpa: UInt64, frame: UInt64)? {
+        guard sharesBlocks, index >= 0, index < touched.count, touched[index] else { return nil }
+        let gpa = ramBase + UInt64(index) << 12
+        guard shared[gpa] == nil, frozen[gpa] == nil, replicas[gpa] == nil, let m = machineAddress(gpa), m != Self.noFrame,
+              !agent.isGated(m) else { return nil }
+        return (gpa, m)
+    }
+
+    /// Guest page `gpa` (whose own frame holds the same bytes as `frame`) maps the cached
+    /// `frame` from now on, read-only (the index has recorded the sharer).
+    func mapShared(_ gpa: UInt64, frame: UInt64) {
+        shared[gpa] = frame
+        for h in harts { h.dropDirectMappings(page: gpa) }
+    }
+
+    /// The VM ends on this node: its guest pages let go of the cached frames; frames
+    /// nobody shares any more are zeroed and free.
+    public func releaseSharedPages() {
+        guard let cache = bufferCache, !shared.isEmpty else { return }
+        for h in harts { h.dropAllDirectMappings() }
+        shared.removeAll()
+        for f in cache.index.releaseAll(vm: vm) { agent.zero(f, 4096) }
+    }
+
     // MARK: - PhysicalMemory
 
     public func directPage(_ pageAddress: UInt64, for access: AccessType) -> UnsafeMutableRawPointer? {
         guard let m = machineAddress(pageAddress), m != Self.noFrame, !isFrozen(pageAddress) else { return nil }
         if sampling && access != .execute { return nil }
+        markTouched(pageAddress)
+        if !shared.isEmpty, let f = shared[pageAddress & ~0xfff] {
+            if access != .write { return agent.directPage(f, write: false) }
+            copyOnWrite(pageAddress)
+        }
         if !replicas.isEmpty, let r = replicas[pageAddress & ~0xfff] {
             return access == .write ? nil : agent.directPage(r, write: false)
         }
@@ -432,6 +562,7 @@ public final class NodeVM: PhysicalMemory {
         if let m = machineAddress(address) {
             if heldByMove(.load, address, m, size, hart) { return .retry }
             if m == Self.noFrame { return touch(address, hart: hart) }
+            markTouched(address)
             let a = readAddress(address, m, size, requester(hart))
             if sampling { sample(a) }
             return agent.load(a, size: size, requester: requester(hart), value: &value)
@@ -449,6 +580,7 @@ public final class NodeVM: PhysicalMemory {
         if let m = machineAddress(address) {
             if heldByMove(.store(value), address, m, size, hart) { return .retry }
             if m == Self.noFrame { return touch(address, hart: hart) }
+            markTouched(address)
             prepareWrite(address)
             if sampling { sample(m) }
             return agent.store(m, size: size, value: value, requester: requester(hart))
@@ -470,6 +602,7 @@ public final class NodeVM: PhysicalMemory {
         if let m = machineAddress(address) {
             if heldByMove(.atomic(op, operand: operand, expected: expected), address, m, size, hart) { return .retry }
             if m == Self.noFrame { return touch(address, hart: hart) }
+            markTouched(address)
             prepareWrite(address)
             if sampling { sample(m) }
             return agent.atomic(op, m, size: size, operand: operand, expected: expected, requester: requester(hart), old: &old)
@@ -693,6 +826,7 @@ public final class NodeVM: PhysicalMemory {
             }
             let m = machineAddress(gpa)!
             var v: UInt64 = 0
+            markTouched(gpa)
             if write { prepareWrite(gpa) }
             let status = write ? agent.store(m, size: size, value: value, requester: dmaRequester)
                                : agent.load(readAddress(gpa, m, size, dmaRequester), size: size, requester: dmaRequester, value: &v)
@@ -737,11 +871,14 @@ public final class NodeVM: PhysicalMemory {
     }
 
     /// The VM's memory as its virtio devices see it: coherent with every node.
-    private final class DMAView: DMAMemory {
+    private final class DMAView: BlockSharingMemory {
         unowned let owner: NodeVM
         init(owner: NodeVM) { self.owner = owner }
         func copyIn(_ bytes: UnsafeRawBufferPointer, at address: UInt64) -> Bool { owner.dmaCopyIn(bytes, at: address) }
         func copyOut(at address: UInt64, count: Int) -> [UInt8]? { owner.dmaCopyOut(at: address, count: count) }
+        func shareBlock(_ block: SharedBlock, at address: UInt64, fill: (UnsafeMutableRawBufferPointer) throws -> Void) -> Bool {
+            owner.shareBlock(block, at: address, fill: fill)
+        }
     }
 
     // MARK: - Interrupt sinks

@@ -16,9 +16,17 @@ public protocol DiskImage: AnyObject {
     func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer) throws
     func flush() throws
     func close()
+    /// The read-only file page that the `count` bytes at `offset` are, unchanged, when
+    /// they are one (a raw file opened read-only; a qcow2 range this image does not
+    /// hold, through its backing file), else nil. The global buffer cache shares only
+    /// such pages: nobody can write them while the image is open (the file is locked
+    /// shared, which excludes writers).
+    func sharedSource(at offset: UInt64, count: Int) throws -> SharedBlock?
 }
 
 extension DiskImage {
+    public func sharedSource(at offset: UInt64, count: Int) throws -> SharedBlock? { nil }
+
     public func read(at offset: UInt64, count: Int) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
         try bytes.withUnsafeMutableBytes { try read(at: offset, into: $0) }

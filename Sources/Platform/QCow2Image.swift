@@ -311,6 +311,20 @@ public final class QCow2Image: DiskImage {
         }
     }
 
+    /// Every cluster of the range unallocated here: the backing file's page, if that is a
+    /// read-only file page itself (a range past the backing file's end reads zeros, not
+    /// its bytes: never shared).
+    public func sharedSource(at offset: UInt64, count: Int) throws -> SharedBlock? {
+        try checkRange(offset, count)
+        guard let backing, count > 0, offset + UInt64(count) <= backing.virtualSize else { return nil }
+        var cluster = offset >> clusterBits
+        while cluster << clusterBits < offset + UInt64(count) {
+            guard try mapping(ofGuestCluster: cluster) == .unallocated else { return nil }
+            cluster += 1
+        }
+        return try backing.sharedSource(at: offset, count: count)
+    }
+
     /// The backing file's bytes at `position`; zeros where it has none.
     func readBacking(at position: UInt64, into part: UnsafeMutableRawBufferPointer) throws {
         part.initializeMemory(as: UInt8.self, repeating: 0)

@@ -27,6 +27,12 @@ public final class RawDiskImage: DiskImage {
 
     public func flush() throws { try file.sync() }
 
+    public func sharedSource(at offset: UInt64, count: Int) throws -> SharedBlock? {
+        guard isReadOnly, offset <= virtualSize, UInt64(count) <= virtualSize - offset,
+              let (device, inode) = file.identity() else { return nil }
+        return SharedBlock(device: device, inode: inode, offset: offset)
+    }
+
     public func close() {
         if file.isOpen { try? file.sync() }
         file.close()

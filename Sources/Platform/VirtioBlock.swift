@@ -19,6 +19,8 @@ public final class VirtioBlock: MMIODevice {
     public let capacitySectors: UInt64
     private let irq: (Bool) -> Void
     private var reportedErrors = 0
+    /// Pages of reads served by mapping a shared page (the global buffer cache).
+    public private(set) var pagesShared: UInt64 = 0
 
     // Transport state.
     private var deviceFeatureSelect: UInt32 = 0
@@ -206,17 +208,35 @@ public final class VirtioBlock: MMIODevice {
         switch type {
         case 0:  // IN
             if sector > capacitySectors || total > (capacitySectors - sector) * 512 { result = 1; break }
-            for d in data {
+            // With a bus that shares pages (a cluster node's), every whole, page-aligned
+            // page of a read-only file is mapped from the global buffer cache instead of
+            // copied; the rest is copied in as usual.
+            let sharing = bus as? BlockSharingMemory
+            reading: for d in data {
                 guard d.writable else { throw Broken() }
-                var buffer = [UInt8](repeating: 0, count: Int(d.length))
-                do {
-                    try buffer.withUnsafeMutableBytes { try image.read(at: UInt64(offset), into: $0) }
-                } catch {
-                    report(error)
-                    result = 1
-                    break
+                var done: UInt32 = 0
+                while done < d.length {
+                    let address = d.address + UInt64(done)
+                    let position = UInt64(offset) + UInt64(done)
+                    if let sharing, address & 0xfff == 0, d.length - done >= 4096,
+                       let block = try? image.sharedSource(at: position, count: 4096),
+                       sharing.shareBlock(block, at: address, fill: { try image.read(at: position, into: $0) }) {
+                        pagesShared &+= 1
+                        done += 4096
+                        continue
+                    }
+                    let n = sharing == nil ? d.length - done : min(d.length - done, 4096 - UInt32(address & 0xfff))
+                    var buffer = [UInt8](repeating: 0, count: Int(n))
+                    do {
+                        try buffer.withUnsafeMutableBytes { try image.read(at: position, into: $0) }
+                    } catch {
+                        report(error)
+                        result = 1
+                        break reading
+                    }
+                    try put(address, buffer)
+                    done += n
                 }
-                try put(d.address, buffer)
                 written += d.length
                 offset += Int64(d.length)
             }

@@ -126,6 +126,7 @@ extension Message {
             w.put(j.memoryBase)
             w.put(j.memoryBytes)
             w.put(j.heartbeatMillis)
+            w.put(j.bufferCacheBytes)
         case .joinRejected(let reason), .leave(let reason):
             w.put(reason)
         case .heartbeat(let seq, let at):
@@ -436,7 +437,8 @@ extension Message {
         case .joinAccepted:
             return .joinAccepted(JoinAccepted(nodeID: try r.int(Int32.self, "nodeID"), memoryBase: try r.u64("memoryBase"),
                                               memoryBytes: try r.u64("memoryBytes"),
-                                              heartbeatMillis: try r.u32("heartbeatMillis")))
+                                              heartbeatMillis: try r.u32("heartbeatMillis"),
+                                              bufferCacheBytes: try r.u64("bufferCacheBytes")))
         case .joinRejected: return .joinRejected(reason: try r.string("reason"))
         case .leave: return .leave(reason: try r.string("reason"))
         case .heartbeat: return .heartbeat(sequence: try r.u64("sequence"), sentAtNanos: try r.u64("sentAtNanos"))

@@ -214,11 +214,15 @@ public struct JoinAccepted: Equatable, Sendable {
     public var memoryBase: UInt64
     public var memoryBytes: UInt64
     public var heartbeatMillis: UInt32
-    public init(nodeID: Int32, memoryBase: UInt64, memoryBytes: UInt64, heartbeatMillis: UInt32) {
+    /// The top `bufferCacheBytes` of the slice (page multiple, at most `memoryBytes`) are
+    /// the node's global buffer cache: the coordinator places no VM there.
+    public var bufferCacheBytes: UInt64
+    public init(nodeID: Int32, memoryBase: UInt64, memoryBytes: UInt64, heartbeatMillis: UInt32, bufferCacheBytes: UInt64 = 0) {
         self.nodeID = nodeID
         self.memoryBase = memoryBase
         self.memoryBytes = memoryBytes
         self.heartbeatMillis = heartbeatMillis
+        self.bufferCacheBytes = bufferCacheBytes
     }
 }
 

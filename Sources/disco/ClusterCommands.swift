@@ -30,6 +30,9 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Coherence line size in bytes (a power of two, 64 to 4096).")
     var lineSize: Int = 128
 
+    @Option(help: ArgumentHelp("Each node's global buffer cache, e.g. 16M (0: none): the top of every node's slice, at most half of it, kept from VMs; whole-page disk reads of a read-only base image map one cached machine page into every VM on the node that reads it, copy-on-write.", valueName: "size"))
+    var bufferCache: String = "0"
+
     @Option(help: ArgumentHelp("Keep every VM's console output in this directory, one file per VM (vm-ID-NAME.log); created if missing. A spec's console-log file is written too, on this host (a relative path is taken from this process's working directory; `vm create` sends it absolute, from the spec file's directory).", valueName: "dir"))
     var consoleDir: String?
 
@@ -50,13 +53,17 @@ struct CoordinatorCommand: ParsableCommand {
         guard (64...4096).contains(lineSize), lineSize & (lineSize - 1) == 0 else { fail("--line-size must be a power of two from 64 to 4096") }
         guard heartbeatMs >= 10 else { fail("--heartbeat-ms must be at least 10") }
         guard let balance = try? VMSpec.parseSwitch(balanceVcpus, "") else { fail("--balance-vcpus must be on or off, not '\(balanceVcpus)'") }
+        let bufferCacheBytes: UInt64
+        do { bufferCacheBytes = bufferCache == "0" ? 0 : try MemorySize.parse(bufferCache) } catch { fail("--buffer-cache: \(error)") }
+        guard bufferCacheBytes % 4096 == 0 else { fail("--buffer-cache must be whole 4 KiB pages") }
         let endpoints = listen.map { parseEndpoint($0, "--listen") }
         _ = metricsOption.address()
         let logger = options.logger("disco.coordinator")
         let runtime = CoordinatorRuntime(
             configuration: CoordinatorConfiguration(listen: endpoints, secret: options.secret(),
                                                     machine: .init(heartbeatMillis: UInt32(heartbeatMs), lineSize: lineSize,
-                                                                   balancing: .init(enabled: balance)),
+                                                                   balancing: .init(enabled: balance),
+                                                                   bufferCacheBytes: bufferCacheBytes),
                                                     consoleDirectory: consoleDir),
             logger: logger)
         // Listening for metrics first: a port in use stops the coordinator before any node joins.
@@ -122,6 +129,9 @@ struct NodeCommand: ParsableCommand {
         """)
     var parkSpinning = true
 
+    @Flag(help: "Beyond Disco: merge pages of identical contents of the VMs that use the buffer cache into one cached frame, copy-on-write (a scan hashing up to 512 used pages every 10 ms; needs the coordinator's --buffer-cache; default: off).")
+    var shareIdenticalPages = false
+
     @Flag(help: ArgumentHelp("When the coordinator is lost (a network cut, a coordinator restart), join it again as a new node instead of exiting; the VMs that used this node have failed by then. The process stays (it re-executes itself), so srun, a container or a test keeps one process."))
     var rejoin = false
 
@@ -144,13 +154,13 @@ struct NodeCommand: ParsableCommand {
         guard (64...4096).contains(lineSize), lineSize & (lineSize - 1) == 0 else { fail("--line-size must be a power of two from 64 to 4096") }
         _ = metricsOption.address()
         let logger = options.logger("disco.node")
-        let runtime = NodeRuntime(
-            configuration: NodeConfiguration(coordinator: parseEndpoint(coordinator, "--coordinator"),
-                                             listen: parseEndpoint(listen, "--listen"),
-                                             name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())",
-                                             cpus: cpus, memoryBytes: memoryBytes, secret: options.secret(),
-                                             lineSize: lineSize, cacheBytes: Int(cacheBytes), parkSpinning: parkSpinning),
-            logger: logger)
+        var nodeConfiguration = NodeConfiguration(coordinator: parseEndpoint(coordinator, "--coordinator"),
+                                                  listen: parseEndpoint(listen, "--listen"),
+                                                  name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())",
+                                                  cpus: cpus, memoryBytes: memoryBytes, secret: options.secret(),
+                                                  lineSize: lineSize, cacheBytes: Int(cacheBytes), parkSpinning: parkSpinning)
+        nodeConfiguration.shareIdenticalPages = shareIdenticalPages
+        let runtime = NodeRuntime(configuration: nodeConfiguration, logger: logger)
         let figures = NodeMetrics()
         if metricsOption.metrics != nil { runtime.onStatsReport = { figures.record($0) } }
         let server = metricsOption.serve(logger: logger) { figures.render() }
@@ -217,6 +227,8 @@ struct Up: ParsableCommand {
 
     @Option(help: ArgumentHelp("The coordinator's VCPU load balancing (see disco coordinator --help).", valueName: "on|off"))
     var balanceVcpus: String = "on"
+    @Option(help: ArgumentHelp("Each node's global buffer cache, e.g. 16M (0: none; see disco coordinator --help).", valueName: "size"))
+    var bufferCache: String = "0"
 
     @OptionGroup var metricsOption: MetricsOption
 
@@ -230,7 +242,7 @@ struct Up: ParsableCommand {
         let cluster: LocalCluster
         do {
             cluster = try LocalCluster.start(nodes: nodes, cpus: cpus, memoryBytes: memoryBytes, directory: dir,
-                                             metrics: metricsAddress, coordinatorArguments: ["--balance-vcpus", balanceVcpus],
+                                             metrics: metricsAddress, coordinatorArguments: ["--balance-vcpus", balanceVcpus, "--buffer-cache", bufferCache],
                                              progress: { print($0) })
         } catch {
             fail("\(error)")

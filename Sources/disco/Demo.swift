@@ -21,7 +21,19 @@ struct Demo: ParsableCommand {
     @Option(help: ArgumentHelp("Boot on an embedded local cluster of this many node processes.", valueName: "n"))
     var nodes: Int?
 
+    @Option(help: ArgumentHelp("Disco itself: this many U-Boot VMs side by side on a local cluster (--nodes, default 2) with a global buffer cache, each with its own qcow2 overlay over one base disk and a NIC on one virtual switch; the demo reads 4 MiB of the disk in each, makes pairs of VMs ping each other, prints the memory sharing saved and how to attach to each console, and runs until Ctrl-C.", valueName: "n"))
+    var vms: Int?
+
     mutating func run() throws {
+        if let vms {
+            guard (1...16).contains(vms) else { fail("--vms must be 1...16") }
+            let n = nodes ?? 2
+            guard (1...8).contains(n) else { fail("--nodes must be 1...8 with --vms") }
+            for path in [Self.openSBI, Self.uBoot] where !FileManager.default.isReadableFile(atPath: path) {
+                fail("\(path) is missing (install Debian's opensbi and u-boot-qemu: ./scripts/setup.sh)")
+            }
+            throw ExitCode(runDemoCluster(vms: vms, nodes: n, openSBI: Self.openSBI, uBoot: Self.uBoot))
+        }
         var spec: VMSpec
         do {
             spec = try vm.resolvedSpec()

@@ -52,6 +52,21 @@ import Transport
         #expect(bad.contains(.close(node(1))))
     }
 
+    @Test func theBufferCacheIsTheTopOfEachSliceAndNoVMIsPlacedThere() throws {
+        var sm = SM(configuration: .init(bufferCacheBytes: 200 << 20))  // more than half: capped at half
+        let ds = sm.handle(.connected(node(0), peer: hello(0)), now: 0)
+        guard case .joinAccepted(let j)? = sent(ds, to: node(0)).first else { Issue.record("no joinAccepted: \(ds)"); return }
+        #expect(j.bufferCacheBytes == 128 << 20 && j.memoryBytes == 256 << 20)
+        #expect(sm.freeBytes(of: 0) == 128 << 20)
+        _ = sm.handle(.connected(client, peer: Hello(role: .client, nodeID: -1, nonce: [], name: "cli")), now: 0)
+        // A VM of 128 MiB fits below the cache; one more page does not.
+        let (vm, _) = create(&sm, spec: "name: a\nvcpus: 1\nmemory: 128M\nbios: none\nkernel: /k.elf\n")
+        #expect(vm != nil)
+        #expect(sm.freeBytes(of: 0) == 0)
+        let (refused, _) = create(&sm, spec: "name: b\nvcpus: 1\nmemory: 4K\nbios: none\nkernel: /k.elf\n")
+        #expect(refused == nil)
+    }
+
     @Test func createPlacesOverNodesWithPolicyChunksAndDistinctFrames() throws {
         var sm = cluster(2)
         let (vm, ds) = create(&sm)
@@ -650,6 +665,15 @@ import Transport
         #expect(a == before)
         #expect(release(&a, x, 4096))
         #expect(!release(&a, x, 4096))                  // twice
+    }
+
+    @Test func withheldFramesAreNeverHandedOutNorTakenBack() {
+        var a = FrameAllocator(base: 0x10000, size: 4 * 4096, withheld: 2 * 4096)
+        #expect(a.freeBytes == 2 * 4096)
+        #expect(a.allocate(3 * 4096) == nil)
+        #expect(a.allocate(2 * 4096) == 0x10000)
+        #expect(!release(&a, 0x10000 + 2 * 4096, 4096))  // the withheld top
+        #expect(release(&a, 0x10000, 2 * 4096))
     }
 }
 

@@ -54,6 +54,22 @@ import Transport
         #expect((e["process_resident_memory_bytes"] ?? 0) > 1_000_000)
     }
 
+    @Test func theBufferCacheFiguresHaveTheirMetrics() {
+        let metrics = NodeMetrics()
+        metrics.record(report(node: 1, [("guest_pages_mapped", 4688), ("machine_frames_used", 1209), ("buffer_cache_frames", 4096),
+                                        ("buffer_cache_frames_used", 497), ("buffer_cache_mappings", 3976), ("buffer_cache_hits", 3479),
+                                        ("buffer_cache_fills", 640), ("buffer_cache_full", 0), ("buffer_cache_copies_on_write", 128)]))
+        let e = Exposition(metrics.render())
+        #expect(e[#"disco_guest_pages_mapped{node="1"}"#] == 4688)
+        #expect(e[#"disco_machine_frames_used{node="1"}"#] == 1209)
+        #expect(e[#"disco_buffer_cache_frames_used{node="1"}"#] == 497)
+        #expect(e[#"disco_buffer_cache_mappings{node="1"}"#] == 3976)
+        #expect(e[#"disco_buffer_cache_hits_total{node="1"}"#] == 3479)
+        #expect(e[#"disco_buffer_cache_copies_on_write_total{node="1"}"#] == 128)
+        #expect(e.types["disco_buffer_cache_hits_total"] == "counter")
+        #expect(e.types["disco_machine_frames_used"] == "gauge")
+    }
+
     @Test func countersFollowTheTotalsAndStartOverWithTheirSourceAndEndedVMsLeave() {
         let metrics = NodeMetrics()
         metrics.record(report(node: 0, [("instructions_total", 1000), ("vm.4.sampled_local_misses", 5), ("mystery_figure", 3)]))

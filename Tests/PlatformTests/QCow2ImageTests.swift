@@ -326,3 +326,30 @@ let qemuImgInstalled = FileManager.default.isExecutableFile(atPath: "/usr/bin/qe
         }
     }
 }
+
+/// Which disk pages the global buffer cache may share: pages of a read-only file,
+/// directly or through an overlay that does not hold them.
+@Suite struct SharedSourceTests {
+    @Test func onlyUnwrittenPagesOfAReadOnlyBaseAreShared() throws {
+        let dir = try ScratchDirectory()
+        let base = dir.path("base.raw")
+        try [UInt8](repeating: 0xab, count: 64 << 10).withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: base)) }
+        let raw = try RawDiskImage(path: base, readOnly: true)
+        let page1 = try #require(try raw.sharedSource(at: 4096, count: 4096))
+        #expect(page1.offset == 4096)
+        #expect(try raw.sharedSource(at: 62 << 10, count: 4096) == nil)  // past the end
+        raw.close()
+        let writable = try RawDiskImage(path: base, readOnly: false)
+        #expect(try writable.sharedSource(at: 0, count: 4096) == nil)  // its writes would change it
+        writable.close()
+
+        let overlay = dir.path("vm.qcow2")
+        try QCow2Image.create(path: overlay, options: .init(size: 128 << 10, backing: "base.raw", clusterBits: 12))
+        let image = try QCow2Image(path: overlay, readOnly: false)
+        #expect(try image.sharedSource(at: 4096, count: 4096) == page1)  // the same key as the base's own
+        try image.write(at: 8192, [1, 2, 3])
+        #expect(try image.sharedSource(at: 8192, count: 4096) == nil)  // the overlay holds it now
+        #expect(try image.sharedSource(at: 64 << 10, count: 4096) == nil)  // beyond the base: zeros
+        image.close()
+    }
+}

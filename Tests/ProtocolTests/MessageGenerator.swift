@@ -37,7 +37,7 @@ struct MessageGenerator {
                                 cpus: int(), memoryBytes: int(), name: string(), listenAddress: string()))
         case .authenticate: return .authenticate(mac: bytes(max: 64))
         case .joinAccepted:
-            return .joinAccepted(JoinAccepted(nodeID: int(), memoryBase: int(), memoryBytes: int(), heartbeatMillis: int()))
+            return .joinAccepted(JoinAccepted(nodeID: int(), memoryBase: int(), memoryBytes: int(), heartbeatMillis: int(), bufferCacheBytes: int()))
         case .joinRejected: return .joinRejected(reason: string())
         case .heartbeat: return .heartbeat(sequence: int(), sentAtNanos: int())
         case .leave: return .leave(reason: string())
