@@ -67,6 +67,12 @@ import Testing
         try expectSameAsQEMU("locks.elf", harts: 4, nodes: 2)
     }
 
+    /// Lock-protected linked lists whose items move between queues (a scheduler's run
+    /// queues), checked link by link, over 2 nodes while their pages move.
+    @Test func linkedListsStayWholeOverTwoNodes() throws {
+        try expectSameAsQEMU("lists.elf", harts: 4, nodes: 2)
+    }
+
     @Test func smpGuestOneHartPerNode() throws {
         try expectSameAsQEMU("smp.elf", harts: 2, nodes: 2)
     }
