@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 make -s -C guests
+# Debian's riscv64 kernel and busybox, and the Linux guest built from them (cached:
+# downloads only the first time); LinuxDistroTests boot it.
+export DISCO_DEBIAN_BUILD="$(./scripts/fetch-debian.sh | tail -1)"
 swift build -c release --product disco
 # The C libuv baseline `disco bench transport` measures against.
 swift build -c release --product uv-pingpong
