@@ -73,7 +73,7 @@ aptopts=(
   -o "Dir::Etc::Preferences=$APT/etc/preferences"
   -o "Dir::State=$APT" -o "Dir::State::Lists=$APT/lists" -o "Dir::State::status=$APT/status"
   -o "Dir::Cache=$APT" -o "Dir::Cache::Archives=$APT/archives"
-  -o "Dir::Cache::pkgcache=" -o "Dir::Cache::srcpkgcache="
+  -o "Dir::Cache::pkgcache=$APT/pkgcache.bin" -o "Dir::Cache::srcpkgcache=$APT/srcpkgcache.bin"
   -o "APT::Architecture=riscv64" -o "APT::Architectures=riscv64"
   -o "Acquire::Languages=none" -o "APT::Sandbox::User=root" -o "Debug::NoLocking=1"
 )
