@@ -25,7 +25,7 @@ update=0
 for a in "$@"; do
   case "$a" in
     --update) update=1 ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "fetch-debian: unknown argument '$a' (try --help)" >&2; exit 2 ;;
   esac
 done
