@@ -43,7 +43,7 @@ import Testing
     }
 
     static func lines(_ output: String) -> [String] {
-        output.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).map(String.init).filter { $0.hasPrefix("disco-linux: ") }
+        output.split(whereSeparator: \.isNewline).map(String.init).filter { $0.hasPrefix("disco-linux: ") }
     }
 
     /// A second OpenSBI banner means the VM reset (a kernel panic with panic=-1): stop.
