@@ -82,7 +82,7 @@ struct BenchLinux: ParsableCommand {
         }
         var qemu: Timing?
         if !noQemu {
-            qemu = measure("qemu      ", "/usr/bin/env") { disk in
+            qemu = measure("qemu         ", "/usr/bin/env") { disk in
                 ["qemu-system-riscv64", "-machine", "virt", "-nographic", "-smp", "\(smp)", "-m", "512M", "-bios", bios,
                  "-kernel", kernel, "-initrd", initrd, "-append", append,
                  "-drive", "file=\(disk),format=raw,if=virtio", "-no-reboot"]

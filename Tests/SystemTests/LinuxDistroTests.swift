@@ -79,7 +79,7 @@ import Testing
 
     /// Debian's kernel with the busybox initramfs and the ext4 data disk, 1, 2 and 4
     /// VCPUs on one node: the same lines as QEMU's, and a power-off that ends both with 0.
-    @Test(arguments: [1, 2, 4])
+    @Test(.serialized, arguments: [1, 2, 4])
     func debianKernelRunsTheWorkloadAsOnQEMU(vcpus: Int) throws {
         let kernel = try Self.guestFile("kernel.Image"), initrd = try Self.guestFile("initrd.gz")
         let data = try Self.guestFile("data.img")
