@@ -99,7 +99,7 @@ struct BenchLinux: ParsableCommand {
         }
         print("== summary (median of \(repeats)) ==")
         for (label, t) in results {
-            var line = "\(label)  \(t.describe)"
+            var line = "\(label)  \(t.brief)"
             if let q = qemu?.toInit, let d = t.toInit, !label.hasPrefix("qemu") {
                 line += String(format: "  boot-to-init %.2fx QEMU", d / q)
                 if let o = oneNode?.toInit, !label.hasPrefix("disco 1 ") { line += String(format: ", %.2fx 1 node", d / o) }
@@ -125,6 +125,8 @@ struct BenchLinux: ParsableCommand {
             let e = toEnd.map { String(format: "power-off %7.2f s", $0) } ?? ""
             return "\(i)  \(e)  \(status)"
         }
+        /// describe with the status's first line only (no output tails).
+        var brief: String { describe.split(separator: "\n").first.map(String.init) ?? describe }
         static func median(_ runs: [Timing]) -> Timing {
             func med(_ v: [Double]) -> Double? { v.isEmpty ? nil : v.sorted()[v.count / 2] }
             let ok = runs.filter { $0.toInit != nil }
@@ -141,11 +143,15 @@ struct BenchLinux: ParsableCommand {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: executable)
         p.arguments = args
-        let out = Pipe()
+        let out = Pipe(), err = Pipe()
         p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
+        p.standardError = err
         p.standardInput = FileHandle.nullDevice
-        let seen = Seen()
+        let seen = Seen(), errors = Seen()
+        err.fileHandleForReading.readabilityHandler = { h in
+            let d = h.availableData
+            if d.isEmpty { h.readabilityHandler = nil } else { errors.append(d) }
+        }
         out.fileHandleForReading.readabilityHandler = { h in
             let d = h.availableData
             if d.isEmpty { h.readabilityHandler = nil } else { seen.append(d) }
@@ -160,14 +166,27 @@ struct BenchLinux: ParsableCommand {
         p.waitUntilExit()
         let end = seen.now()
         out.fileHandleForReading.readabilityHandler = nil
+        err.fileHandleForReading.readabilityHandler = nil
         if let rest = try? out.fileHandleForReading.readToEnd() { seen.append(rest) }
+        if let rest = try? err.fileHandleForReading.readToEnd() { errors.append(rest) }
         let output = seen.text
         let initAt = seen.initAt ?? (output.contains("disco-linux: init") ? end : nil)
-        if status == "ok" && !stopAtInit {
-            if p.terminationStatus != 0 { status = "exit status \(p.terminationStatus)" }
-            else if !output.contains("disco-linux: done") || output.contains("disco-linux: FAIL") {
-                status = "the workload did not finish: " + (output.split(separator: "\n").last { $0.hasPrefix("disco-linux: ") }.map(String.init) ?? "no init line")
+        if status == "ok" {
+            // Stopped at the init line, the run is fine; otherwise it must have powered
+            // off with 0 after the workload.
+            if stopAtInit && initAt != nil {
+            } else if initAt == nil {
+                status = "exit status \(p.terminationStatus) before the init line"
+            } else if p.terminationStatus != 0 {
+                status = "exit status \(p.terminationStatus)"
+            } else if !output.contains("disco-linux: done") || output.contains("disco-linux: FAIL") {
+                status = "the workload did not finish: " + (output.split(whereSeparator: \.isNewline).last { $0.hasPrefix("disco-linux: ") }.map(String.init) ?? "")
             }
+        }
+        if status != "ok" {
+            // Say why: the tails of what the run printed.
+            let tail = { (t: String) in t.split(whereSeparator: \.isNewline).suffix(6).map { "      | " + $0 }.joined(separator: "\n") }
+            status += "\n    output:\n" + tail(output) + "\n    errors:\n" + tail(errors.text)
         }
         return Timing(toInit: initAt, toEnd: stopAtInit || status != "ok" ? nil : end, status: status)
     }
