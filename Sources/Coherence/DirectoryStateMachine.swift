@@ -92,6 +92,10 @@ public struct DirectoryStateMachine: Sendable {
     }
 
     private var lines: [LineAddress: Entry] = [:]
+    /// How many of each 4 KiB page's lines are in `lines` (not Uncached, or with events
+    /// queued): a page without any is wholly the home CPUs', which `pageRights` answers
+    /// with one lookup instead of one per line (a hart's TLB refill asks it).
+    private var trackedPerPage: [UInt64: Int] = [:]
 
     /// FLASH-style miss counters: per 4 KiB page, per requesting node, the number of
     /// requests the home served (the home's own CPUs included when they had to wait).
@@ -115,6 +119,29 @@ public struct DirectoryStateMachine: Sendable {
     /// Lines that are not Uncached (for statistics and tests).
     public var trackedLines: [LineAddress] { Array(lines.keys) }
 
+    /// The tracked lines of [base, base + bytes) in address order (`base` page-aligned):
+    /// pages without any cost one lookup each, so a page move does not scan every line
+    /// the home tracks.
+    public func trackedLines(in base: UInt64, _ bytes: UInt64) -> [LineAddress] {
+        guard !lines.isEmpty else { return [] }
+        if bytes / 4096 > UInt64(lines.count) {
+            return lines.keys.filter { $0 >= base && $0 - base < bytes }.sorted()
+        }
+        var out: [LineAddress] = []
+        var page = base
+        while page < base + bytes {
+            if trackedPerPage[page] != nil {
+                var line = page
+                while line < page + 4096 {
+                    if lines[line] != nil { out.append(line) }
+                    line += UInt64(geometry.lineSize)
+                }
+            }
+            page += 4096
+        }
+        return out
+    }
+
     /// What the home's own CPUs may do with `line` right now without asking.
     public func localRights(_ line: LineAddress) -> (read: Bool, write: Bool) {
         switch state(of: line) {
@@ -126,6 +153,23 @@ public struct DirectoryStateMachine: Sendable {
             // nobody can write it, so reads are safe; everything else waits.
             return (t.awaitingRecallFrom == nil, false)
         }
+    }
+
+    /// What the home's own CPUs may do with every line of the 4 KiB page at `page`
+    /// (page-aligned): the weakest of the lines' `localRights`. One lookup when no line
+    /// of the page is tracked (the common case), otherwise one per tracked line's page.
+    public func pageRights(_ page: UInt64) -> (read: Bool, write: Bool) {
+        guard trackedPerPage[page] != nil else { return (true, true) }
+        var read = true, write = true
+        var line = page
+        while line < page + 4096 {
+            let r = localRights(line)
+            read = read && r.read
+            write = write && r.write
+            if !read { break }
+            line += UInt64(geometry.lineSize)
+        }
+        return (read, write)
     }
 
     /// Clears the miss counters (the policy reads them once per interval).
@@ -176,10 +220,17 @@ public struct DirectoryStateMachine: Sendable {
             let next = entry.queue.removeFirst()
             start(next, line, &entry, &out)
         }
+        let wasTracked = lines[line] != nil
         if case .uncached = entry.state, entry.queue.isEmpty {
             lines[line] = nil
+            if wasTracked {
+                let page = line & ~4095
+                let n = trackedPerPage[page, default: 1] - 1
+                trackedPerPage[page] = n > 0 ? n : nil
+            }
         } else {
             lines[line] = entry
+            if !wasTracked { trackedPerPage[line & ~4095, default: 0] += 1 }
         }
     }
 

@@ -16,6 +16,15 @@ import Cluster
 ///   **replicated** to every node whose misses reach `sharing` and that has no copy; a
 ///   page written more is write-shared and stays where it is.
 ///
+/// - A page that keeps coming back is **frozen** (Verghese et al. freeze pages that
+///   move too often): each collapse of its replicas, and each migration that follows
+///   another within `strikeWindow`, is a strike; a page with `k` recent strikes gets no
+///   decision for `resetInterval × 2^(k-1)` (at most `maxFreeze`). Strikes are
+///   forgotten after `strikeWindow` without one. Without this, a page that is read by
+///   every node and written now and then (a kernel's data) is replicated and collapsed
+///   over and over, and a page two nodes take turns writing migrates back and forth,
+///   each move costing more than the misses it saves.
+///
 /// A page with a decision outstanding gets no other until `moveDone` or `moveFailed`;
 /// its counters restart after each decision, so the same misses never count twice.
 /// The policy only decides: the coordinator sends the commands and the nodes carry
@@ -51,9 +60,15 @@ public struct PagePolicy: Sendable {
         public var settle: Duration
         /// Off: no decisions at all (`numaPolicy: off`).
         public var enabled: Bool
+        /// How long a page's strikes (collapses, migrations in quick succession) are
+        /// remembered; a second migration within it is a strike.
+        public var strikeWindow: Duration
+        /// The longest a page is frozen after strikes.
+        public var maxFreeze: Duration
 
         public init(trigger: UInt64 = 128, sharing: UInt64 = 32, writeLimit: UInt64 = 1, migrateLimit: UInt64 = 1,
-                    resetInterval: Duration = .milliseconds(100), settle: Duration = .milliseconds(30), enabled: Bool = true) {
+                    resetInterval: Duration = .milliseconds(100), settle: Duration = .milliseconds(30), enabled: Bool = true,
+                    strikeWindow: Duration = .seconds(2), maxFreeze: Duration = .milliseconds(6400)) {
             self.trigger = trigger
             self.sharing = sharing
             self.writeLimit = writeLimit
@@ -61,6 +76,8 @@ public struct PagePolicy: Sendable {
             self.resetInterval = resetInterval
             self.settle = settle
             self.enabled = enabled
+            self.strikeWindow = strikeWindow
+            self.maxFreeze = maxFreeze
         }
     }
 
@@ -128,10 +145,21 @@ public struct PagePolicy: Sendable {
         var hotSince: UInt64?
     }
 
+    /// What a page's past moves say about its future (kept across counter resets).
+    struct History: Sendable {
+        var strikes = 0
+        var lastStrike: UInt64 = 0
+        var frozenUntil: UInt64 = 0
+        var lastMigration: UInt64?
+    }
+
     public var defaults: Parameters
     /// Per-VM overrides of `defaults`.
     public private(set) var perVM: [UInt32: Parameters] = [:]
     private var counters: [Page: Counters] = [:]
+    private var history: [Page: History] = [:]
+    /// Pages frozen by strikes so far (for statistics).
+    public private(set) var freezes = 0
     /// Pages with a decision not yet carried out.
     public private(set) var outstanding: Set<Page> = []
     private var lastReset: [UInt32: UInt64] = [:]
@@ -149,6 +177,7 @@ public struct PagePolicy: Sendable {
         perVM[vm] = nil
         lastReset[vm] = nil
         counters = counters.filter { $0.key.vm != vm }
+        history = history.filter { $0.key.vm != vm }
         outstanding = outstanding.filter { $0.vm != vm }
     }
 
@@ -164,7 +193,12 @@ public struct PagePolicy: Sendable {
             return out
         case .moveDone(let page, let migrated):
             outstanding.remove(page)
-            if migrated { counters[page, default: Counters()].migrations += 1 }
+            if migrated {
+                counters[page, default: Counters()].migrations += 1
+                let window = parameters(for: page.vm).strikeWindow.wholeNanoseconds
+                if let last = history[page]?.lastMigration, now &- last < window { strike(page, now: now) }
+                history[page, default: History()].lastMigration = now
+            }
             return []
         case .moveFailed(let page):
             outstanding.remove(page)
@@ -172,6 +206,7 @@ public struct PagePolicy: Sendable {
         case .collapsed(let page):
             let limit = parameters(for: page.vm).writeLimit
             counters[page, default: Counters()].writeMisses = max(counters[page]?.writeMisses ?? 0, limit)
+            strike(page, now: now)
             return []
         case .tick:
             let vms = Set(counters.keys.map(\.vm)).union(lastReset.keys)
@@ -189,7 +224,7 @@ public struct PagePolicy: Sendable {
     private mutating func absorb(_ r: Report, now: UInt64) -> Decision? {
         let p = parameters(for: r.page.vm)
         if lastReset[r.page.vm] == nil { lastReset[r.page.vm] = now }
-        guard p.enabled, !outstanding.contains(r.page) else { return nil }
+        guard p.enabled, !outstanding.contains(r.page), !isFrozen(r.page, now: now) else { return nil }
         var c = counters[r.page, default: Counters()]
         for (n, m) in r.misses where n != r.placement.home { c.misses[n, default: 0] += m }
         c.writeMisses += r.writeMisses
@@ -219,6 +254,23 @@ public struct PagePolicy: Sendable {
         outstanding.insert(r.page)
         return .replicate(r.page, to: readers)
     }
+
+    /// The page came back once more: it is frozen for twice as long as the last time
+    /// (once `strikeWindow` passed without a strike, it starts again from one interval).
+    private mutating func strike(_ page: Page, now: UInt64) {
+        let p = parameters(for: page.vm)
+        var h = history[page, default: History()]
+        if h.strikes > 0, now &- h.lastStrike >= p.strikeWindow.wholeNanoseconds { h.strikes = 0 }
+        h.strikes = min(h.strikes + 1, 20)
+        h.lastStrike = now
+        let freeze = min(p.resetInterval.wholeNanoseconds << UInt64(h.strikes - 1), p.maxFreeze.wholeNanoseconds)
+        h.frozenUntil = now &+ freeze
+        history[page] = h
+        freezes += 1
+    }
+
+    /// Whether the page gets no decision now (frozen by strikes).
+    public func isFrozen(_ page: Page, now: UInt64) -> Bool { (history[page]?.frozenUntil ?? 0) > now }
 
     /// A decision was made on the page: its misses start counting again.
     private func restart(_ c: inout Counters) {

@@ -37,6 +37,7 @@ enum CoordinatorFigures {
             m.gauge("disco_vm_replicas", [vm], Double(r.replicas.values.reduce(0) { $0 + $1.count }))
             m.counter("disco_vm_first_touch_pages_total", [vm, ("placed", "local")], total: Int64(r.touchedLocal))
             m.counter("disco_vm_first_touch_pages_total", [vm, ("placed", "elsewhere")], total: Int64(r.touchedElsewhere))
+            m.counter("disco_vm_first_touch_pages_total", [vm, ("placed", "ahead")], total: Int64(r.placedAhead))
             // The latest moves' times (command to done), as `disco stats` shows them.
             for (kind, list) in [("migrate", r.moveNanos), ("replicate", r.replicateNanos)] where !list.isEmpty {
                 let sorted = list.sorted()

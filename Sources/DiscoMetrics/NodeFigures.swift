@@ -14,6 +14,7 @@ enum NodeFigures {
         "replicas_installed": "disco_replicas_installed_total",
         "replicas_dropped": "disco_replicas_dropped_total",
         "vcpu_spin_parks": "disco_vcpu_spin_parks_total",
+        "parked_performed_dropped": "disco_parked_performed_dropped_total",
     ]
 
     /// Report counters that are current values.

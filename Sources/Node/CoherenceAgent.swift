@@ -124,7 +124,7 @@ public final class CoherenceAgent {
     /// home memory of this node.
     public func beginScrub(_ base: UInt64, _ bytes: UInt64) -> [LineAddress]? {
         guard base % 4096 == 0, bytes % 4096 == 0, isLocal(base), bytes <= localSize - (base - localBase) else { return nil }
-        let lines = directory.trackedLines.filter { $0 >= base && $0 - base < bytes }.sorted()
+        let lines = directory.trackedLines(in: base, bytes)
         for line in lines { _ = acquireLocal(line, write: true, touch: false) }
         if !retryLines.isEmpty { settle() }
         return lines
@@ -139,7 +139,7 @@ public final class CoherenceAgent {
     /// (`isHomeReadable`), or nil if the page is not home memory of this node.
     public func beginDowngrade(_ page: UInt64) -> [LineAddress]? {
         guard page % 4096 == 0, isLocal(page), localSize - (page - localBase) >= 4096 else { return nil }
-        let lines = directory.trackedLines.filter { $0 >= page && $0 - page < 4096 && !directory.localRights($0).read }.sorted()
+        let lines = directory.trackedLines(in: page, 4096).filter { !directory.localRights($0).read }
         for line in lines { _ = acquireLocal(line, write: false, touch: false) }
         if !retryLines.isEmpty { settle() }
         return lines
@@ -206,6 +206,15 @@ public final class CoherenceAgent {
     public func hasWaitingAccess(vm: UInt32, page: UInt64) -> Bool {
         guard !parked.isEmpty else { return false }
         return allParked.contains { $0.0 >> 32 == UInt64(vm) && $0.2.result == nil && LineGeometry.page(of: $0.2.line) == page }
+    }
+
+    /// Whether `requester` has an access that was performed and not yet picked up. Its
+    /// CPU must re-execute the parked instruction before anything else (no interrupt
+    /// first): an interrupt handler would run with the access already done in memory,
+    /// and an instruction resumed later on another CPU would do it a second time.
+    public func hasPerformedAccess(requester: UInt64) -> Bool {
+        guard !parked.isEmpty, let list = parked[requester] else { return false }
+        return list.contains { $0.result != nil }
     }
 
     /// Whether `requester` has an access at `address` of `size` bytes that was
@@ -298,16 +307,12 @@ public final class CoherenceAgent {
         if write, isGated(page) { return nil }
         // A parked access on the page must complete (and be consumed) through the slow
         // path, or the CPU could perform it twice.
-        if !parked.isEmpty, allParked.contains(where: { LineGeometry.page(of: $0.2.line) == page }) { return nil }
-        var line = page
-        var shared = false
-        while line < page + 4096 {
-            let r = directory.localRights(line)
-            if !(write ? r.write : r.read) { return nil }
-            shared = shared || !r.write
-            line += UInt64(geometry.lineSize)
+        if !parked.isEmpty {
+            for list in parked.values { for p in list where LineGeometry.page(of: p.line) == page { return nil } }
         }
-        if shared { touchHome(page, write: false) }
+        let r = directory.pageRights(page)
+        if !(write ? r.write : r.read) { return nil }
+        if !r.write { touchHome(page, write: false) }
         return local + Int(page - localBase)
     }
 
@@ -335,6 +340,10 @@ public final class CoherenceAgent {
     /// and the completed data access must survive that until it is consumed.
     private var parked: [UInt64: [Parked]] = [:]
     private static let maxParkedPerRequester = 8
+    /// Performed accesses dropped before their CPU picked them up (a CPU with more
+    /// than `maxParkedPerRequester` performed and unconsumed: never seen; counted so a
+    /// run would show it).
+    public private(set) var droppedPerformed = 0
 
     private func park(_ requester: UInt64, _ p: Parked) {
         var list = parked[requester] ?? []
@@ -342,7 +351,17 @@ public final class CoherenceAgent {
             list[i] = p
         } else {
             list.append(p)
-            if list.count > Self.maxParkedPerRequester { list.removeFirst() }  // a path the CPU left long ago
+            if list.count > Self.maxParkedPerRequester {
+                // A path the CPU left long ago. Drop the oldest access that was not
+                // performed (if the CPU comes back to it, it asks again); a performed one
+                // must be picked up, or an AMO would be done twice.
+                if let i = list.firstIndex(where: { $0.result == nil }) {
+                    list.remove(at: i)
+                } else {
+                    list.removeFirst()
+                    droppedPerformed &+= 1
+                }
+            }
         }
         parked[requester] = list
     }

@@ -568,6 +568,7 @@ public final class NodeRuntime: @unchecked Sendable {
             : sliceBudget
         let hart = vm.harts[v.index]
         let retired = hart.instructionsRetired
+        vm.finishPerformedFirst(v.index)
         let end = VCPUScheduler.SliceEnd(hart.run(budget: budget))
         if end == .spinning { spinsParked &+= 1 }
         let now = clock.localNanoseconds()
@@ -586,6 +587,7 @@ public final class NodeRuntime: @unchecked Sendable {
     private func runWoken() {
         for v in scheduler.takeWoken() {
             guard let vm = vms[v.vm], scheduler.states[v] == .runnable else { continue }
+            vm.finishPerformedFirst(v.index)
             scheduler.ran(v, VCPUScheduler.SliceEnd(vm.harts[v.index].run(budget: wokenBudget)), now: clock.localNanoseconds())
             if vm.isDeviceNode { vm.checkFinisher() }
             flush()
@@ -639,6 +641,7 @@ public final class NodeRuntime: @unchecked Sendable {
         }
         if let agent {
             counters.append(Counter(name: "remote_misses", value: Int64(truncatingIfNeeded: agent.remoteMisses)))
+            counters.append(Counter(name: "parked_performed_dropped", value: Int64(agent.droppedPerformed)))
             counters.append(Counter(name: "lines_received", value: Int64(truncatingIfNeeded: agent.linesReceived)))
             counters.append(Counter(name: "lines_sent", value: Int64(truncatingIfNeeded: agent.linesSent)))
             counters.append(Counter(name: "rejected_messages", value: Int64(truncatingIfNeeded: agent.rejectedMessages)))

@@ -193,6 +193,17 @@ public final class NodeVM: PhysicalMemory {
         woken.append(i)
     }
 
+    /// Before local hart `index` runs: if the agent holds an access it performed for the
+    /// hart and the hart has not picked up, the hart re-executes that instruction before
+    /// it looks at interrupts. `accessCompleted` says so when the access completes, but
+    /// the re-execution can be held on the way (its fetch or page walk reaches a page
+    /// being moved) and woken by the move instead; without this it could then take an
+    /// interrupt first and run the handler with the access done in memory but not in
+    /// the program, or be resumed on another CPU that does it again.
+    public func finishPerformedFirst(_ index: Int) {
+        if agent.hasPerformedAccess(requester: requester(harts[index].id)) { harts[index].finishParkedInstructionFirst = true }
+    }
+
     /// The machine address of guest-physical `gpa`, if it is RAM.
     @inline(__always) public func machineAddress(_ gpa: UInt64) -> UInt64? {
         let offset = gpa &- ramBase

@@ -197,7 +197,6 @@ extension Hart {
     /// A store that misses the TLB, crosses a page or reaches a page without direct access.
     @inline(never)
     func storeSlowly(_ vaddr: UInt64, _ size: Int, _ value: UInt64) throws(Trap) {
-        codeEpoch &+= 1  // it may write code (a page with blocks never takes the fast path)
         let offset = Int(vaddr & 0xfff)
         if offset &+ size > 4096 {
             // Translate both pages first so a fault leaves memory untouched.
@@ -207,6 +206,11 @@ extension Hart {
             return
         }
         let e = try entry(vaddr, .write)
+        // A store may write code: to a page holding blocks (such a page never takes the
+        // fast path), or through the bus (a device's DMA happens inside an MMIO write).
+        // A store to directly mapped RAM without blocks changes none of this hart's
+        // blocks, and other writers are covered by the epoch each `run` starts.
+        if e.host == nil || e.decoded != nil { codeEpoch &+= 1 }
         if let host = e.host {
             Self.hostStore(host + offset, size, value)
             return
@@ -230,8 +234,8 @@ extension Hart {
     /// An atomic read-modify-write at a naturally aligned address; returns the old value.
     func amo(_ op: AtomicOp, _ vaddr: UInt64, _ size: Int, _ operand: UInt64, expected: UInt64 = 0) throws(Trap) -> UInt64 {
         guard vaddr & UInt64(size - 1) == 0 else { throw Trap(cause: Trap.storeMisaligned, value: vaddr) }
-        codeEpoch &+= 1  // it may write code
         let e = try entry(vaddr, .write)
+        if e.host == nil || e.decoded != nil { codeEpoch &+= 1 }  // it may write code (as in storeSlowly)
         var old: UInt64 = 0
         switch memory.atomic(op, e.physicalPage | (vaddr & 0xfff), size: size, operand: operand, expected: expected,
                              hart: id, old: &old) {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Coordinator
 import Foundation
 import Logging
 import Transport
@@ -54,4 +55,18 @@ func parseEndpoint(_ text: String, _ what: String) -> Endpoint {
 func randomSecret() -> String {
     var rng = SystemRandomNumberGenerator()
     return (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &rng)) }.joined()
+}
+
+extension ClusterClient {
+    /// Creates a VM again after its guest reset the board. The old VM's frames come
+    /// back only once its nodes have scrubbed them, so a VM that needs them is refused
+    /// for a moment ("not enough free memory"): ask again for up to `patience`.
+    func createAgainAfterReset(spec: String, patience: TimeInterval = 30) throws -> (ok: Bool, vm: UInt32?, body: String) {
+        let deadline = Date().addingTimeInterval(patience)
+        while true {
+            let answer = try requestWithVM(.create(spec: spec))
+            guard !answer.ok, answer.body.contains("free memory"), Date() < deadline else { return answer }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+    }
 }

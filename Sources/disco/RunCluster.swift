@@ -74,7 +74,7 @@ func runOnCluster(spec: VMSpec, nodes: Int, printStats: Bool = false, parkSpinni
                 // system reset writes it): as QEMU and `disco run` on one process do,
                 // boot the VM again from its files, with fresh memory.
                 do {
-                    let (ok, created, body) = try client.requestWithVM(.create(spec: sent.yamlText()))
+                    let (ok, created, body) = try client.createAgainAfterReset(spec: sent.yamlText())
                     guard ok, let id = created else {
                         problem = "the guest reset the VM and the cluster refused to boot it again: \(body)"
                         status = 1

@@ -104,7 +104,7 @@ func runSideBySide(specs: [VMSpec], nodes: Int) -> Int32 {
                 emit(vm, [], flush: true)
                 running.remove(vm)
                 do {
-                    let (ok, created, body) = try client.requestWithVM(.create(spec: sentSpecs[vm] ?? ""))
+                    let (ok, created, body) = try client.createAgainAfterReset(spec: sentSpecs[vm] ?? "")
                     guard ok, let id = created else {
                         problem = "VM '\(names[vm] ?? "\(vm)")' reset and the cluster refused to boot it again: \(body)"
                         status = 1

@@ -188,12 +188,32 @@ struct CoherenceSimulation {
 }
 
 @Suite struct CoherenceSimulationTests {
+    /// The directory's per-page answers (a TLB refill's `pageRights`, a page move's
+    /// `trackedLines(in:)`) agree with its per-line state.
+    static func checkPageSummaries(_ directories: [DirectoryStateMachine], seed: UInt64) {
+        for d in directories {
+            var read = true, write = true
+            for line in stride(from: UInt64(0), to: 4096, by: 8) {
+                let r = d.localRights(line)
+                read = read && r.read
+                write = write && r.write
+            }
+            let page = d.pageRights(0)
+            #expect(page.read == read && (!read || page.write == write), "seed \(seed): pageRights \(page) vs lines \((read, write))")
+            #expect(d.trackedLines(in: 0, 4096) == d.trackedLines.sorted(), "seed \(seed)")
+            #expect(d.trackedLines(in: 4096, 4096).isEmpty)
+        }
+    }
+
     @Test(arguments: [(2, 1), (3, 2), (4, 2)])
     func randomTrafficKeepsMemoryCoherent(nodes: Int, cpusPerNode: Int) {
         for seed in UInt64(1)...40 {
             var sim = CoherenceSimulation(nodes: nodes, cpusPerNode: cpusPerNode, lineCount: 6, cacheLines: 2,
                                           seed: seed &* 7919 &+ UInt64(nodes))
-            for _ in 0..<3000 { _ = sim.step(issueNewOps: true) }
+            for i in 0..<3000 {
+                _ = sim.step(issueNewOps: true)
+                if i % 50 == 0 { Self.checkPageSummaries(sim.directories, seed: seed) }
+            }
             // Drain: finish every outstanding access, deliver every message.
             var steps = 0
             while !sim.quiescent && steps < 200_000 {

@@ -424,10 +424,23 @@ import Transport
         #expect(sm.pageHome(sm.vms[vm]!, 0x8000_5000) == nil)
         let refused = migrate(&sm, vm, 0x8000_5000, to: 0)
         #expect(sent(refused, to: client).first.map { "\($0)" }?.contains("has no frame yet") == true)
-        // Node 1 touches a page: it is homed on node 1, which hears of it first.
+        // Node 1 touches a page: it is homed on node 1, which hears of it first, and so
+        // is the rest of its block of 16 pages (placed ahead, in the same batch).
         let ds = sm.handle(.received(node(1), .pageTouch(vm: vm, guestPage: 0x8000_5000)), now: 5 * Self.ms)
         guard case .pageAssigned(vm, 0x8000_5000, 1, let frame)? = sent(ds, to: node(1)).first else { Issue.record("\(ds)"); return }
         #expect(sent(ds, to: node(0)).isEmpty)
+        let ahead = sent(ds, to: node(1)).dropFirst().compactMap { m -> UInt64? in
+            guard case .pageAssigned(vm, let q, 1, _) = m else { return nil }
+            return q
+        }
+        let block: [UInt64] = (0..<UInt64(16)).filter { $0 != 5 }.map { 0x8000_0000 + $0 * 4096 }
+        #expect(ahead == block)
+        #expect(sm.vms[vm]!.touchedLocal == 1 && sm.vms[vm]!.placedAhead == 15)
+        for m in sent(ds, to: node(1)).dropFirst() {
+            guard case .pageAssigned(vm, let q, 1, let f) = m else { continue }
+            #expect(sent(sm.handle(.received(node(1), .pageAssigned(vm: vm, guestPage: q, node: 1, frame: f)), now: 5 * Self.ms),
+                         to: node(0)) == [.pageAssigned(vm: vm, guestPage: q, node: 1, frame: f)])
+        }
         #expect(sm.vms[vm]!.frameRuns[1]!.contains { frame >= $0.base && frame < $0.base + $0.bytes })
         // Until the home says it filled the frame, the page cannot move and nobody else learns of it.
         #expect(sm.pageHome(sm.vms[vm]!, 0x8000_5000) == nil)
@@ -449,21 +462,30 @@ import Transport
         #expect(sent(again, to: node(1)).isEmpty)
         // Node 1's half of the reservation runs out: its next pages go to node 0, which
         // fills them before node 1 hears.
-        var frames: Set<UInt64> = [frame]
-        var homes: [Int: Int] = [:]
+        // Node 1 walks on through fresh memory, touching each page it was not told of.
+        var frames: Set<UInt64> = Set((0..<16).compactMap { sm.pageHome(sm.vms[vm]!, 0x8000_0000 + UInt64($0) * 4096)?.frame })
+        #expect(frames.count == 16)
+        var homes: [Int: Int] = [1: 16]
         for i in 0..<2100 {
-            let page = 0x8000_6000 + UInt64(i) * 4096
+            let page = 0x8001_0000 + UInt64(i) * 4096
+            guard sm.pageHome(sm.vms[vm]!, page) == nil else { continue }
             let d = sm.handle(.received(node(1), .pageTouch(vm: vm, guestPage: page)), now: 7 * Self.ms)
             let told = sent(d, to: node(1)) + sent(d, to: node(0))
-            guard told.count == 1, case .pageAssigned(_, page, let n, let f)? = told.first else { Issue.record("\(d)"); return }
+            guard case .pageAssigned(_, page, let n, _)? = told.first else { Issue.record("\(d)"); return }
             #expect(sent(d, to: node(Int(n))) == told)
-            #expect(frames.insert(f).inserted)
-            homes[Int(n), default: 0] += 1
-            let back = sm.handle(.received(node(Int(n)), .pageAssigned(vm: vm, guestPage: page, node: n, frame: f)), now: 7 * Self.ms)
-            #expect(sent(back, to: node(1 - Int(n))) == [.pageAssigned(vm: vm, guestPage: page, node: n, frame: f)])
+            // Placed ahead only on the toucher's own node.
+            #expect(n == 1 || told.count == 1)
+            for m in told {
+                guard case .pageAssigned(_, let q, n, let f) = m else { Issue.record("\(m)"); continue }
+                #expect(frames.insert(f).inserted)
+                homes[Int(n), default: 0] += 1
+                let back = sm.handle(.received(node(Int(n)), .pageAssigned(vm: vm, guestPage: q, node: n, frame: f)), now: 7 * Self.ms)
+                #expect(sent(back, to: node(1 - Int(n))) == [.pageAssigned(vm: vm, guestPage: q, node: n, frame: f)])
+            }
         }
-        #expect(homes == [1: 2047, 0: 53])
-        #expect(sm.vms[vm]!.memoryOnNodes == [1: 2048 * 4096, 0: 53 * 4096])
+        // Node 1's 2048 frames, then node 0 for the rest of the 16 + 2100 pages, one by one.
+        #expect(homes == [1: 2048, 0: 68])
+        #expect(sm.vms[vm]!.memoryOnNodes == [1: 2048 * 4096, 0: 68 * 4096])
         // Lies: a page outside RAM, a node outside the VM.
         #expect(sent(sm.handle(.received(node(0), .pageTouch(vm: vm, guestPage: 0x9000_0000)), now: 8 * Self.ms), to: node(0)).isEmpty)
         #expect(sm.handle(.received(node(0), .pageTouch(vm: 77, guestPage: 0x8000_0000)), now: 8 * Self.ms).isEmpty)

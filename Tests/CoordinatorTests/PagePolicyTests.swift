@@ -77,6 +77,56 @@ import Testing
         #expect(p.handle(report([1: 10, 2: 5]), now: 201 * ms) == [.replicate(page, to: [1, 2])])
     }
 
+    @Test func aPageThatKeepsCollapsingIsFrozenLongerEachTime() {
+        var p = P(defaults: small)
+        var now: UInt64 = 0
+        var freezes: [UInt64] = []
+        for _ in 0..<4 {
+            // Replicated as soon as it is not frozen; collapsed again right after.
+            var decided = p.handle(report([1: 10, 2: 5]), now: now)
+            while decided.isEmpty {
+                now += ms
+                _ = p.handle(.tick, now: now)
+                decided = p.handle(report([1: 10, 2: 5]), now: now)
+            }
+            #expect(decided == [.replicate(page, to: [1, 2])])
+            _ = p.handle(.moveDone(page, migrated: false), now: now)
+            let collapsedAt = now
+            _ = p.handle(.collapsed(page), now: now)
+            while p.isFrozen(page, now: now) { now += ms }
+            freezes.append((now - collapsedAt) / ms)
+        }
+        #expect(freezes == [100, 200, 400, 800])
+        // After a quiet strike window the next collapse freezes it for one interval again.
+        now += 3000 * ms
+        _ = p.handle(.tick, now: now)
+        #expect(p.handle(report([1: 10, 2: 5]), now: now) == [.replicate(page, to: [1, 2])])
+        _ = p.handle(.moveDone(page, migrated: false), now: now)
+        _ = p.handle(.collapsed(page), now: now)
+        #expect(p.isFrozen(page, now: now + 99 * ms) && !p.isFrozen(page, now: now + 100 * ms))
+    }
+
+    @Test func aPageThatMigratesBackAndForthIsFrozen() {
+        var p = P(defaults: small)
+        #expect(p.handle(report([1: 10], home: 0), now: 0) == [.migrate(page, from: 0, to: 1)])
+        _ = p.handle(.moveDone(page, migrated: true), now: ms)
+        #expect(!p.isFrozen(page, now: 2 * ms))  // one migration is no strike
+        _ = p.handle(.tick, now: 150 * ms)
+        #expect(p.handle(report([0: 10], home: 1), now: 151 * ms) == [.migrate(page, from: 1, to: 0)])
+        _ = p.handle(.moveDone(page, migrated: true), now: 152 * ms)
+        // Back within the strike window: frozen for an interval, whoever misses on it.
+        _ = p.handle(.tick, now: 251 * ms)
+        #expect(p.handle(report([1: 50], home: 0), now: 251 * ms).isEmpty)
+        _ = p.handle(.tick, now: 360 * ms)
+        #expect(p.handle(report([1: 10], home: 0), now: 360 * ms) == [.migrate(page, from: 0, to: 1)])
+        _ = p.handle(.moveDone(page, migrated: true), now: 361 * ms)
+        // The second strike doubles the freeze.
+        #expect(p.isFrozen(page, now: 560 * ms) && !p.isFrozen(page, now: 561 * ms))
+        // The policy forgets the VM's history with the VM.
+        p.remove(vm: 1)
+        #expect(!p.isFrozen(page, now: 362 * ms))
+    }
+
     @Test func writeSharedPagesStayWhereTheyAre() {
         var p = P(defaults: small)
         #expect(p.handle(report([1: 10, 2: 8], writes: 1), now: 0).isEmpty)

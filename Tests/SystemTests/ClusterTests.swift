@@ -59,6 +59,14 @@ import Testing
         #expect((figure("local_share") ?? 0) > 0.5, "\(stats)")
     }
 
+    /// Linux's ticket locks (a 32-bit AMO takes a ticket, a 16-bit store releases),
+    /// counters in the locks' pages, a read-mostly table written now and then, and a
+    /// timer tick on every hart: no acquisition lost, no lock left held, over 2 nodes
+    /// while the policy moves the pages.
+    @Test func ticketLocksWithTimerTicksOverTwoNodes() throws {
+        try expectSameAsQEMU("locks.elf", harts: 4, nodes: 2)
+    }
+
     @Test func smpGuestOneHartPerNode() throws {
         try expectSameAsQEMU("smp.elf", harts: 2, nodes: 2)
     }

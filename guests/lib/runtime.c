@@ -42,6 +42,10 @@ void trap_handler(u64 mcause) {
         software_interrupts[hart]++;
         return;
     }
+    if (mcause == ((1UL << 63) | 7) && timer_interrupt) {  /* machine timer, if the guest takes it */
+        timer_interrupt(hart);
+        return;
+    }
     puts("unexpected trap, mcause ");
     put_hex(mcause);
     puts("\n");

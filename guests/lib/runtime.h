@@ -20,6 +20,9 @@ void fail(u32 code) __attribute__((noreturn));
 int fdt_count_cpus(const void *fdt);
 void trap_handler(u64 mcause);
 extern volatile u64 software_interrupts[8];
+/* A guest that enables the machine timer interrupt defines this; it must re-arm or
+ * disarm mtimecmp. */
+void timer_interrupt(u64 hart) __attribute__((weak));
 
 static inline u64 read_csr_mhartid(void) { u64 v; __asm__ volatile("csrr %0, mhartid" : "=r"(v)); return v; }
 static inline u64 read_instret(void) { u64 v; __asm__ volatile("csrr %0, minstret" : "=r"(v)); return v; }
