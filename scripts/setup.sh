@@ -7,7 +7,10 @@ set -euo pipefail
 # checks deploy/systemd; slurmctld, slurmd, slurm-client and munge: the Slurm test runs
 # deploy/slurm's job on a Slurm of its own; iproute2 (ip netns) and util-linux (nsenter):
 # hosts as network namespaces; python3-matplotlib: `disco experiment` draws its plots.
+# debian-archive-keyring, cpio, xz-utils, fdisk (sfdisk): scripts/fetch-debian.sh fetches
+# Debian's riscv64 kernel and busybox and builds the Linux test guest's initramfs and disks.
 pkgs=(libuv1-dev libslirp-dev pkg-config opensbi u-boot-qemu qemu-system-misc qemu-utils device-tree-compiler mtools dosfstools e2fsprogs
+      debian-archive-keyring cpio xz-utils fdisk
       prometheus systemd slurmctld slurmd slurm-client munge iproute2 util-linux python3-matplotlib)
 missing=()
 for p in "${pkgs[@]}"; do
