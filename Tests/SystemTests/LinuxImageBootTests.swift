@@ -24,7 +24,7 @@ import Testing
     }
 
     static func imageLines(_ output: String) -> [String] {
-        output.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).map(String.init).filter { $0.hasPrefix("image: ") }
+        output.split(whereSeparator: \.isNewline).map(String.init).filter { $0.hasPrefix("image: ") }
     }
 
     static func boots(_ output: String) -> Int { output.components(separatedBy: "image: hello").count - 1 }
