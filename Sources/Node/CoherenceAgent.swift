@@ -217,6 +217,13 @@ public final class CoherenceAgent {
         return list.contains { $0.result != nil }
     }
 
+    /// Whether any CPU has an access parked on machine page `page`, performed or not.
+    public func hasParked(onPage page: UInt64) -> Bool {
+        guard !parked.isEmpty else { return false }
+        for list in parked.values { for p in list where LineGeometry.page(of: p.line) == page { return true } }
+        return false
+    }
+
     /// Whether `requester` has any access parked here, performed or not.
     public func hasParkedAccess(requester: UInt64) -> Bool { !parked.isEmpty && parked[requester] != nil }
 

@@ -553,7 +553,13 @@ public final class NodeVM: PhysicalMemory {
             copyOnWrite(pageAddress)
         }
         if !replicas.isEmpty, let r = replicas[pageAddress & ~0xfff] {
-            return access == .write ? nil : agent.directPage(r, write: false)
+            // An access parked on the page's own frame (performed before the replica
+            // came, or still on its way) must be picked up through the slow path: a
+            // hart reading the replica directly would leave a performed load behind,
+            // and a later load of the same address through the agent (once the replica
+            // collapsed) would be handed that old value.
+            guard access != .write, !agent.hasParked(onPage: m) else { return nil }
+            return agent.directPage(r, write: false)
         }
         return agent.directPage(m, write: access == .write)
     }
