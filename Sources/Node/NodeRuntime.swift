@@ -597,11 +597,12 @@ public final class NodeRuntime: @unchecked Sendable {
             : sliceBudget
         let retired = hart.instructionsRetired
         vm.finishPerformedFirst(hart)
-        let began = clock.localNanoseconds()
         let end = VCPUScheduler.SliceEnd(hart.run(budget: budget))
         if end == .spinning { spinsParked &+= 1 }
         let now = clock.localNanoseconds()
-        scheduler.charge(v, nanos: now &- began, instructions: hart.instructionsRetired &- retired)
+        // Charged from the turn's start (its bookkeeping is a few microseconds): one
+        // clock read per slice, not two.
+        scheduler.charge(v, nanos: now &- start, instructions: hart.instructionsRetired &- retired)
         if now &- start > Self.slowTurnNanos {
             logger.warning("a turn's bookkeeping and the slice of VCPU \(v) took \((now &- start) / 1_000_000) ms for \(hart.instructionsRetired &- retired) instructions (budget \(budget)), ended \(end) at pc 0x\(String(hart.pc, radix: 16))")
         }

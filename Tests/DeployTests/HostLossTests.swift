@@ -58,7 +58,9 @@ import Testing
         _ = FileManager.default.createFile(atPath: secret, contents: Data("ns-secret-\(hosts.tag)\n".utf8), attributes: [.posixPermissions: 0o600])
         let coordinator = "tcp:\(hosts.address(0)):7070"
         let common = ["--secret-file", secret]
-        processes.append(try Spawned(hosts.exec(0, [Paths.disco, "coordinator", "--listen", coordinator, "--heartbeat-ms", "200"] + common),
+        // 500 ms, as disco up uses: with 200 ms a node the loaded host did not schedule for
+        // 1.2 s was declared dead during a full test run, failing the VM meant to survive.
+        processes.append(try Spawned(hosts.exec(0, [Paths.disco, "coordinator", "--listen", coordinator, "--heartbeat-ms", "500"] + common),
                                         environment: [:], log: dir + "/coordinator.log"))
         func cli(_ args: [String], timeout: TimeInterval = 30) throws -> Finished {
             spawnAndWait(hosts.exec(0, [Paths.disco] + args + ["--coordinator", coordinator] + common), timeout: timeout)

@@ -77,22 +77,7 @@ import Testing
         let qemu = try runOnQEMU(elf, harts: 4, timeout: 180)
         let cluster = try Cluster(nodes: 2, cpus: 2)
         defer { cluster.stop() }
-        let spec = cluster.dir + "/vm.yaml"
-        try "name: mover\nvcpus: 4\nmemory: 64M\nbios: none\nkernel: \(elf)\nplacement: interleave\n"
-            .write(toFile: spec, atomically: true, encoding: .utf8)
-        // The VM's owner waits for it in the background; its output is the VM's console.
-        let done = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var owner: ProcessResult?
-        DispatchQueue.global().async {
-            owner = try? cluster.cli(["vm", "create", "--spec", spec, "--wait"], timeout: 300)
-            done.signal()
-        }
-        // Wait until it computes (the console log says so).
-        let log = cluster.dir + "/consoles/vm-1-mover.log"
-        let started = Date().addingTimeInterval(60)
-        while Date() < started, !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("sched: start") {
-            Thread.sleep(forTimeInterval: 0.02)
-        }
+        let owner = try SchedVM(elf, name: "mover", on: cluster)
         let list = try cluster.cli(["vm", "list"]).output
         #expect(list.contains("vcpu_nodes: [0, 0, 1, 1]"), "\(list)")
         // Bad requests get clear errors.
@@ -118,8 +103,7 @@ import Testing
             #expect(after.contains("vcpu_nodes: [0, 1, 1, 1]") && after.contains("vcpu_migrations: 3"), "\(after)")
             #expect(after.contains("cpus_shared: {1: \"3 VCPUs time-share 2 CPUs\"}"), "\(after)")
         }
-        #expect(done.wait(timeout: .now() + 300) == .success, "the VM did not end")
-        let result = try #require(owner)
+        let result = try #require(owner.wait(), "the VM did not end")
         #expect(result.status == 0, "\(result.output.suffix(1500)) \(result.errorOutput.suffix(1500))")
         #expect(comparable(result.output) == comparable(qemu.output), "\(moves)\n\(result.output.suffix(1500))")
     }
@@ -134,20 +118,7 @@ import Testing
         let qemu = try runOnQEMU(elf, harts: 4, timeout: 180)
         let cluster = try Cluster(nodes: 2, cpus: 2, balance: true)
         defer { cluster.stop() }
-        let spec = cluster.dir + "/vm.yaml"
-        try "name: balanced\nvcpus: 4\nmemory: 64M\nbios: none\nkernel: \(elf)\nplacement: interleave\n"
-            .write(toFile: spec, atomically: true, encoding: .utf8)
-        let done = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var owner: ProcessResult?
-        DispatchQueue.global().async {
-            owner = try? cluster.cli(["vm", "create", "--spec", spec, "--wait"], timeout: 300)
-            done.signal()
-        }
-        let log = cluster.dir + "/consoles/vm-1-balanced.log"
-        let started = Date().addingTimeInterval(60)
-        while Date() < started, !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("sched: start") {
-            Thread.sleep(forTimeInterval: 0.02)
-        }
+        let owner = try SchedVM(elf, name: "balanced", on: cluster)
         let r = try cluster.cli(["vm", "migrate-vcpu", "1", "3", "--to", "0", "--overcommit"])
         #expect(r.status == 0 && r.output.contains("moved VM 1 VCPU 3 from node 1 to node 0"), "\(r.output) \(r.errorOutput)")
         var list = ""
@@ -160,12 +131,37 @@ import Testing
         #expect(list.contains("vcpu_nodes: [0, 1, 1, 0]") && list.contains("vcpu_migrations: 2"), "\(list)")
         let coordinatorLog = (try? String(contentsOfFile: cluster.dir + "/coordinator.log", encoding: .utf8)) ?? ""
         #expect(coordinatorLog.contains("VM 1 VCPU 1: moving from node 0 to node 1 (balancer)"), "\(coordinatorLog.suffix(2000))")
-        #expect(done.wait(timeout: .now() + 300) == .success, "the VM did not end")
-        let result = try #require(owner)
+        let result = try #require(owner.wait(), "the VM did not end")
         #expect(result.status == 0, "\(result.output.suffix(1500)) \(result.errorOutput.suffix(1500))")
         #expect(comparable(result.output) == comparable(qemu.output), "\(result.output.suffix(1500))")
         // One move by the balancer, none back.
         let final = (try? String(contentsOfFile: cluster.dir + "/coordinator.log", encoding: .utf8)) ?? ""
         #expect(final.components(separatedBy: "(balancer)").count - 1 == 1, "\(final.suffix(2000))")
     }
+}
+
+/// sched.elf created as VM `name` (VM 1) on `cluster` by a client that waits for it in
+/// the background, as its owner (its output is the VM's console); returns once the
+/// guest computes (its console log says so).
+final class SchedVM: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var result: ProcessResult?
+
+    init(_ elf: String, name: String, on cluster: VCPUSchedulingTests.Cluster) throws {
+        let spec = cluster.dir + "/vm.yaml"
+        try "name: \(name)\nvcpus: 4\nmemory: 64M\nbios: none\nkernel: \(elf)\nplacement: interleave\n"
+            .write(toFile: spec, atomically: true, encoding: .utf8)
+        DispatchQueue.global().async {
+            self.result = try? cluster.cli(["vm", "create", "--spec", spec, "--wait"], timeout: 300)
+            self.done.signal()
+        }
+        let log = cluster.dir + "/consoles/vm-1-\(name).log"
+        let started = Date().addingTimeInterval(60)
+        while Date() < started, !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("sched: start") {
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+    }
+
+    /// The owner's result once the VM ended (nil if it did not within 300 s).
+    func wait() -> ProcessResult? { done.wait(timeout: .now() + 300) == .success ? result : nil }
 }

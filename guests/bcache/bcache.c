@@ -10,7 +10,7 @@
  * memory of VMs still running, then stops them). QEMU and disco print the same. */
 #include "runtime.h"
 
-typedef unsigned short u16;
+
 
 #define VIRTIO(slot) (0x10001000UL + 0x1000UL * (slot))
 #define REG(base, off) (*(volatile u32 *)((base) + (off)))

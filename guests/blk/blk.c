@@ -16,7 +16,7 @@
  * and any written sector can be checked. QEMU and disco must print the same. */
 #include "runtime.h"
 
-typedef unsigned short u16;
+
 
 #define VIRTIO(slot) (0x10001000UL + 0x1000UL * (slot))
 #define REG(base, off) (*(volatile u32 *)((base) + (off)))

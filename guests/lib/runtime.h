@@ -3,6 +3,7 @@
 typedef unsigned long u64;
 typedef long i64;
 typedef unsigned int u32;
+typedef unsigned short u16;
 typedef int i32;
 typedef unsigned char u8;
 
@@ -41,5 +42,37 @@ static inline void barrier_wait(struct barrier *b, int harts, u32 *local_sense) 
     } else {
         while (b->sense != *local_sense) __asm__ volatile("pause");
     }
+}
+/* The CLINT's timer registers (QEMU virt). */
+#define CLINT_MTIMECMP ((volatile u64 *)0x2004000UL)
+#define CLINT_MTIME ((volatile u64 *)0x200bff8UL)
+
+/* Ticket spinlocks the way Linux takes them on RISC-V (asm-generic ticket spinlock): a
+ * 32-bit amoadd.w takes a ticket in the upper half, the owner is the lower half, unlock
+ * is a 16-bit store of owner + 1, and trylock is an LR/SC compare-and-swap of the whole
+ * word (mixed-size accesses to one word). */
+static inline void ticket_lock(volatile u32 *l) {
+    u32 v;
+    __asm__ volatile("amoadd.w.aqrl %0, %2, (%1)" : "=r"(v) : "r"(l), "r"(1u << 16) : "memory");
+    u16 ticket = (u16)(v >> 16);
+    while ((u16)*l != ticket) __asm__ volatile("pause");
+    __asm__ volatile("fence r, rw" ::: "memory");
+}
+static inline int ticket_trylock(volatile u32 *l) {
+    u32 old = *l, seen, fail;
+    if ((old >> 16) != (old & 0xffff)) return 0;
+    __asm__ volatile(
+        "1: lr.w.aqrl %0, (%2)\n"
+        "   bne %0, %3, 2f\n"
+        "   sc.w.rl %1, %4, (%2)\n"
+        "   bnez %1, 1b\n"
+        "2:\n"
+        : "=&r"(seen), "=&r"(fail) : "r"(l), "r"(old), "r"(old + (1u << 16)) : "memory");
+    return seen == old;
+}
+static inline void ticket_unlock(volatile u32 *l) {
+    u32 v = *l;
+    __asm__ volatile("fence rw, w" ::: "memory");
+    *(volatile u16 *)l = (u16)(v + 1);
 }
 #endif

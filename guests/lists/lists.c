@@ -13,8 +13,6 @@
 #define ITEMS 96
 #define ROUNDS 1500
 
-typedef unsigned short u16;
-
 struct node { struct node *next, *prev; u64 owner; u64 pad[5]; };
 struct queue {
     volatile u32 lock;
@@ -30,41 +28,11 @@ static volatile u64 broken[8];
 static int harts;
 static struct barrier all_harts;
 
-#define CLINT_MTIMECMP ((volatile u64 *)0x2004000)
-#define CLINT_MTIME ((volatile u64 *)0x200bff8)
 #define TICK 3000
 static volatile u64 ticks[8];
 void timer_interrupt(u64 hart) {
     ticks[hart] = ticks[hart] + 1;
     CLINT_MTIMECMP[hart] = *CLINT_MTIME + TICK;
-}
-
-static void lock(volatile u32 *l) {
-    u32 v;
-    __asm__ volatile("amoadd.w.aqrl %0, %2, (%1)" : "=r"(v) : "r"(l), "r"(1u << 16) : "memory");
-    u16 ticket = (u16)(v >> 16);
-    while ((u16)*l != ticket) __asm__ volatile("pause");
-    __asm__ volatile("fence r, rw" ::: "memory");
-}
-/* Linux's arch_spin_trylock: free when owner == next; take a ticket with an LR/SC
- * compare-and-swap of the whole word (mixed with the AMOs and 16-bit stores above). */
-static int trylock(volatile u32 *l) {
-    u32 old = *l, seen, fail;
-    if ((old >> 16) != (old & 0xffff)) return 0;
-    __asm__ volatile(
-        "1: lr.w.aqrl %0, (%2)\n"
-        "   bne %0, %3, 2f\n"
-        "   sc.w.rl %1, %4, (%2)\n"
-        "   bnez %1, 1b\n"
-        "2:\n"
-        : "=&r"(seen), "=&r"(fail) : "r"(l), "r"(old), "r"(old + (1u << 16)) : "memory");
-    return seen == old;
-}
-
-static void unlock(volatile u32 *l) {
-    u32 v = *l;
-    __asm__ volatile("fence rw, w" ::: "memory");
-    *(volatile u16 *)l = (u16)(v + 1);
 }
 
 static void add_tail(struct node *n, struct node *head) {
@@ -118,9 +86,9 @@ int main(u64 hartid, const void *fdt) {
             int a = (int)((seed >> 33) % QUEUES), b = (int)((seed >> 40) % QUEUES);
             if (a == b) b = (b + 1) % QUEUES;
             int lo = a < b ? a : b, hi = a < b ? b : a;
-            lock(&queues[lo].lock);
+            ticket_lock(&queues[lo].lock);
             /* The second lock as the scheduler's double_lock_balance does: try first. */
-            while (!trylock(&queues[hi].lock)) __asm__ volatile("pause");
+            while (!ticket_trylock(&queues[hi].lock)) __asm__ volatile("pause");
             int e = check(&queues[a], a) * 10 + check(&queues[b], b);
             if (e) broken[hartid] = broken[hartid] * 100 + (u64)e;
             struct node *n = queues[a].head.next;
@@ -131,8 +99,8 @@ int main(u64 hartid, const void *fdt) {
                 add_tail(n, &queues[b].head);
                 queues[b].count = queues[b].count + 1;
             }
-            unlock(&queues[hi].lock);
-            unlock(&queues[lo].lock);
+            ticket_unlock(&queues[hi].lock);
+            ticket_unlock(&queues[lo].lock);
         }
     }
     __asm__ volatile("csrci mstatus, 8");

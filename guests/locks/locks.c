@@ -13,8 +13,6 @@
 #define LOCKS 3
 #define TABLE_WORDS 512
 
-typedef unsigned short u16;
-
 struct locked {
     volatile u32 lock;
     u32 pad;
@@ -30,31 +28,14 @@ static struct barrier all_harts;
 
 /* Timer interrupts arrive in the middle of everything, as a kernel's tick does: the
  * handler bumps a shared tick count (hart 0) and a per-hart one, and re-arms. */
-#define CLINT_MTIMECMP ((volatile u64 *)0x2004000)
-#define CLINT_MTIME ((volatile u64 *)0x200bff8)
 #define TICK 2000
 static volatile u64 jiffies;
 static volatile u64 ticks[8];
-static volatile int ticking = 1;
 
 void timer_interrupt(u64 hart) {
     if (hart == 0) jiffies = jiffies + 1;
     ticks[hart] = ticks[hart] + 1;
-    CLINT_MTIMECMP[hart] = ticking ? *CLINT_MTIME + TICK : ~0UL;
-}
-
-static void lock(volatile u32 *l) {
-    u32 v;
-    __asm__ volatile("amoadd.w.aqrl %0, %2, (%1)" : "=r"(v) : "r"(l), "r"(1u << 16) : "memory");
-    u16 ticket = (u16)(v >> 16);
-    while ((u16)*l != ticket) __asm__ volatile("pause");
-    __asm__ volatile("fence r, rw" ::: "memory");
-}
-
-static void unlock(volatile u32 *l) {
-    u32 v = *l;
-    __asm__ volatile("fence rw, w" ::: "memory");
-    *(volatile u16 *)l = (u16)(v + 1);
+    CLINT_MTIMECMP[hart] = *CLINT_MTIME + TICK;
 }
 
 int main(u64 hartid, const void *fdt) {
@@ -73,7 +54,7 @@ int main(u64 hartid, const void *fdt) {
         u64 reads = 0;
         for (int r = 0; r < ROUNDS; r++) {
             struct locked *k = &locks[(r + hartid) % LOCKS];
-            lock(&k->lock);
+            ticket_lock(&k->lock);
             k->counter = k->counter + 1;
             k->per_hart[hartid] = k->per_hart[hartid] + 1;
             if (r % 16 == 0) {
@@ -81,7 +62,7 @@ int main(u64 hartid, const void *fdt) {
                  * lock: make it atomic with an AMO so that the total is exact. */
                 __asm__ volatile("amoadd.d zero, %1, (%0)" : : "r"(&table[hartid * 8]), "r"(1UL) : "memory");
             }
-            unlock(&k->lock);
+            ticket_unlock(&k->lock);
             for (int i = 0; i < TABLE_WORDS; i += 8) reads += table[i] >= 0 ? 1 : 0;
             reads += jiffies & 1;
         }

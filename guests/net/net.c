@@ -15,7 +15,7 @@
  * A corrupted frame fails the guest (code 5), a peer that stops answering too (6). */
 #include "runtime.h"
 
-typedef unsigned short u16;
+
 
 #define VIRTIO(slot) (0x10001000UL + 0x1000UL * (slot))
 #define REG(base, off) (*(volatile u32 *)((base) + (off)))
