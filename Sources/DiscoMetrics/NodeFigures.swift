@@ -15,6 +15,8 @@ enum NodeFigures {
         "replicas_dropped": "disco_replicas_dropped_total",
         "vcpu_spin_parks": "disco_vcpu_spin_parks_total",
         "parked_performed_dropped": "disco_parked_performed_dropped_total",
+        "performed_unused_loads": "disco_performed_unused_loads_total",
+        "performed_unused_writes": "disco_performed_unused_writes_total",
         "buffer_cache_hits": "disco_buffer_cache_hits_total",
         "buffer_cache_fills": "disco_buffer_cache_fills_total",
         "buffer_cache_full": "disco_buffer_cache_full_total",

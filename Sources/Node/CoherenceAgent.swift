@@ -227,6 +227,51 @@ public final class CoherenceAgent {
     /// Whether `requester` has any access parked here, performed or not.
     public func hasParkedAccess(requester: UInt64) -> Bool { !parked.isEmpty && parked[requester] != nil }
 
+    /// Forgets `requester`'s parked accesses that were not performed: its CPU is about
+    /// to run again (woken by something else than their lines), and whatever it runs
+    /// first must not find one of them performed behind its back. Re-executing the
+    /// parked instruction asks again (a request still in flight is not repeated); an
+    /// interrupt taken first leaves nothing here to be performed later as a write the
+    /// program no longer does.
+    public func forgetWaiting(requester: UInt64) {
+        guard !parked.isEmpty, let list = parked[requester] else { return }
+        let kept = list.filter { $0.result != nil }
+        parked[requester] = kept.isEmpty ? nil : kept
+    }
+
+    /// A performed access its CPU did not pick up when it re-executed the parked
+    /// instruction (`forgetPerformed`).
+    public struct Unused: Sendable, Equatable, CustomStringConvertible {
+        public var address: UInt64
+        public var size: Int
+        public var access: Access
+        public var description: String {
+            let what = switch access {
+            case .load: "load"
+            case .store: "store"
+            case .atomic(let op, _, _): "\(op) AMO"
+            }
+            return "\(what) of \(size) at 0x\(String(address, radix: 16))"
+        }
+    }
+    /// Performed accesses dropped by `forgetPerformed`: loads, and writes (stores, AMOs).
+    public private(set) var unusedLoads: UInt64 = 0
+    public private(set) var unusedWrites: UInt64 = 0
+
+    /// Forgets every access still parked for `requester` after its CPU re-executed the
+    /// parked instruction and went past it (retired it or trapped), and returns the
+    /// performed ones it did not use. They belong to an instruction that is over: kept,
+    /// a later access of the same address, size and kind would be handed the old result
+    /// (a load its stale value; an AMO, such as the A/D update of a page walk that on
+    /// re-execution found the bits set, would not be done at all).
+    @discardableResult
+    public func forgetPerformed(requester: UInt64) -> [Unused] {
+        guard !parked.isEmpty, let list = parked.removeValue(forKey: requester) else { return [] }
+        let unused = list.filter { $0.result != nil }.map { Unused(address: $0.address, size: $0.size, access: $0.access) }
+        for u in unused { if u.access == .load { unusedLoads &+= 1 } else { unusedWrites &+= 1 } }
+        return unused
+    }
+
     /// Whether `requester` has an access at `address` of `size` bytes that was
     /// performed and not yet picked up: it must be picked up even while the page is
     /// frozen, or the instruction would perform it a second time.

@@ -421,6 +421,11 @@ public final class NodeRuntime: @unchecked Sendable {
         for (id, vm) in vms {
             for i in vm.woken { scheduler.wake(.init(vm: id, index: i)) }
             vm.woken.removeAll(keepingCapacity: true)
+            for u in vm.unusedPerformed {
+                let what = u.unused.map(\.description).joined(separator: ", ")
+                logger.notice("VCPU \(u.hart) of VM \(id) went past the instruction at pc 0x\(String(u.pc, radix: 16)) without using what was performed for it: \(what)")
+            }
+            vm.unusedPerformed.removeAll(keepingCapacity: true)
             for (to, m) in vm.outgoing { send(m, toNode: to) }
             vm.outgoing.removeAll(keepingCapacity: true)
             if !vm.consoleOutput.isEmpty {
@@ -596,8 +601,7 @@ public final class NodeRuntime: @unchecked Sendable {
             : start &- lastPeerMessage > quietNanos && vm.harts.count == 1 && scheduler.states.count == 1 ? quietSliceBudget
             : sliceBudget
         let retired = hart.instructionsRetired
-        vm.finishPerformedFirst(hart)
-        let end = VCPUScheduler.SliceEnd(hart.run(budget: budget))
+        let end = VCPUScheduler.SliceEnd(vm.run(hart, budget: budget))
         if end == .spinning { spinsParked &+= 1 }
         let now = clock.localNanoseconds()
         // Charged from the turn's start (its bookkeeping is a few microseconds): one
@@ -725,9 +729,8 @@ public final class NodeRuntime: @unchecked Sendable {
     private func runWoken() {
         for v in scheduler.takeWoken() {
             guard let vm = vms[v.vm], let hart = vm.hart(v.index), scheduler.states[v] == .runnable else { continue }
-            vm.finishPerformedFirst(hart)
             let began = clock.localNanoseconds(), retired = hart.instructionsRetired
-            let end = VCPUScheduler.SliceEnd(hart.run(budget: wokenBudget))
+            let end = VCPUScheduler.SliceEnd(vm.run(hart, budget: wokenBudget))
             let now = clock.localNanoseconds()
             scheduler.charge(v, nanos: now &- began, instructions: hart.instructionsRetired &- retired)
             scheduler.ran(v, end, now: now)
@@ -819,6 +822,8 @@ public final class NodeRuntime: @unchecked Sendable {
         if let agent {
             counters.append(Counter(name: "remote_misses", value: Int64(truncatingIfNeeded: agent.remoteMisses)))
             counters.append(Counter(name: "parked_performed_dropped", value: Int64(agent.droppedPerformed)))
+        counters.append(Counter(name: "performed_unused_loads", value: Int64(agent.unusedLoads)))
+        counters.append(Counter(name: "performed_unused_writes", value: Int64(agent.unusedWrites)))
             counters.append(Counter(name: "lines_received", value: Int64(truncatingIfNeeded: agent.linesReceived)))
             counters.append(Counter(name: "lines_sent", value: Int64(truncatingIfNeeded: agent.linesSent)))
             counters.append(Counter(name: "rejected_messages", value: Int64(truncatingIfNeeded: agent.rejectedMessages)))

@@ -221,16 +221,38 @@ public final class NodeVM: PhysicalMemory {
         woken.append(id)
     }
 
-    /// Before `hart` runs: if the agent holds an access it performed for the
-    /// hart and the hart has not picked up, the hart re-executes that instruction before
-    /// it looks at interrupts. `accessCompleted` says so when the access completes, but
-    /// the re-execution can be held on the way (its fetch or page walk reaches a page
-    /// being moved) and woken by the move instead; without this it could then take an
-    /// interrupt first and run the handler with the access done in memory but not in
-    /// the program, or be resumed on another CPU that does it again.
-    public func finishPerformedFirst(_ hart: Hart) {
-        if agent.hasPerformedAccess(requester: requester(hart.id)) { hart.finishParkedInstructionFirst = true }
+    /// Runs local hart `hart` for up to `budget` instructions, keeping its parked
+    /// accesses tied to the instruction that parked (docs/architecture.md, "Parked
+    /// accesses"):
+    /// - accesses not yet performed are forgotten first (`forgetWaiting`): the hart
+    ///   asks again if it re-executes the instruction, and nothing is performed for an
+    ///   instruction it left (woken by a page move, it may take an interrupt first);
+    /// - if the agent holds an access it performed for the hart, the hart re-executes
+    ///   that instruction alone, before it looks at interrupts. `accessCompleted` says
+    ///   so when the access completes, but the re-execution can be held on the way (its
+    ///   fetch or page walk reaches a page being moved) and woken by the move instead;
+    ///   without this it could take an interrupt first and run the handler with the
+    ///   access done in memory but not in the program;
+    /// - once that instruction is over (retired or trapped), what it did not pick up is
+    ///   forgotten (`forgetPerformed`) and reported in `unusedPerformed`.
+    public func run(_ hart: Hart, budget: Int) -> HartExit {
+        let r = requester(hart.id)
+        guard agent.hasParkedAccess(requester: r) else { return hart.run(budget: budget) }
+        agent.forgetWaiting(requester: r)
+        guard agent.hasPerformedAccess(requester: r) else { return hart.run(budget: budget) }
+        hart.finishParkedInstructionFirst = true
+        let pc = hart.pc
+        let first = hart.run(budget: 1)
+        if first == .parked { return first }  // still on it: a fetch or walk parked anew
+        let unused = agent.forgetPerformed(requester: r)
+        if !unused.isEmpty { unusedPerformed.append((hart.id, pc, unused)) }
+        guard first == .budgetExhausted, budget > 1 else { return first }
+        return hart.run(budget: budget - 1)
     }
+
+    /// Performed accesses a re-executed instruction did not use (`run`), for the
+    /// node's log: the hart, the instruction's pc, the accesses.
+    public var unusedPerformed: [(hart: Int, pc: UInt64, unused: [CoherenceAgent.Unused])] = []
 
     /// The machine address of guest-physical `gpa`, if it is RAM.
     @inline(__always) public func machineAddress(_ gpa: UInt64) -> UInt64? {
