@@ -17,6 +17,7 @@ enum NodeFigures {
         "parked_performed_dropped": "disco_parked_performed_dropped_total",
         "performed_unused_loads": "disco_performed_unused_loads_total",
         "performed_unused_writes": "disco_performed_unused_writes_total",
+        "parks": "disco_vcpu_parks_total",
         "buffer_cache_hits": "disco_buffer_cache_hits_total",
         "buffer_cache_fills": "disco_buffer_cache_fills_total",
         "buffer_cache_full": "disco_buffer_cache_full_total",
@@ -28,6 +29,8 @@ enum NodeFigures {
     /// Report counters that are current values.
     static let gauges: [String: String] = [
         "vms": "disco_node_vms",
+        "park_us_p50": "disco_vcpu_park_microseconds_p50",
+        "park_us_p99": "disco_vcpu_park_microseconds_p99",
         "vcpus": "disco_node_vcpus",
         "deferred_events": "disco_deferred_events",
         "pages_with_remote_misses": "disco_pages_with_remote_misses",

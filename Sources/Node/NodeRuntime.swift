@@ -65,7 +65,7 @@ public final class NodeRuntime: @unchecked Sendable {
     private var identity = Hello(role: .node, nodeID: -1, nonce: [UInt8](repeating: 0, count: 32))
 
     var state: NodeStateMachine
-    private var scheduler = VCPUScheduler()
+    var scheduler = VCPUScheduler()
     var agent: CoherenceAgent?
     /// The global buffer cache: the top of this node's slice, as the coordinator said
     /// in `joinAccepted` (nil: none).
@@ -115,6 +115,11 @@ public final class NodeRuntime: @unchecked Sendable {
     var framesFromNodes: [(node: NodeID, subnet: String, frame: [UInt8])] = []
     var framesUnsent: UInt64 = 0
     var nextSwitchAging: UInt64 = 0
+    /// When each parked VCPU parked, and how long parked VCPUs waited (`park_us_*`).
+    var parkedSince: [VCPUScheduler.VCPU: UInt64] = [:]
+    var parkWaits = WaitHistogram()
+    /// `DISCO_GUEST_PROFILE`: where the VCPUs are, sampled every millisecond.
+    var guestProfile: GuestProfile?
 
     public init(configuration: NodeConfiguration, logger: Logger, clock: ClusterClock = ClusterClock(),
                 transport: TransportFactory? = nil) {
@@ -125,6 +130,7 @@ public final class NodeRuntime: @unchecked Sendable {
         // The execution thread drives its own sockets: no hand-off on the miss path.
         self.makeTransport = transport ?? Transports.network(logger: logger, driven: true)
         self.state = NodeStateMachine(heartbeatMillis: configuration.heartbeatMillis)
+        self.guestProfile = GuestProfile(name: configuration.name)
     }
 
     /// Asks `run()` to return (any thread).
@@ -190,6 +196,7 @@ public final class NodeRuntime: @unchecked Sendable {
         reportAccesses()
         if configuration.shareIdenticalPages { scanForIdenticalPages() }
         let ran = runOneSlice(from: now)
+        if guestProfile != nil { sampleGuests(clock.localNanoseconds()) }
         if !ran, wait { idle() }
         return nil
     }
@@ -198,7 +205,10 @@ public final class NodeRuntime: @unchecked Sendable {
     static let slowTurnNanos: UInt64 = 250_000_000
 
     /// Closes the transport (the last part of `run`).
-    public func finish() { transport?.shutdown() }
+    public func finish() {
+        writeGuestProfile()
+        transport?.shutdown()
+    }
 
     // MARK: - Events
 
@@ -352,6 +362,7 @@ public final class NodeRuntime: @unchecked Sendable {
                     if let me = state.nodeID { sendStats(me) }
                 }
                 scheduler.remove(vm: vm)
+                parkedSince = parkedSince.filter { $0.key.vm != vm }
                 leaving = leaving.filter { $0.key.vm != vm }
                 forgetNICs(of: vm)
                 agent?.forgetParked(vm: vm)
@@ -419,11 +430,18 @@ public final class NodeRuntime: @unchecked Sendable {
         }
         var exited: [(UInt32, MachineExit)] = []
         for (id, vm) in vms {
-            for i in vm.woken { scheduler.wake(.init(vm: id, index: i)) }
+            if !vm.woken.isEmpty {
+                let now = parkedSince.isEmpty ? 0 : clock.localNanoseconds()
+                for i in vm.woken {
+                    let v = VCPUScheduler.VCPU(vm: id, index: i)
+                    if let since = parkedSince.removeValue(forKey: v) { parkWaits.record(nanos: now &- since) }
+                    scheduler.wake(v)
+                }
+            }
             vm.woken.removeAll(keepingCapacity: true)
             for u in vm.unusedPerformed {
                 let what = u.unused.map(\.description).joined(separator: ", ")
-                logger.notice("VCPU \(u.hart) of VM \(id) went past the instruction at pc 0x\(String(u.pc, radix: 16)) without using what was performed for it: \(what)")
+                logger.debug("VCPU \(u.hart) of VM \(id) went past the instruction at pc 0x\(String(u.pc, radix: 16)) without using what was performed for it: \(what)")
             }
             vm.unusedPerformed.removeAll(keepingCapacity: true)
             for (to, m) in vm.outgoing { send(m, toNode: to) }
@@ -611,6 +629,7 @@ public final class NodeRuntime: @unchecked Sendable {
             logger.warning("a turn's bookkeeping and the slice of VCPU \(v) took \((now &- start) / 1_000_000) ms for \(hart.instructionsRetired &- retired) instructions (budget \(budget)), ended \(end) at pc 0x\(String(hart.pc, radix: 16))")
         }
         scheduler.ran(v, end, now: now)
+        if end == .parked { parkedSince[v] = now }
         if sampled { vm.endSample(v.index) }
         if vm.isDeviceNode { vm.checkFinisher() }
         flush()
@@ -695,6 +714,7 @@ public final class NodeRuntime: @unchecked Sendable {
             return
         }
         scheduler.remove(v)
+        parkedSince[v] = nil
         vcpusMoved.out &+= 1
         // This node's instruction counter never goes back: what the VCPU retired stays counted here.
         endedInstructions &+= st.csrs.first { $0.number == 0xb02 }?.value ?? 0
@@ -734,6 +754,7 @@ public final class NodeRuntime: @unchecked Sendable {
             let now = clock.localNanoseconds()
             scheduler.charge(v, nanos: now &- began, instructions: hart.instructionsRetired &- retired)
             scheduler.ran(v, end, now: now)
+            if end == .parked { parkedSince[v] = now }
             if vm.isDeviceNode { vm.checkFinisher() }
             flush()
         }
@@ -823,6 +844,9 @@ public final class NodeRuntime: @unchecked Sendable {
             counters.append(Counter(name: "remote_misses", value: Int64(truncatingIfNeeded: agent.remoteMisses)))
             counters.append(Counter(name: "parked_performed_dropped", value: Int64(agent.droppedPerformed)))
         counters.append(Counter(name: "performed_unused_loads", value: Int64(agent.unusedLoads)))
+        counters.append(Counter(name: "parks", value: Int64(parkWaits.count)))
+        counters.append(Counter(name: "park_us_p50", value: Int64(parkWaits.quantile(0.5))))
+        counters.append(Counter(name: "park_us_p99", value: Int64(parkWaits.quantile(0.99))))
         counters.append(Counter(name: "performed_unused_writes", value: Int64(agent.unusedWrites)))
             counters.append(Counter(name: "lines_received", value: Int64(truncatingIfNeeded: agent.linesReceived)))
             counters.append(Counter(name: "lines_sent", value: Int64(truncatingIfNeeded: agent.linesSent)))
