@@ -3,9 +3,10 @@ import Foundation
 /// A wall-clock profile of the guests, for finding where a VM waits across nodes:
 /// every millisecond, the pc and scheduling state (running, parked on a line,
 /// spinning, waiting for an interrupt, held by a move) of each VCPU on this node.
-/// Enabled by `DISCO_GUEST_PROFILE=<folder>`; at the end the node writes
-/// `<folder>/<node name>.txt`, one line per (VM, VCPU, state, pc) with its samples, most
-/// first. Map the pcs to symbols with the guest's symbol table (docs/linux.md).
+/// Enabled by `DISCO_GUEST_PROFILE=<folder>`: the node writes `<folder>/<node name>.txt`,
+/// a section every `DISCO_GUEST_PROFILE_PERIOD` seconds (default: one at the end), each
+/// a line per (VM, VCPU, state, pc) with its samples, most first. Map the pcs to
+/// symbols with the guest's symbol table (docs/linux.md).
 struct GuestProfile {
     let path: String
     private var next: UInt64 = 0
@@ -21,9 +22,26 @@ struct GuestProfile {
 
     static let intervalNanos: UInt64 = 1_000_000
 
+    /// Nanoseconds between sections (0: one section, at the end).
+    let periodNanos: UInt64
+    private var sectionStart: UInt64 = 0
+    private var written = ""
+    private var firstSample: UInt64 = 0
+
     init?(environment: [String: String] = ProcessInfo.processInfo.environment, name: String) {
         guard let dir = environment["DISCO_GUEST_PROFILE"], !dir.isEmpty else { return nil }
         path = dir + "/" + name + ".txt"
+        periodNanos = UInt64((Double(environment["DISCO_GUEST_PROFILE_PERIOD"] ?? "") ?? 0) * 1e9)
+    }
+
+    /// Closes the section if its period is over: its report is kept for `write`.
+    mutating func endSectionIfDue(_ now: UInt64) {
+        if sectionStart == 0 { sectionStart = now; firstSample = now }
+        guard periodNanos > 0, now &- sectionStart >= periodNanos else { return }
+        written += "## \(Double(sectionStart &- firstSample) / 1e9) s to \(Double(now &- firstSample) / 1e9) s\n" + report()
+        counts.removeAll(keepingCapacity: true)
+        samples = 0
+        sectionStart = now
     }
 
     private var last: UInt64 = 0
@@ -54,7 +72,7 @@ struct GuestProfile {
     }
 
     func write() throws {
-        try report().write(toFile: path, atomically: true, encoding: .utf8)
+        try (written + (written.isEmpty ? "" : "## to the end\n") + report()).write(toFile: path, atomically: true, encoding: .utf8)
     }
 }
 
@@ -68,6 +86,7 @@ extension NodeRuntime {
                 guestProfile!.add(vm: id, vcpu: h.id, state: state, pc: h.pc, weight: weight)
             }
         }
+        guestProfile!.endSectionIfDue(now)
     }
 
     func writeGuestProfile() {
