@@ -66,8 +66,11 @@ import Testing
     }
 
     @Test func turnedOffItIsNeverReported() throws {
-        let (h, _) = try makeHart(Self.poll)
+        let (h, mem) = try makeHart(Self.poll)
         h.detectsSpinning = false
-        #expect((0..<8).allSatisfy { _ in h.run(budget: 2000) == .budgetExhausted })
+        // The hart holds its memory unowned(unsafe): keep it alive while the hart runs.
+        withExtendedLifetime(mem) {
+            #expect((0..<8).allSatisfy { _ in h.run(budget: 2000) == .budgetExhausted })
+        }
     }
 }
