@@ -233,6 +233,12 @@ public struct VCPUScheduler: Sendable {
         probing.insert(v)
     }
 
+    /// Whether a VCPU other than `v` could run now (runnable; a VCPU waiting for an
+    /// interrupt, parked, spinning or held does not count).
+    public func othersRunnable(than v: VCPU) -> Bool {
+        states.contains { $0.key != v && $0.value == .runnable }
+    }
+
     /// Whether `v`'s next slice is a probe (it spun last time).
     public func isProbing(_ v: VCPU) -> Bool { probing.contains(v) }
 

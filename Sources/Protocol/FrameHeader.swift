@@ -8,7 +8,7 @@
 /// All integers are little-endian. A frame is the header followed by the payload.
 public struct FrameHeader: Equatable, Sendable {
     public static let magic: UInt16 = 0xD15C
-    public static let version: UInt8 = 4
+    public static let version: UInt8 = 5
     public static let size = 8
     /// The largest payload a receiver accepts unless configured otherwise: room for a
     /// VCPU state or a 64 KiB virtual-Ethernet frame, far below anything that hurts.

@@ -7,7 +7,7 @@ import Platform
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks: guest MIPS against QEMU (cpu), the transport against raw libuv (transport), the distributed machine (cluster), the virtual Ethernet (net), the global buffer cache (sharing), Debian's Linux boot (linux).",
-        subcommands: [BenchCPU.self, BenchTransport.self, BenchCluster.self, BenchNUMA.self, BenchNet.self, BenchSharing.self, BenchLinux.self],
+        subcommands: [BenchCPU.self, BenchTransport.self, BenchCluster.self, BenchNUMA.self, BenchNet.self, BenchSharing.self, BenchLinux.self, BenchOverhead.self],
         defaultSubcommand: BenchCPU.self
     )
 }

@@ -7,7 +7,9 @@
  * hart count (the per-hart sums), not on timing. */
 #include "runtime.h"
 
+#ifndef ROUNDS
 #define ROUNDS 160
+#endif
 #define WORDS 2048                     /* 16 KiB per hart */
 #define PASSES 48                      /* hash passes over the buffer per round */
 
