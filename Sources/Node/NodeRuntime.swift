@@ -82,11 +82,13 @@ public final class NodeRuntime: @unchecked Sendable {
     private let sliceBudget = 2_000
     /// A VCPU's slice when no peer has sent anything for `quietNanos` and no other
     /// local VCPU is runnable: the turn's bookkeeping (a poll of the sockets, timers,
-    /// flushes) is then paid 10 times less often. VCPUs that idle in WFI beside it do
-    /// not shorten it (they wake at the next slice boundary, tens of µs late at most:
-    /// with 2,000-instruction slices a busy VM beside 3 idle ones ran 2.2x slower than
-    /// alone). Several runnable local VCPUs keep the shorter slice, to interleave finely.
-    private let quietSliceBudget = 20_000
+    /// flushes, a pass over every local VCPU and VM) is then paid 50 times less often.
+    /// VCPUs that idle in WFI beside it do not shorten it (they wake at the slice's end,
+    /// about 0.15 ms late at most): with 2,000-instruction slices a busy VM beside 3 idle
+    /// ones ran 2.2x slower than alone, with 20,000 beside 7 idle ones 25% slower
+    /// (`disco bench overhead`). Several runnable local VCPUs keep the shorter slice,
+    /// to interleave finely.
+    private let quietSliceBudget = 100_000
     private let quietNanos: UInt64 = 5_000_000
     /// When a peer last sent this node something.
     private var lastPeerMessage: UInt64 = 0

@@ -11,8 +11,8 @@ struct BenchOverhead: ParsableCommand {
             Starts a local cluster of one node for each measurement. With K idle VMs, the
             node gets K + 1 CPUs and first boots K VMs of guests/build/idle.elf (a 100 Hz
             timer tick and WFI in between, as an idle kernel), waits until each has
-            ticked for a second, then boots one VM of guests/build/bench.elf (CPU-bound,
-            about 320 million instructions) and times it from the moment the coordinator
+            ticked for a second, then boots one VM of guests/build/bench-long.elf (bench.elf
+            with 5 times the iterations: CPU-bound, about 1.6 billion instructions) and times it from the moment the coordinator
             lists it running to the moment it lists it stopped (polled every 2 ms). The
             counts in --idle are run in turn, --repeats rounds, and the medians compared
             with the VM alone (K = 0): what the idle VMs' ticks, the scheduler and the
@@ -34,7 +34,7 @@ struct BenchOverhead: ParsableCommand {
     var dir: String?
 
     mutating func run() throws {
-        let bench = URL(fileURLWithPath: guests + "/bench.elf").standardizedFileURL.path
+        let bench = URL(fileURLWithPath: guests + "/bench-long.elf").standardizedFileURL.path
         let idleELF = URL(fileURLWithPath: guests + "/idle.elf").standardizedFileURL.path
         for elf in [bench, idleELF] where !FileManager.default.isReadableFile(atPath: elf) {
             fail("guest '\(elf)' not found (build the guests with: make -C guests)")
@@ -46,13 +46,13 @@ struct BenchOverhead: ParsableCommand {
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         defer { if dir == nil { try? FileManager.default.removeItem(atPath: root) } }
         setvbuf(stdout, nil, _IOLBF, 0)
-        print("== monitor overhead: bench.elf (1 VCPU) alone on a node vs beside idle VMs (idle.elf, 100 Hz tick), \(repeats) rounds ==")
+        print("== monitor overhead: bench-long.elf (1 VCPU) alone on a node vs beside idle VMs (idle.elf, 100 Hz tick), \(repeats) rounds ==")
         var seconds: [Int: [Double]] = [:]
         var output: String?
         for round in 1...repeats {
             for k in counts {
                 let (s, out) = try measure(idleVMs: k, root: root + "/r\(round)-k\(k)", bench: bench, idleELF: idleELF)
-                if let output, output != out { fail("bench.elf printed different things:\n\(output)\n---\n\(out)") }
+                if let output, output != out { fail("bench-long.elf printed different things:\n\(output)\n---\n\(out)") }
                 output = out
                 seconds[k, default: []].append(s)
                 print(String(format: "  round %d: %2d idle VMs  %.3f s", round, k, s))
@@ -70,7 +70,7 @@ struct BenchOverhead: ParsableCommand {
                 print(String(format: "%2d idle VMs      %.3f s (%.3f-%.3f)  overhead %+.1f%%", k, m, v.first ?? 0, v.last ?? 0, (m / alone - 1) * 100))
             }
         }
-        print("bench.elf printed:")
+        print("bench-long.elf printed:")
         print(output ?? "", terminator: "")
     }
 
