@@ -6,7 +6,7 @@ import Platform
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmarks: guest MIPS against QEMU (cpu), the transport against raw libuv (transport), the distributed machine (cluster), the virtual Ethernet (net), the global buffer cache (sharing), Debian's Linux boot (linux).",
+        abstract: "Benchmarks: guest MIPS against QEMU (cpu), the transport against raw libuv (transport), the distributed machine (cluster), the virtual Ethernet (net), the global buffer cache (sharing), Debian's Linux boot (linux), the monitor's overhead beside idle VMs (overhead).",
         subcommands: [BenchCPU.self, BenchTransport.self, BenchCluster.self, BenchNUMA.self, BenchNet.self, BenchSharing.self, BenchLinux.self, BenchOverhead.self],
         defaultSubcommand: BenchCPU.self
     )
