@@ -445,8 +445,7 @@ public final class NodeRuntime: @unchecked Sendable {
             }
             vm.woken.removeAll(keepingCapacity: true)
             for u in vm.unusedPerformed {
-                let what = u.unused.map(\.description).joined(separator: ", ")
-                logger.debug("VCPU \(u.hart) of VM \(id) went past the instruction at pc 0x\(String(u.pc, radix: 16)) without using what was performed for it: \(what)")
+                logger.debug("VCPU \(u.hart) of VM \(id) went past the instruction at pc 0x\(String(u.pc, radix: 16)) without using what was performed for it: \(u.unused.map(\.description).joined(separator: ", "))")
             }
             vm.unusedPerformed.removeAll(keepingCapacity: true)
             for (to, m) in vm.outgoing { send(m, toNode: to) }
@@ -848,11 +847,11 @@ public final class NodeRuntime: @unchecked Sendable {
         if let agent {
             counters.append(Counter(name: "remote_misses", value: Int64(truncatingIfNeeded: agent.remoteMisses)))
             counters.append(Counter(name: "parked_performed_dropped", value: Int64(agent.droppedPerformed)))
-        counters.append(Counter(name: "performed_unused_loads", value: Int64(agent.unusedLoads)))
-        counters.append(Counter(name: "parks", value: Int64(parkWaits.count)))
-        counters.append(Counter(name: "park_us_p50", value: Int64(parkWaits.quantile(0.5))))
-        counters.append(Counter(name: "park_us_p99", value: Int64(parkWaits.quantile(0.99))))
-        counters.append(Counter(name: "performed_unused_writes", value: Int64(agent.unusedWrites)))
+            counters.append(Counter(name: "performed_unused_loads", value: Int64(truncatingIfNeeded: agent.unusedLoads)))
+            counters.append(Counter(name: "performed_unused_writes", value: Int64(truncatingIfNeeded: agent.unusedWrites)))
+            counters.append(Counter(name: "parks", value: Int64(truncatingIfNeeded: parkWaits.count)))
+            counters.append(Counter(name: "park_us_p50", value: Int64(truncatingIfNeeded: parkWaits.quantile(0.5))))
+            counters.append(Counter(name: "park_us_p99", value: Int64(truncatingIfNeeded: parkWaits.quantile(0.99))))
             counters.append(Counter(name: "lines_received", value: Int64(truncatingIfNeeded: agent.linesReceived)))
             counters.append(Counter(name: "lines_sent", value: Int64(truncatingIfNeeded: agent.linesSent)))
             counters.append(Counter(name: "rejected_messages", value: Int64(truncatingIfNeeded: agent.rejectedMessages)))

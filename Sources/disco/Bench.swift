@@ -93,3 +93,9 @@ final class CapturingConsole: ConsoleSink, @unchecked Sendable {
     func write(_ buffer: UnsafeRawBufferPointer) { bytes.append(contentsOf: buffer) }
     var text: String { String(decoding: bytes, as: UTF8.self) }
 }
+
+/// A benchmark run that went wrong (a refused VM, a guest that failed or hung), with why.
+struct BenchError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Coordinator
 import Foundation
-import Logging
 
 struct BenchOverhead: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -80,11 +79,8 @@ struct BenchOverhead: ParsableCommand {
         let cluster = try LocalCluster.start(nodes: 1, cpus: idleVMs + 1, memoryBytes: UInt64(idleVMs + 1) * (16 << 20) + (32 << 20),
                                              directory: root + "/cluster")
         defer { cluster.stop() }
-        var logger = Logger(label: "disco.bench")
-        logger.logLevel = .error
-        let client = try ClusterClient(coordinator: cluster.coordinatorEndpoint, secret: cluster.secret, logger: logger)
+        let client = try cluster.connectedClient(label: "disco.bench")
         defer { client.close() }
-        try client.waitConnected(timeout: 15)
         let consoles = root + "/cluster/consoles"
         var idleIDs: [UInt32] = []
         for i in 0..<idleVMs {
@@ -126,10 +122,5 @@ struct BenchOverhead: ParsableCommand {
             guard Date() < deadline.addingTimeInterval(120) else { throw BenchError("the busy VM did not end in time (logs in \(root))") }
             Thread.sleep(forTimeInterval: 0.002)
         }
-    }
-
-    struct BenchError: Error, CustomStringConvertible {
-        var description: String
-        init(_ d: String) { description = d }
     }
 }

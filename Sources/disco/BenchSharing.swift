@@ -1,7 +1,6 @@
 import ArgumentParser
 import Coordinator
 import Foundation
-import Logging
 import Platform
 import Cluster
 
@@ -122,11 +121,8 @@ struct BenchSharing: ParsableCommand {
                                              directory: root + "/cluster", nodeArguments: nodeArguments,
                                              coordinatorArguments: ["--buffer-cache", cacheBytes == 0 ? "0" : "\(cacheBytes >> 10)K"])
         defer { cluster.stop() }
-        var logger = Logger(label: "disco.bench")
-        logger.logLevel = .error
-        let client = try ClusterClient(coordinator: cluster.coordinatorEndpoint, secret: cluster.secret, logger: logger)
+        let client = try cluster.connectedClient(label: "disco.bench")
         defer { client.close() }
-        try client.waitConnected(timeout: 15)
         var ids: [UInt32] = []
         for i in 0..<n {
             let overlay = root + "/vm\(i).qcow2"
@@ -194,10 +190,5 @@ struct BenchSharing: ParsableCommand {
                        output: outputs[0], seconds: Date().timeIntervalSince(started),
                        scanned: scanned, merged: figures["identical_pages_merged"] ?? 0,
                        scanNanos: scanNanos)
-    }
-
-    struct BenchError: Error, CustomStringConvertible {
-        var description: String
-        init(_ d: String) { description = d }
     }
 }

@@ -2,7 +2,6 @@ import ArgumentParser
 import Cluster
 import Coordinator
 import Foundation
-import Logging
 import Protocol
 import Yams
 
@@ -333,11 +332,8 @@ struct ExperimentRunner {
         // shared with other work, a node that is not scheduled for a moment must not fail the run.
         let cluster = try LocalCluster.start(nodes: r.nodes, cpus: cpus, memoryBytes: perNode, directory: nil, heartbeatMillis: 1000)
         defer { cluster.stop() }
-        var logger = Logger(label: "disco.experiment")
-        logger.logLevel = .error
-        let client = try ClusterClient(coordinator: cluster.coordinatorEndpoint, secret: cluster.secret, logger: logger)
+        let client = try cluster.connectedClient(label: "disco.experiment", timeout: 10)
         defer { client.close() }
-        try client.waitConnected(timeout: 10)
         let runStart = Date()
         var ids: [UInt32] = []
         for i in 0..<r.vms {

@@ -145,6 +145,21 @@ final class LocalCluster {
         return nil
     }
 
+    /// A client of this cluster's coordinator, connected (within `timeout`), logging
+    /// only errors as `label`: what the benchmarks and experiments drive it with.
+    func connectedClient(label: String, timeout: TimeInterval = 15) throws -> ClusterClient {
+        var logger = Logger(label: label)
+        logger.logLevel = .error
+        let client = try ClusterClient(coordinator: coordinatorEndpoint, secret: secret, logger: logger)
+        do {
+            try client.waitConnected(timeout: timeout)
+        } catch {
+            client.close()
+            throw error
+        }
+        return client
+    }
+
     /// Stops every child: SIGTERM, then SIGKILL for any still running after 3 s.
     func stop() {
         guard !stopped else { return }

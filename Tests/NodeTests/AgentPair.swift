@@ -24,6 +24,15 @@ final class AgentPair {
             a.revoked.removeAll()
         }
     }
+    /// A CPU access as the CPU does it: asked, and if it parks, asked again once
+    /// everything in flight was delivered (its line is then there, the access done).
+    /// Whether it completed.
+    func complete(_ access: () -> BusStatus) -> Bool {
+        if access() == .ok { return true }
+        drain()
+        return access() == .ok
+    }
+
     /// Delivers everything in flight, in order, until nothing is.
     func drain() {
         collect()

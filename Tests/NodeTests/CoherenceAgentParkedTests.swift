@@ -32,14 +32,9 @@ import Testing
         #expect(!other.hasParkedAccess(requester: 7))
 
         // The home writes 2 (taking node 1's copy away); node 1 then reads 2.
-        _ = home.store(a, size: 8, value: 2, requester: 100)
-        pair.drain()
-        #expect(home.store(a, size: 8, value: 2, requester: 100) == .ok)
+        #expect(pair.complete { home.store(a, size: 8, value: 2, requester: 100) })
         var loaded: UInt64 = 0
-        if other.load(a, size: 8, requester: 7, value: &loaded) == .retry {
-            pair.drain()
-            #expect(other.load(a, size: 8, requester: 7, value: &loaded) == .ok)
-        }
+        #expect(pair.complete { other.load(a, size: 8, requester: 7, value: &loaded) })
         #expect(loaded == 2)
     }
 
@@ -57,18 +52,11 @@ import Testing
         #expect(other.unusedWrites == 1)
 
         // The kernel clears the bit again; the next walk's AMO must set it in memory.
-        _ = home.store(pte, size: 8, value: 0x1, requester: 100)
-        pair.drain()
-        #expect(home.store(pte, size: 8, value: 0x1, requester: 100) == .ok)
-        if other.atomic(.or, pte, size: 8, operand: 0x40, expected: 0, requester: 3, old: &old) == .retry {
-            pair.drain()
-            #expect(other.atomic(.or, pte, size: 8, operand: 0x40, expected: 0, requester: 3, old: &old) == .ok)
-        }
+        #expect(pair.complete { home.store(pte, size: 8, value: 0x1, requester: 100) })
+        #expect(pair.complete { other.atomic(.or, pte, size: 8, operand: 0x40, expected: 0, requester: 3, old: &old) })
         #expect(old == 0x1)
         var now: UInt64 = 0
-        _ = home.load(pte, size: 8, requester: 100, value: &now)
-        pair.drain()
-        #expect(home.load(pte, size: 8, requester: 100, value: &now) == .ok)
+        #expect(pair.complete { home.load(pte, size: 8, requester: 100, value: &now) })
         #expect(now == 0x41)
     }
 
@@ -91,9 +79,7 @@ import Testing
         #expect(other.atomic(.add, counter, size: 4, operand: 1, expected: 0, requester: 5, old: &old) == .ok)
         #expect(old == 10)
         var now: UInt64 = 0
-        _ = home.load(counter, size: 4, requester: 100, value: &now)
-        pair.drain()
-        #expect(home.load(counter, size: 4, requester: 100, value: &now) == .ok)
+        #expect(pair.complete { home.load(counter, size: 4, requester: 100, value: &now) })
         #expect(now == 11)
     }
 
