@@ -1,5 +1,6 @@
 import Coherence
 import Protocol
+import RISCV
 import Testing
 @testable import Node
 
