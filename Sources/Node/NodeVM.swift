@@ -174,7 +174,9 @@ public final class NodeVM: PhysicalMemory {
                                    })
         for (id, n) in vcpuNodes.enumerated() where n == node {
             localIndex[id] = harts.count
-            harts.append(Hart(id: id, memory: self))
+            let h = Hart(id: id, memory: self)
+            h.slowPathCharge = Self.slowPathCharge
+            harts.append(h)
         }
     }
 
@@ -299,11 +301,15 @@ public final class NodeVM: PhysicalMemory {
         sampledLines.removeAll(keepingCapacity: true)
         misses.slices &+= 1
         hart(id)?.dropAllDirectMappings()
+        // Every data access of a sampling slice is slow on purpose: uncharged, it runs
+        // as many instructions as any slice, so the lines it sees are a fair sample.
+        hart(id)?.slowPathCharge = 0
     }
 
     public func endSample(_ id: Int) {
         sampling = false
         hart(id)?.dropAllDirectMappings()
+        hart(id)?.slowPathCharge = Self.slowPathCharge
     }
 
     /// A data access to machine address `m` in a sampling slice.
@@ -714,6 +720,13 @@ public final class NodeVM: PhysicalMemory {
                          floatRegisters: st.floatRegisters, msip: msip, mtimecmp: mtimecmp)
     }
 
+    /// What a slow instruction (out of line: through the coherence agent, a device, a
+    /// CSR) or a slow block lookup (uncached or remote code) costs of a slice's budget:
+    /// about its time in fast instructions, so that a slice of them does not keep the
+    /// node from its messages for milliseconds (a quiet slice of 100,000 instructions
+    /// on remote code took 20 ms).
+    static let slowPathCharge = 32
+
     /// Installs a VCPU that moved here (empty TLBs and decoded blocks), with its CLINT
     /// registers: its mtimecmp, and its msip also set if a hart here set it while it was
     /// on the way. Lines raised or lowered for it meanwhile are applied after its state.
@@ -723,6 +736,7 @@ public final class NodeVM: PhysicalMemory {
         guard st.vm == vm, id < vcpuNodes.count else { throw MachineError("VM \(vm) has no VCPU \(st.vcpu)") }
         guard localIndex[id] == nil else { throw MachineError("VCPU \(id) of VM \(vm) is on node \(node) already") }
         let h = Hart(id: id, memory: self)
+        h.slowPathCharge = Self.slowPathCharge
         do {
             try h.restore(HartState(pc: st.pc, privilege: st.privilege, registers: st.registers,
                                     floatRegisters: st.floatRegisters, csrs: st.csrs.map { ($0.number, $0.value) }))

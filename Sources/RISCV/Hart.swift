@@ -80,6 +80,11 @@ public final class Hart {
     /// Whether `run` reports spinning (a runner that never parks a spinning hart can
     /// turn it off; the probe is per slice, so it costs next to nothing either way).
     public var detectsSpinning = true
+    /// Budget an out-of-line instruction or an instruction fetched out of line (code on
+    /// a page with no direct mapping) uses up beyond its own instruction: a runner that must look at its messages often (a cluster node) sets
+    /// it so that a slice of slow instructions (remote lines, uncached code) ends about
+    /// as soon in time as one of fast ones. Retired counts are unaffected.
+    public var slowPathCharge = 0
     /// The bits of the instruction being executed (mtval for illegal instructions).
     var currentInstruction: UInt64 = 0
 
@@ -368,6 +373,13 @@ public final class Hart {
                 } else {
                     self.pc = pc
                     block = try blockSlowly()
+                    if block == scratch {
+                        // Code with no direct page (remote, uncached): fetched out of
+                        // line. The instruction still runs, whatever the charge.
+                        let charge = min(slowPathCharge, remaining &- 1)
+                        remaining &-= charge
+                        counted &-= charge
+                    }
                 }
                 // Run it, and the blocks it chains to (Threaded.swift).
                 var first = Self.entries(of: block)
@@ -393,7 +405,7 @@ public final class Hart {
                     counted = remaining
                     try executeOutOfLine(op, exitBase)
                     instructionsRetired &+= 1
-                    remaining &-= 1
+                    remaining &-= 1 &+ slowPathCharge
                     counted = remaining
                     pc = self.pc
                 }

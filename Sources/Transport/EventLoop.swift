@@ -163,7 +163,9 @@ final class EventLoop: @unchecked Sendable {
         for c in dirty { c.flush() }
     }
 
-    private func flushLoopDirty() {
+    /// Writes the output staged on the loop thread (also called by a driven loop's owner
+    /// between its turns, outside uv_run: uv_write starts writing at once).
+    func flushLoopDirty() {
         guard !dirtyOnLoop.isEmpty else { return }
         let dirty = dirtyOnLoop
         dirtyOnLoop.removeAll(keepingCapacity: true)

@@ -142,6 +142,10 @@ public final class NetworkTransport: MessageTransport, @unchecked Sendable {
         if core.loop.isDriven { core.loop.drive(until: deadline) }
     }
 
+    public func sendQueued() {
+        if core.loop.isDriven { core.loop.flushLoopDirty() }
+    }
+
     public func wakeUp() {
         if core.loop.isDriven { core.loop.wake() }
     }

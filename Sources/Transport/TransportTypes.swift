@@ -151,6 +151,10 @@ public protocol MessageTransport: AnyObject, Sendable {
     /// Driven: like `poll`, but first blocks until something arrives, `wakeUp` is
     /// called or `deadline` passes.
     func wait(until deadline: Date)
+    /// Driven: writes what was queued on this thread now, without looking for input
+    /// (cheap when nothing is queued): a node calls it before it runs a slice, so an
+    /// answer does not wait for the slice to end.
+    func sendQueued()
     /// Driven: interrupts a `wait` (any thread).
     func wakeUp()
 }
@@ -159,6 +163,7 @@ extension MessageTransport {
     public var isDriven: Bool { false }
     public func poll() {}
     public func wait(until deadline: Date) {}
+    public func sendQueued() {}
     public func wakeUp() {}
 }
 

@@ -74,3 +74,70 @@ import Testing
         }
     }
 }
+
+/// `Hart.slowPathCharge`: slow instructions use more of a slice's budget, fast ones do not.
+@Suite struct SlowPathChargeTests {
+    /// A loop that counts in a1 and loads from `data` each time round.
+    static let loop = """
+        la t0, data
+        li a1, 0
+        1: lw t1, 0(t0)
+        addi a1, a1, 1
+        j 1b
+        .align 12
+        data: .word 7
+        """
+
+    /// Instructions a slice of `budget` retires after the loop is warm.
+    func retired(charge: Int, outOfLine: Bool, budget: Int = 3_000) throws -> UInt64 {
+        let (h, mem) = try makeHart(Self.loop)
+        if outOfLine { mem.indirectPages.insert(TestMemory.base + 0x1000) }
+        h.detectsSpinning = false
+        h.slowPathCharge = charge
+        return withExtendedLifetime(mem) {
+            _ = h.run(budget: budget)
+            let before = h.instructionsRetired
+            #expect(h.run(budget: budget) == .budgetExhausted)
+            return h.instructionsRetired - before
+        }
+    }
+
+    @Test func outOfLineLoadsEndTheSliceSooner() throws {
+        // One load in three instructions, each load using 1 + 30 of the budget: about
+        // 3 instructions per 32 of budget.
+        let uncharged = try retired(charge: 0, outOfLine: true)
+        let charged = try retired(charge: 30, outOfLine: true)
+        #expect(uncharged >= 2_990 && uncharged <= 3_010, "\(uncharged)")
+        #expect(charged >= 250 && charged <= 320, "\(charged)")
+    }
+
+    @Test func directLoadsAreNotCharged() throws {
+        let charged = try retired(charge: 30, outOfLine: false)
+        #expect(charged >= 2_990 && charged <= 3_010, "\(charged)")
+    }
+
+    @Test func codeFetchedOutOfLineIsCharged() throws {
+        let (h, mem) = try makeHart(Self.loop)
+        mem.indirectPages.insert(TestMemory.base)  // the code's page
+        h.detectsSpinning = false
+        h.slowPathCharge = 30
+        withExtendedLifetime(mem) {
+            _ = h.run(budget: 3_000)
+            let before = h.instructionsRetired
+            _ = h.run(budget: 3_000)
+            let n = h.instructionsRetired - before
+            #expect(n >= 90 && n <= 110, "\(n)")  // 3,000 / (1 + 30 + a few loads)
+        }
+    }
+
+    @Test func aChargeLargerThanTheBudgetStillRunsAnInstruction() throws {
+        let (h, mem) = try makeHart(Self.loop)
+        mem.indirectPages.insert(TestMemory.base + 0x1000)
+        h.detectsSpinning = false
+        h.slowPathCharge = 10_000
+        withExtendedLifetime(mem) {
+            for _ in 0..<20 { _ = h.run(budget: 50) }
+            #expect(h[register: 11] > 0)
+        }
+    }
+}
