@@ -17,4 +17,12 @@ swift build -c release --product disco
 # The C libuv baseline `disco bench transport` measures against.
 swift build -c release --product uv-pingpong
 export DISCO_BIN="$(swift build -c release --show-bin-path)/disco"
-swift test "$@"
+if [ $# -gt 0 ]; then
+  exec swift test "$@"
+fi
+# The Linux boots last and alone: a 4-VCPU boot over 2 node processes makes a
+# cross-node round trip per miss, and with the other suites competing for the 2
+# cores its node processes wait their turn for every one (with two busy loops beside
+# it, it had not reached init after 900 s; alone it powers off in 140 s).
+swift test --skip LinuxDistroTests
+swift test --filter LinuxDistroTests
