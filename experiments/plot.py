@@ -5,7 +5,7 @@ Usage: plot.py SPEC.json   (written by disco experiment next to the CSV)
 
 SPEC: {"title": ..., "csv": path, "out": dir, "plots": [plot, ...]}; a plot:
   file      the PNG's name in `out`
-  x, y      CSV columns
+  x, y      CSV columns; y may be a list of columns, one series each
   series    a column or a list of columns: one line (or bar group) per value
   where     {column: value}: only those rows
   normalize {column: c, value: v, match: [cols]}: y as a percentage of the row with
@@ -39,26 +39,29 @@ def as_list(v):
 
 
 def draw(rows, plot, out_dir, title):
-    x, y = plot["x"], plot["y"]
+    x, ys = plot["x"], as_list(plot["y"])
+    y = " / ".join(ys)
     series_cols = as_list(plot.get("series"))
     where = plot.get("where") or {}
     rows = [r for r in rows if all(str(r.get(k)) == str(v) for k, v in where.items())]
     norm = plot.get("normalize")
     values = []
-    for r in rows:
-        v = number(r.get(y))
+    for r, col in ((r, col) for r in rows for col in ys):
+        v = number(r.get(col))
         if v is None:
             continue
         if norm:
             match = as_list(norm.get("match"))
-            base = [number(b.get(y)) for b in rows
+            base = [number(b.get(col)) for b in rows
                     if str(b.get(norm["column"])) == str(norm["value"]) and all(b.get(m) == r.get(m) for m in match)]
             base = [b for b in base if b]
             if not base:
                 continue
             v = 100.0 * v / (sum(base) / len(base))
-        label = ", ".join(f"{c}={r.get(c)}" if c in ("nodes", "vcpus", "vms", "policy") else str(r.get(c))
-                          for c in series_cols) or y
+        label = ", ".join(f"{c}={r.get(c)}" if c in ("nodes", "vcpus", "vms", "policy", "cache_mib") else str(r.get(c))
+                          for c in series_cols)
+        if len(ys) > 1 or not label:
+            label = f"{label}: {col}" if label else col
         values.append((label, r.get(x), v))
     if not values:
         raise SystemExit(f"plot {plot['file']}: no rows with a value in '{y}'")

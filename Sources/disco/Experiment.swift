@@ -14,18 +14,23 @@ struct ExperimentCommand: ParsableCommand {
         discussion: """
             An experiment file names a guest and the values to sweep: engine
             (cluster: a local cluster of node processes; process: `disco run`,
-            the machine in one process; qemu: QEMU's TCG), guest, nodes, vcpus,
-            vms, policy (the page policy on or off), placement and memory.
+            the machine in one process; qemu: QEMU's TCG; sharing: the memory
+            footprint of VMs of bcache.elf booted from one base image, Disco's
+            Fig. 6), guest, nodes, vcpus, vms, policy (the page policy on or
+            off), placement, memory and cache (each node's buffer cache, for
+            sharing; 0: none).
             Every combination is one run: its own cluster, its VMs booted
             together. A run records the wall time, the VMs' run time (first
             boot to last end, start-up left out), jobs per minute, guest
             instructions and MIPS, the share of sampled misses that were
-            local, migrations, replications and collapses. Every VM must pass,
-            and every run of a guest must print the same checksum.
+            local, migrations, replications and collapses; a sharing run, the
+            guest memory its VMs used and the machine memory holding it. Every
+            VM must pass, and every run of a guest must print the same checksum.
 
             The CSV goes to DIR/NAME.csv, the plots the file asks for to
-            DIR/*.png, drawn by plot.py beside the experiment files (python3
-            with matplotlib: apt-get install python3-matplotlib).
+            DIR/*.png, drawn by plot.py beside the experiment file or in
+            --experiments (python3 with matplotlib: apt-get install
+            python3-matplotlib).
             --scale N runs N times the VMs on N times the nodes.
               disco experiment --list
               disco experiment numa --out results/numa
@@ -33,7 +38,7 @@ struct ExperimentCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: ArgumentHelp("The experiment: a name in --experiments (numa, scaling, overhead, throughput) or a YAML file.", valueName: "name"))
+    @Argument(help: ArgumentHelp("The experiment: a name in --experiments (numa, scaling, overhead, throughput, sharing) or a YAML file.", valueName: "name"))
     var name: String?
 
     @Option(help: ArgumentHelp("Multiply the VMs and the nodes of every run by this.", valueName: "n"))
@@ -75,7 +80,9 @@ struct ExperimentCommand: ParsableCommand {
         do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
             fail("cannot create '\(dir)': \(error)")
         }
-        let plotter = ((path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent) + "/plot.py"
+        // plot.py beside the experiment file, or else in --experiments (a file of one's own elsewhere).
+        let beside = ((path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent) + "/plot.py"
+        let plotter = FileManager.default.isReadableFile(atPath: beside) ? beside : "\(experiments)/plot.py"
         let python = noPlots || file.plots.isEmpty ? nil : Self.pythonWithMatplotlib()
         if !noPlots, !file.plots.isEmpty {
             guard python != nil else { fail("no python3 with matplotlib for the plots (apt-get install python3-matplotlib), or pass --no-plots") }
@@ -164,9 +171,9 @@ struct ExperimentFile {
     var dimensions: [(key: String, values: [String])] = []
     var plots: [[String: Any]] = []
 
-    static let sweepKeys = ["guest", "engine", "nodes", "vcpus", "vms", "policy", "placement", "memory"]
+    static let sweepKeys = ["guest", "engine", "nodes", "vcpus", "vms", "policy", "placement", "memory", "cache"]
     static let defaults: [String: String] = ["engine": "cluster", "nodes": "1", "vcpus": "1", "vms": "1", "policy": "on",
-                                             "placement": "first-touch", "memory": "16M"]
+                                             "placement": "first-touch", "memory": "16M", "cache": "16M"]
     static let plotKeys = ["file", "x", "y", "series", "title", "xlabel", "ylabel", "kind", "normalize", "where", "logx"]
 
     static func load(_ path: String) throws -> ExperimentFile {
@@ -193,13 +200,19 @@ struct ExperimentFile {
             for k in p.keys where !plotKeys.contains(k) {
                 throw Problem(description: "plot \(i + 1): unknown key '\(k)' (known: \(plotKeys.joined(separator: ", ")))")
             }
-            guard p["file"] is String, p["x"] is String, p["y"] is String else {
-                throw Problem(description: "plot \(i + 1) needs file, x and y")
+            // y: a column, or a list of columns drawn side by side (V and M of Fig. 6).
+            let ys = (p["y"] as? String).map { [$0] } ?? (p["y"] as? [Any])?.compactMap { $0 as? String } ?? []
+            guard p["file"] is String, let x = p["x"] as? String, !ys.isEmpty, ys.count == ((p["y"] as? [Any])?.count ?? 1) else {
+                throw Problem(description: "plot \(i + 1) needs file, x and y (a column or a list of columns)")
             }
-            for k in ["x", "y"] where !(ExperimentRun.columns + RunResult.columns).contains(p[k] as! String) {
-                throw Problem(description: "plot \(i + 1): '\(p[k]!)' is not a column (\((ExperimentRun.columns + RunResult.columns).joined(separator: ", ")))")
+            for c in [x] + ys where !(ExperimentRun.columns + RunResult.columns).contains(c) {
+                throw Problem(description: "plot \(i + 1): '\(c)' is not a column (\((ExperimentRun.columns + RunResult.columns).joined(separator: ", ")))")
             }
             f.plots.append(p)
+        }
+        let engines = f.dimensions.first { $0.key == "engine" }?.values ?? []
+        if engines.contains("sharing"), f.dimensions.first(where: { $0.key == "vcpus" })?.values != ["1"] {
+            throw Problem(description: "engine sharing runs VMs of one VCPU (bcache.elf): vcpus must be 1")
         }
         if map["plots"] != nil && f.plots.isEmpty, !(map["plots"] is [Any]) { throw Problem(description: "plots must be a list") }
         return f
@@ -208,7 +221,9 @@ struct ExperimentFile {
     static func check(_ key: String, _ v: String) throws {
         switch key {
         case "engine":
-            guard ["cluster", "process", "qemu"].contains(v) else { throw Problem(description: "engine '\(v)' (known: cluster, process, qemu)") }
+            guard ["cluster", "process", "qemu", "sharing"].contains(v) else {
+                throw Problem(description: "engine '\(v)' (known: cluster, process, qemu, sharing)")
+            }
         case "nodes", "vms":
             guard let n = Int(v), (1...64).contains(n) else { throw Problem(description: "\(key) must be 1...64, not '\(v)'") }
         case "vcpus":
@@ -219,6 +234,8 @@ struct ExperimentFile {
             _ = try VMSpec.MemoryPlacement(parsing: v)
         case "memory":
             _ = try MemorySize.parse(v)
+        case "cache":
+            if v != "0" { _ = try MemorySize.parse(v) }
         default:
             break
         }
@@ -232,7 +249,8 @@ struct ExperimentFile {
         return combos.map { c in
             ExperimentRun(engine: c["engine"]!, guest: c["guest"]!, nodes: Int(c["nodes"]!)! * scale, vcpus: Int(c["vcpus"]!)!,
                           vms: Int(c["vms"]!)! * scale, policy: c["policy"]!, placement: c["placement"]!,
-                          memoryBytes: (try? MemorySize.parse(c["memory"]!)) ?? 16 << 20)
+                          memoryBytes: (try? MemorySize.parse(c["memory"]!)) ?? 16 << 20,
+                          cacheBytes: c["cache"] == "0" ? 0 : (try? MemorySize.parse(c["cache"]!)) ?? 16 << 20)
         }
     }
 }
@@ -247,18 +265,24 @@ struct ExperimentRun {
     var policy: String
     var placement: String
     var memoryBytes: UInt64
+    /// Each node's buffer cache (engine sharing).
+    var cacheBytes: UInt64 = 16 << 20
 
-    static let columns = ["run", "engine", "guest", "nodes", "vcpus", "vms", "policy", "placement", "memory_mib"]
+    static let columns = ["run", "engine", "guest", "nodes", "vcpus", "vms", "policy", "placement", "memory_mib", "cache_mib"]
 
     var label: String {
-        engine == "cluster"
-            ? "\(guest) on \(nodes) node(s), \(vms) VM(s) x \(vcpus) VCPU(s), policy \(policy)"
-            : "\(guest) on \(engine), \(vms) VM(s) x \(vcpus) VCPU(s)"
+        switch engine {
+        case "cluster": "\(guest) on \(nodes) node(s), \(vms) VM(s) x \(vcpus) VCPU(s), policy \(policy)"
+        case "sharing": "\(guest) on \(nodes) node(s), \(vms) VM(s), buffer cache \(cacheBytes >> 20) MiB a node"
+        default: "\(guest) on \(engine), \(vms) VM(s) x \(vcpus) VCPU(s)"
+        }
     }
 
     func cells(index: Int) -> [String] {
-        [String(index), engine, guest, engine == "cluster" ? String(nodes) : "", String(vcpus), String(vms),
-         engine == "cluster" ? policy : "", engine == "cluster" ? placement : "", String(memoryBytes >> 20)]
+        let cluster = engine == "cluster"
+        return [String(index), engine, guest, cluster || engine == "sharing" ? String(nodes) : "", String(vcpus), String(vms),
+                cluster ? policy : "", cluster ? placement : "", String(memoryBytes >> 20),
+                engine == "sharing" ? String(cacheBytes >> 20) : ""]
     }
 }
 
@@ -273,9 +297,14 @@ struct RunResult {
     var replications: Int?
     var collapses: Int?
     var checksum: String?
+    /// Runs that are jobs (not footprints) have jobs per minute.
+    var jobs = true
+    /// Guest memory the VMs used (Disco's V) and the machine memory holding it (M), MiB.
+    var virtualMiB: Double?
+    var machineMiB: Double?
 
     static let columns = ["wall_s", "run_s", "jobs_per_min", "instructions", "mips", "local_share", "local_misses", "remote_misses",
-                          "migrations", "replications", "collapses"]
+                          "migrations", "replications", "collapses", "virtual_mib", "machine_mib"]
 
     var localShare: Double? {
         guard let l = localMisses, let r = remoteMisses, l + r > 0 else { return nil }
@@ -286,13 +315,17 @@ struct RunResult {
 
     var cells: [String] {
         func f(_ v: Double?, _ format: String) -> String { v.map { String(format: format, $0) } ?? "" }
-        return [f(wallSeconds, "%.3f"), f(runSeconds, "%.3f"), f(Double(vms) * 60 / runSeconds, "%.2f"), f(instructions, "%.0f"),
+        return [f(wallSeconds, "%.3f"), f(runSeconds, "%.3f"), f(jobs ? Double(vms) * 60 / runSeconds : nil, "%.2f"), f(instructions, "%.0f"),
                 f(mips, "%.1f"), f(localShare, "%.3f"), f(localMisses, "%.0f"), f(remoteMisses, "%.0f"),
-                migrations.map(String.init) ?? "", replications.map(String.init) ?? "", collapses.map(String.init) ?? ""]
+                migrations.map(String.init) ?? "", replications.map(String.init) ?? "", collapses.map(String.init) ?? "",
+                f(virtualMiB, "%.2f"), f(machineMiB, "%.2f")]
     }
 
     var summary: String {
         var parts = [String(format: "%.2f s", runSeconds)]
+        if let v = virtualMiB, let m = machineMiB {
+            parts.append(String(format: "guest memory %.1f MiB in %.1f MiB of machine memory (%.2fx)", v, m, v / max(m, 1e-9)))
+        }
         if let m = mips { parts.append(String(format: "%.0f MIPS", m)) }
         if let s = localShare { parts.append(String(format: "local %.3f", s)) }
         if let m = migrations, let r = replications, m + r > 0 { parts.append("\(m) migrations, \(r) replications") }
@@ -309,7 +342,29 @@ struct ExperimentRunner {
     var timeout: TimeInterval
 
     func run(_ r: ExperimentRun) throws -> RunResult {
-        r.engine == "cluster" ? try onCluster(r) : try asProcesses(r)
+        switch r.engine {
+        case "cluster": try onCluster(r)
+        case "sharing": try footprint(r)
+        default: try asProcesses(r)
+        }
+    }
+
+    /// Disco's Fig. 6: VMs of bcache.elf (each reads 512 pages of one base image through
+    /// its own qcow2 overlay, writes 16 of them, fills 64 of its own) on a fresh cluster
+    /// with each node's buffer cache `r.cacheBytes`; the guest memory they used and the
+    /// machine memory that holds it, once all are done (`disco bench sharing` measures the same).
+    private func footprint(_ r: ExperimentRun) throws -> RunResult {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("disco-experiment-sharing-\(getpid())-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let elf = URL(fileURLWithPath: "\(guests)/\(r.guest)").standardizedFileURL.path
+        let fp = SharingFootprint(elf: elf, pages: 512, writes: 16, privatePages: 64, memoryBytes: r.memoryBytes, timeout: timeout)
+        let base = try fp.makeBase(in: root)
+        let f = try fp.measure(vms: r.vms, nodes: r.nodes, cacheBytes: r.cacheBytes, root: root + "/run", base: base)
+        var result = RunResult(wallSeconds: f.seconds, runSeconds: f.seconds, vms: r.vms, checksum: checksum(f.output))
+        result.jobs = false
+        result.virtualMiB = Double(f.guestPages) * 4096 / 1_048_576
+        result.machineMiB = Double(f.machineFrames) * 4096 / 1_048_576
+        return result
     }
 
     private func spec(_ r: ExperimentRun, _ i: Int) -> VMSpec {

@@ -28,9 +28,7 @@ import Testing
         let csv = try String(contentsOfFile: out + "/smoke.csv", encoding: .utf8)
         let lines = csv.split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
         let header = try #require(lines.first)
-        #expect(header == ["run", "engine", "guest", "nodes", "vcpus", "vms", "policy", "placement", "memory_mib",
-                           "wall_s", "run_s", "jobs_per_min", "instructions", "mips", "local_share", "local_misses",
-                           "remote_misses", "migrations", "replications", "collapses"], "\(header)")
+        #expect(header == Self.columns, "\(header)")
         #expect(lines.count == 3, "\(csv)")
         var policies: [String] = []
         for row in lines.dropFirst() {
@@ -54,6 +52,54 @@ import Testing
         #expect(width == 640 && height == 420, "\(width) x \(height)")
     }
 
+    static let columns = ["run", "engine", "guest", "nodes", "vcpus", "vms", "policy", "placement", "memory_mib", "cache_mib",
+                          "wall_s", "run_s", "jobs_per_min", "instructions", "mips", "local_share", "local_misses",
+                          "remote_misses", "migrations", "replications", "collapses", "virtual_mib", "machine_mib"]
+
+    /// Disco's Fig. 6 as an experiment: 2 VMs of bcache.elf from one base image on one
+    /// node, with the node's buffer cache and without. With it, the machine memory that
+    /// holds the VMs' pages is less than the guest memory they used (the disk pages both
+    /// read are one frame); without it, every page is a private copy (machine = guest).
+    @Test(.timeLimit(.minutes(3)))
+    func theSharingExperimentShowsMachineMemoryBelowGuestMemory() throws {
+        try #require(FileManager.default.fileExists(atPath: Paths.guest("bcache.elf")), "guests are not built: run make -C guests")
+        let out = try scratchDirectory("experiment-sharing")
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        try """
+            title: two VMs sharing a disk
+            guest: bcache.elf
+            engine: sharing
+            vms: 2
+            cache: [16M, 0]
+            timeout: 120
+            plots:
+              - {file: footprint.png, x: vms, y: [virtual_mib, machine_mib], kind: bar, where: {cache_mib: 16}}
+            """.write(toFile: out + "/fig6.yaml", atomically: true, encoding: .utf8)
+        let r = try runProcess(Paths.disco, ["experiment", out + "/fig6.yaml", "--guests", Paths.guests.path, "--out", out,
+                                             "--experiments", Self.experiments], timeout: 150)
+        #expect(r.status == 0 && !r.stoppedEarly, "\(r.output)\n\(r.errorOutput)")
+        let csv = try String(contentsOfFile: out + "/fig6.csv", encoding: .utf8)
+        let lines = csv.split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+        #expect(lines.first == Self.columns, "\(csv)")
+        let rows = lines.dropFirst().map { Dictionary(uniqueKeysWithValues: zip(Self.columns, $0)) }
+        try #require(rows.count == 2, "\(csv)")
+        let cached = rows[0], private_ = rows[1]
+        #expect(cached["engine"] == "sharing" && cached["vms"] == "2" && cached["cache_mib"] == "16" && private_["cache_mib"] == "0", "\(csv)")
+        let v = try #require(Double(cached["virtual_mib"] ?? "")), m = try #require(Double(cached["machine_mib"] ?? ""))
+        let v0 = try #require(Double(private_["virtual_mib"] ?? "")), m0 = try #require(Double(private_["machine_mib"] ?? ""))
+        // Each VM reads 2 MiB of the disk: the two used more than 4 MiB of guest memory.
+        #expect(v > 4 && v == v0, "\(csv)")
+        #expect(m < v * 0.7, "with the cache: \(m) MiB of machine memory for \(v) MiB of guest memory")
+        #expect(m0 == v0, "without it: \(m0) MiB of machine memory for \(v0) MiB of guest memory")
+        #expect(cached["jobs_per_min"] == "" && cached["instructions"] == "", "\(csv)")
+        let png = try #require(FileManager.default.contents(atPath: out + "/footprint.png"), "no footprint.png: \(r.output)")
+        #expect(Array(png.prefix(8)) == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A], "not a PNG")
+        // An engine sharing with VMs of 2 VCPUs is refused before anything runs.
+        try "title: t\nguest: bcache.elf\nengine: sharing\nvcpus: 2\n".write(toFile: out + "/bad.yaml", atomically: true, encoding: .utf8)
+        let bad = try runProcess(Paths.disco, ["experiment", out + "/bad.yaml", "--guests", Paths.guests.path, "--out", out])
+        #expect(bad.status == 2 && bad.errorOutput.contains("vcpus must be 1"), "\(bad.errorOutput)")
+    }
+
     @Test func experimentErrorsAreClear() throws {
         let missing = try runProcess(Paths.disco, ["experiment", "no-such-thing", "--experiments", Self.experiments])
         #expect(missing.status == 2)
@@ -66,7 +112,7 @@ import Testing
         #expect(bad.errorOutput.contains("unknown key 'nodez'"), "\(bad.errorOutput)")
         let list = try runProcess(Paths.disco, ["experiment", "--list", "--experiments", Self.experiments])
         #expect(list.status == 0)
-        for name in ["numa", "scaling", "overhead", "throughput", "smoke"] { #expect(list.output.contains(name), "\(list.output)") }
+        for name in ["numa", "scaling", "overhead", "throughput", "sharing", "smoke"] { #expect(list.output.contains(name), "\(list.output)") }
         let help = try runProcess(Paths.disco, ["experiment", "--help"])
         #expect(help.output.contains("--scale") && help.output.contains("matplotlib"), "\(help.output)")
     }
