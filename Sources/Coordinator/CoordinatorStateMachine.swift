@@ -336,6 +336,7 @@ public struct CoordinatorStateMachine: Sendable {
             out.append(.consoleOutput(vm: vm, name: r.name, log: r.consoleLog, bytes: bytes))
         case .stats(let report):
             nodeStats[n] = report
+            noteVCPURunTimes(report, from: n)
         case .vmStatus(let vm, let state, let exit, let detail):
             guard let r = vms[vm], r.isActive, r.participants.contains(n) else { return }
             switch state {
@@ -399,6 +400,7 @@ public struct CoordinatorStateMachine: Sendable {
         vms[vm]!.detail = detail
         pagePolicy.remove(vm: vm)
         balancer.remove(vm: vm)
+        vcpuRun = vcpuRun.filter { $0.key.vm != vm }
         for (v, m) in vcpuMoves.sorted(by: { $0.key < $1.key }) where v.vm == vm {
             vcpuMoves[v] = nil
             if let (c, rid) = m.client { send(.vmResponse(id: rid, ok: false, createdVM: nil, body: "VCPU move failed: VM \(vm) ended"), to: c) }
@@ -581,15 +583,45 @@ public struct CoordinatorStateMachine: Sendable {
         }
     }
 
+    /// Each VCPU's run time at its node's last report, and the share of the wall time it
+    /// ran between that report and the one before (nil: not seen twice on that node).
+    private var vcpuRun: [VCPUBalancer.VCPURef: (node: NodeID, runNanos: Int64, at: UInt64, share: Double?)] = [:]
+
+    /// A node's report of its VCPUs' run times (`vm.V.vcpu.I.run_ns`): how busy each was
+    /// since the node's report before, for the balancer.
+    private mutating func noteVCPURunTimes(_ report: StatsReport, from n: NodeID) {
+        for c in report.counters {
+            guard let (vm, name) = Self.vmCounter(c.name), vms[vm]?.isActive == true else { continue }
+            let parts = name.split(separator: ".")
+            guard parts.count == 3, parts[0] == "vcpu", parts[2] == "run_ns", let v = Int(parts[1]) else { continue }
+            let ref = VCPUBalancer.VCPURef(vm: vm, vcpu: v)
+            var share: Double?
+            if let last = vcpuRun[ref], last.node == n, nowNanos > last.at, c.value >= last.runNanos {
+                share = min(1, Double(c.value - last.runNanos) / Double(nowNanos - last.at))
+            }
+            vcpuRun[ref] = (n, c.value, nowNanos, share)
+        }
+    }
+
     /// Lets the balancer look at the VCPUs' placement; carries out the move it picks.
     private mutating func balance() {
         guard configuration.balancing.enabled else { return }
         let cpus = Dictionary(uniqueKeysWithValues: nodes.filter { $0.value.alive }.map { ($0.key, $0.value.cpus) })
+        var placedOn: [NodeID: Int] = [:]
+        for (_, r) in vms where r.state == .running {
+            for n in r.placement.vcpuNodes { placedOn[Int(n), default: 0] += 1 }
+        }
         var placed: [VCPUBalancer.Placed] = []
         for (id, r) in vms where r.state == .running {
             let allowed = r.participants.filter { nodes[$0]?.alive == true }
             for (i, n) in r.placement.vcpuNodes.enumerated() {
-                placed.append(.init(vcpu: .init(vm: id, vcpu: i), node: Int(n), allowed: allowed))
+                let ref = VCPUBalancer.VCPURef(vm: id, vcpu: i)
+                // Idle only when seen idle on the node it is placed on now.
+                var busy = true
+                if let seen = vcpuRun[ref], seen.node == Int(n), let share = seen.share {
+                    busy = VCPUBalancer.isBusy(share: share, cpus: cpus[Int(n)] ?? 1, placed: placedOn[Int(n)] ?? 1)
+                }
+                placed.append(.init(vcpu: ref, node: Int(n), allowed: allowed, busy: busy))
             }
         }
         placed.sort { $0.vcpu < $1.vcpu }

@@ -3,14 +3,19 @@ import Cluster
 /// The coordinator's VCPU load balancing, as a pure value: the VCPUs' placement in,
 /// at most one move out per evaluation. Pure logic, unit-tested without sockets.
 ///
-/// A node is **overloaded** when more VCPUs are placed on it than it has CPUs (its
-/// VCPUs then share them by time slices). When a node has been overloaded for `settle`
-/// and one of the nodes of a VM with a VCPU there has a CPU free even after taking one
-/// more VCPU, that VCPU moves there (the highest-numbered VCPU of the VM with the
-/// highest id first: VCPU 0, next to the VM's devices, moves last). Never thrash:
+/// A node is **overloaded** when more busy VCPUs are placed on it than it has CPUs (its
+/// VCPUs then share them by time slices). A VCPU is busy unless the coordinator saw it
+/// idle (it ran less than half its fair share of a CPU between the node's last two
+/// reports: WFI, a parked spin); a VCPU not yet seen counts as busy. When a node has
+/// been overloaded for `settle` and one of the nodes of a VM with a busy VCPU there
+/// has a CPU free even after taking one more busy VCPU, that VCPU moves there (the
+/// highest-numbered VCPU of the VM with the highest id first: VCPU 0, next to the VM's
+/// devices, moves last; an idle VCPU frees no CPU and never moves). Never thrash:
 ///
 /// - a move never makes its target overloaded, so it never creates a reason to move
-///   back (the source had more VCPUs than CPUs; the target has at most as many as CPUs);
+///   back (the source had more busy VCPUs than CPUs; the target has at most as many
+///   as CPUs) — unless idle VCPUs of the target wake up, which the cooldown and the
+///   settle time below space out;
 /// - one move at a time in the cluster, at most one per `interval`, none while
 ///   another VCPU move is under way;
 /// - a VCPU that moved stays put for `cooldown`;
@@ -52,11 +57,20 @@ public struct VCPUBalancer: Sendable {
         public var vcpu: VCPURef
         public var node: NodeID
         public var allowed: Set<NodeID>
-        public init(vcpu: VCPURef, node: NodeID, allowed: Set<NodeID>) {
+        /// False once the coordinator saw it idle (see the type's comment).
+        public var busy: Bool
+        public init(vcpu: VCPURef, node: NodeID, allowed: Set<NodeID>, busy: Bool = true) {
             self.vcpu = vcpu
             self.node = node
             self.allowed = allowed
+            self.busy = busy
         }
+    }
+
+    /// A VCPU that ran `share` of the wall time (0...1) on a node with `cpus` CPUs and
+    /// `placed` VCPUs is busy when it had at least half its fair share of a CPU.
+    public static func isBusy(share: Double, cpus: Int, placed: Int) -> Bool {
+        share >= 0.5 * min(1, Double(cpus) / Double(max(1, placed)))
     }
 
     public struct Move: Sendable, Equatable {
@@ -79,10 +93,10 @@ public struct VCPUBalancer: Sendable {
         self.parameters = parameters
     }
 
-    /// VCPUs placed per node.
+    /// Busy VCPUs placed per node.
     public static func load(_ vcpus: [Placed]) -> [NodeID: Int] {
         var load: [NodeID: Int] = [:]
-        for p in vcpus { load[p.node, default: 0] += 1 }
+        for p in vcpus where p.busy { load[p.node, default: 0] += 1 }
         return load
     }
 
@@ -105,7 +119,7 @@ public struct VCPUBalancer: Sendable {
         let sources = overloadedSince.filter { now &- $0.value >= parameters.settle }.keys
             .sorted { (load[$0, default: 0] - cpus[$0]!, $1) > (load[$1, default: 0] - cpus[$1]!, $0) }
         for from in sources {
-            for p in vcpus.filter({ $0.node == from }).sorted(by: { $0.vcpu.vm != $1.vcpu.vm ? $0.vcpu.vm > $1.vcpu.vm : $0.vcpu.vcpu > $1.vcpu.vcpu }) {
+            for p in vcpus.filter({ $0.node == from && $0.busy }).sorted(by: { $0.vcpu.vm != $1.vcpu.vm ? $0.vcpu.vm > $1.vcpu.vm : $0.vcpu.vcpu > $1.vcpu.vcpu }) {
                 if let t = movedAt[p.vcpu], now &- t < parameters.cooldown { continue }
                 // A node with a CPU free after taking it: the most free first, the lowest id on a tie.
                 let targets = p.allowed.filter { $0 != from && cpus[$0] != nil && load[$0, default: 0] + 1 <= cpus[$0]! }

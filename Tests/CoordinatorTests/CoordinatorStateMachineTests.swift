@@ -483,6 +483,40 @@ import Transport
         #expect(sm.vms[vm]!.placement.vcpuNodes == [0, 1, 1, 0])
     }
 
+    /// The same overload, but node 0's reports say VCPU 1 idles (its run time grows by
+    /// 1% of the wall time): 2 busy VCPUs on 2 CPUs, so nothing moves; once VCPU 1 runs
+    /// again, the balancer moves a busy VCPU (VCPU 1: VCPU 3 is cooling down).
+    @Test func theBalancerLeavesANodeWhoseExtraVCPUIdles() throws {
+        var sm = SM(configuration: .init(heartbeatMillis: 100, strategy: .compact))
+        _ = sm.handle(.connected(node(0), peer: hello(0, cpus: 2)), now: 0)
+        _ = sm.handle(.connected(node(1), peer: hello(1, cpus: 2)), now: 0)
+        _ = sm.handle(.connected(client, peer: Hello(role: .client, nodeID: -1, nonce: [], name: "cli")), now: 0)
+        let (vm, _) = try #require(runningVM(&sm, spec: spec.replacingOccurrences(of: "vcpus: 2", with: "vcpus: 4")))
+        _ = sm.handle(.received(client, .vmRequest(id: 65, request: .migrateVCPU(vm: vm, vcpu: 3, node: 0, overcommit: true))), now: 5 * Self.ms)
+        _ = sm.handle(.received(node(0), .vcpuMigrated(vm: vm, vcpu: 3, node: 0, ok: true, detail: "")), now: 6 * Self.ms)
+        var moves: [Message] = []
+        var run: [Int64] = [0, 0, 0, 0]
+        var idle = true
+        for t in stride(from: UInt64(100), through: 40_000, by: 50) {
+            if t == 20_000 { idle = false }
+            // Node 0 reports every second: VCPUs 0 and 3 ran all of it, VCPU 1 1% (or all).
+            if t % 1000 == 0 {
+                run[0] += 1_000_000_000
+                run[3] += 1_000_000_000
+                run[1] += idle ? 10_000_000 : 1_000_000_000
+                let counters = [0, 1, 3].map { Counter(name: "vm.\(vm).vcpu.\($0).run_ns", value: run[$0]) }
+                _ = sm.handle(.received(node(0), .stats(StatsReport(nodeID: 0, uptimeNanos: t * Self.ms, counters: counters))), now: t * Self.ms)
+            }
+            for m in sent(sm.handle(.tick, now: t * Self.ms), to: node(0)) { if case .vcpuMigrate = m { moves.append(m) } }
+            if t == 19_950 { #expect(moves.isEmpty, "moved while VCPU 1 idled: \(moves)") }
+            if let m = moves.last, case .vcpuMigrate(_, let v, let n) = m, sm.vms[vm]!.placement.vcpuNodes[Int(v)] != Int32(n) {
+                _ = sm.handle(.received(node(Int(n)), .vcpuMigrated(vm: vm, vcpu: v, node: n, ok: true, detail: "")), now: t * Self.ms + 1)
+            }
+            for n in 0..<2 { _ = sm.handle(.received(node(n), .heartbeat(sequence: t, sentAtNanos: 0)), now: t * Self.ms) }
+        }
+        #expect(moves == [.vcpuMigrate(vm: vm, vcpu: 1, node: 1)], "\(moves)")
+    }
+
     @Test func replicasGetFramesAndAWriteCollapseGivesThemBack() throws {
         var sm = cluster(3)
         let (vm, p) = try #require(runningVM(&sm, spec: spec.replacingOccurrences(of: "vcpus: 2", with: "vcpus: 3")))

@@ -29,6 +29,35 @@ import Testing
         for t in 3...100 { #expect(b.evaluate(now: UInt64(t) * Self.s, cpus: cpus, vcpus: vcpus, moving: false) == nil) }
     }
 
+    /// Only busy VCPUs load a node: 3 VCPUs on 2 CPUs of which one idles is no overload;
+    /// a node whose VCPUs idle has CPUs to give; an idle VCPU is never the one that moves.
+    @Test func idleVCPUsLoadNoCPU() {
+        var b = B()
+        var idleOne = placed(1, [0, 0, 0, 1], allowed: [0, 1])
+        idleOne[1].busy = false
+        for t in 0...10 { #expect(b.evaluate(now: UInt64(t) * Self.s, cpus: [0: 2, 1: 2], vcpus: idleOne, moving: false) == nil) }
+        // Node 0: 3 busy VCPUs on 2 CPUs; node 1: 2 CPUs and 2 VCPUs, both idle. VCPU 4
+        // (the highest) idles too, so VCPU 2 is the one that goes.
+        var c = B()
+        var vcpus = placed(2, [0, 0, 0, 1, 1], allowed: [0, 1]) + [B.Placed(vcpu: .init(vm: 2, vcpu: 5), node: 0, allowed: [0, 1], busy: false)]
+        vcpus[3].busy = false
+        vcpus[4].busy = false
+        _ = c.evaluate(now: 0, cpus: [0: 2, 1: 2], vcpus: vcpus, moving: false)
+        #expect(c.evaluate(now: 2 * Self.s, cpus: [0: 2, 1: 2], vcpus: vcpus, moving: false)
+                == B.Move(vcpu: .init(vm: 2, vcpu: 2), from: 0, to: 1))
+    }
+
+    /// Busy means at least half the fair share of a CPU the node's time slicing gives.
+    @Test func busyIsHalfTheFairShare() {
+        #expect(B.isBusy(share: 0.9, cpus: 2, placed: 2))
+        #expect(!B.isBusy(share: 0.02, cpus: 2, placed: 2))
+        #expect(!B.isBusy(share: 0.45, cpus: 2, placed: 2))
+        // 3 VCPUs time-sharing 2 CPUs get 2/3 each at most: a third is half of it.
+        #expect(B.isBusy(share: 0.34, cpus: 2, placed: 3) && !B.isBusy(share: 0.3, cpus: 2, placed: 3))
+        // 4 on 1 CPU: a quarter at most.
+        #expect(B.isBusy(share: 0.2, cpus: 1, placed: 4) && !B.isBusy(share: 0.1, cpus: 1, placed: 4))
+    }
+
     @Test func noMoveWithoutAFreeCPUOrOutsideTheVMsNodes() {
         var b = B()
         // Both nodes overloaded: moving would only move the overload.
