@@ -500,31 +500,39 @@ public final class CoherenceAgent {
 
     // MARK: - Sequential prefetch
 
-    /// Lines asked for ahead of a sequential run of misses (within the page).
-    static let prefetchDepth = 4
+    /// A miss at most this many lines after the last one starts a stream.
+    static let streamWindow = 4
     private var lastMissLine: LineAddress = .max
+    /// The last line asked for ahead of the stream: a miss on the line after it goes on
+    /// with the stream (the next page's first line included).
+    private var prefetchedThrough: LineAddress = .max
     public private(set) var prefetches: UInt64 = 0
 
     /// A miss on `line` shortly after one on a line before it (a stream through remote
-    /// memory): ask for the next `prefetchDepth` lines of the same page too, with the
-    /// same rights, so their round trips overlap. Only within the page: the page is not
+    /// memory), or just past the lines asked for ahead of the stream: ask for the rest
+    /// of the page too, with the same rights, so their round trips overlap. A stream
+    /// starts only within `streamWindow` lines of the last miss, so scattered misses
+    /// rarely start one; once going, each page costs the stream one miss (on its first
+    /// line). With 4 lines ahead instead of the rest of the page, one hart streamed
+    /// 35,000 lines a second; with the rest of the page 76,000-88,000, and Linux on 2
+    /// nodes reached init no slower (docs/architecture.md). Only within the page: the page is not
     /// frozen for a move (the access that missed got past the freeze), and a request for
     /// another page could reach that page's old frame after this node said it was
     /// drained.
     private func prefetchAfterMiss(_ line: LineAddress, home: NodeID, write: Bool) {
         let size = UInt64(geometry.lineSize)
         defer { lastMissLine = line }
-        // Sequential: just after the last miss, or past lines prefetched for it.
+        // Sequential: just after the last miss, or just past lines prefetched for it.
         let ahead = line &- lastMissLine
-        guard ahead >= size, ahead <= size * UInt64(Self.prefetchDepth + 1) else { return }
+        guard (ahead >= size && ahead <= size * UInt64(Self.streamWindow + 1)) || line == prefetchedThrough &+ size else { return }
         let page = LineGeometry.page(of: line)
         var next = line + size
-        for _ in 0..<Self.prefetchDepth {
-            guard LineGeometry.page(of: next) == page else { break }
+        while LineGeometry.page(of: next) == page {
             if cache.state(of: next) == nil {
                 _ = acquireRemote(next, home: home, write: write, prefetch: true)
                 prefetches &+= 1
             }
+            prefetchedThrough = next
             next += size
         }
     }

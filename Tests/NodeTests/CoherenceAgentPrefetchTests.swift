@@ -3,8 +3,8 @@ import Protocol
 import Testing
 @testable import Node
 
-/// A stream of misses through remote memory asks for the next lines of the page ahead
-/// of the accesses, and never for a line of another page.
+/// A stream of misses through remote memory asks for the rest of the page ahead of the
+/// accesses, never for a line of another page, and goes on into the next page.
 @Suite struct CoherenceAgentPrefetchTests {
     let page = AgentPair.base0 + 0x3000
 
@@ -21,11 +21,11 @@ import Testing
         pair.drain()
         #expect(other.load(page, size: 8, requester: 1, value: &v) == .ok)
         #expect(other.load(page + 0x80, size: 8, requester: 1, value: &v) == .retry)
-        #expect(requested(pair) == [page + 0x80, page + 0x100, page + 0x180, page + 0x200, page + 0x280])
-        #expect(other.prefetches == 4 && other.remoteMisses == 2)
+        #expect(requested(pair) == Array(stride(from: page + 0x80, through: page + 0xf80, by: 0x80)))
+        #expect(other.prefetches == 30 && other.remoteMisses == 2)
         pair.drain()
         // The prefetched lines are here: reads hit, nothing is sent.
-        for offset in stride(from: UInt64(0x100), through: 0x280, by: 0x80) {
+        for offset in stride(from: UInt64(0x100), through: 0xf80, by: 0x80) {
             #expect(other.load(page + offset, size: 8, requester: 1, value: &v) == .ok)
         }
         pair.collect()
@@ -46,6 +46,33 @@ import Testing
         pair.drain()
         #expect(other.store(page + 0x480, size: 8, value: 1, requester: 2) == .retry)
         let kinds = other.outgoing.compactMap { if case .coherenceRequest(let k, _) = $0.message { return k } else { return nil } }
-        #expect(kinds.count == 5 && kinds.allSatisfy { $0 == .getModified })
+        // The miss and 0x500-0xd80: 0xe00-0xf80 are here already (read-only, from above).
+        #expect(kinds.count == 19 && kinds.allSatisfy { $0 == .getModified }, "\(kinds.count)")
+    }
+
+    /// A stream that prefetched to the end of a page goes on with the next page's first
+    /// miss (the whole of that page at once); a miss far from the last one starts nothing.
+    @Test func aStreamGoesOnIntoTheNextPageAndScatteredMissesStartNone() throws {
+        let pair = try AgentPair()
+        let other = pair.agents[1]
+        var v: UInt64 = 0
+        #expect(other.load(page + 0xe00, size: 8, requester: 1, value: &v) == .retry)
+        pair.drain()
+        #expect(other.load(page + 0xe80, size: 8, requester: 1, value: &v) == .retry)
+        pair.drain()
+        let next = page + 0x1000
+        #expect(other.load(next, size: 8, requester: 1, value: &v) == .retry)
+        #expect(requested(pair) == Array(stride(from: next, through: next + 0xf80, by: 0x80)))
+        pair.drain()
+        // Scattered: 16 lines on from the last miss (and past no prefetched line).
+        let far = next + 0x2000
+        #expect(other.load(far, size: 8, requester: 1, value: &v) == .retry)
+        pair.drain()
+        #expect(other.load(far + 0x800, size: 8, requester: 1, value: &v) == .retry)
+        #expect(requested(pair) == [far + 0x800])
+        // Within 4 lines it is a stream again.
+        pair.drain()
+        #expect(other.load(far + 0xa00, size: 8, requester: 1, value: &v) == .retry)
+        #expect(requested(pair) == Array(stride(from: far + 0xa00, through: far + 0xf80, by: 0x80)))
     }
 }
