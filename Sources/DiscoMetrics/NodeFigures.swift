@@ -8,6 +8,7 @@ enum NodeFigures {
     static let counters: [String: String] = [
         "instructions_total": "disco_instructions_total",
         "remote_misses": "disco_remote_misses_total",
+        "prefetches": "disco_prefetched_lines_total",
         "lines_received": "disco_lines_received_total",
         "lines_sent": "disco_lines_sent_total",
         "rejected_messages": "disco_rejected_messages_total",

@@ -854,6 +854,7 @@ public final class NodeRuntime: @unchecked Sendable {
         }
         if let agent {
             counters.append(Counter(name: "remote_misses", value: Int64(truncatingIfNeeded: agent.remoteMisses)))
+            counters.append(Counter(name: "prefetches", value: Int64(truncatingIfNeeded: agent.prefetches)))
             counters.append(Counter(name: "parked_performed_dropped", value: Int64(agent.droppedPerformed)))
             counters.append(Counter(name: "performed_unused_loads", value: Int64(truncatingIfNeeded: agent.unusedLoads)))
             counters.append(Counter(name: "performed_unused_writes", value: Int64(truncatingIfNeeded: agent.unusedWrites)))
