@@ -111,6 +111,7 @@ struct BenchCluster: ParsableCommand {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: path)
         p.arguments = args
+        p.environment = ParentWatch.childEnvironment
         let out = Pipe()
         p.standardOutput = out
         p.standardInput = FileHandle.nullDevice

@@ -143,6 +143,7 @@ struct BenchLinux: ParsableCommand {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: executable)
         p.arguments = args
+        p.environment = ParentWatch.childEnvironment
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err

@@ -79,6 +79,7 @@ struct BenchNUMA: ParsableCommand {
         p.executableURL = URL(fileURLWithPath: me)
         p.arguments = ["run", "--nodes", "\(n)", "--smp", "4", "--memory", "16M", "--bios", "none", "--kernel", guest,
                        "--placement", placement, "--numa-policy", policy, "--console-log", log, "--stats"]
+        p.environment = ParentWatch.childEnvironment
         let err = Pipe()
         p.standardOutput = FileHandle.nullDevice
         p.standardError = err

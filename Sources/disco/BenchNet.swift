@@ -82,6 +82,7 @@ struct BenchNet: ParsableCommand {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: path)
         p.arguments = args
+        p.environment = ParentWatch.childEnvironment
         let out = Pipe()
         p.standardOutput = out
         p.standardError = FileHandle.nullDevice

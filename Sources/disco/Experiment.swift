@@ -468,6 +468,7 @@ struct ExperimentRunner {
             let log = "\(dir)/vm-\(i).log"
             _ = FileManager.default.createFile(atPath: log, contents: nil)
             let p = Process()
+            p.environment = ParentWatch.childEnvironment
             if r.engine == "qemu" {
                 p.executableURL = URL(fileURLWithPath: "/usr/bin/qemu-system-riscv64")
                 p.arguments = ["-machine", "virt", "-nographic", "-bios", "none", "-m", "\(r.memoryBytes >> 20)M",

@@ -53,6 +53,8 @@ struct Run: ParsableCommand {
     var stats = false
 
     mutating func run() throws {
+        // Started by a bench or an experiment: stop with it.
+        ParentWatch.arm()
         if vm.spec.count > 1, let nodes {
             let specs: [VMSpec]
             do {
