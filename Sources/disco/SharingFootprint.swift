@@ -20,6 +20,15 @@ struct SharingFootprint {
         var scanNanos = 0
     }
 
+    /// The line of a console log that says bcache.elf failed (it says why and stops),
+    /// if any. Only whole lines count: a log is read while the guest writes it, and
+    /// "bcache: " alone is the start of every line it prints.
+    static func failure(_ log: String) -> Substring? {
+        log.split(separator: "\n", omittingEmptySubsequences: false).dropLast().first {
+            $0.hasPrefix("bcache: ") && !$0.contains("checksum") && $0 != "bcache: done" && $0 != "bcache: page 0 read again matches"
+        }
+    }
+
     /// The guest: bcache.elf.
     var elf: String
     /// Pages of the base image each VM reads, writes and fills of its own.
@@ -77,7 +86,7 @@ struct SharingFootprint {
                 (try? String(contentsOfFile: consoles + "/vm-\(id)-bc\(i).log", encoding: .utf8)) ?? ""
             }
             if outputs.allSatisfy({ $0.contains("bcache: done\n") }) { break }
-            if let bad = outputs.first(where: { $0.contains("bcache: ") && !$0.contains("checksum") }) { throw BenchError("a VM failed: \(bad)") }
+            if let bad = outputs.lazy.compactMap(Self.failure).first { throw BenchError("a VM failed: \(bad)") }
             if let died = cluster.firstExited() { throw BenchError(died) }
             let (_, list) = try client.request(.list)
             if list.contains("state: failed") || list.contains("state: stopped") {
