@@ -514,7 +514,8 @@ public final class CoherenceAgent {
     /// starts only within `streamWindow` lines of the last miss, so scattered misses
     /// rarely start one; once going, each page costs the stream one miss (on its first
     /// line). With 4 lines ahead instead of the rest of the page, one hart streamed
-    /// 35,000 lines a second; with the rest of the page 76,000-88,000, and Linux on 2
+    /// 35,000 lines a second; with the rest of the page 76,000-88,000 (112,000-120,000
+    /// once a run of arriving lines woke the hart once, NodeRuntime.process), and Linux on 2
     /// nodes reached init no slower (docs/architecture.md). Only within the page: the page is not
     /// frozen for a move (the access that missed got past the freeze), and a request for
     /// another page could reach that page's old frame after this node said it was
