@@ -34,6 +34,7 @@ enum NodeFigures {
         "park_us_p99": "disco_vcpu_park_microseconds_p99",
         "vcpus": "disco_node_vcpus",
         "deferred_events": "disco_deferred_events",
+        "send_queue_bytes": "disco_send_queue_bytes",
         "pages_with_remote_misses": "disco_pages_with_remote_misses",
         "home_misses_served": "disco_home_misses_counted",
         "hottest_page_misses": "disco_hottest_page_misses",

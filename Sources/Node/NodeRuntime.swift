@@ -824,6 +824,7 @@ public final class NodeRuntime: @unchecked Sendable {
         // Since the node started, VMs that ended included (a counter that never goes back).
         counters.append(Counter(name: "instructions_total", value: Int64(truncatingIfNeeded: instructions &+ endedInstructions &- arrivedInstructions)))
         counters.append(Counter(name: "heartbeat_rtt_ns", value: Int64(truncatingIfNeeded: heartbeatRoundTrip)))
+        counters.append(Counter(name: "send_queue_bytes", value: Int64(transport?.queuedBytes ?? 0)))
         // Queue depths: VCPUs by scheduler state, events put aside while a DMA waited.
         let queued = scheduler.states.values
         counters.append(Counter(name: "vcpus_runnable", value: Int64(queued.filter { $0 == .runnable }.count)))

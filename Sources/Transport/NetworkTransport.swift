@@ -83,6 +83,13 @@ final class TransportCore: @unchecked Sendable {
         return connections.count
     }
 
+    var queuedBytes: Int {
+        lock.lock()
+        let all = Array(connections.values)
+        lock.unlock()
+        return all.reduce(0) { $0 + $1.outbox.pendingBytes }
+    }
+
     func adopt(_ stream: UnsafeMutablePointer<uv_stream_t>) {
         newConnection(.incoming).adopt(stream)
     }
@@ -194,6 +201,8 @@ public final class NetworkTransport: MessageTransport, @unchecked Sendable {
 
     /// Live connections (established, handshaking or waiting to reconnect).
     public var connectionCount: Int { core.connectionCount }
+
+    public var queuedBytes: Int { core.queuedBytes }
 
     /// Whether the last shutdown found every libuv handle closed (uv_loop_close succeeded).
     public private(set) var shutDownCleanly = false

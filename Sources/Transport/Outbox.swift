@@ -57,6 +57,13 @@ final class Outbox: @unchecked Sendable {
         return (wake, !staged.bytes.isEmpty && established)
     }
 
+    /// Staged and in-flight bytes (what the bound counts).
+    var pendingBytes: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return staged.bytes.count + inFlight
+    }
+
     var hasStaged: Bool {
         lock.lock()
         defer { lock.unlock() }

@@ -157,9 +157,13 @@ public protocol MessageTransport: AnyObject, Sendable {
     func sendQueued()
     /// Driven: interrupts a `wait` (any thread).
     func wakeUp()
+    /// Bytes accepted by `send` and not yet written to the kernel, over every
+    /// connection (staged and in flight): how far this process's sending lags.
+    var queuedBytes: Int { get }
 }
 
 extension MessageTransport {
+    public var queuedBytes: Int { 0 }
     public var isDriven: Bool { false }
     public func poll() {}
     public func wait(until deadline: Date) {}

@@ -14,7 +14,7 @@ import Transport
 
     let full: [(String, Int64)] = [
         ("vms", 1), ("vcpus", 2), ("instructions", 900), ("instructions_total", 1000), ("heartbeat_rtt_ns", 250_000),
-        ("vcpus_runnable", 1), ("vcpus_parked", 1), ("vcpus_waiting", 0), ("deferred_events", 0),
+        ("vcpus_runnable", 1), ("vcpus_parked", 1), ("vcpus_waiting", 0), ("deferred_events", 0), ("send_queue_bytes", 4096),
         ("pages_migrated_in", 3), ("pages_migrated_out", 1), ("replicas_installed", 2), ("replicas_dropped", 1),
         ("vm.1.sampled_local_misses", 40), ("vm.1.sampled_remote_misses", 10), ("vm.1.sample_slices", 7),
         ("remote_misses", 77), ("prefetches", 31), ("lines_received", 80), ("lines_sent", 60), ("rejected_messages", 0),
@@ -30,6 +30,8 @@ import Transport
         #expect(e.types["disco_instructions_total"] == "counter")
         #expect(e[#"disco_remote_misses_total{node="3"}"#] == 77)
         #expect(e[#"disco_prefetched_lines_total{node="3"}"#] == 31)
+        #expect(e[#"disco_send_queue_bytes{node="3"}"#] == 4096)
+        #expect(e.types["disco_send_queue_bytes"] == "gauge")
         #expect(e[#"disco_lines_received_total{node="3"}"#] == 80)
         #expect(e[#"disco_lines_sent_total{node="3"}"#] == 60)
         #expect(e[#"disco_page_migrations_total{node="3",direction="in"}"#] == 3)

@@ -120,4 +120,28 @@ import Testing
         #expect(echo.lastLongWait < 5)
         #expect(echo.shutDownCleanly)
     }
+
+    /// `queuedBytes` counts what `send` accepted and the kernel has not taken yet: a driven
+    /// transport that has not run holds every byte; once it ran and the answers came, none.
+    @Test func queuedBytesCountWhatIsNotWrittenYet() throws {
+        let echo = Echo()
+        echo.start(.unix(path: socketPath("queued")), longWaits: false)
+        defer { echo.stop() }
+        let inbox = Mailbox<TransportEvent>()
+        let client = try NetworkTransport(configuration: TransportConfiguration(secret: testSecret, identity: identity(.node, 5)),
+                                          driven: true) { inbox.post($0) }
+        defer { client.shutdown() }
+        #expect(client.queuedBytes == 0)
+        let id = client.connect(to: echo.address, reconnect: false)
+        for i in 0..<10 { _ = client.send(.ping(sequence: UInt64(i), payload: [UInt8](repeating: 7, count: 100)), on: id) }
+        #expect(client.queuedBytes >= 1000, "ten 100-byte pings are staged until the transport runs")
+        var pongs = 0
+        let deadline = Date().addingTimeInterval(10)
+        while pongs < 10, Date() < deadline {
+            client.wait(until: Date().addingTimeInterval(0.05))
+            for case .received(_, .pong) in inbox.takeAll() { pongs += 1 }
+        }
+        #expect(pongs == 10)
+        #expect(client.queuedBytes == 0)
+    }
 }
