@@ -116,6 +116,7 @@ public final class CoherenceAgent {
     public func forgetParked(vm: UInt32) {
         parked = parked.filter { $0.key >> 32 != UInt64(vm) }
         completed.removeAll { $0 >> 32 == UInt64(vm) }
+        streams = streams.filter { $0.key >> 32 != UInt64(vm) }
     }
 
     /// Starts taking back every line of home frames [base, base + bytes) that another
@@ -489,9 +490,13 @@ public final class CoherenceAgent {
         }
         guard let home = home(of: address) else { return .accessFault }
         let p = Parked(line: line, address: address, size: size, access: access, result: nil)
-        guard acquireRemote(line, home: home, write: write), let v = performParked(p, homeMayWrite: true) else {
+        // A read that goes on with a stream of writes (the next page of a loop that reads
+        // and writes each word) asks for the line writable: its store comes next.
+        let stream = streams[requester] ?? Stream()
+        let rights = write || (stream.writes && line == stream.prefetchedThrough &+ UInt64(geometry.lineSize))
+        guard acquireRemote(line, home: home, write: rights), let v = performParked(p, homeMayWrite: true) else {
             park(requester, p)
-            prefetchAfterMiss(line, home: home, write: write)
+            streams[requester] = prefetchAfterMiss(line, home: home, write: rights, stream: stream)
             return .retry
         }
         value = v
@@ -502,10 +507,18 @@ public final class CoherenceAgent {
 
     /// A miss at most this many lines after the last one starts a stream.
     static let streamWindow = 4
-    private var lastMissLine: LineAddress = .max
-    /// The last line asked for ahead of the stream: a miss on the line after it goes on
-    /// with the stream (the next page's first line included).
-    private var prefetchedThrough: LineAddress = .max
+
+    /// One CPU's (or device's) stream: each requester has its own, so two harts of a
+    /// node streaming through their own partitions do not break each other's.
+    struct Stream {
+        var lastMissLine: LineAddress = .max
+        /// The last line asked for ahead of the stream: a miss on the line after it goes
+        /// on with the stream (the next page's first line included).
+        var prefetchedThrough: LineAddress = .max
+        /// Whether the stream's lines were asked for writable.
+        var writes = false
+    }
+    private var streams: [UInt64: Stream] = [:]
     public private(set) var prefetches: UInt64 = 0
 
     /// A miss on `line` shortly after one on a line before it (a stream through remote
@@ -520,22 +533,31 @@ public final class CoherenceAgent {
     /// frozen for a move (the access that missed got past the freeze), and a request for
     /// another page could reach that page's old frame after this node said it was
     /// drained.
-    private func prefetchAfterMiss(_ line: LineAddress, home: NodeID, write: Bool) {
+    private func prefetchAfterMiss(_ line: LineAddress, home: NodeID, write: Bool, stream: Stream) -> Stream {
         let size = UInt64(geometry.lineSize)
-        defer { lastMissLine = line }
+        var stream = stream
         // Sequential: just after the last miss, or just past lines prefetched for it.
-        let ahead = line &- lastMissLine
-        guard (ahead >= size && ahead <= size * UInt64(Self.streamWindow + 1)) || line == prefetchedThrough &+ size else { return }
+        let ahead = line &- stream.lastMissLine
+        guard (ahead >= size && ahead <= size * UInt64(Self.streamWindow + 1)) || line == stream.prefetchedThrough &+ size else {
+            stream.lastMissLine = line
+            return stream
+        }
         let page = LineGeometry.page(of: line)
         var next = line + size
         while LineGeometry.page(of: next) == page {
-            if cache.state(of: next) == nil {
+            // A write stream upgrades the lines it holds read-only too (read ahead of it,
+            // then written word by word: one upgrade round trip each, one after another).
+            let state = cache.state(of: next)
+            if state == nil || (write && state == .shared) {
                 _ = acquireRemote(next, home: home, write: write, prefetch: true)
                 prefetches &+= 1
             }
-            prefetchedThrough = next
+            stream.prefetchedThrough = next
             next += size
         }
+        stream.writes = write
+        stream.lastMissLine = line
+        return stream
     }
 
     @inline(__always)
