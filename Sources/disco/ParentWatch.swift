@@ -15,7 +15,19 @@ enum ParentWatch {
                 "disco: warning: cannot arrange to stop when the launcher (pid \(parent)) dies: \(why)\n".utf8))
         }
         if getppid() != parent { exit(1) }
+        // The kernel's SIGTERM comes once, and a process that is just then installing
+        // its handlers (SIG_IGN first, then a dispatch source that registers later)
+        // can lose it and run on with nobody to stop it (seen under a loaded host). So
+        // the launcher's death is also polled: once it is gone, SIGTERM again every
+        // half second until this process has stopped.
+        let timer = DispatchSource.makeTimerSource(queue: .global())
+        timer.schedule(deadline: .now() + 0.5, repeating: 0.5)
+        timer.setEventHandler { if getppid() != parent { kill(getpid(), SIGTERM) } }
+        timer.resume()
+        watch = timer
     }
+
+    nonisolated(unsafe) private static var watch: DispatchSourceTimer?
 
     /// The environment for a disco process this one starts (a bench's or an
     /// experiment's `disco run`): it arms its watch on this process, so killing a bench,

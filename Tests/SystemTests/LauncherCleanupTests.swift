@@ -23,7 +23,7 @@ import Testing
     /// Starts `arguments` (a disco launcher), waits until `ready` holds for its
     /// descendants (pid of its first child, that child's children), kills it with
     /// SIGKILL and returns the descendants still running 10 s later.
-    func survivors(_ arguments: [String], ready: ([Int32]) -> Bool) throws -> (started: [Int32], left: [Int32]) {
+    func survivors(_ arguments: [String], after delay: useconds_t = 0, ready: ([Int32]) -> Bool) throws -> (started: [Int32], left: [Int32]) {
         let launcher = Process()
         launcher.executableURL = URL(fileURLWithPath: Paths.disco)
         launcher.arguments = arguments
@@ -41,6 +41,7 @@ import Testing
             }
             usleep(20_000)
         }
+        usleep(delay)
         kill(launcher.processIdentifier, SIGKILL)
         launcher.waitUntilExit()
         let gone = Date().addingTimeInterval(10)
@@ -64,5 +65,23 @@ import Testing
         }
         #expect(started.count == 1, "the experiment started \(started)")
         #expect(left.isEmpty, "still running 10 s after the experiment was killed: \(left)")
+    }
+
+    /// The same, the launcher killed at different moments of its `disco run`'s start:
+    /// before it runs, while it sets up its signal handling (where the kernel's one
+    /// SIGTERM could be lost), and once it runs the VM.
+    @Test(.timeLimit(.minutes(2)))
+    func aLauncherKilledAtAnyMomentOfTheStartLeavesNothing() throws {
+        try #require(FileManager.default.fileExists(atPath: Paths.guest("idle.elf")), "guests are not built: run make -C guests")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("disco-launcher-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "title: forever\nguest: idle.elf\nengine: process\ntimeout: 600\n".write(toFile: dir + "/forever.yaml", atomically: true, encoding: .utf8)
+        for delay: useconds_t in [0, 2_000, 5_000, 10_000, 20_000, 40_000, 80_000, 160_000] {
+            let (started, left) = try survivors(["experiment", dir + "/forever.yaml", "--guests", Paths.guests.path, "--out", dir, "--no-plots"],
+                                                after: delay) { $0.count >= 1 }
+            #expect(started.count == 1, "the experiment started \(started)")
+            #expect(left.isEmpty, "killed \(delay / 1000) ms after its disco run started: still running 10 s later: \(left)")
+        }
     }
 }
