@@ -24,6 +24,12 @@ final class LocalCluster {
 
     var secret: [UInt8] { Array(secretText.utf8) }
 
+    /// `disco run --nodes`' heartbeat: a node silent for 6 s is dead. Every process is on
+    /// this host and a node that exits is seen at once (its socket closes, `firstExited`),
+    /// so only a hung node waits for it; with 500 ms (3 s) a node the loaded host did not
+    /// run for 3 s failed a VM in the full test suite (numa.elf on 2 nodes, 2026-12-04).
+    static let embeddedHeartbeatMillis = 1000
+
     /// With `metrics`, the coordinator serves Prometheus metrics there (`metricsURL`).
     /// `heartbeatMillis`: a node silent for 6 of them is dead (longer for sweeps on a busy host).
     /// `nodeArguments` go to every `disco node` (e.g. `--no-park-spinning`).

@@ -16,7 +16,7 @@ func runOnCluster(spec: VMSpec, nodes: Int, cpus: Int? = nil, printStats: Bool =
     let cluster: LocalCluster
     do {
         cluster = try LocalCluster.start(nodes: nodes, cpus: cpus ?? max(1, (spec.vcpus + nodes - 1) / nodes),
-                                         memoryBytes: perNode, directory: nil,
+                                         memoryBytes: perNode, directory: nil, heartbeatMillis: LocalCluster.embeddedHeartbeatMillis,
                                          nodeArguments: parkSpinning ? [] : ["--no-park-spinning"])
     } catch {
         fail("cannot start the local cluster: \(error)")

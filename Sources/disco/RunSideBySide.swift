@@ -17,7 +17,8 @@ func runSideBySide(specs: [VMSpec], nodes: Int, cpus: Int? = nil) -> Int32 {
     let cluster: LocalCluster
     do {
         cluster = try LocalCluster.start(nodes: nodes, cpus: cpus ?? max(1, (vcpus + nodes - 1) / nodes),
-                                         memoryBytes: max(256 << 20, memory), directory: nil)
+                                         memoryBytes: max(256 << 20, memory), directory: nil,
+                                         heartbeatMillis: LocalCluster.embeddedHeartbeatMillis)
     } catch {
         fail("cannot start the local cluster: \(error)")
     }
