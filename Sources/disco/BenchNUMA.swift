@@ -23,7 +23,8 @@ struct BenchNUMA: ParsableCommand {
             Then lone moves: a VM of 4 idle VCPUs (idle.elf) over 2 nodes, its pages
             moved one at a time by request, each timed from command to done at the
             coordinator, next to the transport's round trip measured in the same run
-            (a move takes at least three: the freeze, the lines home, the data).
+            (a move is at least three: the command and its answer, the freeze and the
+            drained answers, the data and the switch).
               swift build -c release && .build/release/disco bench numa
             """
     )

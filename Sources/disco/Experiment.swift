@@ -385,7 +385,8 @@ struct ExperimentRunner {
         let cpus = max(1, (r.vms * r.vcpus + r.nodes - 1) / r.nodes)
         // Heartbeats every second (a node is dead after 6 s of silence, not 1.2 s): on a host
         // shared with other work, a node that is not scheduled for a moment must not fail the run.
-        let cluster = try LocalCluster.start(nodes: r.nodes, cpus: cpus, memoryBytes: perNode, directory: nil, heartbeatMillis: 1000)
+        let cluster = try LocalCluster.start(nodes: r.nodes, cpus: cpus, memoryBytes: perNode, directory: nil,
+                                             heartbeatMillis: LocalCluster.embeddedHeartbeatMillis)
         defer { cluster.stop() }
         let client = try cluster.connectedClient(label: "disco.experiment", timeout: 10)
         defer { client.close() }

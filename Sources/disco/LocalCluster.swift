@@ -24,7 +24,7 @@ final class LocalCluster {
 
     var secret: [UInt8] { Array(secretText.utf8) }
 
-    /// `disco run --nodes`' heartbeat: a node silent for 6 s is dead. Every process is on
+    /// The heartbeat of `disco run --nodes` and experiments: a node silent for 6 s is dead. Every process is on
     /// this host and a node that exits is seen at once (its socket closes, `firstExited`),
     /// so only a hung node waits for it; with 500 ms (3 s) a node the loaded host did not
     /// run for 3 s failed a VM in the full test suite (numa.elf on 2 nodes, 2026-12-04).
