@@ -458,18 +458,25 @@ import Transport
         #expect(sm.listText.contains("cpus_shared: {0: \"2 VCPUs time-share 1 CPU\"}"), "\(sm.listText)")
     }
 
-    /// The balancer, on: a node with more VCPUs than CPUs while another node of the VM
-    /// has one free gives it a VCPU after the overload settled; one move, then calm.
-    @Test func theBalancerMovesAVCPUOffAnOverloadedNode() throws {
-        var sm = SM(configuration: .init(heartbeatMillis: 100, strategy: .compact))
+    /// Two nodes of 2 CPUs and a client; a 4-VCPU VM that compact placement spreads
+    /// over both, then VCPU 3 moved to node 0 by an overcommitted command: node 0 runs 3
+    /// VCPUs on 2 CPUs while node 1 has one free.
+    func overloadedVM(_ sm: inout SM) throws -> UInt32 {
         _ = sm.handle(.connected(node(0), peer: hello(0, cpus: 2)), now: 0)
         _ = sm.handle(.connected(node(1), peer: hello(1, cpus: 2)), now: 0)
         _ = sm.handle(.connected(client, peer: Hello(role: .client, nodeID: -1, nonce: [], name: "cli")), now: 0)
-        // 4 VCPUs: compact fills both nodes; an overcommitted move makes node 0 run 3.
         let (vm, p) = try #require(runningVM(&sm, spec: spec.replacingOccurrences(of: "vcpus: 2", with: "vcpus: 4")))
         #expect(p.vcpuNodes == [0, 0, 1, 1])
         _ = sm.handle(.received(client, .vmRequest(id: 65, request: .migrateVCPU(vm: vm, vcpu: 3, node: 0, overcommit: true))), now: 5 * Self.ms)
         _ = sm.handle(.received(node(0), .vcpuMigrated(vm: vm, vcpu: 3, node: 0, ok: true, detail: "")), now: 6 * Self.ms)
+        return vm
+    }
+
+    /// The balancer, on: a node with more VCPUs than CPUs while another node of the VM
+    /// has one free gives it a VCPU after the overload settled; one move, then calm.
+    @Test func theBalancerMovesAVCPUOffAnOverloadedNode() throws {
+        var sm = SM(configuration: .init(heartbeatMillis: 100, strategy: .compact))
+        let vm = try overloadedVM(&sm)
         var moves: [Message] = []
         for t in stride(from: UInt64(100), through: 40_000, by: 50) {
             for m in sent(sm.handle(.tick, now: t * Self.ms), to: node(0)) { if case .vcpuMigrate = m { moves.append(m) } }
@@ -488,12 +495,7 @@ import Transport
     /// again, the balancer moves a busy VCPU (VCPU 1: VCPU 3 is cooling down).
     @Test func theBalancerLeavesANodeWhoseExtraVCPUIdles() throws {
         var sm = SM(configuration: .init(heartbeatMillis: 100, strategy: .compact))
-        _ = sm.handle(.connected(node(0), peer: hello(0, cpus: 2)), now: 0)
-        _ = sm.handle(.connected(node(1), peer: hello(1, cpus: 2)), now: 0)
-        _ = sm.handle(.connected(client, peer: Hello(role: .client, nodeID: -1, nonce: [], name: "cli")), now: 0)
-        let (vm, _) = try #require(runningVM(&sm, spec: spec.replacingOccurrences(of: "vcpus: 2", with: "vcpus: 4")))
-        _ = sm.handle(.received(client, .vmRequest(id: 65, request: .migrateVCPU(vm: vm, vcpu: 3, node: 0, overcommit: true))), now: 5 * Self.ms)
-        _ = sm.handle(.received(node(0), .vcpuMigrated(vm: vm, vcpu: 3, node: 0, ok: true, detail: "")), now: 6 * Self.ms)
+        let vm = try overloadedVM(&sm)
         var moves: [Message] = []
         var run: [Int64] = [0, 0, 0, 0]
         var idle = true

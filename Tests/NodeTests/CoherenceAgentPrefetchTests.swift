@@ -32,13 +32,20 @@ import Testing
         #expect(pair.channels.allSatisfy { $0.isEmpty })
     }
 
-    @Test func aPrefetchStopsAtTheEndOfThePage() throws {
+    /// Two misses two lines from the end of the page (a stream): returns the pair with
+    /// the second miss's requests not yet delivered.
+    func streamNearTheEndOfThePage() throws -> AgentPair {
         let pair = try AgentPair()
-        let other = pair.agents[1]
         var v: UInt64 = 0
-        #expect(other.load(page + 0xe00, size: 8, requester: 1, value: &v) == .retry)
+        #expect(pair.agents[1].load(page + 0xe00, size: 8, requester: 1, value: &v) == .retry)
         pair.drain()
-        #expect(other.load(page + 0xe80, size: 8, requester: 1, value: &v) == .retry)
+        #expect(pair.agents[1].load(page + 0xe80, size: 8, requester: 1, value: &v) == .retry)
+        return pair
+    }
+
+    @Test func aPrefetchStopsAtTheEndOfThePage() throws {
+        let pair = try streamNearTheEndOfThePage()
+        let other = pair.agents[1]
         #expect(requested(pair) == [page + 0xe80, page + 0xf00, page + 0xf80])
         // Writes stream with write rights.
         pair.drain()
@@ -99,12 +106,9 @@ import Testing
     /// A stream that prefetched to the end of a page goes on with the next page's first
     /// miss (the whole of that page at once); a miss far from the last one starts nothing.
     @Test func aStreamGoesOnIntoTheNextPageAndScatteredMissesStartNone() throws {
-        let pair = try AgentPair()
+        let pair = try streamNearTheEndOfThePage()
         let other = pair.agents[1]
         var v: UInt64 = 0
-        #expect(other.load(page + 0xe00, size: 8, requester: 1, value: &v) == .retry)
-        pair.drain()
-        #expect(other.load(page + 0xe80, size: 8, requester: 1, value: &v) == .retry)
         pair.drain()
         let next = page + 0x1000
         #expect(other.load(next, size: 8, requester: 1, value: &v) == .retry)
