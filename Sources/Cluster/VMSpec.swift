@@ -105,16 +105,20 @@ public struct VMSpec: Equatable, Sendable {
         public var mac: String?
         /// The virtio-mmio slot; nil takes the highest free one after the disks.
         public var slot: Int?
-        public init(attachment: Attachment, mac: String? = nil, slot: Int? = nil) {
+        /// The MTU the NIC announces (as QEMU's `host_mtu`); nil is Ethernet's 1500. Switch
+        /// NICs only: jumbo frames between VMs, whose whole pages can move by remapping.
+        public var mtu: Int?
+        public init(attachment: Attachment, mac: String? = nil, slot: Int? = nil, mtu: Int? = nil) {
             self.attachment = attachment
             self.mac = mac
             self.slot = slot
+            self.mtu = mtu
         }
 
         public static let defaultSubnet = "default"
-        public static let keys = ["switch", "user", "mac", "slot"]
+        public static let keys = ["switch", "user", "mac", "slot", "mtu"]
 
-        /// A `--nic` value: `switch[=NAME][,mac=52:54:..][,slot=N]` or `user[,mac=..][,slot=N]`.
+        /// A `--nic` value: `switch[=NAME][,mac=52:54:..][,slot=N][,mtu=N]` or `user[,mac=..][,slot=N]`.
         public init(parsingOption text: String) throws {
             let fields = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
             let head = fields[0]
@@ -130,14 +134,17 @@ public struct VMSpec: Equatable, Sendable {
             var seen = Set<String>()
             for option in fields.dropFirst() {
                 let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
-                guard parts.count == 2 else { throw SpecError("--nic '\(text)': '\(option)' is not key=value (known keys: mac, slot)") }
+                guard parts.count == 2 else { throw SpecError("--nic '\(text)': '\(option)' is not key=value (known keys: mac, slot, mtu)") }
                 guard seen.insert(parts[0]).inserted else { throw SpecError("--nic '\(text)': '\(parts[0])' given twice") }
                 switch parts[0] {
                 case "mac": mac = parts[1]
                 case "slot":
                     guard let n = Int(parts[1]) else { throw SpecError("--nic '\(text)': slot must be a number 0...7, not '\(parts[1])'") }
                     slot = n
-                default: throw SpecError("--nic '\(text)': unknown option '\(parts[0])' (known: mac, slot)")
+                case "mtu":
+                    guard let n = Int(parts[1]) else { throw SpecError("--nic '\(text)': mtu must be a number 68...65535, not '\(parts[1])'") }
+                    mtu = n
+                default: throw SpecError("--nic '\(text)': unknown option '\(parts[0])' (known: mac, slot, mtu)")
                 }
             }
             try check()
@@ -157,6 +164,12 @@ public struct VMSpec: Equatable, Sendable {
                 guard !subnet.isEmpty, subnet.utf8.count <= 64,
                       subnet.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }) else {
                     throw SpecError("switch name '\(subnet)' must be 1-64 letters, digits, '-', '_' or '.'")
+                }
+            }
+            if let mtu {
+                guard (68...65535).contains(mtu) else { throw SpecError("\(name): MTU \(mtu) is not 68...65535") }
+                guard case .switch = attachment else {
+                    throw SpecError("\(name): the MTU of a user NIC is libslirp's 1500; mtu is for switch NICs")
                 }
             }
             if let slot, !(0..<VMSpec.maxDisks).contains(slot) {
@@ -489,6 +502,9 @@ extension VMSpec {
                         case "slot":
                             guard let n = Int(try scalar(v, "slot")) else { throw SpecError("NIC 'slot' must be a number 0...\(maxDisks - 1)") }
                             nic.slot = n
+                        case "mtu":
+                            guard let n = Int(try scalar(v, "mtu")) else { throw SpecError("NIC 'mtu' must be a number 68...65535") }
+                            nic.mtu = n
                         default: throw SpecError("unknown NIC key '\(k.scalar?.string ?? "?")' (known: \(NIC.keys.joined(separator: ", ")))")
                         }
                     }
@@ -571,6 +587,7 @@ extension VMSpec {
                 }
                 if let mac = nic.mac { m["mac"] = mac }
                 if let slot = nic.slot { m["slot"] = slot }
+                if let mtu = nic.mtu { m["mtu"] = mtu }
                 return m
             }
         }

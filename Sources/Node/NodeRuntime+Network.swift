@@ -6,8 +6,8 @@ import Protocol
 /// The node's side of the virtual Ethernet (docs/monitor.md, "Virtual Ethernet"): it
 /// takes the frames its VMs' NICs sent and the frames peers sent, asks `NodeSwitch`
 /// where each goes, and delivers: into a local NIC's receive queue (a copy from one
-/// VM's memory to the other's, never through a socket) or to a peer node as an
-/// `ethernetFrame` message.
+/// VM's memory to the other's, never through a socket, or for whole pages a remapping)
+/// or to a peer node as an `ethernetFrame` message.
 extension NodeRuntime {
     /// Frames waiting for a peer's connection to come up, at most, per peer.
     static let framesHeldPerPeer = 256
@@ -41,37 +41,47 @@ extension NodeRuntime {
         for (id, vm) in vms.sorted(by: { $0.key < $1.key }) where vm.isDeviceNode {
             for (nic, frame) in vm.takeFrames() {
                 guard let subnet = vm.subnet(ofNIC: nic) else { continue }
-                let (deliveries, dropped) = network.fromNIC(vm: id, index: nic, subnet: subnet, frame: frame,
+                let (deliveries, dropped) = network.fromNIC(vm: id, index: nic, subnet: subnet, frame: frame.bytes,
                                                             locals: localPorts(subnet), now: now)
                 if let dropped { logger.warning("\(dropped)") }
-                deliver(deliveries)
+                deliver(deliveries, frame)
                 moved = true
             }
         }
+        // Loans that no receiver took end: their pages are their VMs' alone again.
+        pageLoans.settle()
         if !framesFromNodes.isEmpty {
             let frames = framesFromNodes
             framesFromNodes.removeAll(keepingCapacity: true)
             for (n, subnet, frame) in frames {
                 let (deliveries, dropped) = network.fromNode(n, subnet: subnet, frame: frame, locals: localPorts(subnet), now: now)
                 if let dropped { logger.warning("\(dropped)") }
-                deliver(deliveries)
+                deliver(deliveries, NetFrame(frame))
                 moved = true
             }
         }
         if moved { flush() }
     }
 
-    private func deliver(_ deliveries: [NodeSwitch.Delivery]) {
+    /// Carries out the switch's `deliveries` of `frame`: a local NIC takes it as it is
+    /// (mapping its lent pages where its buffer allows), a peer node gets its bytes.
+    private func deliver(_ deliveries: [NodeSwitch.Delivery], _ frame: NetFrame) {
+        var bytes: [UInt8]? = frame.lent.isEmpty ? frame.bytes : nil
         for d in deliveries {
             switch d {
-            case .nic(let vm, let index, let frame):
+            case .nic(let vm, let index, _):
                 guard let v = vms[vm], index < v.nics.count else { continue }
                 v.nics[index].receive(frame)
-            case .node(let n, let subnet, let frame):
+            case .node(let n, let subnet, _):
+                if bytes == nil { bytes = frame.materialized { [agent] in agent?.readPage($0) } }
+                guard let bytes else {
+                    framesUnsent &+= 1
+                    continue
+                }
                 if let c = state.connection(toNode: n) {
-                    _ = transport.send(.ethernetFrame(subnet: subnet, frame: frame), on: c)
+                    _ = transport.send(.ethernetFrame(subnet: subnet, frame: bytes), on: c)
                 } else if state.isReachable(n), state.heldCount(forNode: n) < Self.framesHeldPerPeer {
-                    state.hold(.ethernetFrame(subnet: subnet, frame: frame), forNode: n)
+                    state.hold(.ethernetFrame(subnet: subnet, frame: bytes), forNode: n)
                 } else {
                     framesUnsent &+= 1
                 }
@@ -99,7 +109,11 @@ extension NodeRuntime {
         ]
         var dropped: UInt64 = 0
         for vm in vms.values where vm.isDeviceNode { for nic in vm.nics { dropped &+= nic.counters.receiveDropped } }
-        out.append(Counter(name: "net_receive_dropped", value: Int64(truncatingIfNeeded: dropped)))
+        out += [Counter(name: "net_receive_dropped", value: Int64(truncatingIfNeeded: dropped)),
+                Counter(name: "net_pages_lent", value: Int64(truncatingIfNeeded: pageLoans.pagesLent)),
+                Counter(name: "net_pages_remapped", value: Int64(truncatingIfNeeded: pageLoans.pagesRemapped)),
+                Counter(name: "net_pages_on_loan", value: Int64(pageLoans.index.mappings)),
+                Counter(name: "net_pages_copied_on_write", value: Int64(truncatingIfNeeded: pageLoans.copiesOnWrite))]
         return out
     }
 }

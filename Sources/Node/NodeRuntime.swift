@@ -70,6 +70,8 @@ public final class NodeRuntime: @unchecked Sendable {
     /// The global buffer cache: the top of this node's slice, as the coordinator said
     /// in `joinAccepted` (nil: none).
     var bufferCache: BufferCache?
+    /// Pages of frames between this node's VMs that moved by remapping (PageLoans.swift).
+    let pageLoans = PageLoans()
     /// The identical-page scanner's state (NodeRuntime+ContentSharing.swift).
     var contentScan = ContentScan()
     var vms: [UInt32: NodeVM] = [:]
@@ -141,6 +143,7 @@ public final class NodeRuntime: @unchecked Sendable {
         self.makeTransport = transport ?? Transports.network(logger: logger, driven: true)
         self.state = NodeStateMachine(heartbeatMillis: configuration.heartbeatMillis)
         self.guestProfile = GuestProfile(name: configuration.name)
+        pageLoans.vm = { [unowned self] in self.vms[$0] }
     }
 
     /// Asks `run()` to return (any thread).
@@ -409,7 +412,7 @@ public final class NodeRuntime: @unchecked Sendable {
         do {
             agent.learn(placement.nodes.map { .init(node: Int($0.nodeID), base: $0.memoryBase, size: $0.memoryBytes) })
             let vm = try NodeVM(placement: placement, config: spec.machineConfig, node: me, agent: agent, clock: clock,
-                                bufferCache: bufferCache)
+                                bufferCache: bufferCache, loans: pageLoans)
             for h in vm.harts { h.detectsSpinning = configuration.parkSpinning }
             vm.waitForCoherence = { [unowned self] in self.pumpCoherence() }
             try vm.boot()

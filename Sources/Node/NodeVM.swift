@@ -69,12 +69,20 @@ public final class NodeVM: PhysicalMemory {
     /// The global buffer cache (docs/memory.md): guest pages that map a frame of the
     /// node's buffer cache, read-only and shared with other VMs, instead of their own
     /// frame; reads and fetches use it, a write copies it into the page's own frame first.
+    /// Pages of frames from other VMs that move by remapping (`PageLoans`) map the
+    /// sender's frame here the same way.
     private var shared: [UInt64: UInt64] = [:]
     private let bufferCache: BufferCache?
-    /// Whether this VM's disk reads may map cached frames: all of it on this node (its
-    /// VCPUs, its devices, every frame of its memory, placed up front), so no other node
-    /// ever needs its pmap to know about shared frames.
-    public let sharesBlocks: Bool
+    /// Whether this VM is all on this node (its VCPUs, its devices, every frame of its
+    /// memory, placed up front), so that no other node ever needs its pmap to know
+    /// about shared frames: only then may it map cached or lent frames.
+    public let isWhollyLocal: Bool
+    /// Whether this VM's disk reads may map cached frames (wholly local, with a cache).
+    public var sharesBlocks: Bool { isWhollyLocal && bufferCache != nil }
+    /// The node's page loans, and this VM's guest pages lent now (write-protected: a
+    /// write makes the borrowers copy first).
+    private let loans: PageLoans?
+    private var lent: Set<UInt64> = []
     /// Guest pages used so far (by a hart, a device, or a shared read), for the node's
     /// footprint figures (`guestPagesTouched`, `privateFramesTouched`).
     private var touched: [Bool]
@@ -106,7 +114,7 @@ public final class NodeVM: PhysicalMemory {
     private var devices: BoardDevices!
 
     /// Frames the VM's switch NICs sent (device node), for the node's switch.
-    private final class FrameOutbox { var frames: [(nic: Int, frame: [UInt8])] = [] }
+    private final class FrameOutbox { var frames: [(nic: Int, frame: NetFrame)] = [] }
     private let frameOutbox = FrameOutbox()
     /// The uplinks of the VM's `user` NICs (device node).
     private let userNetworks: UserNetworks
@@ -128,7 +136,7 @@ public final class NodeVM: PhysicalMemory {
     private var nextRequestID: UInt64 = 1
 
     public init(placement: VMPlacement, config: MachineConfig, node: Int, agent: CoherenceAgent, clock: ClusterClock,
-                bufferCache: BufferCache? = nil) throws {
+                bufferCache: BufferCache? = nil, loans: PageLoans? = nil) throws {
         let chunkPages = UInt64(placement.chunkPages)
         guard chunkPages > 0, chunkPages & (chunkPages - 1) == 0,
               placement.firstTouch || UInt64(placement.chunks.count) * chunkPages * 4096 >= config.memoryBytes else {
@@ -153,7 +161,8 @@ public final class NodeVM: PhysicalMemory {
         self.frames = frames
         self.touched = [Bool](repeating: false, count: pages)
         self.bufferCache = bufferCache
-        self.sharesBlocks = bufferCache != nil && !placement.firstTouch && Int(placement.deviceNode) == node
+        self.loans = loans
+        self.isWhollyLocal = !placement.firstTouch && Int(placement.deviceNode) == node
             && placement.vcpuNodes.allSatisfy { Int($0) == node } && placement.chunks.allSatisfy { Int($0.node) == node }
         self.chunksByBase = placement.chunks.enumerated().map { (base: $0.element.frameBase, index: $0.offset) }.sorted { $0.base < $1.base }
         self.vcpuNodes = placement.vcpuNodes.map(Int.init)
@@ -170,7 +179,7 @@ public final class NodeVM: PhysicalMemory {
                                    clintSink: LocalSink(owner: self), plicSink: RoutingSink(owner: self),
                                    console: ConsoleBuffer(owner: self), dma: DMAView(owner: self), vm: placement.vm,
                                    transmit: { nic, frame in
-                                       if !users.transmit(nic: nic, frame: frame) { sent.frames.append((nic, frame)) }
+                                       if !users.transmit(nic: nic, frame: frame.bytes) { sent.frames.append((nic, frame)) }
                                    })
         for (id, n) in vcpuNodes.enumerated() where n == node {
             localIndex[id] = harts.count
@@ -380,6 +389,7 @@ public final class NodeVM: PhysicalMemory {
         guard machineAddress(page) != nil, frozen[page] == nil else { return }
         // A moved or replicated page is the page's own frame: a shared one is copied in first.
         if !shared.isEmpty, shared[page] != nil { copyOnWrite(page) }
+        if !lent.isEmpty, lent.contains(page) { endLoan(page) }
         frozen[page] = []
         for h in harts { h.dropDirectMappings(page: page) }
     }
@@ -453,6 +463,7 @@ public final class NodeVM: PhysicalMemory {
     @inline(__always) private func prepareWrite(_ gpa: UInt64) {
         if !replicas.isEmpty, replicas[gpa & ~0xfff] != nil { dropReplica(gpa) }
         if !shared.isEmpty, shared[gpa & ~0xfff] != nil { copyOnWrite(gpa) }
+        if !lent.isEmpty, lent.contains(gpa & ~0xfff) { endLoan(gpa & ~0xfff) }
     }
 
     /// An access to a frozen page: an access already performed is picked up; anything
@@ -498,8 +509,9 @@ public final class NodeVM: PhysicalMemory {
             if cache.index.block(inFrame: current) == block { return true }
             // Replaced whole by the read: nothing of the old page needs copying.
             shared[gpa] = nil
-            if cache.index.release(current, by: me) { agent.zero(current, 4096) }
+            releaseShared(current, of: gpa, copied: false)
         }
+        if !lent.isEmpty, lent.contains(gpa) { endLoan(gpa) }
         let frame: UInt64
         switch cache.index.share(block, with: me) {
         case .full:
@@ -532,12 +544,22 @@ public final class NodeVM: PhysicalMemory {
     /// cache forgets this sharer (and frees the frame if it was the last).
     private func copyOnWrite(_ gpa: UInt64) {
         let page = gpa & ~0xfff
-        guard let f = shared.removeValue(forKey: page), let cache = bufferCache,
-              let m = machineAddress(page), let bytes = agent.readPage(f) else { return }
+        guard let f = shared.removeValue(forKey: page), let m = machineAddress(page), let bytes = agent.readPage(f) else { return }
         bytes.withUnsafeBytes { _ = agent.initialize($0, at: m) }
         for h in harts { h.dropDirectMappings(page: page) }
-        cache.copiesOnWrite &+= 1
-        if cache.index.release(f, by: .init(vm: vm, guestPage: page)) { agent.zero(f, 4096) }
+        releaseShared(f, of: page, copied: true)
+    }
+
+    /// Guest page `page` no longer maps shared frame `f` (a cached or a lent one).
+    private func releaseShared(_ f: UInt64, of page: UInt64, copied: Bool) {
+        let me = BufferCacheIndex.Sharer(vm: vm, guestPage: page)
+        if let cache = bufferCache, cache.index.contains(frame: f) {
+            if copied { cache.copiesOnWrite &+= 1 }
+            if cache.index.release(f, by: me) { agent.zero(f, 4096) }
+        } else if let loans {
+            if copied { loans.copiesOnWrite &+= 1 }
+            loans.index.giveBack(f, by: me)
+        }
     }
 
     /// Guest pages of the VM.
@@ -549,7 +571,7 @@ public final class NodeVM: PhysicalMemory {
     func pageForContentScan(_ index: Int) -> (gpa: UInt64, frame: UInt64)? {
         guard sharesBlocks, index >= 0, index < touched.count, touched[index] else { return nil }
         let gpa = ramBase + UInt64(index) << 12
-        guard shared[gpa] == nil, frozen[gpa] == nil, replicas[gpa] == nil, let m = machineAddress(gpa), m != Self.noFrame,
+        guard shared[gpa] == nil, frozen[gpa] == nil, replicas[gpa] == nil, !lent.contains(gpa), let m = machineAddress(gpa), m != Self.noFrame,
               !agent.isGated(m) else { return nil }
         return (gpa, m)
     }
@@ -564,10 +586,69 @@ public final class NodeVM: PhysicalMemory {
     /// The VM ends on this node: its guest pages let go of the cached frames; frames
     /// nobody shares any more are zeroed and free.
     public func releaseSharedPages() {
-        guard let cache = bufferCache, !shared.isEmpty else { return }
+        // Borrowers copy what this VM lent while its frames are still its own.
+        for page in lent.sorted() { endLoan(page) }
+        guard !shared.isEmpty else { return }
         for h in harts { h.dropAllDirectMappings() }
         shared.removeAll()
-        for f in cache.index.releaseAll(vm: vm) { agent.zero(f, 4096) }
+        if let cache = bufferCache { for f in cache.index.releaseAll(vm: vm) { agent.zero(f, 4096) } }
+        loans?.index.giveBackAll(vm: vm)
+    }
+
+    // MARK: - Pages of frames that move by remapping (PageLoans)
+
+    /// Guest pages of this VM lent now.
+    public var lentPages: Int { lent.count }
+
+    /// NIC `nic` sends the whole guest page at `gpa` in a frame: lends its own frame
+    /// (write-protected from now on) and returns it, or nil when the page cannot be lent
+    /// (the VM is not wholly here, the NIC is a user NIC, the page maps a shared frame or
+    /// is frozen, replicated or gated): the NIC copies it.
+    func lendPage(at gpa: UInt64, nic: Int) -> UInt64? {
+        guard isWhollyLocal, let loans, gpa & 0xfff == 0, subnet(ofNIC: nic) != nil, let m = machineAddress(gpa), m != Self.noFrame,
+              shared.isEmpty || shared[gpa] == nil, !isFrozen(gpa), replicas.isEmpty || replicas[gpa] == nil, !agent.isGated(m),
+              agent.home(of: m) == node else { return nil }
+        if lent.insert(gpa).inserted {
+            loans.index.lend(m, by: .init(vm: vm, guestPage: gpa))
+            for h in harts { h.dropDirectMappings(page: gpa) }
+        }
+        loans.pagesLent &+= 1
+        return m
+    }
+
+    /// Maps lent frame `token` into the whole guest page at `gpa`, read-only and
+    /// copy-on-write, in place of a copy of it; false when the page cannot map it.
+    func mapLentPage(_ token: UInt64, at gpa: UInt64) -> Bool {
+        guard isWhollyLocal, let loans, gpa & 0xfff == 0, let own = machineAddress(gpa), own != Self.noFrame, own != token,
+              !isFrozen(gpa), replicas.isEmpty || replicas[gpa] == nil, !agent.isGated(own), loans.index.isLent(token) else { return false }
+        // The frame replaces the whole page: what it mapped or lent before needs no copy here.
+        if !lent.isEmpty, lent.contains(gpa) { endLoan(gpa) }
+        if let current = shared.removeValue(forKey: gpa) { releaseShared(current, of: gpa, copied: false) }
+        guard loans.index.borrow(token, by: .init(vm: vm, guestPage: gpa)) else { return false }
+        shared[gpa] = token
+        loans.pagesRemapped &+= 1
+        markTouched(gpa)
+        for h in harts { h.dropDirectMappings(page: gpa) }
+        return true
+    }
+
+    /// This VM's page `page` is about to change (a write, a move, the VM's end): frames
+    /// not switched yet take its bytes as they are, and every borrower copies it first.
+    private func endLoan(_ page: UInt64) {
+        guard lent.remove(page) != nil, let loans, let m = machineAddress(page) else { return }
+        let waiting = frameOutbox.frames.indices.filter { frameOutbox.frames[$0].frame.lent.contains { $0.token == m } }
+        if !waiting.isEmpty, let bytes = agent.readPage(m) {
+            for i in waiting { frameOutbox.frames[i].frame.fill(m, with: bytes) }
+        }
+        for b in loans.index.end(m) { loans.vm(b.vm)?.loanEnded(b.guestPage) }
+    }
+
+    /// A loan involving guest page `gpa` ended: a borrowed page copies the lent frame
+    /// into its own (the lender will write it); a lent page nobody borrowed is the
+    /// VM's alone again.
+    func loanEnded(_ gpa: UInt64) {
+        if lent.remove(gpa) != nil { return }
+        if !shared.isEmpty, let f = shared[gpa], !(bufferCache?.index.contains(frame: f) ?? false) { copyOnWrite(gpa) }
     }
 
     // MARK: - PhysicalMemory
@@ -580,6 +661,7 @@ public final class NodeVM: PhysicalMemory {
             if access != .write { return agent.directPage(f, write: false) }
             copyOnWrite(pageAddress)
         }
+        if access == .write, !lent.isEmpty, lent.contains(pageAddress & ~0xfff) { endLoan(pageAddress & ~0xfff) }
         if !replicas.isEmpty, let r = replicas[pageAddress & ~0xfff] {
             // An access parked on the page's own frame (performed before the replica
             // came, or still on its way) must be picked up through the slow path: a
@@ -829,7 +911,7 @@ public final class NodeVM: PhysicalMemory {
     }
 
     /// The frames the VM's switch NICs sent since the last call, oldest first.
-    public func takeFrames() -> [(nic: Int, frame: [UInt8])] {
+    public func takeFrames() -> [(nic: Int, frame: NetFrame)] {
         guard !frameOutbox.frames.isEmpty else { return [] }
         defer { frameOutbox.frames.removeAll(keepingCapacity: true) }
         return frameOutbox.frames
@@ -913,7 +995,7 @@ public final class NodeVM: PhysicalMemory {
     }
 
     /// The VM's memory as its virtio devices see it: coherent with every node.
-    private final class DMAView: BlockSharingMemory {
+    private final class DMAView: BlockSharingMemory, PageLendingMemory {
         unowned let owner: NodeVM
         init(owner: NodeVM) { self.owner = owner }
         func copyIn(_ bytes: UnsafeRawBufferPointer, at address: UInt64) -> Bool { owner.dmaCopyIn(bytes, at: address) }
@@ -921,6 +1003,9 @@ public final class NodeVM: PhysicalMemory {
         func shareBlock(_ block: SharedBlock, at address: UInt64, fill: (UnsafeMutableRawBufferPointer) throws -> Void) -> Bool {
             owner.shareBlock(block, at: address, fill: fill)
         }
+        func lendPage(at address: UInt64, nic: Int) -> UInt64? { owner.lendPage(at: address, nic: nic) }
+        func mapLentPage(_ token: UInt64, at address: UInt64) -> Bool { owner.mapLentPage(token, at: address) }
+        func lentPageBytes(_ token: UInt64) -> [UInt8]? { owner.agent.readPage(token) }
     }
 
     // MARK: - Interrupt sinks

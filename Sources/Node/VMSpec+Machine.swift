@@ -18,7 +18,7 @@ extension VMSpec {
                                  case .switch(let subnet): backend = .switch(subnet)
                                  case .user: backend = .user
                                  }
-                                 return NICConfig(backend: backend, mac: nic.mac.flatMap(MACAddress.init(parsing:)), slot: nic.slot)
+                                 return NICConfig(backend: backend, mac: nic.mac.flatMap(MACAddress.init(parsing:)), slot: nic.slot, mtu: nic.mtu)
                              },
                              bootargs: bootargs, initrd: initrd)
     }

@@ -27,7 +27,7 @@ public final class BoardDevices {
     /// from `vm` where the config names none) sends its frames to `transmit(i, frame)`.
     public init(config: MachineConfig, io: Bool, clock: @escaping () -> UInt64,
                 clintSink: InterruptSink, plicSink: InterruptSink, console: ConsoleSink, dma: DMAMemory,
-                vm: UInt32 = 0, transmit: @escaping (_ nic: Int, _ frame: [UInt8]) -> Void = { _, _ in }) throws {
+                vm: UInt32 = 0, transmit: @escaping (_ nic: Int, _ frame: NetFrame) -> Void = { _, _ in }) throws {
         guard config.harts >= 1, config.harts <= 64 else { throw MachineError("harts must be 1...64, not \(config.harts)") }
         guard config.disks.count <= VirtBoard.virtioSlots else {
             throw MachineError("at most \(VirtBoard.virtioSlots) disks, not \(config.disks.count)")

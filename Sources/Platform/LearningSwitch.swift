@@ -45,17 +45,26 @@ public struct MACAddress: Hashable, Sendable, CustomStringConvertible, Comparabl
     public static func < (a: MACAddress, b: MACAddress) -> Bool { a.value < b.value }
 }
 
-/// The frame sizes the virtual Ethernet carries: an Ethernet header and up to 1500
-/// bytes of payload (1514 without the FCS, which nobody adds here), plus 4 for one
-/// 802.1Q tag. Shorter frames are fine (no padding to 60 is required between VMs).
+/// The frame sizes the virtual Ethernet carries: an Ethernet header and up to the MTU
+/// of payload (1500 unless a NIC is given a larger one, as QEMU's `host_mtu`), plus 4 for
+/// one 802.1Q tag, without the FCS (nobody adds it here). Shorter frames are fine (no
+/// padding to 60 is required between VMs). The switch carries frames up to the largest
+/// MTU virtio can announce (65535); each NIC drops what exceeds its own MTU.
 public enum EthernetFrame {
     public static let headerBytes = 14
-    public static let maxBytes = 1518
+    public static let standardMTU = 1500
+    public static let largestMTU = 65535
+    /// The longest frame for a NIC of MTU `mtu`.
+    public static func maxBytes(mtu: Int) -> Int { mtu + headerBytes + 4 }
+    /// The standard maximum (1518 bytes).
+    public static let maxBytes = maxBytes(mtu: standardMTU)
+    /// The longest frame the switch carries.
+    public static let largestBytes = maxBytes(mtu: largestMTU)
 
     /// Why `frame` cannot be switched, or nil when it can.
     public static func problem(_ frame: some Collection<UInt8>) -> String? {
         if frame.count < headerBytes { return "\(frame.count)-byte frame is shorter than an Ethernet header (14 bytes)" }
-        if frame.count > maxBytes { return "\(frame.count)-byte frame is larger than the \(maxBytes)-byte maximum" }
+        if frame.count > largestBytes { return "\(frame.count)-byte frame is larger than the \(largestBytes)-byte maximum" }
         return nil
     }
 

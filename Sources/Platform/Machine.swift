@@ -26,7 +26,7 @@ public struct DiskConfig: Equatable, Sendable {
 
 /// A virtio-net NIC of a VM: what it is plugged into, its MAC address (nil: derived
 /// from the VM id and the NIC's index, `MACAddress.derived`) and its virtio-mmio slot
-/// (nil: the free slots from the top, after the disks).
+/// (nil: the free slots from the top, after the disks), and its MTU (nil: 1500).
 public struct NICConfig: Equatable, Sendable {
     public enum Backend: Equatable, Sendable {
         /// A port on the cluster-wide virtual switch of the subnet with this name.
@@ -37,10 +37,12 @@ public struct NICConfig: Equatable, Sendable {
     public var backend: Backend
     public var mac: MACAddress?
     public var slot: Int?
-    public init(backend: Backend, mac: MACAddress? = nil, slot: Int? = nil) {
+    public var mtu: Int?
+    public init(backend: Backend, mac: MACAddress? = nil, slot: Int? = nil, mtu: Int? = nil) {
         self.backend = backend
         self.mac = mac
         self.slot = slot
+        self.mtu = mtu
     }
 }
 
@@ -112,7 +114,7 @@ public final class Machine: InterruptSink {
         userNetworks = users
         // One VM in the process: a NIC on a switch is alone on it, its frames reach no one.
         devices = try BoardDevices(config: config, io: true, clock: { clock.ticks() }, clintSink: sink, plicSink: sink,
-                                   console: console, dma: bus, transmit: { _ = users.transmit(nic: $0, frame: $1) })
+                                   console: console, dma: bus, transmit: { _ = users.transmit(nic: $0, frame: $1.bytes) })
         for r in devices.regions { bus.attach(r.device, at: r.base, size: r.size) }
         harts = (0..<config.harts).map { Hart(id: $0, memory: bus) }
         sink.machine = self

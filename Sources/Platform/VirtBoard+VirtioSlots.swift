@@ -41,7 +41,7 @@ extension VirtBoard {
     /// `virtioBase + i·virtioStride`, raises PLIC source 1 + i through `irq`.
     public static func virtioSlots(disks: [DiskConfig], nics: [(config: NICConfig, mac: MACAddress)] = [], dma: DMAMemory,
                                    irq: @escaping (_ source: Int, _ level: Bool) -> Void,
-                                   transmit: @escaping (_ nic: Int, _ frame: [UInt8]) -> Void = { _, _ in })
+                                   transmit: @escaping (_ nic: Int, _ frame: NetFrame) -> Void = { _, _ in })
         throws -> [(base: UInt64, device: MMIODevice)]
     {
         let (slots, nicSlots) = try slotAssignment(disks: disks, nics: nics.map(\.config))
@@ -59,7 +59,7 @@ extension VirtBoard {
             throw MachineError("\(error)")
         }
         for (i, (nic, slot)) in zip(nics, nicSlots).enumerated() {
-            devices[slot] = VirtioNet(mac: nic.mac, index: i, bus: dma, irq: { irq(1 + slot, $0) }, transmit: { transmit(i, $0) })
+            devices[slot] = VirtioNet(mac: nic.mac, index: i, mtu: nic.config.mtu ?? EthernetFrame.standardMTU, bus: dma, irq: { irq(1 + slot, $0) }, transmit: { transmit(i, $0) })
         }
         return devices.enumerated().map { (virtioBase + UInt64($0.offset) * virtioStride, $0.element) }
     }

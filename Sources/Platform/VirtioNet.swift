@@ -2,12 +2,16 @@ import Foundation
 
 /// A virtio network device on the virtio-mmio transport, version 2 ("modern", virtio
 /// 1.x), as QEMU's `virtio-net-device`: queue 0 receives, queue 1 transmits; the
-/// features offered are VERSION_1, MAC and STATUS (link up), no offloads, no mergeable
-/// buffers, so every packet is a 12-byte `virtio_net_hdr_v1` and the frame, spread
-/// over any descriptors of one chain (U-Boot and Linux split them differently).
+/// features offered are VERSION_1, MAC and STATUS (link up), and MTU when the NIC has
+/// one other than 1500 (as QEMU's `host_mtu`); no offloads, no mergeable buffers, so
+/// every packet is a 12-byte `virtio_net_hdr_v1` and the frame, spread over any
+/// descriptors of one chain (U-Boot and Linux split them differently).
 ///
 /// Transmitted frames go to `transmit` (a switch port or the uplink) as they are taken
-/// from the ring. Frames for the guest come in through `receive`: into a receive
+/// from the ring. When the bus can lend pages (`PageLendingMemory`, a cluster node), a
+/// whole page-aligned page of a frame is lent instead of copied out, and a lent page
+/// that lands on a whole page-aligned page of a receive buffer is mapped there instead
+/// of copied in (`NetFrame`). Frames for the guest come in through `receive`: into a receive
 /// buffer at once if the driver has one posted, else into a short backlog that drains
 /// as the driver posts buffers; beyond it they are dropped, as a full NIC drops them.
 /// Every guest address goes through the DMA bus with bounds checks: a descriptor
@@ -18,7 +22,12 @@ public final class VirtioNet: MMIODevice {
     public let index: Int
     private let bus: DMAMemory
     private let irq: (Bool) -> Void
-    private let transmit: ([UInt8]) -> Void
+    private let transmit: (NetFrame) -> Void
+    /// The MTU announced to the driver (VIRTIO_NET_F_MTU) when not the standard 1500.
+    public let mtu: Int
+    /// The longest frame this NIC sends or takes.
+    public var maxFrameBytes: Int { EthernetFrame.maxBytes(mtu: mtu) }
+    private var lender: PageLendingMemory? { bus as? PageLendingMemory }
 
     public struct Counters: Equatable, Sendable {
         public var framesSent: UInt64 = 0
@@ -27,6 +36,10 @@ public final class VirtioNet: MMIODevice {
         public var receiveDropped: UInt64 = 0
         /// Frames from the guest dropped: shorter than a header or longer than the maximum.
         public var transmitDropped: UInt64 = 0
+        /// Whole pages of sent frames lent instead of copied out.
+        public var pagesLent: UInt64 = 0
+        /// Whole pages of received frames mapped instead of copied in.
+        public var pagesMapped: UInt64 = 0
     }
     public private(set) var counters = Counters()
 
@@ -37,7 +50,7 @@ public final class VirtioNet: MMIODevice {
     private var interruptStatus: UInt32 = 0
     private var queueSelect: UInt32 = 0
     private var queues = [Virtqueue(), Virtqueue()]
-    private var backlog: [[UInt8]] = []
+    private var backlog: [NetFrame] = []
     private var reportedErrors = 0
 
     public static let backlogFrames = 256
@@ -46,14 +59,19 @@ public final class VirtioNet: MMIODevice {
     static let featureVersion1: UInt64 = 1 << 32
     static let featureMAC: UInt64 = 1 << 5
     static let featureStatus: UInt64 = 1 << 16
-    static let deviceFeatures = featureVersion1 | featureMAC | featureStatus
+    static let featureMTU: UInt64 = 1 << 3
+    private var deviceFeatures: UInt64 {
+        Self.featureVersion1 | Self.featureMAC | Self.featureStatus | (mtu == EthernetFrame.standardMTU ? 0 : Self.featureMTU)
+    }
     static let statusNeedsReset: UInt32 = 64
     static let statusDriverOK: UInt32 = 4
 
-    public init(mac: MACAddress, index: Int = 0, bus: DMAMemory, irq: @escaping (Bool) -> Void,
-                transmit: @escaping ([UInt8]) -> Void) {
+    public init(mac: MACAddress, index: Int = 0, mtu: Int = EthernetFrame.standardMTU, bus: DMAMemory,
+                irq: @escaping (Bool) -> Void, transmit: @escaping (NetFrame) -> Void) {
+        precondition((68...EthernetFrame.largestMTU).contains(mtu), "an MTU is 68...65535")
         self.mac = mac
         self.index = index
+        self.mtu = mtu
         self.bus = bus
         self.irq = irq
         self.transmit = transmit
@@ -67,8 +85,8 @@ public final class VirtioNet: MMIODevice {
     // MARK: - Registers
 
     public func read(offset: UInt64, size: Int) -> UInt64 {
-        if offset >= 0x100 {  // config: mac[6], status le16 (LINK_UP)
-            let config = mac.bytes + [1, 0]
+        if offset >= 0x100 {  // config: mac[6], status le16 (LINK_UP), max_virtqueue_pairs le16, mtu le16
+            let config = mac.bytes + [1, 0, 1, 0, UInt8(mtu & 0xff), UInt8(mtu >> 8)]
             let start = Int(offset - 0x100)
             guard start < config.count else { return 0 }
             var v: UInt64 = 0
@@ -81,8 +99,8 @@ public final class VirtioNet: MMIODevice {
         case 0x004: return 2
         case 0x008: return 1  // network card
         case 0x00c: return 0x554d_4551
-        case 0x010: return deviceFeatureSelect == 0 ? Self.deviceFeatures & 0xffff_ffff
-                         : deviceFeatureSelect == 1 ? Self.deviceFeatures >> 32 : 0
+        case 0x010: return deviceFeatureSelect == 0 ? deviceFeatures & 0xffff_ffff
+                         : deviceFeatureSelect == 1 ? deviceFeatures >> 32 : 0
         case 0x034: return q == nil ? 0 : UInt64(Self.queueNumMax)
         case 0x044: return q?.ready == true ? 1 : 0
         case 0x060: return UInt64(interruptStatus)
@@ -165,22 +183,17 @@ public final class VirtioNet: MMIODevice {
                 let chain = try queues[1].chain(bus, head: head)
                 guard chain.allSatisfy({ !$0.writable }) else { throw Virtqueue.Broken() }
                 let total = chain.reduce(0) { $0 + Int($1.length) }
-                guard total <= Self.headerBytes + EthernetFrame.maxBytes else {
+                guard total <= Self.headerBytes + maxFrameBytes else {
                     try queues[1].putUsed(bus, head: head, length: 0)
                     sent = true
                     counters.transmitDropped &+= 1
-                    report("dropped a frame from the guest: \(total - Self.headerBytes) bytes is larger than the \(EthernetFrame.maxBytes)-byte maximum")
+                    report("dropped a frame from the guest: \(total - Self.headerBytes) bytes is larger than the \(maxFrameBytes)-byte maximum (MTU \(mtu))")
                     continue
                 }
-                var packet: [UInt8] = []
-                for d in chain {
-                    guard let bytes = bus.copyOut(at: d.address, count: Int(d.length)) else { throw Virtqueue.Broken() }
-                    packet += bytes
-                }
+                let frame = try takeFrame(chain)
                 try queues[1].putUsed(bus, head: head, length: 0)
                 sent = true
-                let frame = Array(packet.dropFirst(Self.headerBytes))
-                if let problem = EthernetFrame.problem(frame) {
+                if let problem = EthernetFrame.problem(frame.bytes) {
                     counters.transmitDropped &+= 1
                     report("dropped a frame from the guest: \(problem)")
                     continue
@@ -195,17 +208,63 @@ public final class VirtioNet: MMIODevice {
         if sent { usedBufferNotification(1) }
     }
 
+    /// The frame of a transmit chain (after the 12-byte header): copied out, but for the
+    /// whole page-aligned guest pages that the bus lends (their first bytes are copied
+    /// too where they hold the Ethernet header, which the switch reads).
+    private func takeFrame(_ chain: [Virtqueue.Descriptor]) throws -> NetFrame {
+        var frame = NetFrame([])
+        var packetOffset = 0
+        for d in chain {
+            var address = d.address, left = Int(d.length)
+            while left > 0 {
+                if packetOffset < Self.headerBytes {  // the virtio header: nothing in it matters for sending
+                    let n = min(left, Self.headerBytes - packetOffset)
+                    guard bus.copyOut(at: address, count: n) != nil else { throw Virtqueue.Broken() }
+                    address += UInt64(n); left -= n; packetOffset += n
+                    continue
+                }
+                if address & 0xfff == 0, left >= 4096, let lender, let token = lender.lendPage(at: address, nic: index) {
+                    let at = frame.bytes.count
+                    frame.bytes += repeatElement(0, count: 4096)
+                    if at < EthernetFrame.headerBytes {
+                        let n = EthernetFrame.headerBytes - at
+                        guard let head = bus.copyOut(at: address, count: n) else { throw Virtqueue.Broken() }
+                        frame.bytes.replaceSubrange(at ..< at + n, with: head)
+                    }
+                    frame.lent.append(.init(offset: at, token: token))
+                    counters.pagesLent &+= 1
+                    address += 4096; left -= 4096; packetOffset += 4096
+                    continue
+                }
+                let n = min(left, 4096 - Int(address & 0xfff))
+                guard let bytes = bus.copyOut(at: address, count: n) else { throw Virtqueue.Broken() }
+                frame.bytes += bytes
+                address += UInt64(n); left -= n; packetOffset += n
+            }
+        }
+        return frame
+    }
+
     // MARK: - Receive
 
     /// A frame for the guest. Dropped (and counted) if the driver is not running or its
-    /// buffers and the backlog are full.
-    public func receive(_ frame: [UInt8]) {
-        guard isRunning else {
+    /// buffers and the backlog are full, or if it is longer than this NIC's MTU allows.
+    public func receive(_ frame: [UInt8]) { receive(NetFrame(frame)) }
+
+    /// A frame for the guest whose lent pages (if any) may be mapped into its buffer.
+    public func receive(_ frame: NetFrame) {
+        guard isRunning, frame.bytes.count <= maxFrameBytes else {
             counters.receiveDropped &+= 1
             return
         }
         if backlog.isEmpty, deliver(frame) { return }
-        if backlog.count < Self.backlogFrames { backlog.append(frame) } else { counters.receiveDropped &+= 1 }
+        // A lent page may change once its sender runs again: a frame that waits holds bytes.
+        guard backlog.count < Self.backlogFrames,
+              let bytes = frame.lent.isEmpty ? frame.bytes : frame.materialized({ lender?.lentPageBytes($0) }) else {
+            counters.receiveDropped &+= 1
+            return
+        }
+        backlog.append(NetFrame(bytes))
     }
 
     /// Frames waiting for receive buffers.
@@ -216,30 +275,44 @@ public final class VirtioNet: MMIODevice {
         while let frame = backlog.first, isRunning, deliver(frame) { backlog.removeFirst() }
     }
 
-    /// Writes `frame` into the next posted receive buffer; false if there is none.
-    private func deliver(_ frame: [UInt8]) -> Bool {
+    /// Writes `frame` into the next posted receive buffer; false if there is none. A lent
+    /// page that falls on a whole page-aligned page of the buffer is mapped there.
+    private func deliver(_ frame: NetFrame) -> Bool {
         guard isRunning, queues[0].size > 0 else { return false }
         do {
             guard let head = try queues[0].nextAvailable(bus) else { return false }
             let chain = try queues[0].chain(bus, head: head)
-            var header = [UInt8](repeating: 0, count: Self.headerBytes)
-            header[10] = 1  // num_buffers
-            let packet = header + frame
+            var packet = [UInt8](repeating: 0, count: Self.headerBytes) + frame.bytes
+            packet[10] = 1  // num_buffers
             let room = chain.reduce(0) { $0 + ($1.writable ? Int($1.length) : 0) }
             guard chain.allSatisfy(\.writable) else { throw Virtqueue.Broken() }
             guard room >= packet.count else {
                 counters.receiveDropped &+= 1
-                report("dropped a \(frame.count)-byte frame: the guest's receive buffer holds \(room - Self.headerBytes)")
+                report("dropped a \(frame.bytes.count)-byte frame: the guest's receive buffer holds \(room - Self.headerBytes)")
                 try queues[0].putUsed(bus, head: head, length: 0)
                 usedBufferNotification(0)
                 return true
             }
+            // Lent pages by their place in the packet; filled in `packet` when copied.
+            var lentAt: [Int: UInt64] = [:]
+            for p in frame.lent { lentAt[Self.headerBytes + p.offset] = p.token }
             var offset = 0
             for d in chain where offset < packet.count {
-                let n = min(Int(d.length), packet.count - offset)
-                let ok = packet.withUnsafeBytes { bus.copyIn(UnsafeRawBufferPointer(rebasing: $0[offset..<offset + n]), at: d.address) }
-                guard ok else { throw Virtqueue.Broken() }
-                offset += n
+                var address = d.address
+                var left = min(Int(d.length), packet.count - offset)
+                while left > 0 {
+                    if let token = lentAt[offset], address & 0xfff == 0, left >= 4096, lender?.mapLentPage(token, at: address) == true {
+                        lentAt[offset] = nil
+                        counters.pagesMapped &+= 1
+                        address += 4096; left -= 4096; offset += 4096
+                        continue
+                    }
+                    let n = min(left, 4096 - Int(address & 0xfff))
+                    try fillLent(&packet, &lentAt, offset ..< offset + n)
+                    let ok = packet.withUnsafeBytes { bus.copyIn(UnsafeRawBufferPointer(rebasing: $0[offset ..< offset + n]), at: address) }
+                    guard ok else { throw Virtqueue.Broken() }
+                    address += UInt64(n); left -= n; offset += n
+                }
             }
             try queues[0].putUsed(bus, head: head, length: UInt32(packet.count))
             counters.framesReceived &+= 1
@@ -248,6 +321,16 @@ public final class VirtioNet: MMIODevice {
         } catch {
             broken()
             return false
+        }
+    }
+
+    /// Writes into `packet` the bytes of every lent page not yet filled that overlaps `range`.
+    private func fillLent(_ packet: inout [UInt8], _ lentAt: inout [Int: UInt64], _ range: Range<Int>) throws {
+        guard !lentAt.isEmpty else { return }
+        for (start, token) in lentAt where start < range.upperBound && start + 4096 > range.lowerBound {
+            guard let page = lender?.lentPageBytes(token), page.count == 4096 else { throw Virtqueue.Broken() }
+            packet.replaceSubrange(start ..< start + 4096, with: page)
+            lentAt[start] = nil
         }
     }
 }

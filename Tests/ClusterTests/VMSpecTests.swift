@@ -190,10 +190,12 @@ import Testing
         #expect(try VMSpec.NIC(parsingOption: "switch=lan,mac=52:54:00:00:00:01,slot=0")
                 == .init(attachment: .switch("lan"), mac: "52:54:00:00:00:01", slot: 0))
         #expect(try VMSpec.NIC(parsingOption: "user,slot=3") == .init(attachment: .user, slot: 3))
+        #expect(try VMSpec.NIC(parsingOption: "switch=lan,mtu=16384") == .init(attachment: .switch("lan"), mtu: 16384))
         for (bad, message) in [("tap", "say 'switch[=NAME]' or 'user' first"), ("user,mac=52:54:00", "is not six hex octets"),
                                ("user,mac=01:00:5e:00:00:01", "is a group (multicast) address"),
                                ("switch=lan,slot=9", "slot 9 does not exist"), ("switch=a b", "must be 1-64 letters"),
-                               ("user,speed=10", "unknown option 'speed'"), ("user,slot=1,slot=2", "'slot' given twice")] {
+                               ("user,speed=10", "unknown option 'speed'"), ("switch,mtu=big", "mtu must be a number"), ("switch,mtu=67", "MTU 67 is not"),
+                               ("user,mtu=9000", "mtu is for switch NICs"), ("user,slot=1,slot=2", "'slot' given twice")] {
             do {
                 _ = try VMSpec.NIC(parsingOption: bad)
                 Issue.record("accepted \(bad)")
@@ -211,9 +213,10 @@ import Testing
               - {switch: lan, mac: "52:54:00:00:00:07", slot: 0}
               - user
               - switch=dmz
+              - {switch: jumbo, mtu: 16384}
             """)
         #expect(spec.nics == [.init(attachment: .switch("lan"), mac: "52:54:00:00:00:07", slot: 0), .init(attachment: .user),
-                              .init(attachment: .switch("dmz"))])
+                              .init(attachment: .switch("dmz")), .init(attachment: .switch("jumbo"), mtu: 16384)])
         #expect(try VMSpec.parse(yaml: spec.yamlText()) == spec)
         #expect(throws: Never.self) { try spec.validate(fileExists: { _ in true }) }
         var clash = spec
@@ -227,8 +230,12 @@ import Testing
         #expect(throws: SpecError("at most 8 virtio devices (disks and NICs), not 1 disks and 8 NICs")) {
             try many.validate(fileExists: { _ in true })
         }
+        #expect(throws: SpecError("user NIC: the MTU of a user NIC is libslirp's 1500; mtu is for switch NICs")) {
+            try VMSpec.parse(yaml: "nics: [{user: true, mtu: 9000}]")
+        }
+        #expect(throws: SpecError("NIC on switch 'lan': MTU 70000 is not 68...65535")) { try VMSpec.parse(yaml: "nics: [{switch: lan, mtu: 70000}]") }
         #expect(throws: SpecError("a NIC needs 'switch: NAME' or 'user: true'")) { try VMSpec.parse(yaml: "nics: [{mac: '52:54:00:00:00:01'}]") }
-        #expect(throws: SpecError("unknown NIC key 'model' (known: switch, user, mac, slot)")) {
+        #expect(throws: SpecError("unknown NIC key 'model' (known: switch, user, mac, slot, mtu)")) {
             try VMSpec.parse(yaml: "nics: [{user: true, model: e1000}]")
         }
     }

@@ -56,7 +56,7 @@ import Transport
             Thread.sleep(forTimeInterval: 0.01)
         }
         let a = MACAddress(0x5254_0000_0077)
-        let huge = MACAddress.broadcast.bytes + a.bytes + [0x08, 0x00] + [UInt8](repeating: 0xee, count: 9000)
+        let huge = MACAddress.broadcast.bytes + a.bytes + [0x08, 0x00] + [UInt8](repeating: 0xee, count: 70000)
         let good = MACAddress.broadcast.bytes + a.bytes + [0x12, 0x34] + [UInt8](repeating: 0x55, count: 46)
         for m: Message in [.ethernetFrame(subnet: "lan", frame: huge), .ethernetFrame(subnet: "lan", frame: [1, 2, 3]),
                            .ethernetFrame(subnet: "lan", frame: good)] {
@@ -78,5 +78,64 @@ import Transport
         #expect(node0.fromNodes >= 3, "\(node0)")
         // The frames crossed nodes: node 0 and node 1 each sent some to the other.
         #expect(node0.toNodes > 0 && cluster.nodes[1].network.counters.toNodes > 0)
+    }
+}
+
+/// Jumbo frames of whole pages (net.elf's `pages` and `sink` roles, NICs with MTU
+/// 16384): between VMs of one node their data pages move by remapping, and every
+/// later write — the sender rewriting the pages it sent while the sink still holds
+/// them, the sink writing into its buffers — copies first, so each side sees what it
+/// must (the sink checks every page against the version the frame names, the sender
+/// its file's checksum). Across two nodes the same frames travel as bytes.
+@Suite(.serialized) struct PageRemapTests {
+    func spec(_ name: String, mac: String, args: String) -> VMSpec {
+        var s = VMSpec(name: name, vcpus: 1, memoryBytes: 64 << 20, firmware: VMSpec.Firmware.none,
+                       kernel: InProcessClusterTests.guest("net.elf"))
+        s.bootargs = args
+        s.nics = [.init(attachment: .switch("lan"), mac: mac, mtu: 16384)]
+        return s
+    }
+
+    func counter(_ node: NodeRuntime, _ name: String) -> Int64 {
+        node.networkCounters.first { $0.name == name }?.value ?? -1
+    }
+
+    @Test(arguments: [1, 2]) func pageFramesReachTheSinksUnchangedAndMoveByRemappingOnOneNode(nodes: Int) throws {
+        try #require(FileManager.default.fileExists(atPath: InProcessClusterTests.guest("net.elf")), "run make -C guests")
+        let cluster = try InProcessClusterTests.LocalCluster(nodes: nodes, cpus: 3 / nodes + 1, heartbeatMillis: 500)
+        var stopped = false
+        defer { if !stopped { cluster.stop() } }
+        // Two sinks: the frames are broadcast, so each lent page is mapped twice on one node.
+        let outs = try InProcessClusterTests.run([spec("sender", mac: "52:54:00:00:00:01", args: "pages 2 40 4"),
+                                                  spec("sink1", mac: "52:54:00:00:00:02", args: "sink 4"),
+                                                  spec("sink2", mac: "52:54:00:00:00:03", args: "sink 4")], on: cluster)
+        for out in outs {
+            #expect(out.state == .stopped && out.exit == .pass, "\(out.detail)\n\(out.console.suffix(800))")
+        }
+        // The same lines as on QEMU (NetworkTests checks them against it).
+        #expect(outs[0].console.contains("net: pages sent 40 frames of 4 pages to 2 sinks, file checksum 0x"), "\(outs[0].console)")
+        for sink in outs.dropFirst() {
+            #expect(sink.console.contains("net: sink checked 40 page frames, checksum 0x"), "\(sink.console)")
+        }
+        #expect(outs[1].console.split(separator: "\n").last == outs[2].console.split(separator: "\n").last)
+        let node0 = cluster.nodes[0]
+        if nodes == 1 {
+            // 40 frames × 3 data pages, each mapped into two sinks (a few header pages too,
+            // when the sender had not rewritten its header page before the frame was switched).
+            #expect(counter(node0, "net_pages_remapped") >= 2 * 40 * 3, "\(node0.networkCounters)")
+            #expect(counter(node0, "net_pages_lent") >= 40 * 3)
+            // The sinks wrote into every page they held, and the sender rewrote its pages.
+            #expect(counter(node0, "net_pages_copied_on_write") >= 2 * 40 * 3)
+        } else {
+            // Some frames crossed nodes as bytes (what shared a node with the sender may be remapped).
+            #expect(cluster.nodes.reduce(0) { $0 + $1.network.counters.toNodes } > 0)
+        }
+        cluster.stop()
+        stopped = true
+        // Every loan ended with its VMs.
+        for node in cluster.nodes {
+            #expect(counter(node, "net_pages_on_loan") == 0)
+            #expect(node.pageLoans.index.loans.isEmpty, "\(node.pageLoans.index.loans)")
+        }
     }
 }

@@ -46,10 +46,10 @@ import Testing
     @Test func aBadFrameFromAnotherNodeIsDroppedAloneWithAReason() {
         var s = NodeSwitch()
         s.setMembers("lan", [0, 1], me: 0)
-        let huge = Self.b.bytes + Self.far.bytes + [0x08, 0] + [UInt8](repeating: 0, count: 9000)
+        let huge = Self.b.bytes + Self.far.bytes + [0x08, 0] + [UInt8](repeating: 0, count: 70000)
         let (out, dropped) = s.fromNode(1, subnet: "lan", frame: huge, locals: locals, now: 0)
         #expect(out.isEmpty)
-        #expect(dropped == "dropped a frame from node 1 on subnet 'lan': 9014-byte frame is larger than the 1518-byte maximum")
+        #expect(dropped == "dropped a frame from node 1 on subnet 'lan': 70014-byte frame is larger than the 65553-byte maximum")
         let (short, why) = s.fromNode(1, subnet: "lan", frame: [1, 2], locals: locals, now: 0)
         #expect(short.isEmpty && why?.contains("2-byte frame is shorter than an Ethernet header") == true)
         #expect(s.counters.malformed == 2)

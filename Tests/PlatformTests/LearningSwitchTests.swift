@@ -75,17 +75,17 @@ import Testing
             Issue.record("a 3-byte frame was not dropped with a reason"); return
         }
         #expect(short.contains("shorter than an Ethernet header"))
-        guard case .drop(let long?) = s.forward(frame(from: Self.a, to: Self.b, payload: 1600), from: .trunk(7), ports: ports, now: 0) else {
-            Issue.record("a 1614-byte frame was not dropped with a reason"); return
+        guard case .drop(let long?) = s.forward(frame(from: Self.a, to: Self.b, payload: 65540), from: .trunk(7), ports: ports, now: 0) else {
+            Issue.record("a 65554-byte frame was not dropped with a reason"); return
         }
-        #expect(long.contains("1614-byte frame is larger than the 1518-byte maximum"))
+        #expect(long.contains("65554-byte frame is larger than the 65553-byte maximum"))
         guard case .drop(let group?) = s.forward(frame(from: .broadcast, to: Self.b), from: .nic(1), ports: ports, now: 0) else {
             Issue.record("a frame from the broadcast address was not dropped"); return
         }
         #expect(group.contains("group address"))
         #expect(s.table.isEmpty)
-        // The largest frame (1518 bytes) and the shortest (a bare header) pass.
-        #expect(s.forward(frame(from: Self.a, to: Self.b, payload: 1504), from: .nic(1), ports: ports, now: 1) != .drop(reason: nil))
+        // The largest frame (65553 bytes: MTU 65535, a header and a tag) and the shortest pass.
+        #expect(s.forward(frame(from: Self.a, to: Self.b, payload: 65539), from: .nic(1), ports: ports, now: 1) != .drop(reason: nil))
         #expect(s.forward(frame(from: Self.a, to: Self.b, payload: 0), from: .nic(1), ports: ports, now: 1)
                 == .forward([.nic(2), .nic(3), .trunk(7), .trunk(8)]))
     }

@@ -11,10 +11,10 @@ import Testing
 
     final class Wire { var frames: [[UInt8]] = []; var irqs: [Bool] = [] }
 
-    func setUp() throws -> (SystemBus, VirtioNet, Wire) {
+    func setUp(mtu: Int = 1500) throws -> (SystemBus, VirtioNet, Wire) {
         let bus = try SystemBus(ramSize: 1 << 20, clock: { 0 })
         let wire = Wire()
-        let dev = VirtioNet(mac: Self.mac, bus: bus, irq: { wire.irqs.append($0) }, transmit: { wire.frames.append($0) })
+        let dev = VirtioNet(mac: Self.mac, mtu: mtu, bus: bus, irq: { wire.irqs.append($0) }, transmit: { wire.frames.append($0.bytes) })
         dev.write(offset: 0x070, size: 4, value: 1 | 2)
         dev.write(offset: 0x024, size: 4, value: 1)
         dev.write(offset: 0x020, size: 4, value: 1)
@@ -70,6 +70,31 @@ import Testing
         #expect((0..<6).map { UInt8(dev.read(offset: 0x100 + UInt64($0), size: 1)) } == Self.mac.bytes)
         #expect(dev.read(offset: 0x106, size: 2) == 1)           // VIRTIO_NET_S_LINK_UP
         #expect(dev.read(offset: 0x100, size: 4) == 0xab00_5452)
+    }
+
+    @Test func aLargerMTUIsAnnouncedAndBoundsWhatGoesBothWays() throws {
+        let (bus, dev, wire) = try setUp(mtu: 9000)
+        dev.write(offset: 0x014, size: 4, value: 0)
+        #expect(dev.read(offset: 0x010, size: 4) & (1 << 3) != 0)   // VIRTIO_NET_F_MTU
+        #expect(dev.read(offset: 0x10a, size: 2) == 9000)
+        // A 9018-byte frame goes out; one byte more is dropped.
+        offer(bus, tx, [(buffers, 12 + 9018, false)], first: 0)
+        offer(bus, tx, [(buffers, 12 + 9019, false)], first: 1)
+        dev.write(offset: 0x050, size: 4, value: 1)
+        #expect(wire.frames.map(\.count) == [9018])
+        #expect(dev.counters.transmitDropped == 1)
+        // In: a jumbo frame fills a buffer spread over descriptors; a longer one is dropped.
+        offer(bus, rx, [(buffers + 0x8000, 12, true), (buffers + 0x9000, 0x4000, true)])
+        let f = Self.frame(9000)
+        dev.receive(f)
+        #expect(get32(bus, rx.used + 8) == UInt32(12 + f.count))
+        #expect(bus.copyOut(at: buffers + 0x9000, count: f.count)! == f)
+        dev.receive(Self.frame(9005))
+        #expect(dev.counters.receiveDropped == 1 && dev.counters.framesReceived == 1)
+        // The standard NIC does not announce an MTU.
+        let (_, plain, _) = try setUp()
+        plain.write(offset: 0x014, size: 4, value: 0)
+        #expect(plain.read(offset: 0x010, size: 4) & (1 << 3) == 0)
     }
 
     @Test func transmitsAFrameSplitOverDescriptorsWithoutItsHeader() throws {

@@ -12,6 +12,21 @@
  *                      peer and prints how many arrived and the rate; then passes.
  *   pong               answer HELLOs and pings until the pinger says DONE; prints
  *                      what it answered and a checksum of the payloads, passes.
+ *   pages PEERS COUNT NPAGES
+ *                      jumbo frames of NPAGES whole pages (the NIC's MTU must allow
+ *                      them): a header page, then data pages of a 32-page "file" laid
+ *                      out as their own page-aligned descriptors, so that a node can
+ *                      lend them instead of copying (docs/monitor.md). Sends COUNT
+ *                      frames to PEERS sinks in batches of 4 (broadcast when PEERS > 1)
+ *                      and waits for each sink's ack of a batch; then rewrites the file
+ *                      pages the batch carried (a new version), so a sink that still
+ *                      holds them must still see the old bytes. Prints a checksum of
+ *                      the file at the end (a sink's write must not reach it).
+ *   sink NPAGES        takes frames into page-aligned buffers of NPAGES pages, acks
+ *                      each batch, and checks a batch only after the next one came
+ *                      (after the sender rewrote its pages): every page against the
+ *                      version the header names, and the frame's checksum; then
+ *                      writes into the pages (its own copy) and gives them back.
  * A corrupted frame fails the guest (code 5), a peer that stops answering too (6). */
 #include "runtime.h"
 
@@ -21,14 +36,14 @@
 #define REG(base, off) (*(volatile u32 *)((base) + (off)))
 #define MTIME (*(volatile u64 *)0x0200bff8UL)
 #define TICKS_PER_US 10
-#define QSIZE 16
+#define QSIZE 32
 #define HDR 12
 #define BUF 1536
 #define ETHERTYPE 0x88b5
 #define MAXPEERS 8
 #define MAXPAYLOAD 1490
 
-enum { HELLO = 1, HELLO_ACK = 2, PING = 3, PONG = 4, DONE = 5, DONE_ACK = 6, STREAM = 7 };
+enum { HELLO = 1, HELLO_ACK = 2, PING = 3, PONG = 4, DONE = 5, DONE_ACK = 6, STREAM = 7, PAGES = 8, PAGES_ACK = 9 };
 
 struct desc { u64 addr; u32 len; u16 flags; u16 next; };
 struct avail { u16 flags; u16 idx; u16 ring[QSIZE]; u16 used_event; };
@@ -43,6 +58,12 @@ struct queue {
 
 static struct queue rxq, txq;
 static u8 rxbuf[QSIZE][BUF] __attribute__((aligned(64)));
+/* Page mode (sink): QSIZE/2 receive chains of a 12-byte header and NPAGES pages. */
+#define MAXPAGES 4
+#define CHAINS (QSIZE / 2)
+static u32 sink_pages;
+static u8 rxhdr[CHAINS][16] __attribute__((aligned(64)));
+static u8 rxpages[CHAINS][MAXPAGES * 4096] __attribute__((aligned(4096)));
 static u8 txbuf[BUF] __attribute__((aligned(64)));
 static u64 dev;
 static u8 mac[6];
@@ -78,12 +99,23 @@ static void setup_queue(u32 index, struct queue *q) {
 }
 
 static void post_rx(u16 id) {
+    if (sink_pages) {  /* chain `id` is descriptors 2id (header) and 2id+1 (the pages) */
+        rxq.desc[2 * id] = (struct desc){ (u64)rxhdr[id], HDR, 2 | 1, (u16)(2 * id + 1) };
+        rxq.desc[2 * id + 1] = (struct desc){ (u64)rxpages[id], sink_pages * 4096, 2, 0 };
+        rxq.avail.ring[rxq.avail.idx % QSIZE] = (u16)(2 * id);
+        fence();
+        rxq.avail.idx = rxq.avail.idx + 1;
+        fence();
+        return;
+    }
     rxq.desc[id] = (struct desc){ (u64)rxbuf[id], BUF, 2, 0 };
     rxq.avail.ring[rxq.avail.idx % QSIZE] = id;
     fence();
     rxq.avail.idx = rxq.avail.idx + 1;
     fence();
 }
+
+static u32 mtu = 1500;
 
 static void init(void) {
     dev = 0;
@@ -102,15 +134,16 @@ static void init(void) {
     REG(dev, 0x024) = 1;
     REG(dev, 0x020) = 1;
     REG(dev, 0x024) = 0;
-    REG(dev, 0x020) = (1u << 5) | (low & (1u << 16));
+    REG(dev, 0x020) = (1u << 5) | (low & (1u << 16)) | (low & (1u << 3));
     REG(dev, 0x070) = 1 | 2 | 8;
     if (!(REG(dev, 0x070) & 8)) die("features not accepted", 3);
     for (int i = 0; i < 6; i++) mac[i] = *(volatile u8 *)(dev + 0x100 + i);
+    if (low & (1u << 3)) mtu = *(volatile u16 *)(dev + 0x10a);  /* VIRTIO_NET_F_MTU */
     setup_queue(0, &rxq);
     setup_queue(1, &txq);
     rxq.avail.flags = 1;  /* polled: no interrupts */
     txq.avail.flags = 1;
-    for (u16 i = 0; i < QSIZE; i++) post_rx(i);
+    for (u16 i = 0; i < (sink_pages ? CHAINS : QSIZE); i++) post_rx(i);
     REG(dev, 0x070) = 1 | 2 | 8 | 4;
     REG(dev, 0x050) = 0;
 }
@@ -140,8 +173,13 @@ static u8 *receive(u32 *len, u16 *id) {
     struct used_elem e = rxq.used.ring[rxq.last_used % QSIZE];
     rxq.last_used++;
     if (e.id >= QSIZE || e.len < HDR) die("bad used element", 3);
-    *id = (u16)e.id;
     *len = e.len - HDR;
+    if (sink_pages) {
+        if (e.id & 1) die("bad used element", 3);
+        *id = (u16)(e.id / 2);
+        return rxpages[*id];
+    }
+    *id = (u16)e.id;
     return rxbuf[e.id] + HDR;
 }
 
@@ -453,15 +491,250 @@ __attribute__((noreturn)) static void pong(void) {
     pass();
 }
 
+/* ---- page frames ---- */
+
+#define FILEPAGES 32
+#define BATCH 4
+static u8 file[FILEPAGES][4096] __attribute__((aligned(4096)));
+static u8 hdrpage[4096] __attribute__((aligned(4096)));
+static u16 version[FILEPAGES];
+
+/* The bytes of file page `index` at `ver`. */
+static void pattern(u8 *page, u32 index, u32 ver) {
+    u64 x = index * 0x9e3779b97f4a7c15UL + ver * 0xbf58476d1ce4e5b9UL + 1;
+    u64 *w = (u64 *)page;
+    for (int i = 0; i < 512; i++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; w[i] = x; }
+}
+
+static int is_pattern(const u8 *page, u32 index, u32 ver) {
+    static u8 want[4096] __attribute__((aligned(8)));
+    pattern(want, index, ver);
+    const u64 *a = (const u64 *)page, *b = (const u64 *)want;
+    for (int i = 0; i < 512; i++) if (a[i] != b[i]) return 0;
+    return 1;
+}
+
+static u32 fnv32_more(u32 h, const u8 *p, u32 n) {
+    for (u32 i = 0; i < n; i++) { h ^= p[i]; h *= 0x01000193u; }
+    return h;
+}
+
+/* Sends the header page and `data` file pages as one frame, each page its own descriptor. */
+static void send_pages(const u32 *pages, u32 data) {
+    for (int i = 0; i < HDR; i++) txbuf[i] = 0;
+    txq.desc[0] = (struct desc){ (u64)txbuf, HDR, 1, 1 };
+    txq.desc[1] = (struct desc){ (u64)hdrpage, 4096, data ? 1 : 0, 2 };
+    for (u32 j = 0; j < data; j++)
+        txq.desc[2 + j] = (struct desc){ (u64)file[pages[j]], 4096, j + 1 < data ? 1 : 0, (u16)(3 + j) };
+    txq.avail.ring[txq.avail.idx % QSIZE] = 0;
+    fence();
+    txq.avail.idx = txq.avail.idx + 1;
+    fence();
+    REG(dev, 0x050) = 1;
+    while (*(volatile u16 *)&txq.used.idx == txq.last_used) {
+        if (REG(dev, 0x070) & 64) die("device needs reset", 3);
+    }
+    txq.last_used++;
+}
+
+__attribute__((noreturn)) static void pages_sender(u32 npeers, u32 count, u32 npages) {
+    static const u8 broadcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+    if (npages < 2 || npages > MAXPAGES) die("NPAGES must be 2-4", 2);
+    if (npeers == 0 || npeers > MAXPEERS) die("PEERS must be 1-8", 2);
+    if (mtu + 14 < npages * 4096) die("the NIC's MTU is too small for page frames (give it mtu=16384)", 2);
+    for (u32 i = 0; i < FILEPAGES; i++) { version[i] = 1; pattern(file[i], i, 1); }
+    u8 peers[MAXPEERS][6];
+    u32 known = 0;
+    u64 start = MTIME, last = 0;
+    while (known < npeers) {
+        if (last == 0 || MTIME - last > 50000UL * TICKS_PER_US) { send_kind(broadcast, HELLO, 0, 0, 0); last = MTIME; }
+        if (MTIME - start > 120000000UL * TICKS_PER_US) die("peers did not answer the broadcast", 6);
+        u32 n; u16 id; struct frame f;
+        u8 *p = receive(&n, &id);
+        if (!p) continue;
+        if (parse(p, n, &f) && f.kind == HELLO_ACK) {
+            int seen = 0;
+            for (u32 i = 0; i < known; i++) seen |= same_mac(peers[i], f.src);
+            if (!seen) { for (int k = 0; k < 6; k++) peers[known][k] = f.src[k]; known++; }
+        }
+        release(id);
+    }
+    const u8 *dst = npeers == 1 ? peers[0] : broadcast;
+    u32 data = npages - 1, next = 0;
+    u64 t0 = MTIME;
+    for (u32 seq = 1; seq <= count;) {
+        u32 used[BATCH * MAXPAGES], nused = 0, first = seq;
+        for (u32 k = 0; k < BATCH && seq <= count; k++, seq++) {
+            u32 pages[MAXPAGES];
+            u8 *h = hdrpage;
+            for (int i = 0; i < 6; i++) { h[i] = dst[i]; h[6 + i] = mac[i]; }
+            put16(h + 12, ETHERTYPE);
+            h[14] = PAGES;
+            h[15] = (k + 1 == BATCH || seq == count) ? 1 : 0;  /* the batch's last */
+            put16(h + 16, (u16)seq);
+            put16(h + 18, (u16)data);
+            for (u32 j = 0; j < data; j++) {
+                pages[j] = next++ % FILEPAGES;
+                used[nused++] = pages[j];
+                put16(h + PAYLOAD + 4 * j, (u16)pages[j]);
+                put16(h + PAYLOAD + 4 * j + 2, version[pages[j]]);
+            }
+            for (u32 i = PAYLOAD + 4 * data; i < 4096; i++) h[i] = (u8)(i ^ seq);
+            u32 c = fnv32_more(0x811c9dc5u, h + PAYLOAD, 4096 - PAYLOAD);
+            for (u32 j = 0; j < data; j++) c = fnv32_more(c, file[pages[j]], 4096);
+            put32(h + 20, c);
+            send_pages(pages, data);
+        }
+        /* Every sink acks the batch... */
+        u32 acked = 0;
+        u8 ackers[MAXPEERS][6];
+        u64 sent = MTIME;
+        while (acked < npeers) {
+            if (MTIME - sent > 5000000UL * TICKS_PER_US) die("a sink did not ack a batch of page frames", 6);
+            u32 n; u16 id; struct frame f;
+            u8 *q = receive(&n, &id);
+            if (!q) continue;
+            if (parse(q, n, &f) && f.kind == PAGES_ACK && f.seq == (u16)(seq - 1)) {
+                int seen = 0;
+                for (u32 i = 0; i < acked; i++) seen |= same_mac(ackers[i], f.src);
+                if (!seen) { for (int k = 0; k < 6; k++) ackers[acked][k] = f.src[k]; acked++; }
+            }
+            release(id);
+        }
+        /* ... then the pages it carried change while the sinks still hold them. */
+        for (u32 i = 0; i < nused; i++) {
+            u32 p = used[i];
+            if (version[p] == (u16)(first + 1)) continue;  /* rewritten already in this batch */
+            version[p] = (u16)(first + 1);
+            pattern(file[p], p, version[p]);
+        }
+    }
+    u64 ticks = MTIME - t0;
+    for (u32 p = 0; p < npeers; p++) {
+        for (u32 tries = 0;; tries++) {
+            if (tries > 50) die("a sink did not acknowledge DONE", 6);
+            send_kind(peers[p], DONE, 0, 0, 0);
+            u64 sent = MTIME;
+            int ok = 0;
+            while (!ok && MTIME - sent < 200000UL * TICKS_PER_US) {
+                u32 n; u16 id; struct frame f;
+                u8 *q = receive(&n, &id);
+                if (!q) continue;
+                ok = parse(q, n, &f) && f.kind == DONE_ACK && same_mac(f.src, peers[p]);
+                release(id);
+            }
+            if (ok) break;
+        }
+    }
+    u32 h = 0x811c9dc5u;
+    for (u32 i = 0; i < FILEPAGES; i++) h = fnv32_more(h, file[i], 4096);
+    puts("net: pages sent ");
+    put_u64(count);
+    puts(" frames of ");
+    put_u64(npages);
+    puts(" pages to ");
+    put_u64(npeers);
+    puts(" sinks, file checksum ");
+    put_hex(h);
+    puts("\n");
+    puts("instret: pages frames/s ");
+    put_u64(ticks ? (u64)count * 10000000UL / ticks : 0);
+    puts("\n");
+    pass();
+}
+
+/* Checks page frame `id` (n bytes) of the sink: its header, checksum and every page. */
+static u32 check_pages(u16 id, u32 n, u32 sum) {
+    const u8 *p = rxpages[id];
+    if (n != sink_pages * 4096) die("page frame of the wrong length", 5);
+    u32 data = get16(p + 18);
+    if (data + 1 != sink_pages) die("page frame with the wrong page count", 5);
+    u32 c = fnv32_more(0x811c9dc5u, p + PAYLOAD, 4096 - PAYLOAD);
+    for (u32 j = 0; j < data; j++) c = fnv32_more(c, p + 4096 * (j + 1), 4096);
+    if (c != get32(p + 20)) die("PAGE FRAME CHECKSUM MISMATCH", 5);
+    for (u32 j = 0; j < data; j++) {
+        if (!is_pattern(p + 4096 * (j + 1), get16(p + PAYLOAD + 4 * j), get16(p + PAYLOAD + 4 * j + 2)))
+            die("a page differs from the version its frame names", 5);
+    }
+    /* The buffer is ours again: write into it (the node copies a remapped page first). */
+    for (u32 j = 0; j <= data; j++) *(volatile u64 *)(rxpages[id] + 4096 * j + 64) = 0x5a5a5a5a5a5a5a5aUL ^ j;
+    return fnv32_more(sum, p + 4096, 4096 * data);
+}
+
+__attribute__((noreturn)) static void sink(void) {
+    u16 held[2 * BATCH], prev[2 * BATCH];
+    u32 lens[2 * BATCH], prevlens[2 * BATCH];
+    u32 nheld = 0, nprev = 0, frames = 0, expected = 1, sum = 0x811c9dc5u;
+    u64 done_at = 0;
+    for (;;) {
+        if (done_at && MTIME - done_at > 500000UL * TICKS_PER_US) break;
+        u32 n; u16 id; struct frame f;
+        u8 *p = receive(&n, &id);
+        if (!p) continue;
+        if (n >= PAYLOAD && get16(p + 12) == ETHERTYPE && p[14] == PAGES) {
+            if (get16(p + 16) != (u16)expected) die("page frames out of order", 5);
+            expected++;
+            if (nheld == 2 * BATCH) die("too many page frames held", 5);
+            held[nheld] = id;
+            lens[nheld++] = n;
+            if (p[15]) {  /* the batch is complete: ack it, then check the one before */
+                u8 src[6];
+                for (int i = 0; i < 6; i++) src[i] = p[6 + i];
+                send_kind(src, PAGES_ACK, (u16)(expected - 1), 0, 0);
+                for (u32 i = 0; i < nprev; i++) { sum = check_pages(prev[i], prevlens[i], sum); frames++; release(prev[i]); }
+                for (u32 i = 0; i < nheld; i++) { prev[i] = held[i]; prevlens[i] = lens[i]; }
+                nprev = nheld;
+                nheld = 0;
+            }
+            continue;
+        }
+        if (parse(p, n, &f)) {
+            u8 src[6];
+            for (int i = 0; i < 6; i++) src[i] = f.src[i];
+            if (f.kind == HELLO) {
+                send_kind(src, HELLO_ACK, 0, 0, 0);
+            } else if (f.kind == DONE) {
+                for (u32 i = 0; i < nprev; i++) { sum = check_pages(prev[i], prevlens[i], sum); frames++; release(prev[i]); }
+                for (u32 i = 0; i < nheld; i++) { sum = check_pages(held[i], lens[i], sum); frames++; release(held[i]); }
+                nprev = nheld = 0;
+                send_kind(src, DONE_ACK, 0, 0, 0);
+                if (!done_at) done_at = MTIME;
+            }
+        }
+        release(id);
+    }
+    puts("net: sink checked ");
+    put_u64(frames);
+    puts(" page frames, checksum ");
+    put_hex(sum);
+    puts("\n");
+    pass();
+}
+
 int main(u64 hartid, const void *fdt) {
     if (hartid != 0) for (;;) __asm__ volatile("wfi");
+    const char *end;
+    const char *args = bootargs(fdt);
+    const char *mode = word(args, &end);
+    if (end - mode == 4 && mode[0] == 's' && mode[1] == 'i') {
+        const char *a = word(end, &end);
+        sink_pages = (u32)number(a, end, 4);
+        if (sink_pages < 2 || sink_pages > MAXPAGES) die("sink NPAGES must be 2-4", 2);
+    }
     init();
     puts("net: mac ");
     put_mac(mac);
     puts("\n");
-    const char *end;
-    const char *args = bootargs(fdt);
-    const char *mode = word(args, &end);
+    if (sink_pages) sink();
+    if (end - mode == 5 && mode[0] == 'p' && mode[1] == 'a') {
+        const char *a = word(end, &end);
+        u64 peers = number(a, end, 1);
+        const char *b = word(end, &end);
+        u64 count = number(b, end, 64);
+        const char *c = word(end, &end);
+        u64 npages = number(c, end, 4);
+        pages_sender((u32)peers, (u32)count, (u32)npages);
+    }
     if (end - mode == 4 && mode[0] == 'p' && mode[1] == 'i') {
         const char *a = word(end, &end);
         u64 peers = number(a, end, 1);
