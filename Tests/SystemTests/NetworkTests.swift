@@ -16,7 +16,7 @@ import TestSupport
     }
 
     /// A spec file for net.elf with one NIC on `subnet`.
-    func spec(_ name: String, mac: String, args: String, subnet: String = "lan") throws -> String {
+    func spec(_ name: String, mac: String, args: String, subnet: String = "lan", mtu: Int? = nil) throws -> String {
         let path = dir + "/\(name).yaml"
         try """
             name: \(name)
@@ -24,7 +24,7 @@ import TestSupport
             bios: none
             kernel: \(Paths.guest("net.elf"))
             bootargs: \(args)
-            nics: [{switch: \(subnet), mac: "\(mac)"}]
+            nics: [{switch: \(subnet), mac: "\(mac)"\(mtu.map { ", mtu: \($0)" } ?? "")}]
             """.write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }
@@ -67,6 +67,47 @@ import TestSupport
         let ping = try runProcess("/usr/bin/qemu-system-riscv64", qemu("connect", "52:54:00:00:00:01", "ping 1 \(pings)"), timeout: 120)
         _ = pong.wait(for: "net: answered", timeout: 10)
         return (ping, ProcessResult(status: 0, output: pong.output, errorOutput: "", stoppedEarly: false))
+    }
+
+    /// Jumbo frames of whole pages (MTU 16384): on one node their data pages move by
+    /// remapping (the node's counters, InProcessClusterTests.PageRemapTests), across two
+    /// they travel as bytes; either way the sink sees every page as the sender sent it,
+    /// though the sender rewrites it while the sink still holds it, and the sender's own
+    /// pages never see the sink's writes: the same lines as two QEMUs with host_mtu.
+    @Test func pageFramesArriveAsOnQEMUWhetherRemappedOrSent() throws {
+        let elf = Paths.guest("net.elf")
+        try #require(FileManager.default.fileExists(atPath: elf), "guest \(elf) is not built: run make -C guests")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let port = try freeLoopbackPort()
+        func qemu(_ netdev: String, _ mac: String, _ args: String) -> [String] {
+            ["-machine", "virt", "-nographic", "-bios", "none", "-m", "64M", "-kernel", elf,
+             "-global", "virtio-mmio.force-legacy=false", "-netdev", "socket,id=n0,\(netdev)=127.0.0.1:\(port)",
+             "-device", "virtio-net-device,netdev=n0,mac=\(mac),host_mtu=16384", "-append", args]
+        }
+        let sinkLog = dir + "/qemu-sink"
+        try FileManager.default.createDirectory(atPath: sinkLog, withIntermediateDirectories: true)
+        let qsink = try Background("qemu-sink", "/usr/bin/qemu-system-riscv64", qemu("listen", "52:54:00:00:00:02", "sink 4"),
+                                   logDirectory: sinkLog)
+        defer { qsink.stop() }
+        Thread.sleep(forTimeInterval: 0.5)
+        let qsender = try runProcess("/usr/bin/qemu-system-riscv64", qemu("connect", "52:54:00:00:00:01", "pages 1 48 4"), timeout: 120)
+        _ = qsink.wait(for: "net: sink checked", timeout: 10)
+        let oracleSender = qsender.output.split(separator: "\n").map(String.init).filter { $0.hasPrefix("net: pages sent") }
+        let oracleSink = qsink.output.split(separator: "\n").map(String.init).filter { $0.hasPrefix("net: sink checked") }
+        #expect(oracleSender.count == 1 && oracleSink.count == 1, "QEMU: \(qsender.output.suffix(600)) / \(qsink.output.suffix(600))")
+        let a = try spec("sender", mac: "52:54:00:00:00:01", args: "pages 1 48 4", mtu: 16384)
+        let b = try spec("sink", mac: "52:54:00:00:00:02", args: "sink 4", mtu: 16384)
+        for nodes in [1, 2] {
+            let disco = try sideBySide([a, b], nodes: nodes)
+            #expect(disco.status == 0 && !disco.stoppedEarly, "\(nodes) nodes: \(disco.output.suffix(1500))\n\(disco.errorOutput.suffix(1500))")
+            #expect(Set(vcpuNodes(disco.errorOutput).values).count == nodes, "\(disco.errorOutput.suffix(800))")
+            #expect(lines(disco.output, of: "sender").filter { $0.hasPrefix("net: pages sent") } == oracleSender, "\(disco.output.suffix(800))")
+            #expect(lines(disco.output, of: "sink").filter { $0.hasPrefix("net: sink checked") } == oracleSink, "\(disco.output.suffix(800))")
+        }
+        // A sender whose NIC keeps Ethernet's MTU is told why it cannot send page frames.
+        let small = try spec("small", mac: "52:54:00:00:00:05", args: "pages 1 4 4")
+        let refused = try sideBySide([small], nodes: 1)
+        #expect(refused.status != 0 && refused.output.contains("net: the NIC's MTU is too small for page frames"), "\(refused.output.suffix(600))")
     }
 
     func checksum(_ lines: [String]) -> String? {
