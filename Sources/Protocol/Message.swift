@@ -112,7 +112,7 @@ public enum Message: Equatable, Sendable {
     /// Node to node: an Ethernet frame on the virtual switch of subnet `subnet`, for the
     /// receiving node's NICs on that subnet (docs/monitor.md, "Virtual Ethernet"). The
     /// codec carries any length; the receiving switch drops a frame shorter than 14 or
-    /// longer than 1518 bytes with a warning.
+    /// longer than 65553 bytes (MTU 65535) with a warning.
     case ethernetFrame(subnet: String, frame: [UInt8])
     /// Coordinator to every node with a NIC on subnet `subnet` (and to a node that just
     /// lost its last one): the nodes whose VMs have NICs on it now. Nodes connect to

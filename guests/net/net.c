@@ -22,7 +22,9 @@
  *                      pages the batch carried (a new version), so a sink that still
  *                      holds them must still see the old bytes. Prints a checksum of
  *                      the file at the end (a sink's write must not reach it).
- *   sink NPAGES        takes frames into page-aligned buffers of NPAGES pages, acks
+ *   sink NPAGES [copy] takes frames into page-aligned buffers of NPAGES pages (with
+ *                      `copy`, 64 bytes past a page boundary, so nothing can be
+ *                      remapped: the benchmark's baseline), acks
  *                      each batch, and checks a batch only after the next one came
  *                      (after the sender rewrote its pages): every page against the
  *                      version the header names, and the frame's checksum; then
@@ -61,9 +63,9 @@ static u8 rxbuf[QSIZE][BUF] __attribute__((aligned(64)));
 /* Page mode (sink): QSIZE/2 receive chains of a 12-byte header and NPAGES pages. */
 #define MAXPAGES 4
 #define CHAINS (QSIZE / 2)
-static u32 sink_pages;
+static u32 sink_pages, sink_offset;
 static u8 rxhdr[CHAINS][16] __attribute__((aligned(64)));
-static u8 rxpages[CHAINS][MAXPAGES * 4096] __attribute__((aligned(4096)));
+static u8 rxpages[CHAINS][(MAXPAGES + 1) * 4096] __attribute__((aligned(4096)));
 static u8 txbuf[BUF] __attribute__((aligned(64)));
 static u64 dev;
 static u8 mac[6];
@@ -101,7 +103,7 @@ static void setup_queue(u32 index, struct queue *q) {
 static void post_rx(u16 id) {
     if (sink_pages) {  /* chain `id` is descriptors 2id (header) and 2id+1 (the pages) */
         rxq.desc[2 * id] = (struct desc){ (u64)rxhdr[id], HDR, 2 | 1, (u16)(2 * id + 1) };
-        rxq.desc[2 * id + 1] = (struct desc){ (u64)rxpages[id], sink_pages * 4096, 2, 0 };
+        rxq.desc[2 * id + 1] = (struct desc){ (u64)(rxpages[id] + sink_offset), sink_pages * 4096, 2, 0 };
         rxq.avail.ring[rxq.avail.idx % QSIZE] = (u16)(2 * id);
         fence();
         rxq.avail.idx = rxq.avail.idx + 1;
@@ -177,7 +179,7 @@ static u8 *receive(u32 *len, u16 *id) {
     if (sink_pages) {
         if (e.id & 1) die("bad used element", 3);
         *id = (u16)(e.id / 2);
-        return rxpages[*id];
+        return rxpages[*id] + sink_offset;
     }
     *id = (u16)e.id;
     return rxbuf[e.id] + HDR;
@@ -645,7 +647,7 @@ __attribute__((noreturn)) static void pages_sender(u32 npeers, u32 count, u32 np
 
 /* Checks page frame `id` (n bytes) of the sink: its header, checksum and every page. */
 static u32 check_pages(u16 id, u32 n, u32 sum) {
-    const u8 *p = rxpages[id];
+    u8 *p = rxpages[id] + sink_offset;
     if (n != sink_pages * 4096) die("page frame of the wrong length", 5);
     u32 data = get16(p + 18);
     if (data + 1 != sink_pages) die("page frame with the wrong page count", 5);
@@ -657,7 +659,7 @@ static u32 check_pages(u16 id, u32 n, u32 sum) {
             die("a page differs from the version its frame names", 5);
     }
     /* The buffer is ours again: write into it (the node copies a remapped page first). */
-    for (u32 j = 0; j <= data; j++) *(volatile u64 *)(rxpages[id] + 4096 * j + 64) = 0x5a5a5a5a5a5a5a5aUL ^ j;
+    for (u32 j = 0; j <= data; j++) *(volatile u64 *)(p + 4096 * j + 64) = 0x5a5a5a5a5a5a5a5aUL ^ j;
     return fnv32_more(sum, p + 4096, 4096 * data);
 }
 
@@ -719,6 +721,8 @@ int main(u64 hartid, const void *fdt) {
     if (end - mode == 4 && mode[0] == 's' && mode[1] == 'i') {
         const char *a = word(end, &end);
         sink_pages = (u32)number(a, end, 4);
+        const char *b = word(end, &end);
+        if (end - b == 4 && b[0] == 'c' && b[1] == 'o' && b[2] == 'p' && b[3] == 'y') sink_offset = 64;
         if (sink_pages < 2 || sink_pages > MAXPAGES) die("sink NPAGES must be 2-4", 2);
     }
     init();
