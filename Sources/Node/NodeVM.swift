@@ -502,7 +502,9 @@ public final class NodeVM: PhysicalMemory {
     /// holds it), read-only and copy-on-write. False when this VM or page does not
     /// qualify or the cache is full (the device copies the bytes in instead).
     func shareBlock(_ block: SharedBlock, at gpa: UInt64, fill: (UnsafeMutableRawBufferPointer) throws -> Void) -> Bool {
+        // The page's own frame must be here: a write copies the cached bytes into it.
         guard sharesBlocks, let cache = bufferCache, gpa & 0xfff == 0, let m = machineAddress(gpa), m != Self.noFrame,
+              agent.home(of: m) == node,
               !isFrozen(gpa), replicas.isEmpty || replicas[gpa] == nil, !agent.isGated(m) else { return false }
         let me = BufferCacheIndex.Sharer(vm: vm, guestPage: gpa)
         if let current = shared[gpa] {
@@ -620,7 +622,7 @@ public final class NodeVM: PhysicalMemory {
     /// copy-on-write, in place of a copy of it; false when the page cannot map it.
     func mapLentPage(_ token: UInt64, at gpa: UInt64) -> Bool {
         guard isWhollyLocal, let loans, gpa & 0xfff == 0, let own = machineAddress(gpa), own != Self.noFrame, own != token,
-              !isFrozen(gpa), replicas.isEmpty || replicas[gpa] == nil, !agent.isGated(own), loans.index.isLent(token) else { return false }
+              agent.home(of: own) == node, !isFrozen(gpa), replicas.isEmpty || replicas[gpa] == nil, !agent.isGated(own), loans.index.isLent(token) else { return false }
         // The frame replaces the whole page: what it mapped or lent before needs no copy here.
         if !lent.isEmpty, lent.contains(gpa) { endLoan(gpa) }
         if let current = shared.removeValue(forKey: gpa) { releaseShared(current, of: gpa, copied: false) }

@@ -20,6 +20,9 @@ public struct PageLoanIndex: Sendable, Equatable {
 
     /// Machine frame → its loan.
     public private(set) var loans: [UInt64: Loan] = [:]
+    /// Loans made or left without borrowers since the last `settle` (only these can end
+    /// there: the others have borrowers).
+    private var unsettled: Set<UInt64> = []
 
     public init() {}
 
@@ -30,7 +33,10 @@ public struct PageLoanIndex: Sendable, Equatable {
 
     /// `lender` lends its own `frame` (again: a loan already made stays as it is).
     public mutating func lend(_ frame: UInt64, by lender: Sharer) {
-        if loans[frame] == nil { loans[frame] = Loan(lender: lender, borrowers: []) }
+        if loans[frame] == nil {
+            loans[frame] = Loan(lender: lender, borrowers: [])
+            unsettled.insert(frame)
+        }
     }
 
     /// `borrower` maps lent `frame`; false if it is not lent (any more).
@@ -43,6 +49,7 @@ public struct PageLoanIndex: Sendable, Equatable {
     /// `borrower` no longer maps `frame` (it copied it, or its page was replaced).
     public mutating func giveBack(_ frame: UInt64, by borrower: Sharer) {
         loans[frame]?.borrowers.remove(borrower)
+        if loans[frame]?.borrowers.isEmpty == true { unsettled.insert(frame) }
     }
 
     /// The loan of `frame` ends (its lender writes it, moves it or goes): the borrowers,
@@ -51,16 +58,28 @@ public struct PageLoanIndex: Sendable, Equatable {
         (loans.removeValue(forKey: frame)?.borrowers).map { $0.sorted() } ?? []
     }
 
-    /// Ends every loan that nobody borrowed: their lenders, whose pages are theirs alone again.
+    /// Ends every loan that nobody borrowed: their lenders, whose pages are theirs alone
+    /// again. Only when no frame that carries a loan waits to be switched: until then a
+    /// loan must stay, even with no borrower, so that its lender's write fills those frames.
     public mutating func settle() -> [Sharer] {
-        let idle = loans.filter { $0.value.borrowers.isEmpty }
-        for frame in idle.keys { loans[frame] = nil }
-        return idle.values.map(\.lender).sorted()
+        guard !unsettled.isEmpty else { return [] }
+        var ended: [Sharer] = []
+        for frame in unsettled {
+            if let l = loans[frame], l.borrowers.isEmpty {
+                loans[frame] = nil
+                ended.append(l.lender)
+            }
+        }
+        unsettled.removeAll(keepingCapacity: true)
+        return ended.sorted()
     }
 
     /// VM `vm` ended: its borrowed pages are given back (its own loans are ended by its pages).
     public mutating func giveBackAll(vm: UInt32) {
-        for frame in Array(loans.keys) { loans[frame]!.borrowers = loans[frame]!.borrowers.filter { $0.vm != vm } }
+        for frame in Array(loans.keys) {
+            loans[frame]!.borrowers = loans[frame]!.borrowers.filter { $0.vm != vm }
+            if loans[frame]!.borrowers.isEmpty { unsettled.insert(frame) }
+        }
     }
 }
 
@@ -78,9 +97,9 @@ public final class PageLoans {
     public var copiesOnWrite: UInt64 = 0
     public init() {}
 
-    /// Loans nobody borrowed end: the lenders' pages are writable as before.
+    /// Loans nobody borrowed end: the lenders' pages are writable as before (after every
+    /// frame sent so far has been switched).
     public func settle() {
-        guard !index.loans.isEmpty else { return }
         for l in index.settle() { vm(l.vm)?.loanEnded(l.guestPage) }
     }
 }
