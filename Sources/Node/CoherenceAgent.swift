@@ -306,6 +306,52 @@ public final class CoherenceAgent {
     /// Forgets the miss counters of home page `page` (its guest page moved away).
     public func forgetCounts(page: UInt64) { directory.forgetCounts(page: page) }
 
+    // MARK: - Home pages read from a buffer-cache frame
+
+    /// Home pages of a VM that spans nodes whose guest page maps a frame of this node's
+    /// buffer cache (docs/memory.md, "The global buffer cache"): the page's own frame
+    /// holds nothing yet, so another node's read of one of its lines is served from the
+    /// cached frame, and another node's write first has the page copied into its own
+    /// frame by its VM (`aliasWritten`, the copy on write). No other node knows.
+    private var aliases: [UInt64: UInt64] = [:]
+    /// Another node wants to write aliased page `page`: its VM copies the cached frame
+    /// into the page's own and calls `unalias` (set by the node).
+    public var aliasWritten: ((UInt64) -> Void)?
+
+    /// Whether no other node holds any line of home page `page`.
+    public func isHomeOnly(_ page: UInt64) -> Bool {
+        guard page % 4096 == 0, isLocal(page) else { return false }
+        return stride(from: page, to: page + 4096, by: geometry.lineSize).allSatisfy { isHome($0) }
+    }
+
+    /// Other nodes' reads of home page `page` come from local frame `frame` from now on.
+    /// The caller made sure that no other node holds a line of `page` (`isHomeOnly`).
+    public func alias(_ page: UInt64, to frame: UInt64) {
+        precondition(page % 4096 == 0 && frame % 4096 == 0 && isLocal(page) && isLocal(frame), "an alias is of local pages")
+        aliases[page] = frame
+    }
+
+    /// Reads of home page `page` come from its own frame again.
+    public func unalias(_ page: UInt64) {
+        if !aliases.isEmpty { aliases[page & ~0xfff] = nil }
+    }
+
+    public var aliasCount: Int { aliases.count }
+    /// Lines of aliased pages sent to other nodes (read from the cached frame).
+    public private(set) var aliasedLinesSent: UInt64 = 0
+    /// Aliased pages copied into their own frame because another node wrote them.
+    public private(set) var aliasesWritten: UInt64 = 0
+
+    /// Another node asks to write a line of aliased `page`: the VM copies it first; a page
+    /// that no VM claims is copied here, so the write never lands on an empty frame.
+    private func writeAliased(_ page: UInt64) {
+        aliasesWritten &+= 1
+        aliasWritten?(page)
+        if let frame = aliases.removeValue(forKey: page) {
+            (local + Int(page - localBase)).copyMemory(from: local + Int(frame - localBase), byteCount: 4096)
+        }
+    }
+
     // MARK: - Replicated pages: writes wait
 
     /// Home pages with read-only replicas on other nodes. No write to them is granted —
@@ -703,6 +749,9 @@ public final class CoherenceAgent {
         // To the directory: this node must be the line's home.
         case .coherenceRequest(let kind, let line):
             guard checkHome(line) else { return reject() }
+            if kind != .getShared, !aliases.isEmpty, aliases[LineGeometry.page(of: line)] != nil {
+                writeAliased(LineGeometry.page(of: line))
+            }
             if kind != .getShared, isGated(line) {
                 heldRequests.append((message, from, line))
                 wantWrite(LineGeometry.page(of: line))
@@ -767,7 +816,12 @@ public final class CoherenceAgent {
             switch d {
             case .sendData(let line, let to, let exclusive):
                 linesSent &+= 1
-                let data = [UInt8](UnsafeRawBufferPointer(start: local + Int(line - localBase), count: geometry.lineSize))
+                var source = line
+                if !aliases.isEmpty, let frame = aliases[LineGeometry.page(of: line)] {
+                    source = frame | (line & 0xfff)
+                    aliasedLinesSent &+= 1
+                }
+                let data = [UInt8](UnsafeRawBufferPointer(start: local + Int(source - localBase), count: geometry.lineSize))
                 outgoing.append((to, .lineData(line: line, exclusive: exclusive, data: data)))
             case .sendGrant(let line, let to):
                 outgoing.append((to, .upgradeGrant(line: line)))

@@ -345,6 +345,7 @@ public final class NodeRuntime: @unchecked Sendable {
                                                slices: [.init(node: Int(j.nodeID), base: j.memoryBase, size: j.memoryBytes)],
                                                geometry: LineGeometry(lineSize: configuration.lineSize),
                                                cacheBytes: configuration.cacheBytes)
+                    agent?.aliasWritten = { [unowned self] m in for v in self.vms.values where v.aliasWritten(m) { break } }
                     let cacheBytes = j.bufferCacheBytes
                     guard cacheBytes % 4096 == 0, cacheBytes <= j.memoryBytes else {
                         stop(reason: "the coordinator gave a buffer cache of \(cacheBytes) bytes in a slice of \(j.memoryBytes)")
@@ -794,7 +795,7 @@ public final class NodeRuntime: @unchecked Sendable {
     /// The footprint of the VMs here (docs/memory.md, "The global buffer cache"): guest
     /// pages they used, and the machine frames holding those pages: their own frames of
     /// pages that map no cached frame, and the cache's frames in use.
-    private var memoryCounters: [Counter] {
+    var memoryCounters: [Counter] {
         let pages = vms.values.reduce(0) { $0 + $1.guestPagesTouched }
         let own = vms.values.reduce(0) { $0 + $1.privateFramesTouched }
         var c = [Counter(name: "guest_pages_mapped", value: Int64(pages)),
@@ -807,7 +808,9 @@ public final class NodeRuntime: @unchecked Sendable {
                   Counter(name: "buffer_cache_hits", value: Int64(truncatingIfNeeded: i.hits)),
                   Counter(name: "buffer_cache_fills", value: Int64(truncatingIfNeeded: i.fills)),
                   Counter(name: "buffer_cache_full", value: Int64(truncatingIfNeeded: i.refusedFull)),
-                  Counter(name: "buffer_cache_copies_on_write", value: Int64(truncatingIfNeeded: cache.copiesOnWrite))]
+                  Counter(name: "buffer_cache_copies_on_write", value: Int64(truncatingIfNeeded: cache.copiesOnWrite)),
+                  Counter(name: "buffer_cache_lines_to_nodes", value: Int64(truncatingIfNeeded: agent?.aliasedLinesSent ?? 0)),
+                  Counter(name: "buffer_cache_written_by_nodes", value: Int64(truncatingIfNeeded: agent?.aliasesWritten ?? 0))]
             if configuration.shareIdenticalPages {
                 c += [Counter(name: "identical_pages_scanned", value: Int64(truncatingIfNeeded: contentScan.scanned)),
                       Counter(name: "identical_pages_merged", value: Int64(truncatingIfNeeded: contentScan.merged)),

@@ -77,8 +77,11 @@ public final class NodeVM: PhysicalMemory {
     /// memory, placed up front), so that no other node ever needs its pmap to know
     /// about shared frames: only then may it map cached or lent frames.
     public let isWhollyLocal: Bool
-    /// Whether this VM's disk reads may map cached frames (wholly local, with a cache).
-    public var sharesBlocks: Bool { isWhollyLocal && bufferCache != nil }
+    /// Whether this VM's disk reads may map cached frames: its devices are here, with a
+    /// cache. A VM that spans nodes shares only pages homed here that no other node
+    /// holds a line of, and the agent serves other nodes' reads of such a page from the
+    /// cached frame (`CoherenceAgent.alias`).
+    public let sharesBlocks: Bool
     /// The node's page loans, and this VM's guest pages lent now (write-protected: a
     /// write makes the borrowers copy first).
     private let loans: PageLoans?
@@ -162,6 +165,7 @@ public final class NodeVM: PhysicalMemory {
         self.touched = [Bool](repeating: false, count: pages)
         self.bufferCache = bufferCache
         self.loans = loans
+        self.sharesBlocks = bufferCache != nil && Int(placement.deviceNode) == node
         self.isWhollyLocal = !placement.firstTouch && Int(placement.deviceNode) == node
             && placement.vcpuNodes.allSatisfy { Int($0) == node } && placement.chunks.allSatisfy { Int($0.node) == node }
         self.chunksByBase = placement.chunks.enumerated().map { (base: $0.element.frameBase, index: $0.offset) }.sorted { $0.base < $1.base }
@@ -502,15 +506,21 @@ public final class NodeVM: PhysicalMemory {
     /// holds it), read-only and copy-on-write. False when this VM or page does not
     /// qualify or the cache is full (the device copies the bytes in instead).
     func shareBlock(_ block: SharedBlock, at gpa: UInt64, fill: (UnsafeMutableRawBufferPointer) throws -> Void) -> Bool {
+        // A page that has no frame yet (first touch) gets one first, as the DMA would.
+        var deadline: Date?
+        guard sharesBlocks, gpa & 0xfff == 0, waitForFrame(gpa, deadline: &deadline) else { return false }
         // The page's own frame must be here: a write copies the cached bytes into it.
-        guard sharesBlocks, let cache = bufferCache, gpa & 0xfff == 0, let m = machineAddress(gpa), m != Self.noFrame,
+        guard let cache = bufferCache, let m = machineAddress(gpa), m != Self.noFrame,
               agent.home(of: m) == node,
               !isFrozen(gpa), replicas.isEmpty || replicas[gpa] == nil, !agent.isGated(m) else { return false }
         let me = BufferCacheIndex.Sharer(vm: vm, guestPage: gpa)
+        if let current = shared[gpa], cache.index.block(inFrame: current) == block { return true }
+        // Another node holding a line of the page would keep reading its old bytes.
+        guard isWhollyLocal || agent.isHomeOnly(m) else { return false }
         if let current = shared[gpa] {
-            if cache.index.block(inFrame: current) == block { return true }
             // Replaced whole by the read: nothing of the old page needs copying.
             shared[gpa] = nil
+            agent.unalias(m)
             releaseShared(current, of: gpa, copied: false)
         }
         if !lent.isEmpty, lent.contains(gpa) { endLoan(gpa) }
@@ -536,6 +546,7 @@ public final class NodeVM: PhysicalMemory {
             frame = f
         }
         shared[gpa] = frame
+        if !isWhollyLocal { agent.alias(m, to: frame) }
         markTouched(gpa)
         for h in harts { h.dropDirectMappings(page: gpa) }
         return true
@@ -548,6 +559,7 @@ public final class NodeVM: PhysicalMemory {
         let page = gpa & ~0xfff
         guard let f = shared.removeValue(forKey: page), let m = machineAddress(page), let bytes = agent.readPage(f) else { return }
         bytes.withUnsafeBytes { _ = agent.initialize($0, at: m) }
+        agent.unalias(m)
         for h in harts { h.dropDirectMappings(page: page) }
         releaseShared(f, of: page, copied: true)
     }
@@ -571,7 +583,7 @@ public final class NodeVM: PhysicalMemory {
     /// frame, if it may be merged now (used, mapping no cached frame, not frozen, gated
     /// or replicated, and the VM may share at all).
     func pageForContentScan(_ index: Int) -> (gpa: UInt64, frame: UInt64)? {
-        guard sharesBlocks, index >= 0, index < touched.count, touched[index] else { return nil }
+        guard sharesBlocks, isWhollyLocal, index >= 0, index < touched.count, touched[index] else { return nil }
         let gpa = ramBase + UInt64(index) << 12
         guard shared[gpa] == nil, frozen[gpa] == nil, replicas[gpa] == nil, !lent.contains(gpa), let m = machineAddress(gpa), m != Self.noFrame,
               !agent.isGated(m) else { return nil }
@@ -592,6 +604,7 @@ public final class NodeVM: PhysicalMemory {
         for page in lent.sorted() { endLoan(page) }
         guard !shared.isEmpty else { return }
         for h in harts { h.dropAllDirectMappings() }
+        for page in shared.keys { if let m = machineAddress(page) { agent.unalias(m) } }
         shared.removeAll()
         if let cache = bufferCache { for f in cache.index.releaseAll(vm: vm) { agent.zero(f, 4096) } }
         loans?.index.giveBackAll(vm: vm)
@@ -643,6 +656,14 @@ public final class NodeVM: PhysicalMemory {
             for i in waiting { frameOutbox.frames[i].frame.fill(m, with: bytes) }
         }
         for b in loans.index.end(m) { loans.vm(b.vm)?.loanEnded(b.guestPage) }
+    }
+
+    /// Another node wants to write machine page `m`: if it is this VM's page mapping a
+    /// cached frame, the page gets its own copy first (true).
+    func aliasWritten(_ m: UInt64) -> Bool {
+        guard !shared.isEmpty, let gpa = guestPage(ofMachinePage: m), shared[gpa] != nil else { return false }
+        copyOnWrite(gpa)
+        return true
     }
 
     /// A loan involving guest page `gpa` ended: a borrowed page copies the lent frame
@@ -937,19 +958,34 @@ public final class NodeVM: PhysicalMemory {
     /// The DMA engine's requester token (no hart has this id).
     private var dmaRequester: UInt64 { UInt64(vm) << 32 | 0xffff_ffff }
 
+    /// Waits (handling coherence and page-move messages only) until RAM page `gpa` has a
+    /// frame and is not frozen for a move; false if it is not RAM or the wait is abandoned
+    /// (10 s after the first wait of the caller's `deadline`).
+    private func waitForFrame(_ gpa: UInt64, deadline: inout Date?) -> Bool {
+        guard machineAddress(gpa) != nil else { return false }
+        while isFrozen(gpa) || !hasFrame(gpa) {
+            if !hasFrame(gpa) { _ = touch(gpa, hart: nil) }
+            guard keepWaiting(&deadline) else { return false }
+        }
+        return true
+    }
+
+    /// Waits once for coherence traffic, unless `deadline` (set on the first wait) passed.
+    private func keepWaiting(_ deadline: inout Date?) -> Bool {
+        let now = Date()
+        if deadline == nil { deadline = now.addingTimeInterval(10) }
+        guard now < deadline!, let wait = waitForCoherence else { return false }
+        return wait()
+    }
+
     /// One DMA access through the coherence agent, waiting (without running harts or
     /// devices) until the line is here.
     private func dmaAccess(_ gpa: UInt64, size: Int, write: Bool, value: UInt64) -> UInt64? {
-        guard machineAddress(gpa) != nil else { return nil }
-        let deadline = Date().addingTimeInterval(10)
+        var deadline: Date?  // read from the clock only when something must be waited for
         while true {
             // A page frozen for a move, or with no frame yet: wait for it (the pump
             // handles moves and assignments).
-            if isFrozen(gpa) || !hasFrame(gpa) {
-                if !hasFrame(gpa) { _ = touch(gpa, hart: nil) }
-                guard Date() < deadline, let wait = waitForCoherence, wait() else { return nil }
-                continue
-            }
+            guard waitForFrame(gpa, deadline: &deadline) else { return nil }
             let m = machineAddress(gpa)!
             var v: UInt64 = 0
             markTouched(gpa)
@@ -960,7 +996,7 @@ public final class NodeVM: PhysicalMemory {
             case .ok: return v
             case .accessFault: return nil
             case .retry:
-                guard Date() < deadline, let wait = waitForCoherence, wait() else { return nil }
+                guard keepWaiting(&deadline) else { return nil }
             }
         }
     }

@@ -31,13 +31,13 @@ import Transport
 
         /// `clocks`: the coordinator's and each node's (real time when nil).
         init(nodes count: Int, cpus: Int, memoryBytes: UInt64 = 512 << 20, heartbeatMillis: UInt32 = 100,
-             clocks: (coordinator: ClusterClock, nodes: [ClusterClock])? = nil) throws {
+             bufferCacheBytes: UInt64 = 0, clocks: (coordinator: ClusterClock, nodes: [ClusterClock])? = nil) throws {
             var logger = Logger(label: "test.cluster")
             logger.logLevel = .error
             let network = self.network
             coordinator = CoordinatorRuntime(
                 configuration: CoordinatorConfiguration(listen: [coordinatorEndpoint], secret: InProcessClusterTests.secret,
-                                                        machine: .init(heartbeatMillis: heartbeatMillis)),
+                                                        machine: .init(heartbeatMillis: heartbeatMillis, bufferCacheBytes: bufferCacheBytes)),
                 logger: logger, clock: clocks?.coordinator ?? ClusterClock(), transport: Transports.inMemory(network))
             start("coordinator") { [coordinator] in _ = try? coordinator.run() }
             // Nodes and clients dial once the coordinator listens (nodes would retry; a client does not).

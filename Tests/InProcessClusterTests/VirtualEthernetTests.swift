@@ -139,3 +139,51 @@ import Transport
         }
     }
 }
+
+/// The global buffer cache for a VM spread over two nodes: bcache.elf with two VCPUs,
+/// one a node, in `split` mode: hart 0 (on the disk's node) reads the disk, hart 1 on
+/// the other node checksums and writes what it read. The disk's node maps the cached
+/// frames; the other node's reads are served from them through the directory, its
+/// writes have the page copied first; the guest prints what it prints on one node.
+@Suite(.serialized) struct SpanningBufferCacheTests {
+    func counter(_ node: NodeRuntime, _ name: String) -> Int64 {
+        node.memoryCounters.first { $0.name == name }?.value ?? -1
+    }
+
+    @Test func aVMOverTwoNodesSharesTheDiskPagesOfItsDiskNode() throws {
+        let elf = InProcessClusterTests.guest("bcache.elf")
+        try #require(FileManager.default.fileExists(atPath: elf), "run make -C guests")
+        let dir = NSTemporaryDirectory() + "disco-span-cache-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let base = dir + "/base.raw"
+        var bytes = [UInt8](repeating: 0, count: 2 << 20)
+        var x: UInt64 = 0x9e37_79b9_7f4a_7c15
+        for i in bytes.indices { x ^= x << 13; x ^= x >> 7; x ^= x << 17; bytes[i] = UInt8(truncatingIfNeeded: x) }
+        try Data(bytes).write(to: URL(fileURLWithPath: base))
+        func spec(vcpus: Int) -> VMSpec {
+            var s = VMSpec(name: "span", vcpus: vcpus, memoryBytes: 16 << 20, firmware: VMSpec.Firmware.none, kernel: elf)
+            s.bootargs = "split 256 8 32"
+            s.disks = [.init(path: base, readOnly: true)]
+            return s
+        }
+        var printed: [String] = []
+        for nodes in [1, 2] {
+            let cluster = try InProcessClusterTests.LocalCluster(nodes: nodes, cpus: 2 / nodes, heartbeatMillis: 500,
+                                                                 bufferCacheBytes: 8 << 20)
+            defer { cluster.stop() }
+            let outs = try InProcessClusterTests.run([spec(vcpus: 2)], on: cluster)
+            #expect(outs[0].state == .stopped && outs[0].exit == .pass, "\(outs[0].detail)\n\(outs[0].console.suffix(800))")
+            #expect(outs[0].console.contains("bcache: done"), "\(outs[0].console)")
+            printed.append(outs[0].console)
+            guard nodes == 2 else { continue }
+            // The disk's node shared the pages it homes; the other node read them from the
+            // cached frames and wrote some (each such write copied the page first).
+            let disk = try #require(cluster.nodes.first { counter($0, "buffer_cache_fills") > 0 }, "no node filled its cache")
+            #expect(counter(disk, "buffer_cache_lines_to_nodes") > 0, "\(disk.memoryCounters)")
+            #expect(counter(disk, "buffer_cache_written_by_nodes") > 0, "\(disk.memoryCounters)")
+            #expect(disk.agent?.aliasCount == 0 || outs[0].state == .stopped)
+        }
+        #expect(printed.count == 2 && printed[0] == printed[1])
+    }
+}

@@ -72,14 +72,14 @@ import Testing
     static let cacheBase: UInt64 = base + (32 << 20)
 
     /// A 1-VCPU VM of 256 KiB all on node 0 (its VCPU, devices and frames).
-    func vm(_ id: UInt32, agent: CoherenceAgent, cache: BufferCache?, frames: UInt64, vcpuNode: Int32 = 0) throws -> NodeVM {
+    func vm(_ id: UInt32, agent: CoherenceAgent, cache: BufferCache?, frames: UInt64, vcpuNode: Int32 = 0, node: Int = 0) throws -> NodeVM {
         let placement = VMPlacement(
             vm: id, spec: "", vcpuNodes: [vcpuNode], deviceNode: 0, chunkPages: 64,
             chunks: [MemoryChunk(node: 0, frameBase: Self.base + frames)],
             nodes: [NodeAddress(nodeID: 0, listenAddress: "", memoryBase: Self.base, memoryBytes: 64 << 20)],
             epochNanos: 0, lineSize: 128)
         let config = MachineConfig(harts: 1, memoryBytes: 256 << 10, bios: .none, kernel: nil, disks: [], bootargs: nil)
-        return try NodeVM(placement: placement, config: config, node: 0, agent: agent, clock: ClusterClock(), bufferCache: cache)
+        return try NodeVM(placement: placement, config: config, node: node, agent: agent, clock: ClusterClock(), bufferCache: cache)
     }
 
     func pattern(_ seed: UInt8) -> (UnsafeMutableRawBufferPointer) throws -> Void {
@@ -168,15 +168,73 @@ import Testing
         #expect(load(a, page + 16) == 0x1234 && load(a, page + 24) == 7)
     }
 
-    @Test func aVMSpanningNodesOrWithoutACacheSharesNothing() throws {
-        let agent = try CoherenceAgent(node: 0, slices: [.init(node: 0, base: Self.base, size: 64 << 20),
+    @Test func aVMWithoutACacheOrDevicesHereSharesNothing() throws {
+        let agent = try CoherenceAgent(node: 1, slices: [.init(node: 0, base: Self.base, size: 64 << 20),
                                                          .init(node: 1, base: Self.base + (64 << 20), size: 64 << 20)])
-        let cache = BufferCache(base: Self.cacheBase, bytes: 16 * 4096)
-        let away = try vm(1, agent: agent, cache: cache, frames: 0, vcpuNode: 1)
-        #expect(!away.sharesBlocks)
-        #expect(!away.shareBlock(blockA, at: 0x8001_0000, fill: pattern(1)))
-        let none = try vm(2, agent: agent, cache: nil, frames: 1 << 20)
+        let cache = BufferCache(base: Self.base + (64 << 20) + (32 << 20), bytes: 16 * 4096)
+        // Node 1 runs the VCPU of a VM whose devices (and memory) are on node 0.
+        let far = try vm(1, agent: agent, cache: cache, frames: 0, vcpuNode: 1, node: 1)
+        #expect(!far.sharesBlocks)
+        #expect(!far.shareBlock(blockA, at: 0x8001_0000, fill: pattern(1)))
+        let local = try CoherenceAgent(node: 0, slices: [.init(node: 0, base: Self.base, size: 64 << 20)])
+        let none = try vm(2, agent: local, cache: nil, frames: 1 << 20)
         #expect(!none.shareBlock(blockA, at: 0x8001_0000, fill: pattern(1)))
         #expect(cache.index.framesInUse == 0)
+    }
+
+    /// A VM whose VCPU runs on node 1 and whose devices and memory are on node 0: its disk
+    /// reads on node 0 map cached frames; node 1 reads such a page from the cached frame
+    /// through node 0's directory, and node 1's write has node 0 copy the page first.
+    @Test func aVMSpanningNodesSharesPagesThatOtherNodesThenReadAndWriteCoherently() throws {
+        let slices = [CoherenceAgent.Slice(node: 0, base: Self.base, size: 64 << 20),
+                      CoherenceAgent.Slice(node: 1, base: Self.base + (64 << 20), size: 64 << 20)]
+        let agents = try (0..<2).map { try CoherenceAgent(node: $0, slices: slices) }
+        func drain() {
+            var moved = true
+            while moved {
+                moved = false
+                for (n, a) in agents.enumerated() {
+                    let out = a.outgoing
+                    a.outgoing.removeAll()
+                    for (to, m) in out {
+                        #expect(agents[to].receive(m, from: n), "rejected \(m.type)")
+                        moved = true
+                    }
+                }
+            }
+        }
+        func complete(_ access: () -> BusStatus) -> Bool {
+            if access() == .ok { return true }
+            drain()
+            return access() == .ok
+        }
+        let cache = BufferCache(base: Self.cacheBase, bytes: 16 * 4096)
+        let home = try vm(1, agent: agents[0], cache: cache, frames: 0, vcpuNode: 1, node: 0)
+        let far = try vm(1, agent: agents[1], cache: nil, frames: 0, vcpuNode: 1, node: 1)
+        agents[0].aliasWritten = { _ = home.aliasWritten($0) }
+        #expect(home.sharesBlocks && !home.isWhollyLocal)
+        let page: UInt64 = 0x8001_0000
+        #expect(home.shareBlock(blockA, at: page, fill: pattern(7)))
+        #expect(home.sharedFrame(ofGuestPage: page) == Self.cacheBase && agents[0].aliasCount == 1)
+        let expected = (0..<8).reduce(UInt64(0)) { $0 | UInt64(7 + $1) << (8 * $1) }
+        // Node 1 reads the block's bytes, served from the cached frame.
+        var v: UInt64 = 0
+        #expect(complete { far.load(page, size: 8, hart: 0, value: &v) } && v == expected)
+        // Node 1 writes: node 0 copies the page into its own frame first, then grants.
+        #expect(complete { far.store(page + 8, size: 8, value: 0xff, hart: 0) })
+        #expect(home.sharedFrame(ofGuestPage: page) == nil && agents[0].aliasCount == 0)
+        #expect(cache.index.framesInUse == 0 && cache.copiesOnWrite == 1)
+        #expect(complete { far.load(page + 16, size: 8, hart: 0, value: &v) } && v == expected &+ 0x1010_1010_1010_1010)
+        // Node 0's own view (its VM's DMA, say) sees node 1's write and the block's other bytes.
+        #expect(complete { home.load(page + 8, size: 8, hart: 0, value: &v) } && v == 0xff)
+        #expect(complete { home.load(page, size: 8, hart: 0, value: &v) } && v == expected)
+        // A page node 1 holds a line of is not shared: node 1 would go on reading its copy.
+        let held: UInt64 = 0x8002_0000
+        #expect(complete { far.load(held, size: 8, hart: 0, value: &v) })
+        #expect(!home.shareBlock(blockB, at: held, fill: pattern(9)))
+        // The VM ends on node 0: its aliases go with its shared pages.
+        #expect(home.shareBlock(blockB, at: 0x8003_0000, fill: pattern(9)) && agents[0].aliasCount == 1)
+        home.releaseSharedPages()
+        #expect(agents[0].aliasCount == 0 && cache.index.framesInUse == 0)
     }
 }

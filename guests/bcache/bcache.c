@@ -7,7 +7,10 @@
  * checks it is the disk's (no write leaked into a shared page), and prints
  * "bcache: done". Bootargs "MODE PAGES WRITES PRIVATE" (default "run 256 8 32"):
  * run passes then; hold waits for interrupts forever (a benchmark measures the
- * memory of VMs still running, then stops them). QEMU and disco print the same. */
+ * memory of VMs still running, then stops them); split (two harts) has hart 1 do
+ * the checksums and the writes of what hart 0 read, so that on a VM spread over two
+ * nodes the other node reads and writes the pages the disk node shares. QEMU and
+ * disco print the same. */
 #include "runtime.h"
 
 
@@ -149,17 +152,40 @@ static u64 number(const char *s, u64 otherwise) {
     return v;
 }
 
+/* split mode: hart 0 reads, then hart 1 checks and writes (phase 1 -> 2). */
+static volatile u64 phase, first_sum, read_sum, wrote_sum;
+
+static void check_and_write(u64 pages, u64 writes) {
+    volatile u8 *buf = (volatile u8 *)BUFFERS;
+    first_sum = fnv(0xcbf29ce484222325UL, buf, 4096);
+    read_sum = fnv(0xcbf29ce484222325UL, buf, pages * 4096);
+    for (u64 k = 0; k < writes; k++) {
+        u64 page = k * (pages / (writes ? writes : 1));
+        buf[page * 4096 + 8 + k] += 1;
+    }
+    wrote_sum = fnv(0xcbf29ce484222325UL, buf, pages * 4096);
+}
+
 int main(u64 hartid, const void *fdt) {
-    if (hartid != 0) for (;;) __asm__ volatile("wfi");
     char mode[16], pages_text[24], writes_text[24], private_text[24];
     const char *args = bootargs(fdt);
     args = word(args, mode, sizeof mode);
     args = word(args, pages_text, sizeof pages_text);
     args = word(args, writes_text, sizeof writes_text);
     word(args, private_text, sizeof private_text);
-    int hold = equal(mode, "hold");
-    if (mode[0] && !hold && !equal(mode, "run")) die("unknown mode (run, hold)");
+    int hold = equal(mode, "hold"), split = equal(mode, "split");
     u64 pages = number(pages_text, 256), writes = number(writes_text, 8), private = number(private_text, 32);
+    if (hartid != 0) {
+        if (hartid == 1 && split) {
+            while (phase != 1) __asm__ volatile("pause");
+            fence();
+            check_and_write(pages, writes);
+            fence();
+            phase = 2;
+        }
+        for (;;) __asm__ volatile("wfi");
+    }
+    if (mode[0] && !hold && !split && !equal(mode, "run")) die("unknown mode (run, hold, split)");
     if (pages < 1 || pages > MAXPAGES || writes > pages || private > MAXPRIVATE) die("bad arguments (PAGES 1-1024, WRITES <= PAGES, PRIVATE <= 512)");
 
     int slot = -1;
@@ -177,16 +203,17 @@ int main(u64 hartid, const void *fdt) {
         u32 n = pages - p < CHUNK ? (u32)(pages - p) : CHUNK;
         if (read_pages(p, n, BUFFERS + p * 4096) != 0) die("read failed");
     }
-    volatile u8 *buf = (volatile u8 *)BUFFERS;
-    u64 first = fnv(0xcbf29ce484222325UL, buf, 4096);
-    u64 h = fnv(0xcbf29ce484222325UL, buf, pages * 4096);
-    puts("bcache: read "); put_u64(pages); puts(" pages, checksum "); put_hex(h); puts("\n");
-
-    for (u64 k = 0; k < writes; k++) {
-        u64 page = k * (pages / (writes ? writes : 1));
-        buf[page * 4096 + 8 + k] += 1;
+    if (split) {
+        fence();
+        phase = 1;
+        while (phase != 2) __asm__ volatile("pause");
+        fence();
+    } else {
+        check_and_write(pages, writes);
     }
-    h = fnv(0xcbf29ce484222325UL, buf, pages * 4096);
+    u64 first = first_sum, h = read_sum;
+    puts("bcache: read "); put_u64(pages); puts(" pages, checksum "); put_hex(h); puts("\n");
+    h = wrote_sum;
     puts("bcache: wrote "); put_u64(writes); puts(" pages, checksum "); put_hex(h); puts("\n");
 
     volatile u64 *mine = (volatile u64 *)PRIVATE;
