@@ -894,8 +894,13 @@ public final class NodeRuntime: @unchecked Sendable {
         if let d = scheduler.nextSpinDeadline {
             seconds = min(seconds, d > now ? Double(d - now) / 1e9 : 0)
         }
+        // Only timers that could let a VCPU run count: a VCPU parked on a line cannot take
+        // its timer interrupt until the line arrives (a message, which wakes this wait),
+        // and waking for it would spin this loop and take the host CPU from the node
+        // processes that hold the line.
         for (id, phase) in state.vms where phase == .released {
-            guard let vm = vms[id], let d = vm.nextDeadline else { continue }
+            guard let vm = vms[id],
+                  let d = vm.nextDeadline(counting: { scheduler.wakesOnTimer(.init(vm: id, index: $0)) }) else { continue }
             let t = vm.currentTime()
             seconds = min(seconds, d > t ? Double(d - t) / 10_000_000 : 0)
         }

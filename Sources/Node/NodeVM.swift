@@ -943,6 +943,12 @@ public final class NodeVM: PhysicalMemory {
     /// The earliest time (mtime ticks) a local timer needs attention, if any.
     public var nextDeadline: UInt64? { devices.nextDeadline(harts: harts) }
 
+    /// The earliest time (mtime ticks) a timer of a local hart that `counts` accepts (by
+    /// hart id) needs attention, if any.
+    public func nextDeadline(counting counts: (Int) -> Bool) -> UInt64? {
+        devices.nextDeadline(harts: harts, counting: counts)
+    }
+
     /// Checks the finisher after a hart ran (device node).
     public func checkFinisher() {
         if exit == nil { exit = devices.takeExit() }

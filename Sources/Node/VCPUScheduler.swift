@@ -239,6 +239,17 @@ public struct VCPUScheduler: Sendable {
         states.contains { $0.key != v && $0.value == .runnable }
     }
 
+    /// Whether a timer interrupt could let `v` run: it waits for an interrupt, spins, or
+    /// is runnable. A parked or held VCPU cannot take one until its line arrives or it
+    /// is released (a message that wakes the node anyway), so an idle node need not
+    /// wake for its timer.
+    public func wakesOnTimer(_ v: VCPU) -> Bool {
+        switch states[v] {
+        case .runnable?, .waitingForInterrupt?, .spinning?: return true
+        case .parked?, .held?, nil: return false
+        }
+    }
+
     /// Whether `v`'s next slice is a probe (it spun last time).
     public func isProbing(_ v: VCPU) -> Bool { probing.contains(v) }
 

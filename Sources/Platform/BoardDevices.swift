@@ -100,9 +100,12 @@ public final class BoardDevices {
 
     /// The earliest mtime at which a timer of `harts` (the CLINT's mtimecmp or a hart's
     /// Sstc stimecmp) needs attention, if any: how long an idle VM may sleep.
-    public func nextDeadline(harts: [Hart]) -> UInt64? {
-        var d = clint.nextDeadline
-        for h in harts { if let s = h.supervisorTimerDeadline { d = min(d ?? .max, s) } }
+    public func nextDeadline(harts: [Hart]) -> UInt64? { nextDeadline(harts: harts) { _ in true } }
+
+    /// The same, counting only the harts (by id) that `counts` accepts.
+    public func nextDeadline(harts: [Hart], counting counts: (Int) -> Bool) -> UInt64? {
+        var d = clint.nextDeadline(counting: counts)
+        for h in harts where counts(h.id) { if let s = h.supervisorTimerDeadline { d = min(d ?? .max, s) } }
         return d
     }
 }

@@ -36,8 +36,15 @@ public final class CLINT: MMIODevice {
     }
 
     /// The earliest mtime at which a timer line not yet raised will rise.
-    public var nextDeadline: UInt64? {
-        (0..<harts).filter { !timerAsserted[$0] && mtimecmp[$0] != .max }.map { mtimecmp[$0] }.min()
+    public var nextDeadline: UInt64? { nextDeadline { _ in true } }
+
+    /// The same, counting only the harts `counts` accepts.
+    public func nextDeadline(counting counts: (Int) -> Bool) -> UInt64? {
+        var d: UInt64?
+        for h in 0..<harts where !timerAsserted[h] && mtimecmp[h] != .max && counts(h) {
+            d = min(d ?? .max, mtimecmp[h])
+        }
+        return d
     }
 
     public func read(offset: UInt64, size: Int) -> UInt64 {

@@ -162,6 +162,19 @@ import Transport
         #expect(s.takeWoken().isEmpty)
     }
 
+    @Test func onlyVCPUsATimerCouldRunWakeAnIdleNode() {
+        var s = S()
+        s.add(vm: 1, count: 5)
+        s.ran(v(1, 0), .parked)
+        s.ran(v(1, 1), .waitingForInterrupt)
+        s.ran(v(1, 2), .spinning, now: 0)
+        s.hold(v(1, 3))
+        #expect((0..<5).map { s.wakesOnTimer(v(1, $0)) } == [false, true, true, false, true])
+        #expect(!s.wakesOnTimer(v(2, 0)))  // not placed here
+        s.wake(v(1, 0))  // its line arrived
+        #expect(s.wakesOnTimer(v(1, 0)))
+    }
+
     @Test func aSpinningVCPUWaitsForAReasonToLookAgain() {
         var s = S(spinPark: 1000, spinNotice: 10)
         s.add(vm: 1, count: 2)

@@ -60,6 +60,9 @@ import Testing
         clint.write(offset: base + 0x4000, size: 8, value: 900)       // hart 0's mtimecmp (resets to 0)
         clint.write(offset: base + 0x4000 + 8, size: 8, value: 500)   // hart 1's
         #expect(b.nextDeadline(harts: harts) == 500)
+        // Hart 1 parked on a line: an idle node sleeps until hart 0's timer.
+        #expect(b.nextDeadline(harts: harts, counting: { $0 == 0 }) == 900)
+        #expect(b.nextDeadline(harts: harts, counting: { _ in false }) == nil)
     }
 
     @Test func disksWithoutASlotFillFromTheTopAndNamedSlotsAreKept() throws {
