@@ -19,6 +19,7 @@ enum NodeFigures {
         "performed_unused_loads": "disco_performed_unused_loads_total",
         "performed_unused_writes": "disco_performed_unused_writes_total",
         "parks": "disco_vcpu_parks_total",
+        "park_ms_total": "disco_vcpu_park_milliseconds_total",
         "buffer_cache_hits": "disco_buffer_cache_hits_total",
         "buffer_cache_fills": "disco_buffer_cache_fills_total",
         "buffer_cache_full": "disco_buffer_cache_full_total",

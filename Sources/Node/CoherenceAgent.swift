@@ -225,6 +225,13 @@ public final class CoherenceAgent {
         return false
     }
 
+    /// The machine address and kind of `requester`'s first access still waiting for its
+    /// line (for the guest profile: which line a parked VCPU waits for), or nil.
+    public func waitingAccess(requester: UInt64) -> (address: UInt64, write: Bool, localHome: Bool)? {
+        guard !parked.isEmpty, let p = parked[requester]?.first(where: { $0.result == nil }) else { return nil }
+        return (p.address, p.access != .load, isLocal(p.address))
+    }
+
     /// Whether `requester` has any access parked here, performed or not.
     public func hasParkedAccess(requester: UInt64) -> Bool { !parked.isEmpty && parked[requester] != nil }
 

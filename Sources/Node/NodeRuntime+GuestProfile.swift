@@ -18,6 +18,8 @@ struct GuestProfile {
         var vcpu: Int
         var state: String
         var pc: UInt64
+        /// For a parked VCPU: the guest-physical line it waits for (0: unknown).
+        var line: UInt64 = 0
     }
 
     static let intervalNanos: UInt64 = 1_000_000
@@ -58,21 +60,32 @@ struct GuestProfile {
         return weight
     }
 
-    mutating func add(vm: UInt32, vcpu: Int, state: String, pc: UInt64, weight: Int) {
-        counts[Key(vm: vm, vcpu: vcpu, state: state, pc: pc), default: 0] += weight
+    mutating func add(vm: UInt32, vcpu: Int, state: String, pc: UInt64, line: UInt64 = 0, weight: Int) {
+        counts[Key(vm: vm, vcpu: vcpu, state: state, pc: pc, line: line), default: 0] += weight
     }
 
     /// The profile as text: a header, then the most sampled (VM, VCPU, state, pc) first.
     func report(limit: Int = 5000) -> String {
-        var out = "# \(samples) samples, one per \(Self.intervalNanos / 1000) µs: samples vm vcpu state pc\n"
+        var out = "# \(samples) samples, one per \(Self.intervalNanos / 1000) µs: samples vm vcpu state pc [line]\n"
         for (k, n) in counts.sorted(by: { $0.value > $1.value }).prefix(limit) {
-            out += "\(n) \(k.vm) \(k.vcpu) \(k.state) 0x\(String(k.pc, radix: 16))\n"
+            out += "\(n) \(k.vm) \(k.vcpu) \(k.state) 0x\(String(k.pc, radix: 16))"
+            out += k.line == 0 ? "\n" : " 0x\(String(k.line, radix: 16))\n"
+        }
+        // Where parked VCPUs wait, by line: the guest-physical line (or machine address
+        // with an "m" prefix where no local VM maps it), the access, the line's home.
+        var lines: [UInt64: Int] = [:]
+        for (k, n) in counts where k.line != 0 { lines[k.line, default: 0] += n }
+        if !lines.isEmpty {
+            out += "# parked samples by line: samples line\n"
+            for (l, n) in lines.sorted(by: { $0.value > $1.value }).prefix(200) {
+                out += "\(n) 0x\(String(l, radix: 16))\n"
+            }
         }
         return out
     }
 
-    func write() throws {
-        try (written + (written.isEmpty ? "" : "## to the end\n") + report()).write(toFile: path, atomically: true, encoding: .utf8)
+    func write(trailer: String = "") throws {
+        try (written + (written.isEmpty ? "" : "## to the end\n") + report() + trailer).write(toFile: path, atomically: true, encoding: .utf8)
     }
 }
 
@@ -82,20 +95,34 @@ extension NodeRuntime {
         guard guestProfile != nil, case let weight = guestProfile!.due(now), weight > 0 else { return }
         for (id, vm) in vms {
             for h in vm.harts {
-                let state = scheduler.states[.init(vm: id, index: h.id)].map { "\($0)" } ?? "stopped"
-                guestProfile!.add(vm: id, vcpu: h.id, state: state, pc: h.pc, weight: weight)
+                var state = scheduler.states[.init(vm: id, index: h.id)].map { "\($0)" } ?? "stopped"
+                var line: UInt64 = 0
+                if state == "parked", let agent, let w = agent.waitingAccess(requester: vm.requester(h.id)) {
+                    state += w.write ? "-write" : "-read"
+                    state += w.localHome ? "-homehere" : "-homeaway"
+                    line = (vm.guestPhysical(ofMachine: w.address) ?? w.address) & ~0x3f
+                }
+                guestProfile!.add(vm: id, vcpu: h.id, state: state, pc: h.pc, line: line, weight: weight)
             }
         }
         guestProfile!.endSectionIfDue(now)
     }
 
     func writeGuestProfile() {
-        guard let guestProfile else { return }
+        guard guestProfile != nil else { return }
+        // The node's counters at the end, beside the samples (what `disco stats` would
+        // have shown): misses, parks, and each VCPU's run time and instructions.
+        var me = -1
+        if let n = state.nodeID { me = Int(n) }
+        let report = statsReport(me)
+        var trailer = ""
+        for c in report.counters { trailer += "# \(c.name) \(c.value)\n" }
+        let profile = guestProfile!
         do {
-            try guestProfile.write()
-            logger.info("guest profile (\(guestProfile.samples) samples) written to \(guestProfile.path)")
+            try profile.write(trailer: trailer)
+            logger.info("guest profile (\(profile.samples) samples) written to \(profile.path)")
         } catch {
-            logger.warning("cannot write the guest profile to \(guestProfile.path): \(error)")
+            logger.warning("cannot write the guest profile to \(profile.path): \(error)")
         }
     }
 }

@@ -821,7 +821,7 @@ public final class NodeRuntime: @unchecked Sendable {
     }
 
     /// The node's counters, for `disco stats` and the metrics endpoints.
-    private func statsReport(_ me: Int) -> StatsReport {
+    func statsReport(_ me: Int) -> StatsReport {
         var counters: [Counter] = [Counter(name: "vms", value: Int64(vms.count))]
         let harts = vms.values.flatMap(\.harts)
         counters.append(Counter(name: "vcpus", value: Int64(harts.count)))
@@ -868,6 +868,7 @@ public final class NodeRuntime: @unchecked Sendable {
             counters.append(Counter(name: "parks", value: Int64(truncatingIfNeeded: parkWaits.count)))
             counters.append(Counter(name: "park_us_p50", value: Int64(truncatingIfNeeded: parkWaits.quantile(0.5))))
             counters.append(Counter(name: "park_us_p99", value: Int64(truncatingIfNeeded: parkWaits.quantile(0.99))))
+            counters.append(Counter(name: "park_ms_total", value: Int64(truncatingIfNeeded: parkWaits.totalNanos / 1_000_000)))
             counters.append(Counter(name: "lines_received", value: Int64(truncatingIfNeeded: agent.linesReceived)))
             counters.append(Counter(name: "lines_sent", value: Int64(truncatingIfNeeded: agent.linesSent)))
             counters.append(Counter(name: "rejected_messages", value: Int64(truncatingIfNeeded: agent.rejectedMessages)))

@@ -227,6 +227,15 @@ public final class NodeVM: PhysicalMemory {
     /// The token naming a VCPU of this VM to the node's coherence agent.
     @inline(__always) public func requester(_ hart: Int) -> UInt64 { UInt64(vm) << 32 | UInt64(hart) }
 
+    /// The guest-physical address that machine address `m` backs in this VM, or nil
+    /// (a linear search of the pmap: for reports, not for the access path).
+    public func guestPhysical(ofMachine m: UInt64) -> UInt64? {
+        let page = m & ~0xfff
+        if let g = guestPage(ofMachinePage: page) { return g | (m & 0xfff) }
+        guard let i = frames.firstIndex(of: page) else { return nil }
+        return ramBase + UInt64(i) << 12 | (m & 0xfff)
+    }
+
     /// A parked access of a local hart completed in the agent: it re-executes that
     /// instruction first, before looking at interrupts.
     public func accessCompleted(requester: UInt64) {

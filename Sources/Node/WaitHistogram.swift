@@ -5,6 +5,8 @@
 public struct WaitHistogram: Sendable, Equatable {
     public private(set) var buckets = [UInt64](repeating: 0, count: 32)
     public private(set) var count: UInt64 = 0
+    /// The sum of every wait, in nanoseconds.
+    public private(set) var totalNanos: UInt64 = 0
 
     public init() {}
 
@@ -13,6 +15,7 @@ public struct WaitHistogram: Sendable, Equatable {
         let k = micros == 0 ? 0 : min(63 - micros.leadingZeroBitCount + 1, buckets.count - 1)
         buckets[k] &+= 1
         count &+= 1
+        totalNanos &+= nanos
     }
 
     /// The upper bound in µs of the bucket holding quantile `q` (0...1), or 0 if nothing

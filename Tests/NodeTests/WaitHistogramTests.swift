@@ -13,6 +13,22 @@ import Testing
         #expect(h.quantile(0.9) == 32)
         #expect(h.quantile(0.99) == 1024)
         #expect(h.quantile(1.0) == 1 << 23)
+        #expect(h.totalNanos == 90 * 30_000 + 9 * 700_000 + 5_000_000_000)
+    }
+
+    /// The guest profile names the line a parked VCPU waits for, and sums its samples
+    /// per line over the VCPUs and pcs that waited for it.
+    @Test func theGuestProfileSumsParkedSamplesPerLine() {
+        var p = GuestProfile(environment: ["DISCO_GUEST_PROFILE": "/nonexistent"], name: "n")!
+        p.add(vm: 1, vcpu: 0, state: "parked-read-homeaway", pc: 0x10, line: 0x8000_1040, weight: 3)
+        p.add(vm: 1, vcpu: 1, state: "parked-write-homehere", pc: 0x20, line: 0x8000_1040, weight: 2)
+        p.add(vm: 1, vcpu: 1, state: "parked-read-homeaway", pc: 0x30, line: 0x8000_2000, weight: 4)
+        p.add(vm: 1, vcpu: 0, state: "runnable", pc: 0x40, weight: 9)
+        let report = p.report()
+        #expect(report.contains("3 1 0 parked-read-homeaway 0x10 0x80001040\n"))
+        #expect(report.contains("9 1 0 runnable 0x40\n"))
+        let byLine = report.components(separatedBy: "# parked samples by line: samples line\n")
+        #expect(byLine.count == 2 && byLine[1] == "5 0x80001040\n4 0x80002000\n")
     }
 
     @Test func subMicrosecondWaitsCountInTheFirstBucket() {
