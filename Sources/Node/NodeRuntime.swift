@@ -625,7 +625,8 @@ public final class NodeRuntime: @unchecked Sendable {
     private func runOneSlice(from start: UInt64) -> Bool {
         for (id, phase) in state.vms where phase == .released { vms[id]?.pollDevices() }
         let vms = self.vms
-        guard let v = scheduler.next(now: start, hasWakeUp: { vms[$0.vm]?.hart($0.index)?.hasWakeUpInterrupt ?? false }),
+        guard let v = scheduler.next(now: start, hasWakeUp: { vms[$0.vm]?.hart($0.index)?.hasWakeUpInterrupt ?? false },
+                                     hasTakeable: { vms[$0.vm]?.hart($0.index)?.hasTakeableInterrupt ?? false }),
               let vm = vms[v.vm], let hart = vm.hart(v.index) else { return false }
         let sampled = sinceSample >= sampleInstructions
         if sampled { sinceSample = 0; vm.beginSample(v.index) }

@@ -148,15 +148,20 @@ public struct VCPUScheduler: Sendable {
 
     /// The next VCPU to run: of the VMs with a VCPU that can run, the least charged
     /// (ties: the first in turn), and that VM's next VCPU in turn. A VCPU waiting for an
-    /// interrupt can run once `hasWakeUp` says its interrupt is pending, a spinning one
-    /// also once its park ended at `now`. Nil if none can run.
-    public mutating func next(now: UInt64 = .max, hasWakeUp: (VCPU) -> Bool) -> VCPU? {
+    /// interrupt can run once `hasWakeUp` says its interrupt is pending; a spinning one
+    /// once its park ended at `now` or `hasTakeable` (default: `hasWakeUp`) says an
+    /// interrupt would be taken: one that is pending but masked cannot change what it
+    /// polls, and probing it again and again would take the host CPU from the VCPU
+    /// that holds its lock. Nil if none can run.
+    public mutating func next(now: UInt64 = .max, hasWakeUp: (VCPU) -> Bool,
+                              hasTakeable: ((VCPU) -> Bool)? = nil) -> VCPU? {
         guard !order.isEmpty else { return nil }
+        func interrupts(_ v: VCPU) -> Bool { hasTakeable.map { $0(v) } ?? hasWakeUp(v) }
         func canRun(_ v: VCPU) -> Bool {
             switch states[v] {
             case .runnable?: return true
             case .waitingForInterrupt?: return hasWakeUp(v)
-            case .spinning?: return (spinDeadlines[v] ?? 0) <= now || hasWakeUp(v)
+            case .spinning?: return (spinDeadlines[v] ?? 0) <= now || interrupts(v)
             default: return false
             }
         }

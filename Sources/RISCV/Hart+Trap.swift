@@ -13,15 +13,22 @@ extension Hart {
     /// Interrupts in the order the spec takes them: MEI, MSI, MTI, SEI, SSI, STI.
     static let interruptPriority: [UInt64] = [11, 3, 7, 9, 1, 5]
 
-    /// Takes the highest-priority pending and enabled interrupt, if any.
-    func takeInterruptIfEnabled() -> Bool {
+    /// The pending interrupts that would be taken now: enabled in mie, and at their
+    /// level by the privilege and the global enable bits.
+    var takeableInterrupts: UInt64 {
         let pending = effectiveMIP & mie
-        guard pending != 0 else { return false }
+        guard pending != 0 else { return 0 }
         let machineEnabled = privilege != .machine || mstatus & Self.mstatusMIE != 0
         let supervisorEnabled = privilege == .user || (privilege == .supervisor && mstatus & Self.mstatusSIE != 0)
         var takeable: UInt64 = 0
         if machineEnabled { takeable |= pending & ~mideleg }
         if supervisorEnabled { takeable |= pending & mideleg }
+        return takeable
+    }
+
+    /// Takes the highest-priority pending and enabled interrupt, if any.
+    func takeInterruptIfEnabled() -> Bool {
+        let takeable = takeableInterrupts
         guard takeable != 0 else { return false }
         for cause in Self.interruptPriority where takeable & (1 << cause) != 0 {
             takeTrap(cause: cause, value: 0, interrupt: true)

@@ -239,9 +239,19 @@ public final class Hart {
         return effectiveMIP & mie != 0
     }
 
-    /// The mtime value at which the Sstc supervisor timer (stimecmp) fires, if armed.
+    /// True when a pending interrupt would be taken now (enabled in mie and by the
+    /// privilege's global enable, as `takeInterruptIfEnabled` decides). A hart that
+    /// spins with interrupts masked (a lock taken with interrupts off, OpenSBI waiting
+    /// for `hart_start` with an IPI already pending) has a wake-up interrupt but no
+    /// takeable one: the interrupt cannot change what it polls.
+    public var hasTakeableInterrupt: Bool { takeableInterrupts != 0 }
+
+    /// The mtime value at which the Sstc supervisor timer (stimecmp) fires, if armed and
+    /// not yet fired (a fired timer is a pending interrupt, no longer a deadline, as the
+    /// CLINT does not count an asserted timer).
     public var supervisorTimerDeadline: UInt64? {
-        menvcfg & Hart.menvcfgSTCE != 0 && mie & (1 << 5) != 0 && stimecmp != .max ? stimecmp : nil
+        guard menvcfg & Hart.menvcfgSTCE != 0 && mie & (1 << 5) != 0 && stimecmp != .max else { return nil }
+        return memory.currentTime() >= stimecmp ? nil : stimecmp
     }
 
     /// Forget cached host pointers for the guest-physical page (its access rights changed).

@@ -175,6 +175,20 @@ import Transport
         #expect(s.wakesOnTimer(v(1, 0)))
     }
 
+    /// An interrupt that is pending but masked cannot change what a VCPU spins on:
+    /// it waits for its park to end, not for that interrupt (which would make it probe
+    /// over and over); a takeable one ends the park.
+    @Test func aSpinningVCPUIgnoresAMaskedInterrupt() {
+        var s = S(spinPark: 1000, spinNotice: 10)
+        s.add(vm: 1, count: 1)
+        s.ran(v(1, 0), .spinning, now: 100)
+        let pending: (S.VCPU) -> Bool = { _ in true }
+        #expect(s.next(now: 200, hasWakeUp: pending, hasTakeable: { _ in false }) == nil)
+        #expect(s.next(now: 200, hasWakeUp: pending, hasTakeable: { _ in true }) == v(1, 0))
+        s.ran(v(1, 0), .spinning, now: 300)
+        #expect(s.next(now: 1300, hasWakeUp: pending, hasTakeable: { _ in false }) == v(1, 0))
+    }
+
     @Test func aSpinningVCPUWaitsForAReasonToLookAgain() {
         var s = S(spinPark: 1000, spinNotice: 10)
         s.add(vm: 1, count: 2)

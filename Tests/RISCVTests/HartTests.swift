@@ -304,4 +304,44 @@ import Testing
         #expect(h[register: 10] == (UInt64(1) << 63) | 7)
         #expect(h[register: 11] == 1)
     }
+
+    /// A pending interrupt wakes WFI whatever the global enable says, but is taken only
+    /// if the privilege and the enable bits allow it: a hart spinning with interrupts
+    /// masked has one and not the other (the node does not probe it for it).
+    @Test func takeableInterruptsFollowTheGlobalEnable() throws {
+        let (h, mem) = try makeHart("""
+            li t0, 0x8
+            csrw mie, t0            # MSIE, MIE still clear
+            1: j 1b
+            """)
+        withExtendedLifetime(mem) {  // the hart does not own its memory
+            _ = h.run(budget: 3)
+            h.setInterrupt(.machineSoftware, true)
+            #expect(h.hasWakeUpInterrupt)
+            #expect(!h.hasTakeableInterrupt)
+            h.mstatus |= Hart.mstatusMIE
+            #expect(h.hasTakeableInterrupt)
+        }
+    }
+
+    /// An Sstc timer that has fired is a pending interrupt, no longer a deadline to
+    /// wake for (as the CLINT leaves out an asserted mtimecmp).
+    @Test func aFiredSupervisorTimerIsNoLongerADeadline() throws {
+        let (h, mem) = try makeHart("""
+            li t0, 1
+            slli t0, t0, 63
+            csrw menvcfg, t0        # STCE
+            li t0, 0x20
+            csrw mie, t0            # STIE
+            li t0, 1000
+            csrw stimecmp, t0
+            1: j 1b
+            """)
+        mem.time = 10
+        _ = h.run(budget: 8)
+        #expect(h.supervisorTimerDeadline == 1000)
+        mem.time = 1000
+        #expect(h.supervisorTimerDeadline == nil)
+        #expect(h.hasWakeUpInterrupt)
+    }
 }
