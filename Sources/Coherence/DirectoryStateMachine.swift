@@ -104,6 +104,24 @@ public struct DirectoryStateMachine: Sendable {
     /// policy must not replicate a page that is written.
     public private(set) var writeMissCounts: [UInt64: [NodeID: UInt64]] = [:]
 
+    /// Requests the home served since it started, by what serving them took: how many
+    /// messages lie on the requester's path (never reset; the node's counters).
+    public struct Served: Sendable, Equatable {
+        /// A remote request answered at once: request and reply, two messages.
+        public var remoteDirect: UInt64 = 0
+        /// A remote request that first invalidated other sharers: four messages
+        /// (request, invalidations, acknowledgements, reply).
+        public var remoteAfterInvalidations: UInt64 = 0
+        /// A remote request for a line another node held written: four messages
+        /// (request, recall, recall reply, data), the one a three-hop protocol would
+        /// shorten by one (the owner answering the requester itself).
+        public var remoteAfterRecall: UInt64 = 0
+        /// A request of the home's own CPUs that had to take the line back from other
+        /// nodes (invalidations or a recall): two messages.
+        public var localAfterRemote: UInt64 = 0
+    }
+    public private(set) var served = Served()
+
     public init(home: NodeID, geometry: LineGeometry = LineGeometry()) {
         self.home = home
         self.geometry = geometry
@@ -271,6 +289,14 @@ public struct DirectoryStateMachine: Sendable {
 
     private mutating func startRemote(_ kind: CoherenceRequest, _ line: LineAddress, _ from: NodeID,
                                       _ entry: inout Entry, _ out: inout [Directive]) {
+        switch entry.state {
+        case .shared(let sharers) where kind != .getShared && sharers.bits & ~(1 << UInt64(from)) != 0:
+            served.remoteAfterInvalidations &+= 1
+        case .exclusive(let owner) where owner != from:
+            served.remoteAfterRecall &+= 1
+        default:
+            served.remoteDirect &+= 1
+        }
         switch (entry.state, kind) {
         case (.uncached, .getShared):
             out.append(.revokeLocal(line: line, keepRead: true))
@@ -329,12 +355,14 @@ public struct DirectoryStateMachine: Sendable {
                 return
             }
             countMiss(line, home, write: true)
+            served.localAfterRemote &+= 1
             entry.state = .busy(Transaction(requester: home, request: kind, awaitingAcks: sharers,
                                             awaitingRecallFrom: nil, sharersAfter: NodeSet(),
                                             requesterHadCopy: false))
             for node in sharers { out.append(.sendInvalidate(line: line, to: node)) }
         case .exclusive(let owner):
             countMiss(line, home, write: write)
+            served.localAfterRemote &+= 1
             entry.state = .busy(Transaction(requester: home, request: kind, awaitingAcks: NodeSet(),
                                             awaitingRecallFrom: owner,
                                             sharersAfter: write ? NodeSet() : NodeSet([owner]),

@@ -20,6 +20,7 @@ enum NodeFigures {
         "performed_unused_writes": "disco_performed_unused_writes_total",
         "parks": "disco_vcpu_parks_total",
         "park_ms_total": "disco_vcpu_park_milliseconds_total",
+        "home_cpu_waits_for_remote": "disco_home_cpu_waits_for_remote_total",
         "buffer_cache_hits": "disco_buffer_cache_hits_total",
         "buffer_cache_fills": "disco_buffer_cache_fills_total",
         "buffer_cache_full": "disco_buffer_cache_full_total",
@@ -50,6 +51,9 @@ enum NodeFigures {
     static let labelled: [String: (metric: String, label: String, value: String, counter: Bool)] = [
         "pages_migrated_in": ("disco_page_migrations_total", "direction", "in", true),
         "pages_migrated_out": ("disco_page_migrations_total", "direction", "out", true),
+        "home_served_direct": ("disco_home_requests_served_total", "path", "direct", true),
+        "home_served_after_invalidations": ("disco_home_requests_served_total", "path", "after_invalidations", true),
+        "home_served_after_recall": ("disco_home_requests_served_total", "path", "after_recall", true),
         "vcpus_runnable": ("disco_vcpus", "state", "runnable", false),
         "vcpus_parked": ("disco_vcpus", "state", "parked", false),
         "vcpus_waiting": ("disco_vcpus", "state", "waiting", false),

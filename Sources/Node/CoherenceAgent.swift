@@ -97,6 +97,8 @@ public final class CoherenceAgent {
 
     /// The directory's miss counters (per page, per requesting node).
     public var missCounts: [UInt64: [NodeID: UInt64]] { directory.missCounts }
+    /// The requests the home served, by how many messages serving them took.
+    public var served: DirectoryStateMachine.Served { directory.served }
 
     // MARK: - Host access to home memory (loaders, before the VM runs)
 

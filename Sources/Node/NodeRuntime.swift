@@ -873,6 +873,12 @@ public final class NodeRuntime: @unchecked Sendable {
             counters.append(Counter(name: "lines_received", value: Int64(truncatingIfNeeded: agent.linesReceived)))
             counters.append(Counter(name: "lines_sent", value: Int64(truncatingIfNeeded: agent.linesSent)))
             counters.append(Counter(name: "rejected_messages", value: Int64(truncatingIfNeeded: agent.rejectedMessages)))
+            // What serving each request took at this home (docs/coherence.md).
+            let served = agent.served
+            counters.append(Counter(name: "home_served_direct", value: Int64(truncatingIfNeeded: served.remoteDirect)))
+            counters.append(Counter(name: "home_served_after_invalidations", value: Int64(truncatingIfNeeded: served.remoteAfterInvalidations)))
+            counters.append(Counter(name: "home_served_after_recall", value: Int64(truncatingIfNeeded: served.remoteAfterRecall)))
+            counters.append(Counter(name: "home_cpu_waits_for_remote", value: Int64(truncatingIfNeeded: served.localAfterRemote)))
             // FLASH-style counters: misses the home served, per page and requesting node.
             let perPage = agent.missCounts
             counters.append(Counter(name: "home_misses_served", value: Int64(perPage.values.reduce(0) { $0 + $1.values.reduce(0, +) })))

@@ -125,6 +125,29 @@ import Testing
         #expect(dir.missCounts.isEmpty && dir.writeMissCounts.isEmpty)
     }
 
+    /// Every request is classified once, when it is served (not when it is queued),
+    /// by what serving it took.
+    @Test func servedRequestsAreCountedByTheirPath() {
+        var dir = makeDirectory()
+        _ = dir.handle(.request(.getShared, line: line, from: 1))         // direct
+        _ = dir.handle(.request(.getShared, line: line, from: 2))         // direct
+        _ = dir.handle(.request(.upgrade, line: line, from: 2))           // invalidates node 1
+        _ = dir.handle(.request(.getShared, line: line, from: 3))         // queued behind it
+        #expect(dir.served == .init(remoteDirect: 2, remoteAfterInvalidations: 1))
+        _ = dir.handle(.invalidateAck(line: line, from: 1))               // node 3's read now recalls
+        #expect(dir.served.remoteAfterRecall == 1)
+        _ = dir.handle(.recallReply(line: line, from: 2, data: [1]))
+        // An upgrade by the only sharer needs nobody: direct.
+        _ = dir.handle(.request(.getShared, line: 0x8000_0200, from: 1))
+        _ = dir.handle(.request(.upgrade, line: 0x8000_0200, from: 1))
+        #expect(dir.served.remoteDirect == 4)
+        // The home's CPUs: a hit is not counted, taking a line back is.
+        _ = dir.handle(.request(.getShared, line: 0x8000_0300, from: 0))
+        _ = dir.handle(.request(.getModified, line: line, from: 0))
+        #expect(dir.served == .init(remoteDirect: 4, remoteAfterInvalidations: 1, remoteAfterRecall: 1,
+                                    localAfterRemote: 1))
+    }
+
     @Test func staleAnswersAreIgnored() {
         var dir = makeDirectory()
         #expect(dir.handle(.invalidateAck(line: line, from: 1)).isEmpty)
