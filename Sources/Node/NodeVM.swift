@@ -227,6 +227,9 @@ public final class NodeVM: PhysicalMemory {
     /// The token naming a VCPU of this VM to the node's coherence agent.
     @inline(__always) public func requester(_ hart: Int) -> UInt64 { UInt64(vm) << 32 | UInt64(hart) }
 
+    /// Only the board's devices, not RAM (a store to RAM starts no DMA).
+    public func isDevicePage(_ pageAddress: UInt64) -> Bool { pageAddress &- ramBase >= ramSize }
+
     /// The guest-physical address that machine address `m` backs in this VM, or nil
     /// (a linear search of the pmap: for reports, not for the access path).
     public func guestPhysical(ofMachine m: UInt64) -> UInt64? {

@@ -15,6 +15,9 @@ public final class SystemBus: PhysicalMemory {
     public let ramSize: UInt64
     /// Host address of guest-physical `ramBase`.
     public let ram: UnsafeMutableRawPointer
+
+    /// Only the devices, not RAM (a store to RAM starts no DMA).
+    public func isDevicePage(_ pageAddress: UInt64) -> Bool { pageAddress &- ramBase >= ramSize }
     private var devices: [(base: UInt64, size: UInt64, device: MMIODevice)] = []
     private let clock: () -> UInt64
 

@@ -24,10 +24,11 @@
 // behind the hart's back:
 //   - at every `run` (other harts, devices, loaders and remote nodes write between
 //     slices: a node's machine state belongs to one thread);
-//   - at every out-of-line store and atomic (a DMA started by an MMIO write happens
-//     inside it), every A/D update of a page-table walk, and FENCE.I (loads, device
-//     reads included, write no memory);
-//   - when the memory revokes a direct mapping.
+//   - at every out-of-line store and atomic to a device (a DMA started by an MMIO
+//     write happens inside it) or to a page holding blocks, every A/D update of a
+//     page table on a page holding blocks, and FENCE.I (loads, device reads included,
+//     write no memory; a store to RAM without blocks changes none of them);
+//   - when the memory revokes the direct mapping of a page holding blocks.
 // A store to a page that holds blocks never takes the fast path: the write TLB entry
 // of such a page carries the page's block map and is kept out of the fast TLB, so the
 // store runs out of line, where it advances the epoch and ends the block. Instruction

@@ -113,7 +113,9 @@ extension Hart {
                 // Hardware A/D updates.
                 let need: UInt64 = kind == .write ? 0xc0 : 0x40
                 if pte & need != need {
-                    codeEpoch &+= 1  // a write to memory (page tables may share a page with code)
+                    // A write to memory: only a page table on a page holding blocks
+                    // (page tables rarely share a page with code) changes any of them.
+                    if decodedPages[pteAddress & ~0xfff] != nil { codeEpoch &+= 1 }
                     var old: UInt64 = 0
                     switch memory.atomic(.or, pteAddress, size: 8, operand: need, expected: 0, hart: id, old: &old) {
                     case .ok: break
@@ -207,10 +209,11 @@ extension Hart {
         }
         let e = try entry(vaddr, .write)
         // A store may write code: to a page holding blocks (such a page never takes the
-        // fast path), or through the bus (a device's DMA happens inside an MMIO write).
-        // A store to directly mapped RAM without blocks changes none of this hart's
-        // blocks, and other writers are covered by the epoch each `run` starts.
-        if e.host == nil || e.decoded != nil { codeEpoch &+= 1 }
+        // fast path), or through a device (a device's DMA happens inside an MMIO write).
+        // A store to RAM without blocks — directly mapped or not (a remote line) —
+        // changes none of this hart's blocks, and other writers are covered by the
+        // epoch each `run` starts.
+        if e.decoded != nil || (e.host == nil && memory.isDevicePage(e.physicalPage)) { codeEpoch &+= 1 }
         if let host = e.host {
             Self.hostStore(host + offset, size, value)
             return
@@ -235,7 +238,7 @@ extension Hart {
     func amo(_ op: AtomicOp, _ vaddr: UInt64, _ size: Int, _ operand: UInt64, expected: UInt64 = 0) throws(Trap) -> UInt64 {
         guard vaddr & UInt64(size - 1) == 0 else { throw Trap(cause: Trap.storeMisaligned, value: vaddr) }
         let e = try entry(vaddr, .write)
-        if e.host == nil || e.decoded != nil { codeEpoch &+= 1 }  // it may write code (as in storeSlowly)
+        if e.decoded != nil || (e.host == nil && memory.isDevicePage(e.physicalPage)) { codeEpoch &+= 1 }  // as in storeSlowly
         var old: UInt64 = 0
         switch memory.atomic(op, e.physicalPage | (vaddr & 0xfff), size: size, operand: operand, expected: expected,
                              hart: id, old: &old) {

@@ -261,7 +261,8 @@ public final class Hart {
             if i < 2 * Hart.tlbSize { fastTLB[i] = FastTLBEntry() }
         }
         if codePage == page & ~0xfff { invalidateCodeCursor() }
-        codeEpoch &+= 1
+        // Someone else may now write the page: only blocks on it need comparing again.
+        if decodedPages[page & ~0xfff] != nil { codeEpoch &+= 1 }
     }
 
     /// Forget all cached host pointers.

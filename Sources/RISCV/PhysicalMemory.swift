@@ -34,6 +34,16 @@ public protocol PhysicalMemory: AnyObject {
 
     /// The platform's time base (mtime, ticks at 10 MHz), used for the `time` CSR and Sstc.
     func currentTime() -> UInt64
+
+    /// Whether a store to guest-physical page `pageAddress` may reach a device, whose
+    /// work (a DMA started by the write) may write any memory, code included. A store
+    /// to RAM writes only its own bytes, so a hart compares its decoded code with
+    /// memory again only if that page holds some. The default, true, is always safe.
+    func isDevicePage(_ pageAddress: UInt64) -> Bool
+}
+
+extension PhysicalMemory {
+    public func isDevicePage(_ pageAddress: UInt64) -> Bool { true }
 }
 
 /// What an access wants to do with a page.

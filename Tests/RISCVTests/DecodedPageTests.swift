@@ -192,6 +192,46 @@ import Testing
         #expect(h[register: 10] == 3)
     }
 
+    /// The code epoch (blocks are compared with memory again in a newer one) moves only
+    /// for writes that may change code: a store through the bus to RAM without blocks
+    /// (a remote line) keeps it, one to a device (which may DMA) moves it.
+    @Test func onlyWritesThatMayChangeCodeStartANewEpoch() throws {
+        func epochs(storingTo address: UInt64) throws -> UInt64 {
+            let (h, mem) = try makeHart("""
+                li t0, \(address)
+                1: sd a0, 0(t0)
+                addi a0, a0, 1          # not a spin: a register changes
+                j 1b
+                """)
+            mem.indirectPages.insert(TestMemory.base + 0x10000)
+            return withExtendedLifetime(mem) {  // the hart holds its memory unowned
+                _ = h.run(budget: 4)
+                let before = h.codeEpoch
+                _ = h.run(budget: 2000)  // stores out of line use more of the budget
+                #expect(h[register: 10] > 20)
+                return h.codeEpoch - before
+            }
+        }
+        #expect(try epochs(storingTo: TestMemory.base + 0x10000) == 1)  // the run's own
+        #expect(try epochs(storingTo: 0x1000_0000) > 20)
+    }
+
+    /// Taking a page's direct access away starts a new epoch only if the hart has blocks
+    /// on it: nothing else can have been decoded from it.
+    @Test func revokingAPageWithoutBlocksKeepsTheEpoch() throws {
+        let (h, mem) = try makeHart("""
+            1: li a0, 1
+            j 1b
+            """)
+        defer { withExtendedLifetime(mem) {} }  // the hart holds its memory unowned
+        _ = h.run(budget: 20)
+        let before = h.codeEpoch
+        h.dropDirectMappings(page: TestMemory.base + 0x10000)
+        #expect(h.codeEpoch == before)
+        h.dropDirectMappings(page: TestMemory.base)
+        #expect(h.codeEpoch == before + 1)
+    }
+
     @Test func instructionsInTheLastParcelAndAcrossPages() throws {
         let (h, mem) = try makeHart("""
             .option norvc

@@ -57,6 +57,8 @@ final class TestMemory: PhysicalMemory {
         return store(a, size: n, value: new, hart: hart)
     }
     func currentTime() -> UInt64 { time }
+    /// Anything but the RAM is a device (the MMIO word).
+    func isDevicePage(_ p: UInt64) -> Bool { offset(p, 4096) == nil }
 
     func write32(_ a: UInt64, _ v: UInt32) { (ram + offset(a, 4)!).storeBytes(of: v, as: UInt32.self) }
     func write16(_ a: UInt64, _ v: UInt16) { (ram + offset(a, 2)!).storeBytes(of: v, as: UInt16.self) }
