@@ -71,8 +71,8 @@ struct GuestProfile {
             out += "\(n) \(k.vm) \(k.vcpu) \(k.state) 0x\(String(k.pc, radix: 16))"
             out += k.line == 0 ? "\n" : " 0x\(String(k.line, radix: 16))\n"
         }
-        // Where parked VCPUs wait, by line: the guest-physical line (or machine address
-        // with an "m" prefix where no local VM maps it), the access, the line's home.
+        // Where parked VCPUs wait, by line (guest-physical, or the machine address where
+        // no VM of this node maps it), over every VCPU, pc and kind of access.
         var lines: [UInt64: Int] = [:]
         for (k, n) in counts where k.line != 0 { lines[k.line, default: 0] += n }
         if !lines.isEmpty {
@@ -111,7 +111,7 @@ extension NodeRuntime {
     func writeGuestProfile() {
         guard guestProfile != nil else { return }
         // The node's counters at the end, beside the samples (what `disco stats` would
-        // have shown): misses, parks, and each VCPU's run time and instructions.
+        // have shown): misses, parks and their time, the requests its homes served.
         var me = -1
         if let n = state.nodeID { me = Int(n) }
         let report = statsReport(me)

@@ -231,7 +231,7 @@ public final class NodeVM: PhysicalMemory {
     public func isDevicePage(_ pageAddress: UInt64) -> Bool { pageAddress &- ramBase >= ramSize }
 
     /// The guest-physical address that machine address `m` backs in this VM, or nil
-    /// (a linear search of the pmap: for reports, not for the access path).
+    /// (falls back to a linear search of the pmap: for reports, not the access path).
     public func guestPhysical(ofMachine m: UInt64) -> UInt64? {
         let page = m & ~0xfff
         if let g = guestPage(ofMachinePage: page) { return g | (m & 0xfff) }
