@@ -11,7 +11,6 @@ struct GuestProfile {
     let path: String
     private var next: UInt64 = 0
     private var counts: [Key: Int] = [:]
-    private(set) var samples = 0
 
     struct Key: Hashable {
         var vm: UInt32
@@ -42,33 +41,40 @@ struct GuestProfile {
         guard periodNanos > 0, now &- sectionStart >= periodNanos else { return }
         written += "## \(Double(sectionStart &- firstSample) / 1e9) s to \(Double(now &- firstSample) / 1e9) s\n" + report()
         counts.removeAll(keepingCapacity: true)
-        samples = 0
+        micros = 0
         sectionStart = now
     }
 
     private var last: UInt64 = 0
 
-    /// The weight of a sample at `now`: 0 if none is due yet, else the milliseconds
-    /// since the last one (a node that slept waiting for messages samples when it
-    /// wakes, for the whole time it slept).
-    mutating func due(_ now: UInt64) -> Int {
-        guard now >= next else { return 0 }
-        let weight = last == 0 ? 1 : max(1, Int((now &- last) / Self.intervalNanos))
+    /// The weight of a sample at `now`, in microseconds: 0 if none is due yet (one a
+    /// millisecond), else the time since the last one. `force` takes one whenever the
+    /// node is about to sleep or has just woken, before it handles what woke it: the
+    /// time it slept then counts in the states its VCPUs slept in, not in the states
+    /// that what woke it put them in (a parked VCPU woken by its line).
+    mutating func due(_ now: UInt64, force: Bool = false) -> Int {
+        guard force || now >= next else { return 0 }
+        let weight = last == 0 ? Int(Self.intervalNanos / 1000) : Int((now &- last) / 1000)
         last = now
         next = now &+ Self.intervalNanos
-        samples += weight
+        micros += weight
         return weight
     }
 
+    /// Microseconds sampled, and the same in milliseconds (the report's unit).
+    private var micros = 0
+    var samples: Int { micros / 1000 }
+
+    /// Adds `weight` microseconds to (VM, VCPU, state, pc, line).
     mutating func add(vm: UInt32, vcpu: Int, state: String, pc: UInt64, line: UInt64 = 0, weight: Int) {
         counts[Key(vm: vm, vcpu: vcpu, state: state, pc: pc, line: line), default: 0] += weight
     }
 
     /// The profile as text: a header, then the most sampled (VM, VCPU, state, pc) first.
     func report(limit: Int = 5000) -> String {
-        var out = "# \(samples) samples, one per \(Self.intervalNanos / 1000) µs: samples vm vcpu state pc [line]\n"
-        for (k, n) in counts.sorted(by: { $0.value > $1.value }).prefix(limit) {
-            out += "\(n) \(k.vm) \(k.vcpu) \(k.state) 0x\(String(k.pc, radix: 16))"
+        var out = "# \(samples) samples, one per \(Self.intervalNanos / 1000) µs (milliseconds of VCPU time): samples vm vcpu state pc [line]\n"
+        for (k, n) in counts.sorted(by: { $0.value > $1.value }).prefix(limit) where n >= 500 {
+            out += "\((n + 500) / 1000) \(k.vm) \(k.vcpu) \(k.state) 0x\(String(k.pc, radix: 16))"
             out += k.line == 0 ? "\n" : " 0x\(String(k.line, radix: 16))\n"
         }
         // Where parked VCPUs wait, by line (guest-physical, or the machine address where
@@ -77,8 +83,8 @@ struct GuestProfile {
         for (k, n) in counts where k.line != 0 { lines[k.line, default: 0] += n }
         if !lines.isEmpty {
             out += "# parked samples by line: samples line\n"
-            for (l, n) in lines.sorted(by: { $0.value > $1.value }).prefix(200) {
-                out += "\(n) 0x\(String(l, radix: 16))\n"
+            for (l, n) in lines.sorted(by: { $0.value > $1.value }).prefix(200) where n >= 500 {
+                out += "\((n + 500) / 1000) 0x\(String(l, radix: 16))\n"
             }
         }
         return out
@@ -91,8 +97,8 @@ struct GuestProfile {
 
 extension NodeRuntime {
     /// One profile sample of every local VCPU, if one is due.
-    func sampleGuests(_ now: UInt64) {
-        guard guestProfile != nil, case let weight = guestProfile!.due(now), weight > 0 else { return }
+    func sampleGuests(_ now: UInt64, force: Bool = false) {
+        guard guestProfile != nil, case let weight = guestProfile!.due(now, force: force), weight > 0 else { return }
         for (id, vm) in vms {
             for h in vm.harts {
                 var state = scheduler.states[.init(vm: id, index: h.id)].map { "\($0)" } ?? "stopped"

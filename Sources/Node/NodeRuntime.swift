@@ -912,7 +912,10 @@ public final class NodeRuntime: @unchecked Sendable {
             let t = vm.currentTime()
             seconds = min(seconds, d > t ? Double(d - t) / 10_000_000 : 0)
         }
-        process(waitForEvents(until: Date().addingTimeInterval(seconds)))
+        if guestProfile != nil { sampleGuests(now, force: true) }
+        let events = waitForEvents(until: Date().addingTimeInterval(seconds))
+        if guestProfile != nil { sampleGuests(clock.localNanoseconds(), force: true) }
+        process(events)
     }
 
     /// Blocks until an event arrives, a wake-up or `deadline`; returns what arrived. A

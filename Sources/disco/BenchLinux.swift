@@ -44,6 +44,13 @@ struct BenchLinux: ParsableCommand {
     @Option(help: ArgumentHelp("OpenSBI firmware.", valueName: "path"))
     var bios: String = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin"
 
+    @Option(help: ArgumentHelp("""
+        More kernel arguments, after 'console=ttyS0 panic=-1 quiet', for every run (QEMU's \
+        too), e.g. 'nohz_full=1-3' (docs/linux.md: the ticks of CPUs that run one task \
+        cost a cluster most).
+        """, valueName: "args"))
+    var append: String = ""
+
     mutating func run() throws {
         let dir = build ?? Self.defaultBuild()
         let kernel = dir + "/kernel.Image", initrd = dir + "/initrd.gz", data = dir + "/data.img"
@@ -60,9 +67,9 @@ struct BenchLinux: ParsableCommand {
         let work = NSTemporaryDirectory() + "disco-bench-linux-\(getpid())"
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }
-        let append = "console=ttyS0 panic=-1 quiet"
+        let append = "console=ttyS0 panic=-1 quiet" + (self.append.isEmpty ? "" : " " + self.append)
 
-        print("== Debian Linux (\(URL(fileURLWithPath: kernel).lastPathComponent) in \(dir)), \(smp) VCPUs, 512 MiB: wall seconds to the init script's first line\(initOnly ? "" : " and to the power-off") ==")
+        print("== Debian Linux (\(URL(fileURLWithPath: kernel).lastPathComponent) in \(dir)), \(smp) VCPUs, 512 MiB, '\(append)': wall seconds to the init script's first line\(initOnly ? "" : " and to the power-off") ==")
         var results: [(label: String, run: Timing)] = []
         func measure(_ label: String, _ executable: String, _ args: (String) -> [String]) -> Timing {
             var runs: [Timing] = []

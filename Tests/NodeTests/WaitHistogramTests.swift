@@ -20,15 +20,29 @@ import Testing
     /// per line over the VCPUs and pcs that waited for it.
     @Test func theGuestProfileSumsParkedSamplesPerLine() {
         var p = GuestProfile(environment: ["DISCO_GUEST_PROFILE": "/nonexistent"], name: "n")!
-        p.add(vm: 1, vcpu: 0, state: "parked-read-homeaway", pc: 0x10, line: 0x8000_1040, weight: 3)
-        p.add(vm: 1, vcpu: 1, state: "parked-write-homehere", pc: 0x20, line: 0x8000_1040, weight: 2)
-        p.add(vm: 1, vcpu: 1, state: "parked-read-homeaway", pc: 0x30, line: 0x8000_2000, weight: 4)
-        p.add(vm: 1, vcpu: 0, state: "runnable", pc: 0x40, weight: 9)
+        p.add(vm: 1, vcpu: 0, state: "parked-read-homeaway", pc: 0x10, line: 0x8000_1040, weight: 3_000)
+        p.add(vm: 1, vcpu: 1, state: "parked-write-homehere", pc: 0x20, line: 0x8000_1040, weight: 1_600)
+        p.add(vm: 1, vcpu: 1, state: "parked-read-homeaway", pc: 0x30, line: 0x8000_2000, weight: 4_000)
+        p.add(vm: 1, vcpu: 0, state: "runnable", pc: 0x40, weight: 9_000)
+        p.add(vm: 1, vcpu: 0, state: "runnable", pc: 0x50, weight: 400)  // under half a millisecond
         let report = p.report()
         #expect(report.contains("3 1 0 parked-read-homeaway 0x10 0x80001040\n"))
         #expect(report.contains("9 1 0 runnable 0x40\n"))
+        #expect(report.contains("2 1 1 parked-write-homehere 0x20 0x80001040\n"))
+        #expect(!report.contains("0x50"))
         let byLine = report.components(separatedBy: "# parked samples by line: samples line\n")
         #expect(byLine.count == 2 && byLine[1] == "5 0x80001040\n4 0x80002000\n")
+    }
+
+    /// A node that sleeps samples as it goes to sleep and as it wakes, before it
+    /// handles what woke it: the time asleep counts in full, whatever the interval.
+    @Test func aForcedSampleCountsTheTimeSinceTheLast() {
+        var p = GuestProfile(environment: ["DISCO_GUEST_PROFILE": "/nonexistent"], name: "n")!
+        #expect(p.due(1_000_000) == 1_000)             // the first: one interval
+        #expect(p.due(1_300_000) == 0)                 // not due yet
+        #expect(p.due(1_300_000, force: true) == 300)  // forced: 300 µs since the last
+        #expect(p.due(2_300_000) == 1_000)
+        #expect(p.samples == 2)
     }
 
     @Test func subMicrosecondWaitsCountInTheFirstBucket() {
