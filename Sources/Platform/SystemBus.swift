@@ -15,15 +15,15 @@ public final class SystemBus: PhysicalMemory {
     public let ramSize: UInt64
     /// Host address of guest-physical `ramBase`.
     public let ram: UnsafeMutableRawPointer
-
-    /// Only the devices, not RAM (a store to RAM starts no DMA).
-    public func isDevicePage(_ pageAddress: UInt64) -> Bool { pageAddress &- ramBase >= ramSize }
     private var devices: [(base: UInt64, size: UInt64, device: MMIODevice)] = []
     private let clock: () -> UInt64
 
     public struct MappingError: Error, CustomStringConvertible {
         public var description: String
     }
+
+    /// Only the devices, not RAM (a store to RAM starts no DMA).
+    public func isDevicePage(_ pageAddress: UInt64) -> Bool { pageAddress &- ramBase >= ramSize }
 
     /// Maps `ramSize` bytes of zeroed RAM (pages are committed lazily by the host).
     public init(ramBase: UInt64 = VirtBoard.ramBase, ramSize: UInt64, clock: @escaping () -> UInt64) throws {

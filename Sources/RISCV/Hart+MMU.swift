@@ -213,7 +213,7 @@ extension Hart {
         // A store to RAM without blocks — directly mapped or not (a remote line) —
         // changes none of this hart's blocks, and other writers are covered by the
         // epoch each `run` starts.
-        if e.decoded != nil || (e.host == nil && memory.isDevicePage(e.physicalPage)) { codeEpoch &+= 1 }
+        if mayWriteCode(e) { codeEpoch &+= 1 }
         if let host = e.host {
             Self.hostStore(host + offset, size, value)
             return
@@ -224,6 +224,12 @@ extension Hart {
             return
         }
         try busStore(paddr, size, value, vaddr)
+    }
+
+    /// Whether a write through `e` may change decoded code: its page holds blocks, or
+    /// it goes out of line to a device (whose DMA may write anything).
+    @inline(__always) func mayWriteCode(_ e: TLBEntry) -> Bool {
+        e.decoded != nil || (e.host == nil && memory.isDevicePage(e.physicalPage))
     }
 
     @inline(__always) func busStore(_ paddr: UInt64, _ size: Int, _ value: UInt64, _ vaddr: UInt64) throws(Trap) {
@@ -238,7 +244,7 @@ extension Hart {
     func amo(_ op: AtomicOp, _ vaddr: UInt64, _ size: Int, _ operand: UInt64, expected: UInt64 = 0) throws(Trap) -> UInt64 {
         guard vaddr & UInt64(size - 1) == 0 else { throw Trap(cause: Trap.storeMisaligned, value: vaddr) }
         let e = try entry(vaddr, .write)
-        if e.decoded != nil || (e.host == nil && memory.isDevicePage(e.physicalPage)) { codeEpoch &+= 1 }  // as in storeSlowly
+        if mayWriteCode(e) { codeEpoch &+= 1 }
         var old: UInt64 = 0
         switch memory.atomic(op, e.physicalPage | (vaddr & 0xfff), size: size, operand: operand, expected: expected,
                              hart: id, old: &old) {
