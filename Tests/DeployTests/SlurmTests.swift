@@ -148,6 +148,15 @@ import Glibc
         #expect(output.contains("stopped: pass"), "\(output)")
         for i in 1...3 { #expect(output.contains("address: \"tcp:\(hosts.address(i)):7071\""), "node on h\(i) missing:\n\(output)") }
         #expect(output.contains("nodes: [0, 1, 2]"), "the VM did not span the three nodes:\n\(output)")
+        // The disco processes logged into files of their own, not between the console's lines.
+        #expect(!output.contains("disco.node:"), "node log lines in the job's output:\n\(output)")
+        let coordinatorLog = (try? String(contentsOfFile: "\(dir)/job/disco-\(job)-coordinator.log", encoding: .utf8)) ?? ""
+        #expect(coordinatorLog.contains("node 2 'h3-0' joined"), "coordinator log: \(coordinatorLog)")
+        for i in 1...3 {
+            let nodeLog = (try? String(contentsOfFile: "\(dir)/job/disco-\(job)-node-\(i - 1).log", encoding: .utf8)) ?? ""
+            #expect(nodeLog.contains("node h\(i)-0 listening on tcp:\(hosts.address(i)):7071"),
+                    "node log on h\(i): \(nodeLog); the job's directory holds \((try? FileManager.default.contentsOfDirectory(atPath: "\(dir)/job")) ?? [])")
+        }
         // The job completion log says the same.
         let completions = (try? String(contentsOfFile: "\(dir)/jobcomp.log", encoding: .utf8)) ?? ""
         #expect(completions.contains("JobId=\(job) ") && completions.contains("JobState=COMPLETED"), "\(completions)")
