@@ -244,7 +244,12 @@ public final class Hart {
     /// spins with interrupts masked (a lock taken with interrupts off, OpenSBI waiting
     /// for `hart_start` with an IPI already pending) has a wake-up interrupt but no
     /// takeable one: the interrupt cannot change what it polls.
-    public var hasTakeableInterrupt: Bool { takeableInterrupts != 0 }
+    /// The Sstc timer is read afresh: a fired stimecmp is no longer a deadline the node
+    /// wakes for, so the last slice's view of it would hide it until the next probe.
+    public var hasTakeableInterrupt: Bool {
+        updateSupervisorTimer()
+        return takeableInterrupts != 0
+    }
 
     /// The mtime value at which the Sstc supervisor timer (stimecmp) fires, if armed and
     /// not yet fired (a fired timer is a pending interrupt, no longer a deadline, as the

@@ -344,4 +344,35 @@ import Testing
         #expect(h.supervisorTimerDeadline == nil)
         #expect(h.hasWakeUpInterrupt)
     }
+
+    /// A hart that spins in S-mode with interrupts on sees its Sstc timer fire between
+    /// slices: the interrupt is takeable at once (the node probes it), not only after
+    /// the hart's next slice has read the clock.
+    @Test func aTimerThatFiredBetweenSlicesIsTakeable() throws {
+        let (h, mem) = try makeHart("""
+            li t0, 1
+            slli t0, t0, 63
+            csrw menvcfg, t0        # STCE
+            li t0, 0x20
+            csrw mie, t0            # STIE
+            csrw mideleg, t0        # STI to S-mode
+            li t0, 1000
+            csrw stimecmp, t0
+            la t0, 1f
+            csrw mepc, t0
+            li t0, 0x1800
+            csrc mstatus, t0
+            li t0, 0x800
+            csrs mstatus, t0        # MPP = S
+            mret
+            1: csrsi sstatus, 2     # SIE
+            2: j 2b
+            """)
+        mem.time = 10
+        _ = h.run(budget: 20)
+        #expect(h.privilege == .supervisor)
+        #expect(!h.hasTakeableInterrupt)
+        mem.time = 1000
+        #expect(h.hasTakeableInterrupt)
+    }
 }
