@@ -1,4 +1,5 @@
 import Foundation
+import RISCV
 
 /// A wall-clock profile of the guests, for finding where a VM waits across nodes:
 /// every millisecond, the pc and scheduling state (running, parked on a line,
@@ -35,11 +36,12 @@ struct GuestProfile {
         periodNanos = UInt64((Double(environment["DISCO_GUEST_PROFILE_PERIOD"] ?? "") ?? 0) * 1e9)
     }
 
-    /// Closes the section if its period is over: its report is kept for `write`.
-    mutating func endSectionIfDue(_ now: UInt64) {
+    /// Closes the section if its period is over: its report is kept for `write`,
+    /// followed by `vcpus` (where the VCPUs are as it ends).
+    mutating func endSectionIfDue(_ now: UInt64, vcpus: () -> String = { "" }) {
         if sectionStart == 0 { sectionStart = now; firstSample = now }
         guard periodNanos > 0, now &- sectionStart >= periodNanos else { return }
-        written += "## \(Double(sectionStart &- firstSample) / 1e9) s to \(Double(now &- firstSample) / 1e9) s\n" + report()
+        written += "## \(Double(sectionStart &- firstSample) / 1e9) s to \(Double(now &- firstSample) / 1e9) s\n" + report() + vcpus()
         counts.removeAll(keepingCapacity: true)
         micros = 0
         sectionStart = now
@@ -111,7 +113,7 @@ extension NodeRuntime {
                 guestProfile!.add(vm: id, vcpu: h.id, state: state, pc: h.pc, line: line, weight: weight)
             }
         }
-        guestProfile!.endSectionIfDue(now)
+        guestProfile!.endSectionIfDue(now, vcpus: describeVCPUs)
     }
 
     func writeGuestProfile() {
@@ -123,6 +125,7 @@ extension NodeRuntime {
         let report = statsReport(me)
         var trailer = ""
         for c in report.counters { trailer += "# \(c.name) \(c.value)\n" }
+        trailer += describeVCPUs()
         let profile = guestProfile!
         do {
             try profile.write(trailer: trailer)
@@ -130,5 +133,29 @@ extension NodeRuntime {
         } catch {
             logger.warning("cannot write the guest profile to \(profile.path): \(error)")
         }
+    }
+
+    /// Where each local VCPU is (`# vcpu VM ID` and `describe`), a line each: what
+    /// tells a hung guest's trap loop from a wait. Every section ends with them; the
+    /// trailer has them only for VMs still here when the node stops.
+    func describeVCPUs() -> String {
+        var out = ""
+        for (id, vm) in vms.sorted(by: { $0.key < $1.key }) {
+            for h in vm.harts { out += "# vcpu \(id) \(h.id) \(Self.describe(h.state))\n" }
+        }
+        return out
+    }
+
+    /// A VCPU's pc, privilege, trap CSRs and a few registers, one line of hex.
+    static func describe(_ st: HartState) -> String {
+        let names: [UInt16: String] = [0x105: "stvec", 0x141: "sepc", 0x142: "scause", 0x143: "stval", 0x180: "satp",
+                                       0x300: "mstatus", 0x304: "mie", 0x341: "mepc", 0x342: "mcause", 0x343: "mtval",
+                                       0x344: "mip"]
+        var parts = ["pc=\(String(st.pc, radix: 16))", "priv=\(st.privilege)"]
+        for c in st.csrs { if let n = names[c.number] { parts.append("\(n)=\(String(c.value, radix: 16))") } }
+        for (i, n) in [(1, "ra"), (2, "sp"), (3, "gp"), (4, "tp"), (10, "a0"), (11, "a1")] {
+            parts.append("\(n)=\(String(st.registers[i], radix: 16))")
+        }
+        return parts.joined(separator: " ")
     }
 }

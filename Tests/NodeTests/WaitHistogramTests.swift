@@ -1,5 +1,6 @@
 import Testing
 @testable import Node
+import RISCV
 
 @Suite struct WaitHistogramTests {
     @Test func quantilesAreTheBucketsUpperBounds() {
@@ -43,6 +44,20 @@ import Testing
         #expect(p.due(1_300_000, force: true) == 300)  // forced: 300 µs since the last
         #expect(p.due(2_300_000) == 1_000)
         #expect(p.samples == 2)
+    }
+
+    /// The profile's trailer says where each VCPU stopped: pc, privilege, the trap
+    /// CSRs and the registers a trap loop is read from.
+    @Test func aStoppedVCPUIsDescribedByItsTrapState() {
+        var regs = [UInt64](repeating: 0, count: 32)
+        regs[2] = 0xffffffff81000000
+        let st = HartState(pc: 0xffffffff80a00000, privilege: 1, registers: regs, floatRegisters: Array(repeating: 0, count: 32),
+                           csrs: [(0x142, 0xc), (0x143, 0xffffffff80a00000), (0x105, 0xffffffff80a00000), (0x7c0, 5)])
+        let line = NodeRuntime.describe(st)
+        #expect(line.hasPrefix("pc=ffffffff80a00000 priv=1 "))
+        #expect(line.contains("scause=c stval=ffffffff80a00000") && line.contains("stvec=ffffffff80a00000"))
+        #expect(line.contains("sp=ffffffff81000000") && line.contains("a1=0"))
+        #expect(!line.contains("=5 "))  // CSRs it does not name are left out
     }
 
     @Test func subMicrosecondWaitsCountInTheFirstBucket() {
