@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import Node
 import RISCV
@@ -58,6 +59,26 @@ import RISCV
         #expect(line.contains("scause=c stval=ffffffff80a00000") && line.contains("stvec=ffffffff80a00000"))
         #expect(line.contains("sp=ffffffff81000000") && line.contains("a1=0"))
         #expect(!line.contains("=5 "))  // CSRs it does not name are left out
+    }
+
+    /// Every section ends with the VCPU lines of its end, not only the last.
+    @Test func eachSectionEndsWithWhereTheVCPUsAre() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("profile-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var p = GuestProfile(environment: ["DISCO_GUEST_PROFILE": dir, "DISCO_GUEST_PROFILE_PERIOD": "1"], name: "n")!
+        var calls = 0
+        let vcpus = { () -> String in calls += 1; return "# vcpu 1 0 pc=\(calls)\n" }
+        p.endSectionIfDue(1_000_000_000, vcpus: vcpus)   // opens the first section
+        p.endSectionIfDue(1_500_000_000, vcpus: vcpus)   // not over yet
+        p.endSectionIfDue(2_000_000_000, vcpus: vcpus)   // closes it
+        p.endSectionIfDue(3_000_000_000, vcpus: vcpus)   // closes the second
+        #expect(calls == 2)
+        try p.write()
+        let text = try String(contentsOfFile: dir + "/n.txt", encoding: .utf8)
+        let sections = text.components(separatedBy: "## ").filter { !$0.isEmpty }
+        #expect(sections.count == 3)
+        #expect(sections[0].hasSuffix("# vcpu 1 0 pc=1\n") && sections[1].hasSuffix("# vcpu 1 0 pc=2\n"))
     }
 
     @Test func subMicrosecondWaitsCountInTheFirstBucket() {
