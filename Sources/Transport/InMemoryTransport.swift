@@ -331,10 +331,12 @@ public final class InMemoryTransport: MessageTransport, @unchecked Sendable {
                 let pending = link.pendingFrames
                 link.pendingFrames = []
                 link.unacknowledged += pending.count
-                let target = link.peer
+                // Handed over before the lock goes: a `send` that sees the link
+                // established from now on queues its frame behind these (`arrive` only
+                // enqueues on the peer's executor, it takes no lock).
+                if !pending.isEmpty, let target = link.peer { target.transport.arrive(pending, on: target.id, from: (self, id)) }
                 lock.unlock()
                 handler(.connected(id, peer: peer))
-                if !pending.isEmpty, let target { target.transport.arrive(pending, on: target.id, from: (self, id)) }
                 if link.closeWhenEstablished {
                     drop(id, reason: "closed", forGood: true, tellPeer: true)
                     return
